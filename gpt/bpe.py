@@ -19,19 +19,23 @@ import json
 import os
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import AbstractSet, Collection, Literal
+from typing import Literal
 
 import regex
+
+from gpt.errors import GPTError
 
 FORMAT = "gpt-bpe"
 FORMAT_VERSION = 1
 
 PATTERNS = {
     # GPT-4 (cl100k_base): contractions, words with one leading non-letter, numbers of 1-3 digits, ...
-    "gpt4": r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s""",
+    "gpt4": r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+"""
+            r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s""",
     # GPT-2 (r50k_base): words with one optional leading space.
     "gpt2": r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s""",
     # No pre-tokenization: merges may cross words and spaces (slow on long texts; for teaching).
@@ -42,8 +46,10 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _PIECE_CHARS = 1 << 20  # streamed training input is cut into pieces of about this many characters
 
 
-class TokenizerError(ValueError):
+class TokenizerError(GPTError, ValueError):
     """Bad tokenizer input or file; the CLI prints it as one line."""
+
+    code = 2
 
 
 def _check_text(text: str) -> None:
@@ -299,7 +305,8 @@ class Tokenizer:
         return ids
 
     def encode_batch(self, texts: list[str], allowed_special: Literal["all"] | AbstractSet[str] = frozenset(),
-                     disallowed_special: Literal["all"] | Collection[str] = "all", num_threads: int = 0) -> list[list[int]]:
+                     disallowed_special: Literal["all"] | Collection[str] = "all",
+                     num_threads: int = 0) -> list[list[int]]:
         """Encode many texts in parallel threads (tiktoken releases the GIL)."""
         allowed: set[str] = set()
         for text in texts:

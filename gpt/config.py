@@ -15,14 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gpt.errors import GPTError
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 
-class ConfigError(ValueError):
+class ConfigError(GPTError, ValueError):
     """A bad configuration value; the CLI prints it as one line and exits with 2."""
+
+    code = 2
 
 
 def parse_duration(value: str | float | int) -> float:

@@ -1,0 +1,351 @@
+"""The `gpt` command: one subcommand per job, each with --help. Errors are one line and an exit code.
+
+Exit codes: 0 done, 1 failed, 2 bad usage / config / input, 3 training diverged, 130 interrupted.
+Heavy modules are imported inside each command so `gpt --help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+# Idle OpenMP threads must sleep, not spin: a spinning team collapses when another process takes a core.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from gpt import __version__  # noqa: E402
+from gpt.config import PRESETS, ConfigError, SampleConfig, parse_overrides, resolve  # noqa: E402
+
+EPILOG_OVERRIDES = ("Any config field can be overridden by its dotted name, e.g. --train.max_iters 50 "
+                    "--model.n_layer=2 --model.mlp swiglu. See gpt/config.py for every field.")
+
+
+def _common(p: argparse.ArgumentParser, out: bool = True, device: bool = True) -> None:
+    if out:
+        p.add_argument("--out", default="out", help="run directory (default: out/)")
+    if device:
+        p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (default: auto)")
+
+
+def _sample_args(p: argparse.ArgumentParser) -> None:
+    d = SampleConfig()
+    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help=f"(default {d.max_new_tokens})")
+    p.add_argument("--temperature", type=float, default=d.temperature, help=f"0 = greedy (default {d.temperature})")
+    p.add_argument("--top-k", type=int, default=d.top_k, help="keep the k likeliest tokens; 0 = off")
+    p.add_argument("--top-p", type=float, default=d.top_p, help="nucleus sampling mass; 1 = off")
+    p.add_argument("--repetition-penalty", type=float, default=d.repetition_penalty, help="1 = off")
+    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    p.add_argument("--seed", type=int, default=d.seed, help="same seed, same text; 0 = random")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gpt", description="Train a GPT on your own text and talk to it.",
+                                     epilog="Run 'gpt COMMAND --help' for each command.")
+    parser.add_argument("--version", action="version", version=f"gpt {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a model (default: ./input.txt, else the built-in corpus)",
+                       description="Train a GPT. With no arguments: ./input.txt if present, else Python's "
+                                   "own documentation; a CPU-sized preset when no GPU is present.",
+                       epilog=EPILOG_OVERRIDES)
+    p.add_argument("--config", help="TOML file with [model], [tokenizer], [data], [train], [sample] tables")
+    p.add_argument("--preset", help=f"one of: {', '.join(PRESETS)} (default: cpu without a GPU, else default)")
+    p.add_argument("--input", nargs="+", help="text files, folders or globs (.txt, .md, .jsonl, .parquet, ...)")
+    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--resume", action="store_true", help="require resuming from the run directory's checkpoint")
+    p.add_argument("--fresh", action="store_true", help="ignore any checkpoint in the run directory")
+    p.add_argument("--init-from", help="start from weights: one of our run dirs or a Hugging Face GPT-2/Llama dir")
+    _common(p)
+
+    p = sub.add_parser("prepare", help="tokenize inputs into the token cache", epilog=EPILOG_OVERRIDES)
+    p.add_argument("--config")
+    p.add_argument("--preset")
+    p.add_argument("--input", nargs="+")
+    _common(p, device=False)
+
+    p = sub.add_parser("generate", help="stream a continuation of a prompt from a trained run")
+    p.add_argument("prompt", nargs="?", default="", help="text to continue (default: start of a document)")
+    p.add_argument("--num-samples", type=int, default=1)
+    p.add_argument("--json", action="store_true", help="print one JSON object per sample instead of streaming")
+    p.add_argument("--best", action="store_true", help="use best.safetensors (best validation loss)")
+    _sample_args(p)
+    _common(p)
+
+    p = sub.add_parser("chat", help="interactive prompt loop (Ctrl-D or Ctrl-C to leave)")
+    _sample_args(p)
+    _common(p)
+
+    p = sub.add_parser("eval", help="loss and bits per byte of a run's model on a text")
+    p.add_argument("--input", nargs="+", required=True)
+    p.add_argument("--batch-size", type=int, default=16)
+    _common(p)
+
+    p = sub.add_parser("inspect", help="the model's top next tokens for a prompt, with probabilities")
+    p.add_argument("prompt")
+    p.add_argument("-k", type=int, default=10)
+    _common(p)
+
+    p = sub.add_parser("tokenizer", help="train, encode or decode with a BPE tokenizer")
+    tsub = p.add_subparsers(dest="tok_command", metavar="ACTION", required=True)
+    t = tsub.add_parser("train", help="train a tokenizer on files")
+    t.add_argument("--input", nargs="+", required=True)
+    t.add_argument("--vocab-size", type=int, default=512)
+    t.add_argument("--pattern", default="gpt4", help="gpt4 | gpt2 | none | a regex")
+    t.add_argument("--special", action="append", default=None, help="special token (repeatable; default <|endoftext|>)")
+    t.add_argument("--workers", type=int, default=0, help="processes for counting (default: cores)")
+    t.add_argument("--out", required=True, help="tokenizer file to write (.json)")
+    for action in ("encode", "decode"):
+        t = tsub.add_parser(action, help=f"{action} text with a tokenizer file or run directory")
+        t.add_argument("text", nargs="?", help="text (encode) or space-separated ids (decode); default: stdin")
+        t.add_argument("--tokenizer", default="out", help="tokenizer .json / tokenizer.json / .tiktoken, or a run dir")
+        if action == "encode":
+            t.add_argument("--show", action="store_true", help="print each token's text and id")
+
+    p = sub.add_parser("export", help="write a run as a Hugging Face model dir, or its tokenizer for tiktoken/HF")
+    p.add_argument("--format", choices=["hf", "tiktoken", "hf-tokenizer"], default="hf")
+    p.add_argument("--to", required=True, help="output directory (hf) or file")
+    _common(p, device=False)
+
+    p = sub.add_parser("serve", help="OpenAI-compatible HTTP server (needs the [serve] extra)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", default=os.environ.get("GPT_API_KEY"), help="require this bearer key (env GPT_API_KEY)")
+    _common(p)
+    return parser
+
+
+# ----------------------------------------------------------------------------- commands
+
+def _resolve_config(args: argparse.Namespace, extra: list[str]):
+    overrides = parse_overrides(extra)
+    if args.input:
+        overrides["data.input"] = args.input
+    if getattr(args, "seed", None) is not None:
+        overrides["train.seed"] = args.seed
+    if getattr(args, "device", None) and args.device != "auto":
+        overrides["train.device"] = args.device
+    preset, auto_note = args.preset, None
+    if preset is None and not args.config:
+        import torch
+        preset = "default" if torch.cuda.is_available() else "cpu"
+        auto_note = f"config: no GPU found, using the '{preset}' preset" if preset == "cpu" else None
+    cfg = resolve(args.config, preset, overrides)
+    return cfg, auto_note
+
+
+def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
+    cfg, note = _resolve_config(args, extra)
+    if args.resume and args.fresh:
+        raise ConfigError("--resume and --fresh contradict each other")
+    if note and int(os.environ.get("RANK", 0)) == 0:
+        print(note)
+    from gpt.train import main_train
+    resume = "must" if args.resume else "never" if args.fresh else "auto"
+    if args.fresh:
+        _clear_checkpoints(args.out)
+    result = main_train(cfg, args.out, resume=resume, init_from=args.init_from)
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(f"done: val loss {result['val_loss']:.4f}, {result['val_bpb']:.4f} bits/byte; run dir {args.out} "
+              f"(try: gpt generate \"...\" --out {args.out})")
+    return 0
+
+
+def _clear_checkpoints(run_dir: str) -> None:
+    import shutil
+    for name in ("checkpoints", "data"):
+        shutil.rmtree(Path(run_dir) / name, ignore_errors=True)
+    for name in ("tokenizer.json", "log.jsonl", "model.safetensors", "best.safetensors", "loss.png"):
+        (Path(run_dir) / name).unlink(missing_ok=True)
+
+
+def cmd_prepare(args: argparse.Namespace, extra: list[str]) -> int:
+    args.device = "cpu"
+    cfg, _ = _resolve_config(args, extra)
+    from gpt.bpe import Tokenizer
+    from gpt.data import BUILTIN, collect_files, iter_texts, prepare
+    inputs = cfg.data.input or (["input.txt"] if os.path.isfile("input.txt") else [BUILTIN])
+    run = Path(args.out)
+    run.mkdir(parents=True, exist_ok=True)
+    tok_path = run / "tokenizer.json"
+    if tok_path.exists():
+        tokenizer = Tokenizer.load(tok_path)
+    else:
+        tokenizer = Tokenizer.train(iter_texts(collect_files(inputs), cfg.data.jsonl_field), cfg.tokenizer.vocab_size,
+                                    cfg.tokenizer.pattern, cfg.tokenizer.special_tokens, progress=sys.stderr.isatty())
+        tokenizer.save(tok_path)
+    data = prepare(inputs, tokenizer, run / "data", cfg.data.val_input, cfg.data.val_fraction, cfg.data.jsonl_field,
+                   cfg.data.workers, progress=sys.stderr.isatty())
+    print(f"prepared: {len(data.train):,} train tokens, {len(data.val):,} val tokens in {run / 'data'}")
+    return 0
+
+
+def _sample_params(args: argparse.Namespace):
+    from gpt.generate import SampleParams
+    return SampleParams(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.repetition_penalty,
+                        args.stop, args.seed)
+
+
+def cmd_generate(args: argparse.Namespace, extra: list[str]) -> int:
+    from gpt.generate import Generator
+    gen = Generator(args.out, args.device, weights="best.safetensors" if args.best else "model.safetensors")
+    params = _sample_params(args)
+    for i in range(args.num_samples):
+        if args.seed and i:
+            params.seed = args.seed + i
+        if args.json:
+            c = gen.complete(args.prompt, params)
+            print(json.dumps({"prompt": args.prompt, "text": c.text, "finish_reason": c.finish_reason,
+                              "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens}))
+            continue
+        sys.stdout.write(args.prompt)
+        for piece in gen.stream(args.prompt, params):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n" + ("---\n" if i + 1 < args.num_samples else ""))
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace, extra: list[str]) -> int:
+    try:
+        import readline  # noqa: F401  (line editing and history for input())
+    except ImportError:
+        pass
+    from gpt.generate import Generator
+    gen = Generator(args.out, args.device)
+    params = _sample_params(args)
+    print(f"chatting with {args.out} (a base model continues your text); Ctrl-D to leave")
+    while True:
+        try:
+            prompt = input("> ")
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return 0
+        try:
+            for piece in gen.stream(prompt, params):
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            pass
+        print()
+
+
+def cmd_eval(args: argparse.Namespace, extra: list[str]) -> int:
+    from gpt.checkpoint import load_run
+    from gpt.train import evaluate_text, resolve_device, resolve_precision
+    device = resolve_device(args.device)
+    model, tokenizer, cfg = load_run(args.out, device)
+    result = evaluate_text(model, tokenizer, args.input, device, resolve_precision(cfg.train.precision, device),
+                           args.batch_size)
+    print(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in result.items()}))
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace, extra: list[str]) -> int:
+    import torch
+
+    from gpt.generate import Generator
+    gen = Generator(args.out, args.device)
+    ids = gen.encode_prompt(args.prompt)
+    with torch.inference_mode():
+        logits, _ = gen.model(torch.tensor([ids], device=gen.device))
+    probs = logits[0, -1].float().softmax(-1)
+    top = torch.topk(probs, min(args.k, probs.numel()))
+    print(f"prompt: {len(ids)} tokens: " + " ".join(f"{gen.tokenizer.token_text(i)!r}" for i in ids))
+    for p, i in zip(top.values.tolist(), top.indices.tolist()):
+        print(f"{p:8.2%}  {i:6d}  {gen.tokenizer.token_text(i)!r}")
+    return 0
+
+
+def _load_tokenizer(path: str):
+    from gpt.bpe import Tokenizer
+    p = Path(path)
+    return Tokenizer.load(p / "tokenizer.json" if p.is_dir() else p)
+
+
+def cmd_tokenizer(args: argparse.Namespace, extra: list[str]) -> int:
+    if args.tok_command == "train":
+        import time
+
+        from gpt.bpe import ENDOFTEXT, Tokenizer
+        from gpt.data import collect_files, iter_texts
+        start = time.perf_counter()
+        specials = args.special if args.special is not None else [ENDOFTEXT]
+        tok = Tokenizer.train(iter_texts(collect_files(args.input)), args.vocab_size, args.pattern, specials,
+                              workers=args.workers or os.cpu_count() or 1, progress=sys.stderr.isatty())
+        tok.save(args.out)
+        print(f"trained {tok.vocab_size} tokens ({len(tok.merges)} merges) in {time.perf_counter() - start:.1f}s "
+              f"-> {args.out}")
+        return 0
+    tok = _load_tokenizer(args.tokenizer)
+    text = args.text if args.text is not None else sys.stdin.read()
+    if args.tok_command == "encode":
+        ids = tok.encode(text, disallowed_special=())
+        if args.show:
+            for i in ids:
+                print(f"{i:6d}  {tok.token_text(i)!r}")
+            print(f"{len(text.encode('utf-8'))} bytes -> {len(ids)} tokens")
+        else:
+            print(" ".join(map(str, ids)))
+        return 0
+    try:
+        ids = [int(t) for t in text.split()]
+    except ValueError:
+        raise ConfigError("decode takes space-separated integer token ids") from None
+    sys.stdout.write(tok.decode(ids) + "\n")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, extra: list[str]) -> int:
+    if args.format == "tiktoken":
+        _load_tokenizer(args.out).save_tiktoken(args.to)
+    elif args.format == "hf-tokenizer":
+        _load_tokenizer(args.out).save_hf(args.to)
+    else:
+        from gpt.checkpoint import load_run
+        from gpt.hf import save_hf
+        model, tokenizer, _ = load_run(args.out)
+        save_hf(model, tokenizer, args.to)
+    print(f"exported {args.out} as {args.format} -> {args.to}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, extra: list[str]) -> int:
+    from gpt.serve import serve
+    serve(args.out, args.host, args.port, args.api_key, args.device)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "prepare": cmd_prepare, "generate": cmd_generate, "chat": cmd_chat,
+            "eval": cmd_eval, "inspect": cmd_inspect, "tokenizer": cmd_tokenizer, "export": cmd_export,
+            "serve": cmd_serve}
+TAKES_OVERRIDES = {"train", "prepare"}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of `gpt` and `python -m gpt`; exits with the command's code."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.print_help()
+        sys.exit(2)
+    if extra and args.command not in TAKES_OVERRIDES:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    sys.exit(run_command(args, extra))
+
+
+def run_command(args: argparse.Namespace, extra: list[str]) -> int:
+    from gpt.errors import describe
+    try:
+        return COMMANDS[args.command](args, extra)
+    except KeyboardInterrupt:
+        print("\ngpt: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # every expected failure becomes one line; a real bug keeps its traceback
+        known = describe(exc)
+        if known is None:
+            raise
+        message, code = known
+        print(f"gpt: error: {message}", file=sys.stderr)
+        return code

@@ -1,0 +1,369 @@
+"""Text in, token shards out, batches back: the data pipeline.
+
+Inputs are files, folders (recursive) and globs; each file (or JSONL/Parquet record) is a document,
+and documents are joined with ``<|endoftext|>``. Bytes that are not valid UTF-8 are replaced with
+U+FFFD (documented policy: training text is Unicode); files with NUL bytes in their first 8 KiB are
+treated as binary and skipped with a warning. Tokens are written once to a cache (flat uint16/uint32
+files plus a JSON manifest) and read back with numpy.memmap. This module knows nothing of models.
+"""
+
+from __future__ import annotations
+
+import codecs
+import glob
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import regex
+import torch
+
+from gpt.bpe import Tokenizer
+from gpt.errors import GPTError
+
+CACHE_FORMAT = "gpt-tokens"
+CACHE_VERSION = 1
+BUILTIN = "builtin:pydoc"  # Python's reference documentation, shipped with every CPython
+_READ_BYTES = 8 << 20
+_SAFE_CUT = regex.compile(r"\n(?=\p{L})")  # no pre-token of any built-in pattern spans this point
+
+
+class DataError(GPTError, ValueError):
+    """Unusable input; the CLI prints it as one line."""
+
+    code = 2
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------- finding documents
+
+def collect_files(inputs: Iterable[str]) -> list[str]:
+    """Expand files, folders (recursively, hidden entries skipped) and globs into a sorted, unique file list."""
+    files: list[str] = []
+    for spec in inputs:
+        if spec == BUILTIN:
+            files.append(spec)
+            continue
+        matches = sorted(glob.glob(spec, recursive=True)) if glob.has_magic(spec) else [spec]
+        if not matches:
+            raise DataError(f"no files match {spec!r}")
+        for path in matches:
+            if os.path.isdir(path):
+                for root, dirs, names in os.walk(path):
+                    dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                    files += [os.path.join(root, n) for n in sorted(names) if not n.startswith(".")]
+            elif os.path.isfile(path):
+                files.append(path)
+            else:
+                raise DataError(f"input path does not exist: {path}")
+    unique = list(dict.fromkeys(files))
+    if not unique:
+        raise DataError("no input files found")
+    return unique
+
+
+def builtin_documents() -> list[str]:
+    """The default corpus: every topic of Python's reference documentation (pydoc_data.topics)."""
+    from pydoc_data.topics import topics
+    return [topics[name] for name in sorted(topics)]
+
+
+def _is_binary(path: str) -> bool:
+    with open(path, "rb") as fh:
+        return b"\0" in fh.read(8192)
+
+
+def _read_pieces(path: str) -> Iterator[str]:
+    """A text file as str pieces of a few MB, cut only where tokenization cannot change."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    carry = ""
+    with open(path, "rb") as fh:
+        while block := fh.read(_READ_BYTES):
+            carry += decoder.decode(block)
+            cuts = list(_SAFE_CUT.finditer(carry, max(0, len(carry) - _READ_BYTES // 2)))
+            if cuts:
+                cut = cuts[-1]
+                yield carry[:cut.end()]
+                carry = carry[cut.end():]
+    carry += decoder.decode(b"", final=True)
+    if carry:
+        yield carry
+
+
+def _jsonl_records(path: str, field: str) -> Iterator[str]:
+    with open(path, "rb") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line.decode("utf-8", errors="replace"))
+            except json.JSONDecodeError:
+                raise DataError(f"{path}:{n}: not valid JSON") from None
+            text = record.get(field) if isinstance(record, dict) else None
+            if not isinstance(text, str):
+                raise DataError(f"{path}:{n}: no string field {field!r} (set --data.jsonl_field)")
+            yield text
+
+
+def _parquet_records(path: str, field: str) -> Iterator[str]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError(f"{path}: reading Parquet needs pyarrow (pip install 'gpt[parquet]')") from None
+    table = pq.ParquetFile(path)
+    for batch in table.iter_batches(columns=[field]):
+        yield from (t for t in batch.column(0).to_pylist() if isinstance(t, str))
+
+
+def iter_documents(files: list[str], jsonl_field: str = "text") -> Iterator[list[str]]:
+    """Each document as a list of text pieces (one piece unless the file is large)."""
+    for path in files:
+        if path == BUILTIN:
+            yield from ([doc] for doc in builtin_documents())
+        elif path.endswith(".jsonl"):
+            yield from ([doc] for doc in _jsonl_records(path, jsonl_field))
+        elif path.endswith(".parquet"):
+            yield from ([doc] for doc in _parquet_records(path, jsonl_field))
+        else:
+            try:
+                if _is_binary(path):
+                    warn(f"skipping binary file {path}")
+                    continue
+                yield list(_read_pieces(path))
+            except OSError as exc:
+                warn(f"skipping unreadable file {path}: {exc.strerror}")
+
+
+def iter_texts(files: list[str], jsonl_field: str = "text") -> Iterator[str]:
+    """All text pieces, in order: what the tokenizer trains on."""
+    for doc in iter_documents(files, jsonl_field):
+        yield from doc
+
+
+# ----------------------------------------------------------------------------- the token cache
+
+def _source_stats(files: list[str]) -> list[list]:
+    stats = []
+    for path in files:
+        if path == BUILTIN:
+            stats.append([path, sys.version.split()[0], 0])
+        else:
+            st = os.stat(path)
+            stats.append([os.path.abspath(path), st.st_size, st.st_mtime_ns])
+    return stats
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 24):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _dtype(tokenizer: Tokenizer) -> np.dtype:
+    return np.dtype(np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.uint32)
+
+
+def tokenize_to_file(files: list[str], tokenizer: Tokenizer, path: Path, jsonl_field: str = "text",
+                     workers: int = 0, progress: bool = True) -> dict:
+    """Stream documents through the tokenizer into a flat token file; returns counts. Bounded memory."""
+    dtype, eot = _dtype(tokenizer), tokenizer.eot_id
+    tmp = path.with_name(path.name + ".tmp")
+    n_tokens = n_docs = n_bytes = 0
+    start = time.perf_counter()
+    bar = _bar(progress)
+    with open(tmp, "wb") as out:
+        batch: list[tuple[str, bool]] = []  # (piece, ends its document)
+        batch_bytes = 0
+
+        def flush() -> None:
+            nonlocal n_tokens, batch_bytes
+            encoded = tokenizer.encode_batch([p for p, _ in batch], disallowed_special=(), num_threads=workers)
+            for ids, (_, ends_doc) in zip(encoded, batch):
+                if ends_doc and eot is not None:
+                    ids = ids + [eot]
+                out.write(np.asarray(ids, dtype=dtype).tobytes())
+                n_tokens += len(ids)
+            batch.clear()
+            batch_bytes = 0
+
+        for doc in iter_documents(files, jsonl_field):
+            for i, piece in enumerate(doc):
+                size = len(piece.encode("utf-8"))
+                batch.append((piece, i == len(doc) - 1))
+                n_bytes, batch_bytes = n_bytes + size, batch_bytes + size
+                if bar is not None:
+                    bar.update(size / 1e6)
+                if batch_bytes > 16 << 20:
+                    flush()
+            n_docs += 1
+        flush()
+    if bar is not None:
+        bar.close()
+    if n_docs == 0 or n_bytes == 0:
+        tmp.unlink(missing_ok=True)
+        raise DataError("the input is empty: no readable text in " + ", ".join(files[:3]))
+    os.replace(tmp, path)
+    seconds = time.perf_counter() - start
+    return {"tokens": n_tokens, "documents": n_docs, "bytes": n_bytes, "seconds": round(seconds, 3)}
+
+
+def _bar(enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+    return tqdm(desc="tokenizing", unit="MB", unit_scale=False, bar_format="{desc}: {n:.1f} MB [{rate_fmt}]",
+                disable=None, leave=False)
+
+
+@dataclass
+class TokenData:
+    """Tokenized corpus: train and validation token arrays (memmaps) and what they came from."""
+    train: np.ndarray
+    val: np.ndarray
+    val_bytes: int  # UTF-8 bytes of text in the validation tokens (special tokens count 0), for bits per byte
+    manifest: dict
+
+
+def token_byte_lengths(tokenizer: Tokenizer) -> np.ndarray:
+    """Bytes of text per token id; special tokens count 0 (they are not text)."""
+    lengths = np.zeros(tokenizer.vocab_size, dtype=np.int64)
+    lengths[:len(tokenizer.vocab)] = [len(t) for t in tokenizer.vocab]
+    return lengths
+
+
+def prepare(inputs: list[str], tokenizer: Tokenizer, cache_dir: str | Path, val_inputs: list[str] | None = None,
+            val_fraction: float = 0.1, jsonl_field: str = "text", workers: int = 0,
+            progress: bool = True, log=print) -> TokenData:
+    """Tokenize inputs into cache_dir once; later calls with the same inputs and tokenizer reuse it."""
+    cache = Path(cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    files = collect_files(inputs)
+    val_files = collect_files(val_inputs) if val_inputs else []
+    want = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "tokenizer": tokenizer.hash(),
+            "dtype": _dtype(tokenizer).name, "sources": _source_stats(files), "val_sources": _source_stats(val_files),
+            "jsonl_field": jsonl_field}
+    manifest_path = cache / "manifest.json"
+    manifest = _valid_cache(cache, manifest_path, want)
+    if manifest is None:
+        manifest = dict(want, files={})
+        parts = [("tokens.bin", files)] + ([("val.bin", val_files)] if val_files else [])
+        for name, group in parts:
+            info = tokenize_to_file(group, tokenizer, cache / name, jsonl_field, workers, progress)
+            info["sha256"] = _sha256(cache / name)
+            manifest["files"][name] = info
+            mbps = info["bytes"] / 1e6 / max(info["seconds"], 1e-9)
+            log(f"data: tokenized {info['bytes'] / 1e6:.2f} MB into {info['tokens']:,} tokens "
+                f"({info['bytes'] / max(info['tokens'], 1):.2f} bytes/token, {mbps:.1f} MB/s) -> {cache / name}")
+        tmp = manifest_path.with_name("manifest.json.tmp")
+        tmp.write_text(json.dumps(manifest, indent=1))
+        os.replace(tmp, manifest_path)
+    else:
+        log(f"data: reusing the token cache in {cache} ({manifest['files']['tokens.bin']['tokens']:,} tokens)")
+    return _split(cache, manifest, tokenizer, val_fraction)
+
+
+def _valid_cache(cache: Path, manifest_path: Path, want: dict) -> dict | None:
+    """The manifest if the cache matches the inputs and tokenizer and its files are intact, else None."""
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if any(manifest.get(k) != v for k, v in want.items()):
+        return None
+    itemsize = np.dtype(want["dtype"]).itemsize
+    for name, info in manifest.get("files", {}).items():
+        path = cache / name
+        if not path.exists() or path.stat().st_size != info["tokens"] * itemsize or _sha256(path) != info["sha256"]:
+            warn(f"token cache file {path} is damaged; rebuilding it")
+            return None
+    return manifest if "tokens.bin" in manifest.get("files", {}) else None
+
+
+def _split(cache: Path, manifest: dict, tokenizer: Tokenizer, val_fraction: float) -> TokenData:
+    dtype = np.dtype(manifest["dtype"])
+    tokens = np.memmap(cache / "tokens.bin", dtype=dtype, mode="r")
+    if "val.bin" in manifest["files"]:
+        train, val = tokens, np.memmap(cache / "val.bin", dtype=dtype, mode="r")
+    else:  # the last val_fraction of the tokens: no window of train can reach into val
+        n_val = int(len(tokens) * val_fraction)
+        train, val = tokens[:len(tokens) - n_val], tokens[len(tokens) - n_val:]
+    lengths = token_byte_lengths(tokenizer)
+    val_bytes = int(lengths[np.asarray(val, dtype=np.int64)].sum()) if len(val) else 0
+    return TokenData(train=train, val=val, val_bytes=val_bytes, manifest=manifest)
+
+
+def check_sizes(data: TokenData, block_size: int) -> None:
+    """A corpus must hold at least one training window; say what would fit when it does not."""
+    n_train = len(data.train)
+    if n_train < block_size + 1:
+        total = n_train + len(data.val)
+        fit = max(1, n_train - 1)
+        raise DataError(f"the corpus has {total:,} tokens ({n_train:,} for training); block_size {block_size} needs "
+                        f"at least {block_size + 1:,} training tokens. Use more text or --model.block_size {fit}")
+    if len(data.val) < 2:
+        raise DataError(f"the validation split has {len(data.val)} tokens; use more text or a larger "
+                        "--data.val_fraction, or give --data.val_input")
+
+
+# ----------------------------------------------------------------------------- batches
+
+class Batches:
+    """Random (x, y) windows of block_size + 1 tokens, seeded and resumable.
+
+    All ranks draw the same global batch of start offsets and each takes its own slice, so the union
+    over ranks is exactly what one process with the global batch would see (and slices are disjoint).
+    """
+
+    def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, seed: int = 0,
+                 rank: int = 0, world_size: int = 1, device: str | torch.device = "cpu"):
+        self.tokens, self.block_size, self.batch_size = tokens, block_size, batch_size
+        self.rank, self.world_size = rank, world_size
+        self.device = torch.device(device)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.high = len(tokens) - block_size  # windows start in [0, high)
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        starts = torch.randint(self.high, (self.batch_size * self.world_size,), generator=self.generator)
+        mine = starts[self.rank * self.batch_size:(self.rank + 1) * self.batch_size].tolist()
+        window = np.stack([self.tokens[s:s + self.block_size + 1] for s in mine]).astype(np.int64)
+        xy = torch.from_numpy(window)
+        if self.device.type == "cuda":
+            xy = xy.pin_memory().to(self.device, non_blocking=True)
+        elif self.device.type != "cpu":
+            xy = xy.to(self.device)
+        return xy[:, :-1], xy[:, 1:]
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
+
+def eval_windows(tokens: np.ndarray, block_size: int, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Non-overlapping windows covering every token of `tokens` once as a target, batched."""
+    n = len(tokens) - 1
+    batch: list[np.ndarray] = []
+    for start in range(0, n, block_size):
+        end = min(start + block_size, n)
+        batch.append(np.asarray(tokens[start:end + 1], dtype=np.int64))
+        if len(batch) == batch_size or end == n:
+            width = max(len(w) for w in batch)
+            xy = np.full((len(batch), width), -1, dtype=np.int64)
+            for i, w in enumerate(batch):
+                xy[i, :len(w)] = w
+            xy_t = torch.from_numpy(xy)
+            x = xy_t[:, :-1].clamp_min(0)
+            yield x, xy_t[:, 1:]
+            batch = []

@@ -1,0 +1,138 @@
+"""Sampling from a run directory: streaming text that never breaks a UTF-8 character, stop strings, batches.
+
+``Generator`` loads a run once and serves many requests (the CLI, chat and the HTTP server use it).
+It owns no training logic and writes nothing.
+"""
+
+from __future__ import annotations
+
+import codecs
+import sys
+import threading
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from gpt.checkpoint import load_run
+from gpt.train import autocast_context, resolve_device, resolve_precision
+
+
+@dataclass
+class SampleParams:
+    max_new_tokens: int = 200
+    temperature: float = 0.8
+    top_k: int = 0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    seed: int = 0  # 0: a fresh random seed
+
+
+@dataclass
+class Completion:
+    text: str
+    finish_reason: str  # "stop" (end of text or a stop string) or "length"
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class Generator:
+    """A loaded model + tokenizer. Requests are serialised by a lock: one model, one cache, no mixing."""
+
+    def __init__(self, run_dir: str | Path, device: str = "auto", precision: str = "auto",
+                 weights: str = "model.safetensors"):
+        self.device = resolve_device(device)
+        self.model, self.tokenizer, self.config = load_run(run_dir, self.device, weights)
+        self.precision = resolve_precision(precision, self.device)
+        self.name = Path(run_dir).resolve().name
+        self.lock = threading.Lock()
+
+    @property
+    def block_size(self) -> int:
+        return self.config.model.block_size
+
+    def encode_prompt(self, prompt: str, warn=None) -> list[int]:
+        """Prompt -> ids; special tokens in the prompt are read as text; too long -> keep the end, warn."""
+        ids = self.tokenizer.encode(prompt, disallowed_special=()) if prompt else []
+        if not ids:
+            ids = [self.tokenizer.eot_id if self.tokenizer.eot_id is not None else 10]
+        if len(ids) >= self.block_size:
+            keep = self.block_size - 1
+            (warn or _stderr)(f"warning: the prompt has {len(ids)} tokens, more than the context of "
+                              f"{self.block_size}; keeping its last {keep}")
+            ids = ids[-keep:]
+        return ids
+
+    def stream(self, prompt: str, params: SampleParams, warn=None, info: dict | None = None) -> Iterator[str]:
+        """Yield text pieces as they are sampled: whole characters only, stopping at end-of-text or a stop string.
+
+        info, if given, receives prompt_tokens, completion_tokens and finish_reason when the stream ends.
+        """
+        ids = self.encode_prompt(prompt, warn)
+        info = info if info is not None else {}
+        info.update(prompt_tokens=len(ids), completion_tokens=0, finish_reason="length")
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(params.seed) if params.seed else gen.seed()
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        hold = max((len(s) for s in params.stop), default=1) - 1  # chars that might start a stop string
+        pending = ""
+        with self.lock, torch.inference_mode(), autocast_context(self.device, self.precision):
+            idx = torch.tensor([ids], device=self.device)
+            for nxt in self.model.generate_stream(idx, params.max_new_tokens, params.temperature, params.top_k or None,
+                                                  params.top_p, params.repetition_penalty, gen):
+                token = nxt.item()
+                info["completion_tokens"] += 1
+                if token == self.tokenizer.eot_id:
+                    info["finish_reason"] = "stop"
+                    break
+                pending += decoder.decode(self.tokenizer.decode_bytes([token]))
+                cut = _find_stop(pending, params.stop)
+                if cut is not None:
+                    pending = pending[:cut]
+                    info["finish_reason"] = "stop"
+                    break
+                if len(pending) > hold:
+                    yield pending[:len(pending) - hold]
+                    pending = pending[len(pending) - hold:]
+        pending += decoder.decode(b"", final=True) if info["finish_reason"] == "length" else ""
+        if pending:
+            yield pending
+
+    def complete(self, prompt: str, params: SampleParams, warn=None) -> Completion:
+        info: dict = {}
+        text = "".join(self.stream(prompt, params, warn, info))
+        return Completion(text, info["finish_reason"], info["prompt_tokens"], info["completion_tokens"])
+
+    def batch(self, prompts: list[str], params: SampleParams) -> list[str]:
+        """Several prompts in batched forwards: prompts of equal token length share one batch."""
+        encoded = [self.encode_prompt(p) for p in prompts]
+        groups: dict[int, list[int]] = defaultdict(list)
+        for i, ids in enumerate(encoded):
+            groups[len(ids)].append(i)
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(params.seed) if params.seed else gen.seed()
+        out = [""] * len(prompts)
+        with self.lock, torch.inference_mode(), autocast_context(self.device, self.precision):
+            for length, members in groups.items():
+                idx = torch.tensor([encoded[i] for i in members], device=self.device)
+                new = self.model.generate(idx, params.max_new_tokens, params.temperature, params.top_k or None,
+                                          params.top_p, params.repetition_penalty, gen)[:, length:]
+                for i, row in zip(members, new.tolist()):
+                    if self.tokenizer.eot_id in row:
+                        row = row[:row.index(self.tokenizer.eot_id)]
+                    text = self.tokenizer.decode(row)
+                    cut = _find_stop(text, params.stop)
+                    out[i] = text if cut is None else text[:cut]
+        return out
+
+
+def _find_stop(text: str, stops: list[str]) -> int | None:
+    hits = [text.find(s) for s in stops if s and s in text]
+    return min(hits) if hits else None
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)

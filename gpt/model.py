@@ -1,0 +1,310 @@
+"""The GPT model in one file: embeddings, pre-norm transformer blocks, LM head, and a KV-cache generator.
+
+Variants are chosen by ModelConfig, not by copies of the model: learned or rotary positions, LayerNorm
+or RMSNorm, GELU / ReLU^2 / SwiGLU MLPs, grouped-query attention, QK-norm, biases, tied embeddings.
+With the gpt2 preset the weights map one-to-one onto Hugging Face GPT2LMHeadModel, with the llama
+preset onto LlamaForCausalLM (see gpt/hf.py). Shapes: B batch, T time, C n_embd, nh heads, hs head size.
+This module must not read files or know about tokenizers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from gpt.config import ModelConfig
+
+
+def mlp_hidden(cfg: ModelConfig) -> int:
+    """Hidden width: 4C for GELU/ReLU^2; Llama's 2/3 * 4C rounded up to a multiple of 64 for SwiGLU."""
+    if cfg.mlp_hidden:
+        return cfg.mlp_hidden
+    if cfg.mlp == "swiglu":
+        return 64 * math.ceil(int(8 * cfg.n_embd / 3) / 64)
+    return 4 * cfg.n_embd
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, (x.size(-1),), self.weight.to(x.dtype), self.eps)
+
+
+def make_norm(cfg: ModelConfig, dim: int | None = None) -> nn.Module:
+    dim = dim or cfg.n_embd
+    if cfg.norm == "rmsnorm":
+        return RMSNorm(dim, cfg.norm_eps)
+    return nn.LayerNorm(dim, eps=cfg.norm_eps, bias=cfg.bias)
+
+
+def rope_tables(head_size: int, length: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of position * theta^(-2i/hs), each (length, hs), in the rotate-half layout Llama uses."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_size, 2, dtype=torch.float32) / head_size))
+    angles = torch.outer(torch.arange(length, dtype=torch.float32), inv_freq)  # (length, hs/2)
+    angles = torch.cat([angles, angles], dim=-1)  # (length, hs)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs (x_i, x_{i+hs/2}) by position-dependent angles; x is (B, nh, T, hs)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    rotated = torch.cat([-x2, x1], dim=-1)
+    return (x * cos + rotated * sin).to(x.dtype)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_head, self.n_kv_head = cfg.n_head, cfg.n_kv_head or cfg.n_head
+        self.head_size = cfg.n_embd // cfg.n_head
+        self.c_attn = nn.Linear(cfg.n_embd, (self.n_head + 2 * self.n_kv_head) * self.head_size, bias=cfg.bias)
+        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.c_proj.is_residual_proj = True
+        self.q_norm = make_norm(cfg, self.head_size) if cfg.qk_norm else None
+        self.k_norm = make_norm(cfg, self.head_size) if cfg.qk_norm else None
+        self.dropout = cfg.dropout
+        self.resid_dropout = nn.Dropout(cfg.dropout)
+        self.cache: KVCache | None = None
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None, pos: int) -> torch.Tensor:
+        B, T, C = x.size()
+        hs = self.head_size
+        q, k, v = self.c_attn(x).split([self.n_head * hs, self.n_kv_head * hs, self.n_kv_head * hs], dim=-1)
+        q = q.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.n_kv_head, hs).transpose(1, 2)  # (B, nkv, T, hs)
+        v = v.view(B, T, self.n_kv_head, hs).transpose(1, 2)  # (B, nkv, T, hs)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        mask, causal = None, True
+        if self.cache is not None:
+            k, v = self.cache.update(pos, k, v)  # (B, nkv, pos+T, hs)
+            if pos > 0:  # queries at pos..pos+T-1 see keys 0..their own position
+                causal = False
+                mask = torch.arange(pos + T, device=x.device) <= pos + torch.arange(T, device=x.device)[:, None]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and T > 1,
+                                           dropout_p=self.dropout if self.training else 0.0,
+                                           enable_gqa=self.n_kv_head != self.n_head)  # (B, nh, T, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.kind, hidden = cfg.mlp, mlp_hidden(cfg)
+        # SwiGLU's fc holds [gate; up] stacked, so one matmul serves both
+        self.c_fc = nn.Linear(cfg.n_embd, 2 * hidden if cfg.mlp == "swiglu" else hidden, bias=cfg.bias)
+        self.c_proj = nn.Linear(hidden, cfg.n_embd, bias=cfg.bias)
+        self.c_proj.is_residual_proj = True
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.c_fc(x)  # (B, T, hidden) or (B, T, 2 * hidden)
+        if self.kind == "swiglu":
+            gate, up = h.chunk(2, dim=-1)
+            h = F.silu(gate) * up
+        elif self.kind == "relu2":
+            h = F.relu(h).square()
+        else:
+            h = F.gelu(h, approximate="tanh")  # GPT-2's GELU
+        return self.dropout(self.c_proj(h))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.ln_1 = make_norm(cfg)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln_2 = make_norm(cfg)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: torch.Tensor, rope, pos: int) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), rope, pos)
+        return x + self.mlp(self.ln_2(x))
+
+
+class KVCache(nn.Module):
+    """Preallocated keys and values for one layer: (B, nkv, max_len, hs) each, written in place."""
+
+    def __init__(self, batch: int, n_kv_head: int, max_len: int, head_size: int, dtype, device):
+        super().__init__()
+        shape = (batch, n_kv_head, max_len, head_size)
+        self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+
+    def update(self, pos: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        T = k.size(2)
+        self.k[:, :, pos:pos + T] = k
+        self.v[:, :, pos:pos + T] = v
+        return self.k[:, :, :pos + T], self.v[:, :, :pos + T]
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        if cfg.vocab_size < 1:
+            raise ValueError("ModelConfig.vocab_size must be set (it is normally taken from the tokenizer)")
+        self.config = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.pos == "learned" else None
+        self.drop = nn.Dropout(cfg.dropout)
+        self.h = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = make_norm(cfg)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.wte.weight
+        if cfg.pos == "rope":
+            cos, sin = rope_tables(cfg.n_embd // cfg.n_head, cfg.block_size, cfg.rope_theta)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """GPT-2's init: N(0, 0.02), residual projections scaled by 1/sqrt(2 * n_layer) (or zero)."""
+        if isinstance(module, nn.Linear):
+            std = 0.02
+            if getattr(module, "is_residual_proj", False):
+                std = 0.0 if self.config.zero_init_proj else 0.02 / math.sqrt(2 * self.config.n_layer)
+            nn.init.normal_(module.weight, mean=0.0, std=std) if std else nn.init.zeros_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, pos: int = 0,
+                ignore_index: int = -1) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """idx (B, T) -> logits (B, T, vocab) and the mean cross-entropy over targets != ignore_index.
+
+        pos is the position of idx[:, 0], used with the KV cache. Without targets only the last
+        position's logits are computed (B, 1, vocab): that is all sampling needs.
+        """
+        B, T = idx.size()
+        if pos + T > self.config.block_size:
+            raise ValueError(f"sequence of {pos + T} tokens is longer than block_size {self.config.block_size}")
+        x = self.wte(idx)  # (B, T, C)
+        rope = None
+        if self.wpe is not None:
+            x = x + self.wpe(torch.arange(pos, pos + T, device=idx.device))
+        else:
+            rope = self.rope_cos[pos:pos + T], self.rope_sin[pos:pos + T]
+        x = self.drop(x)
+        for block in self.h:
+            x = block(x, rope, pos)
+        x = self.ln_f(x)
+        if targets is None:
+            return self.lm_head(x[:, -1:, :]), None  # (B, 1, vocab)
+        logits = self.lm_head(x)  # (B, T, vocab)
+        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=ignore_index)
+        return logits, loss
+
+    def all_logits(self, idx: torch.Tensor) -> torch.Tensor:
+        """Logits at every position (B, T, vocab), for tests and inspection."""
+        dummy = torch.full_like(idx, -1)
+        return self.forward(idx, dummy)[0]
+
+    # ------------------------------------------------------------------ sizes
+    def num_params(self, embeddings: bool = True) -> int:
+        """Parameter count (tied weights once); embeddings=False leaves out the wte/wpe lookup tables."""
+        n = sum(p.numel() for p in self.parameters())
+        if not embeddings:
+            n -= self.wte.weight.numel() if not self.config.tie_embeddings else 0
+            n -= self.wpe.weight.numel() if self.wpe is not None else 0
+        return n
+
+    def flops_per_token(self, seq_len: int | None = None) -> float:
+        """Training FLOPs per token: 6 * N (N = matmul parameters, LM head included) + 12 * L * C * T (attention).
+
+        The PaLM / nanoGPT estimate; forward is a third of it.
+        """
+        cfg = self.config
+        T = seq_len or cfg.block_size
+        return 6.0 * self.num_params(embeddings=False) + 12.0 * cfg.n_layer * cfg.n_embd * T
+
+    # ------------------------------------------------------------------ generation
+    def setup_cache(self, batch: int, dtype: torch.dtype | None = None) -> None:
+        """Allocate a static KV cache of block_size positions for each layer."""
+        p = self.wte.weight
+        for block in self.h:
+            a = block.attn
+            a.cache = KVCache(batch, a.n_kv_head, self.config.block_size, a.head_size, dtype or p.dtype, p.device)
+
+    def clear_cache(self) -> None:
+        for block in self.h:
+            block.attn.cache = None
+
+    @torch.no_grad()
+    def generate_stream(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
+                        top_k: int | None = None, top_p: float | None = None, repetition_penalty: float = 1.0,
+                        generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
+        """Yield (B, 1) next tokens one at a time. Each step costs one token's forward via the KV cache.
+
+        When the context fills block_size, it slides: the last 3/4 of the window is re-read into the
+        cache, so attention always sees between 3/4 of block_size and the full block_size of context.
+        """
+        block = self.config.block_size
+        keep = max(1, block * 3 // 4)
+        seq = idx if idx.size(1) <= block else idx[:, -block:]
+        self.setup_cache(idx.size(0))
+        try:
+            logits, _ = self.forward(seq, pos=0)
+            pos = seq.size(1)
+            for _ in range(max_new_tokens):
+                nxt = sample_next(logits[:, -1, :], temperature, top_k, top_p, repetition_penalty, seq, generator)
+                yield nxt
+                seq = torch.cat([seq, nxt], dim=1)
+                if pos >= block:  # slide the window and refill the cache
+                    seq = seq[:, -keep:]
+                    logits, _ = self.forward(seq, pos=0)
+                    pos = seq.size(1)
+                else:
+                    logits, _ = self.forward(nxt, pos=pos)
+                    pos += 1
+        finally:
+            self.clear_cache()
+
+    @torch.no_grad()
+    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, repetition_penalty: float = 1.0,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """idx (B, T) -> (B, T + max_new_tokens), sampled with the KV cache (temperature 0 is greedy)."""
+        new = list(self.generate_stream(idx, max_new_tokens, temperature, top_k, top_p, repetition_penalty, generator))
+        return torch.cat([idx, *new], dim=1)
+
+    @classmethod
+    def from_hf(cls, path: str) -> GPT:
+        """Load a Hugging Face GPT-2 or Llama directory (safetensors) as a GPT; see gpt/hf.py."""
+        from gpt.hf import load_hf
+        return load_hf(path)
+
+
+def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                repetition_penalty: float = 1.0, context: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """logits (B, vocab) -> next token (B, 1): repetition penalty, temperature, top-k, top-p, then a draw."""
+    logits = logits.float()
+    if repetition_penalty != 1.0 and context is not None:  # CTRL's penalty on tokens already present
+        seen = logits.gather(1, context)
+        logits = logits.scatter(1, context, torch.where(seen > 0, seen / repetition_penalty, seen * repetition_penalty))
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    logits = logits / temperature
+    if top_k:
+        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        drop = cum - sorted_logits.softmax(dim=-1) > top_p  # keep the smallest set reaching top_p
+        logits = logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
+    probs = logits.softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator)
