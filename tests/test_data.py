@@ -1,0 +1,138 @@
+import os
+import time
+
+import numpy as np
+import pytest
+
+from gpt.bpe import ENDOFTEXT, Tokenizer
+from gpt.data import (BUILTIN, Batches, DataError, check_sizes, collect_files, eval_windows, iter_documents, prepare)
+
+from .conftest import pydoc_text
+
+
+@pytest.fixture(scope="module")
+def tok() -> Tokenizer:
+    return Tokenizer.train([pydoc_text(30_000)], 400, special_tokens=[ENDOFTEXT])
+
+
+@pytest.fixture()
+def folder(tmp_path):
+    root = tmp_path / "notes"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.md").write_text("# Monstera\nMonstera is a plant.\n")
+    (root / "sub" / "b.txt").write_text("Water it weekly. " * 50)
+    (root / "sub" / "c.jsonl").write_text('{"text": "first record"}\n{"text": "second record"}\n')
+    (root / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00binary")
+    (root / "latin1.txt").write_bytes("café naïve".encode("latin-1"))
+    return root
+
+
+def test_folder_documents_binary_and_non_utf8(folder, capsys):
+    files = collect_files([str(folder)])
+    docs = ["".join(d) for d in iter_documents(files)]
+    assert "skipping binary file" in capsys.readouterr().err
+    assert "first record" in docs and "second record" in docs
+    assert any(d.startswith("caf\ufffd") for d in docs)  # invalid UTF-8 becomes U+FFFD
+    assert len(docs) == 5
+
+
+def test_globs_and_missing_paths(folder):
+    assert [os.path.basename(f) for f in collect_files([str(folder / "**" / "*.txt")])] == ["latin1.txt", "b.txt"]
+    with pytest.raises(DataError, match="does not exist"):
+        collect_files([str(folder / "nope.txt")])
+    with pytest.raises(DataError, match="no files match"):
+        collect_files([str(folder / "*.zzz")])
+
+
+def test_documents_are_separated_by_endoftext(folder, tok, tmp_path):
+    data = prepare([str(folder)], tok, tmp_path / "cache", val_fraction=0.1, progress=False, log=lambda *a: None)
+    all_tokens = np.concatenate([data.train, data.val])
+    assert (all_tokens == tok.eot_id).sum() == 5  # one after each document
+    assert data.manifest["dtype"] == "uint16"
+
+
+def test_cache_reuse_and_invalidation(folder, tok, tmp_path):
+    logs = []
+    cache = tmp_path / "cache"
+    prepare([str(folder)], tok, cache, progress=False, log=logs.append)
+    prepare([str(folder)], tok, cache, progress=False, log=logs.append)
+    assert "reusing" in logs[-1]
+    target = folder / "a.md"
+    time.sleep(0.01)
+    target.write_text("# Monstera\nMonstera deliciosa is a plant.\n")
+    prepare([str(folder)], tok, cache, progress=False, log=logs.append)
+    assert "tokenized" in logs[-1]
+    other = Tokenizer.train([pydoc_text(30_000)], 420, special_tokens=[ENDOFTEXT])
+    prepare([str(folder)], other, cache, progress=False, log=logs.append)
+    assert "tokenized" in logs[-1]
+
+
+def test_corrupt_cache_is_rebuilt(folder, tok, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    first = prepare([str(folder)], tok, cache, progress=False, log=lambda *a: None)
+    expected = np.array(first.train).copy()
+    raw = bytearray((cache / "tokens.bin").read_bytes())
+    raw[0] ^= 0xFF
+    (cache / "tokens.bin").write_bytes(bytes(raw))
+    again = prepare([str(folder)], tok, cache, progress=False, log=lambda *a: None)
+    assert "damaged" in capsys.readouterr().err
+    assert np.array_equal(np.array(again.train), expected)
+
+
+def test_split_never_overlaps_and_batches_stay_in_train(tok, tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text(pydoc_text(40_000))
+    data = prepare([str(path)], tok, tmp_path / "cache", val_fraction=0.2, progress=False, log=lambda *a: None)
+    n_train = len(data.train)
+    assert n_train + len(data.val) == data.manifest["files"]["tokens.bin"]["tokens"]
+    batches = Batches(data.train, 16, 64, seed=1)
+    assert batches.high + 16 == n_train  # the last window ends at the last train token: never in val
+    for _ in range(20):
+        x, y = batches.next()
+        assert torch_equal(x[:, 1:], y[:, :-1])
+
+
+def torch_equal(a, b) -> bool:
+    return bool((a == b).all())
+
+
+def test_batches_reproducible_and_resumable():
+    tokens = np.arange(10_000, dtype=np.uint16)
+    a, b = Batches(tokens, 8, 4, seed=7), Batches(tokens, 8, 4, seed=7)
+    for _ in range(3):
+        assert torch_equal(a.next()[0], b.next()[0])
+    state = a.state_dict()
+    expected = a.next()[0]
+    c = Batches(tokens, 8, 4, seed=0)
+    c.load_state_dict(state)
+    assert torch_equal(c.next()[0], expected)
+
+
+def test_ranks_take_disjoint_slices_of_the_global_batch():
+    tokens = np.arange(100_000, dtype=np.uint32)
+    whole = Batches(tokens, 8, 6, seed=3).next()[0]
+    parts = [Batches(tokens, 8, 3, seed=3, rank=r, world_size=2).next()[0] for r in range(2)]
+    assert torch_equal(whole[:3], parts[0]) and torch_equal(whole[3:], parts[1])
+
+
+def test_eval_windows_cover_every_token_once():
+    tokens = np.arange(1, 102, dtype=np.int64)  # 100 targets
+    targets = [t for _, y in eval_windows(tokens, 16, 3) for t in y[y >= 0].tolist()]
+    assert targets == list(range(2, 102))
+
+
+def test_bad_inputs(tok, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(DataError, match="empty"):
+        prepare([str(empty)], tok, tmp_path / "c1", progress=False, log=lambda *a: None)
+    short = tmp_path / "short.txt"
+    short.write_text("a few words only, and then some more words to split " * 3)
+    data = prepare([str(short)], tok, tmp_path / "c2", progress=False, log=lambda *a: None)
+    with pytest.raises(DataError, match=r"block_size 128 needs at least 129 .* --model.block_size \d+"):
+        check_sizes(data, 128)
+
+
+def test_builtin_corpus(tok, tmp_path):
+    data = prepare([BUILTIN], tok, tmp_path / "c", progress=False, log=lambda *a: None)
+    assert len(data.train) > 100_000 and data.val_bytes > 10_000

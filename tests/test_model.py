@@ -1,0 +1,141 @@
+import pytest
+import torch
+
+from gpt.config import PRESETS, ModelConfig, resolve
+from gpt.model import GPT, sample_next
+
+VARIANTS = {
+    "gpt2": dict(),
+    "llama": dict(norm="rmsnorm", mlp="swiglu", pos="rope", bias=False, tie_embeddings=False, n_kv_head=2),
+    "modern": dict(norm="rmsnorm", mlp="relu2", pos="rope", bias=False, qk_norm=True, zero_init_proj=True),
+}
+
+
+def small(**kw) -> ModelConfig:
+    return ModelConfig(**{**dict(vocab_size=97, block_size=24, n_layer=2, n_head=4, n_embd=32), **kw})
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_causality(variant):
+    torch.manual_seed(0)
+    model = GPT(small(**VARIANTS[variant])).eval()
+    if variant == "modern":  # zero-init projections make every position trivially equal; perturb them
+        for p in model.parameters():
+            p.data += 0.02 * torch.randn_like(p)
+    idx = torch.randint(0, 97, (2, 20))
+    changed = idx.clone()
+    changed[:, 12] = (changed[:, 12] + 1) % 97
+    a, b = model.all_logits(idx), model.all_logits(changed)
+    assert torch.allclose(a[:, :12], b[:, :12], atol=1e-6)
+    assert not torch.allclose(a[:, 12:], b[:, 12:], atol=1e-4)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_kv_cache_equals_full_forward_at_every_step(variant):
+    torch.manual_seed(1)
+    model = GPT(small(**VARIANTS[variant])).eval()
+    for p in model.parameters():
+        p.data += 0.02 * torch.randn_like(p)
+    idx = torch.randint(0, 97, (3, 20))
+    full = model.all_logits(idx)
+    model.setup_cache(3)
+    with torch.no_grad():
+        out, _ = model(idx[:, :5], pos=0)  # prefill 5, then one token at a time
+        assert torch.allclose(out[:, -1], full[:, 4], atol=1e-5)
+        for t in range(5, 20):
+            out, _ = model(idx[:, t:t + 1], pos=t)
+            assert torch.allclose(out[:, -1], full[:, t], atol=1e-5), t
+        # a multi-token chunk after a prefix uses the offset causal mask
+        model.setup_cache(3)
+        model(idx[:, :7], pos=0)
+        out, _ = model(idx[:, 7:12], pos=7)
+        assert torch.allclose(out[:, -1], full[:, 11], atol=1e-5)
+    model.clear_cache()
+
+
+def test_greedy_cached_generation_equals_rerun():
+    torch.manual_seed(2)
+    model = GPT(small()).eval()
+    idx = torch.randint(0, 97, (1, 6))
+    cached = model.generate(idx, 15, temperature=0)
+    seq = idx
+    for _ in range(15):  # nanoGPT's way: the whole sequence again for every token
+        nxt = model.all_logits(seq)[:, -1].argmax(-1, keepdim=True)
+        seq = torch.cat([seq, nxt], 1)
+    assert torch.equal(cached, seq)
+
+
+def test_generation_slides_past_block_size():
+    model = GPT(small(block_size=8)).eval()
+    out = model.generate(torch.zeros(2, 3, dtype=torch.long), 30, temperature=1.0, top_k=5)
+    assert out.shape == (2, 33)
+    too_long = model.generate(torch.zeros(1, 20, dtype=torch.long), 2)  # prompt longer than the block: cropped
+    assert too_long.shape == (1, 22)
+
+
+def test_param_count_matches_formula():
+    c = small()
+    V, T, C, L, H = c.vocab_size, c.block_size, c.n_embd, c.n_layer, 4 * c.n_embd
+    per_layer = 2 * C + (C * 3 * C + 3 * C) + (C * C + C) + 2 * C + (C * H + H) + (H * C + C)
+    expected = V * C + T * C + L * per_layer + 2 * C
+    model = GPT(c)
+    assert model.num_params() == expected
+    assert model.num_params(embeddings=False) == expected - T * C  # tied wte is also the LM head matmul
+    assert model.flops_per_token() == 6 * (expected - T * C) + 12 * L * C * T
+
+
+def test_swiglu_gqa_param_count():
+    c = small(**VARIANTS["llama"])
+    C, hs, nkv = c.n_embd, c.n_embd // c.n_head, 2
+    H = 64 * -(-int(8 * C / 3) // 64)
+    attn = C * (C + 2 * nkv * hs) + C * C
+    mlp = C * 2 * H + H * C
+    expected = 2 * c.vocab_size * C + c.n_layer * (attn + mlp + 2 * C) + C
+    assert GPT(c).num_params() == expected
+
+
+@pytest.mark.parametrize("preset", [p for p in PRESETS if p not in ("default",)])
+def test_every_preset_learns(preset):
+    cfg = resolve(preset=preset, overrides={"model.n_layer": 2, "model.n_embd": 64, "model.n_head": 4,
+                                            "model.block_size": 16, "model.n_kv_head": 0 if preset != "llama" else 2})
+    cfg.model.vocab_size = 50
+    torch.manual_seed(0)
+    model = GPT(cfg.model)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    data = torch.arange(17).repeat(8, 1) % 50  # a fixed sequence to memorise
+    losses = []
+    for _ in range(30):
+        _, loss = model(data[:, :-1], data[:, 1:])
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_loss_ignores_padding():
+    model = GPT(small()).eval()
+    idx = torch.randint(0, 97, (1, 10))
+    y = torch.randint(0, 97, (1, 10))
+    _, full = model(idx, y)
+    y2 = y.clone()
+    y2[0, 5:] = -1
+    _, part = model(idx, y2)
+    logits = model.all_logits(idx)
+    expected = torch.nn.functional.cross_entropy(logits[0, :5], y[0, :5])
+    assert torch.allclose(part, expected, atol=1e-5) and not torch.allclose(full, part)
+
+
+def test_sampling_filters():
+    logits = torch.tensor([[0.0, 1.0, 2.0, 3.0]])
+    g = torch.Generator().manual_seed(0)
+    assert {sample_next(logits, 1.0, top_k=2, generator=g).item() for _ in range(50)} <= {2, 3}
+    assert {sample_next(logits, 1.0, top_p=0.5, generator=g).item() for _ in range(50)} == {3}
+    assert sample_next(logits, 0.0).item() == 3
+    penalised = sample_next(logits, 0.0, repetition_penalty=100.0, context=torch.tensor([[3]]))
+    assert penalised.item() == 2
+
+
+def test_too_long_input_is_refused():
+    with pytest.raises(ValueError, match="longer than block_size"):
+        GPT(small(block_size=8))(torch.zeros(1, 9, dtype=torch.long))
