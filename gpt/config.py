@@ -160,7 +160,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # For tests and smoke runs: seconds, not minutes.
     "tiny": {
         "tokenizer.vocab_size": 300, "model.n_layer": 2, "model.n_head": 2, "model.n_embd": 32,
-        "model.block_size": 32, "train.batch_size": 8, "train.max_iters": 20, "train.eval_interval": 10,
+        "model.block_size": 32, "train.batch_size": 8, "train.max_iters": 20, "train.lr": 1e-2,
+        "train.eval_interval": 10,
         "train.eval_iters": 2, "train.ckpt_interval": 10, "train.log_interval": 5, "train.sample_tokens": 16,
         "train.compile": "off", "train.threads": 1,
     },

@@ -102,13 +102,15 @@ def autocast_context(device: torch.device, precision: str):
 
 
 def lr_multiplier(cfg: Config, step: int, progress: float) -> float:
-    """Warmup, then cosine / warmup-stable-decay / constant, as a function of progress in [0, 1]."""
+    """Linear warmup times a cosine / warmup-stable-decay / constant shape of progress in [0, 1]."""
     tr = cfg.train
     if tr.warmup_iters >= 0:
         warm = min(1.0, (step + 1) / (tr.warmup_iters + 1))
     else:  # 2% of the run, by progress, so it also fits time-budgeted runs
         warm = min(1.0, max(progress, 1e-3) / 0.02)
-    p = min(max(progress, 0.0), 1.0)
+    # the decay shape starts where warmup ends, so the peak lr is reached
+    w = 0.02 if tr.warmup_iters < 0 else 0.0 if tr.max_time else min(0.5, tr.warmup_iters / tr.max_iters)
+    p = min(max((progress - w) / (1 - w), 0.0), 1.0)
     if tr.schedule == "cosine":
         shape = tr.min_lr_ratio + (1 - tr.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p))
     elif tr.schedule == "wsd":

@@ -1,7 +1,16 @@
 import pytest
 
-from gpt.config import (PRESETS, Config, ConfigError, all_keys, load_toml, parse_duration, parse_overrides, resolve,
-                        to_toml)
+from gpt.config import (
+    PRESETS,
+    Config,
+    ConfigError,
+    all_keys,
+    load_toml,
+    parse_duration,
+    parse_overrides,
+    resolve,
+    to_toml,
+)
 
 
 def test_defaults_are_the_design_defaults():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from gpt.bpe import ENDOFTEXT, Tokenizer
-from gpt.data import (BUILTIN, Batches, DataError, check_sizes, collect_files, eval_windows, iter_documents, prepare)
+from gpt.data import BUILTIN, Batches, DataError, check_sizes, collect_files, eval_windows, iter_documents, prepare
 
 from .conftest import pydoc_text
 
