@@ -21,11 +21,11 @@ def test_defaults_are_the_design_defaults():
 
 def test_order_file_then_preset_then_overrides(tmp_path):
     f = tmp_path / "c.toml"
-    f.write_text('[model]\nn_layer = 3\nn_embd = 96\n[train]\nlr = 0.5\nmax_time = "2m"\n')
+    f.write_text('[model]\nn_layer = 3\nn_embd = 96\n[train]\nbeta2 = 0.5\nmax_time = "2m"\n')
     cfg = resolve(str(f), "tiny", {"model.n_layer": "5", "train.batch_size": 3})
     assert cfg.model.n_layer == 5  # override beats preset beats file
     assert cfg.model.n_embd == 32  # preset beats file
-    assert cfg.train.lr == 0.5  # file beats defaults
+    assert cfg.train.beta2 == 0.5  # file beats defaults
     assert cfg.train.max_time == 120.0
     assert cfg.train.batch_size == 3
 
