@@ -139,3 +139,23 @@ def test_sampling_filters():
 def test_too_long_input_is_refused():
     with pytest.raises(ValueError, match="longer than block_size"):
         GPT(small(block_size=8))(torch.zeros(1, 9, dtype=torch.long))
+
+
+@pytest.mark.parametrize("n_kv", [4, 2])
+def test_written_out_attention_equals_sdpa(n_kv):
+    from gpt.model import written_out_attention
+    torch.manual_seed(0)
+    q = torch.randn(2, 4, 16, 8)
+    k, v = torch.randn(2, n_kv, 16, 8), torch.randn(2, n_kv, 16, 8)
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=n_kv != 4)
+    assert torch.allclose(written_out_attention(q, k, v), expected, atol=1e-5)
+
+
+def test_bf16_training_forward_matches_fp32():
+    torch.manual_seed(0)
+    model = GPT(small(**VARIANTS["modern"], zero_init_proj=False))
+    idx = torch.randint(0, 97, (4, 24))
+    _, fp32 = model(idx, idx)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, bf16 = model(idx, idx)
+    assert abs(bf16.item() - fp32.item()) / fp32.item() < 0.01
