@@ -153,7 +153,7 @@ def test_written_out_attention_equals_sdpa(n_kv):
 
 def test_bf16_training_forward_matches_fp32():
     torch.manual_seed(0)
-    model = GPT(small(**VARIANTS["modern"], zero_init_proj=False))
+    model = GPT(small(**{**VARIANTS["modern"], "zero_init_proj": False}))
     idx = torch.randint(0, 97, (4, 24))
     _, fp32 = model(idx, idx)
     with torch.autocast("cpu", dtype=torch.bfloat16):
