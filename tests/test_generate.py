@@ -1,0 +1,56 @@
+import pytest
+import torch
+
+from gpt.bpe import Tokenizer
+from gpt.checkpoint import save_weights, write_run_files
+from gpt.config import resolve
+from gpt.generate import Generator, SampleParams
+from gpt.model import GPT
+
+
+@pytest.fixture(scope="module")
+def generator(tmp_path_factory) -> Generator:
+    """A run directory with a random model over a tokenizer whose tokens split multi-byte characters."""
+    text = "héllo wörld ünïcödé 日本語 🎉🎉 " * 30
+    tok = Tokenizer.train([text], 300, pattern="none")  # few merges: many characters stay split into bytes
+    cfg = resolve(preset="tiny")
+    cfg.model.vocab_size = tok.vocab_size
+    run = tmp_path_factory.mktemp("gen") / "run"
+    write_run_files(run, cfg, tok)
+    torch.manual_seed(0)
+    save_weights(GPT(cfg.model), run / "model.safetensors")
+    return Generator(run, "cpu")
+
+
+def test_stream_yields_whole_characters(generator):
+    pieces = list(generator.stream("日", SampleParams(max_new_tokens=60, temperature=1.5, seed=1)))
+    text = "".join(pieces)
+    raw = generator.tokenizer.decode_bytes(generator.tokenizer.encode(text))
+    assert raw.decode("utf-8", errors="replace") == text
+    for piece in pieces[:-1]:  # every piece but a final flush holds complete characters only
+        assert "\ufffd" not in piece or "\ufffd" in raw.decode("utf-8", errors="replace")
+
+
+def test_same_seed_same_text_and_completion_counts(generator):
+    params = SampleParams(max_new_tokens=20, temperature=1.0, seed=5)
+    a, b = generator.complete("hé", params), generator.complete("hé", params)
+    assert a == b and a.completion_tokens == 20 and a.finish_reason == "length"
+
+
+def test_stop_strings_cut_the_text(generator):
+    free = generator.complete("", SampleParams(max_new_tokens=40, temperature=1.0, seed=3)).text
+    assert len(free) > 4
+    stop = free[2:4]
+    stopped = generator.complete("", SampleParams(max_new_tokens=40, temperature=1.0, seed=3, stop=[stop]))
+    assert stopped.finish_reason == "stop" and stop not in stopped.text and free.startswith(stopped.text)
+
+
+def test_long_prompt_is_truncated_with_a_warning(generator):
+    warnings = []
+    out = generator.complete("wörld " * 200, SampleParams(max_new_tokens=3, seed=1), warn=warnings.append)
+    assert out.prompt_tokens == generator.block_size - 1 and "keeping its last" in warnings[0]
+
+
+def test_batch_matches_per_prompt_shapes(generator):
+    outs = generator.batch(["hé", "日本", "hé"], SampleParams(max_new_tokens=8, temperature=0))
+    assert len(outs) == 3 and outs[0] == outs[2]  # greedy: the same prompt gives the same text
