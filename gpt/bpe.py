@@ -53,6 +53,8 @@ class TokenizerError(GPTError, ValueError):
 
 
 def _check_text(text: str) -> None:
+    if text.isascii():
+        return
     if match := _SURROGATE.search(text):
         raise TokenizerError(f"text has a lone surrogate (U+{ord(match.group()):04X}) at index {match.start()}; "
                              "it is not valid Unicode and has no UTF-8 bytes")
@@ -291,7 +293,9 @@ class Tokenizer:
         """Text -> ids. A special token's text is an error unless allowed (as a token) or disallowed_special=()."""
         _check_text(text)
         allowed = self._special_check(text, allowed_special, disallowed_special)
-        if not reference:
+        if not reference:  # tiktoken's ordinary path is faster when no special token can occur
+            if not allowed:
+                return self.fast.encode_ordinary(text)
             return self.fast.encode(text, allowed_special=allowed, disallowed_special=())
         if not allowed:
             return self.encode_ordinary_reference(text)
@@ -312,8 +316,10 @@ class Tokenizer:
         for text in texts:
             _check_text(text)
             allowed = self._special_check(text, allowed_special, disallowed_special)
-        return self.fast.encode_batch(texts, num_threads=num_threads or os.cpu_count() or 1,
-                                      allowed_special=allowed, disallowed_special=())
+        threads = num_threads or os.cpu_count() or 1
+        if not allowed:
+            return self.fast.encode_ordinary_batch(texts, num_threads=threads)
+        return self.fast.encode_batch(texts, num_threads=threads, allowed_special=allowed, disallowed_special=())
 
     @property
     def fast(self):

@@ -17,6 +17,7 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from gpt.errors import GPTError
 CACHE_FORMAT = "gpt-tokens"
 CACHE_VERSION = 1
 BUILTIN = "builtin:pydoc"  # Python's reference documentation, shipped with every CPython
-_READ_BYTES = 8 << 20
+_READ_BYTES = 1 << 20  # small pieces keep every encoding thread busy
 _SAFE_CUT = regex.compile(r"\n(?=\p{L})")  # no pre-token of any built-in pattern spans this point
 
 
@@ -89,7 +90,7 @@ def _read_pieces(path: str) -> Iterator[str]:
     with open(path, "rb") as fh:
         while block := fh.read(_READ_BYTES):
             carry += decoder.decode(block)
-            cuts = list(_SAFE_CUT.finditer(carry, max(0, len(carry) - _READ_BYTES // 2)))
+            cuts = list(_SAFE_CUT.finditer(carry, max(0, len(carry) - _READ_BYTES // 2), concurrent=True))
             if cuts:
                 cut = cuts[-1]
                 yield carry[:cut.end()]
@@ -124,8 +125,8 @@ def _parquet_records(path: str, field: str) -> Iterator[str]:
         yield from (t for t in batch.column(0).to_pylist() if isinstance(t, str))
 
 
-def iter_documents(files: list[str], jsonl_field: str = "text") -> Iterator[list[str]]:
-    """Each document as a list of text pieces (one piece unless the file is large)."""
+def iter_documents(files: list[str], jsonl_field: str = "text") -> Iterator[Iterable[str]]:
+    """Each document as an iterable of text pieces (one piece unless the file is large)."""
     for path in files:
         if path == BUILTIN:
             yield from ([doc] for doc in builtin_documents())
@@ -138,7 +139,7 @@ def iter_documents(files: list[str], jsonl_field: str = "text") -> Iterator[list
                 if _is_binary(path):
                     warn(f"skipping binary file {path}")
                     continue
-                yield list(_read_pieces(path))
+                yield _read_pieces(path)  # a generator: a file larger than memory streams
             except OSError as exc:
                 warn(f"skipping unreadable file {path}: {exc.strerror}")
 
@@ -176,38 +177,50 @@ def _dtype(tokenizer: Tokenizer) -> np.dtype:
 
 def tokenize_to_file(files: list[str], tokenizer: Tokenizer, path: Path, jsonl_field: str = "text",
                      workers: int = 0, progress: bool = True) -> dict:
-    """Stream documents through the tokenizer into a flat token file; returns counts. Bounded memory."""
+    """Stream documents through the tokenizer into a flat token file; returns counts. Bounded memory.
+
+    Pieces are gathered into ~16 MB batches; while the encoder threads work on one batch, this thread
+    reads the next (double buffering), so reading and encoding overlap.
+    """
     dtype, eot = _dtype(tokenizer), tokenizer.eot_id
     tmp = path.with_name(path.name + ".tmp")
-    n_tokens = n_docs = n_bytes = 0
+    n_tokens = n_docs = n_bytes = batch_bytes = 0
     start = time.perf_counter()
     bar = _bar(progress)
-    with open(tmp, "wb") as out:
-        batch: list[tuple[str, bool]] = []  # (piece, ends its document)
-        batch_bytes = 0
+    batch: list[str | None] = []  # text pieces, None where a document ends
+    pending = None
 
+    def encode(items: list[str | None]) -> np.ndarray:
+        encoded = iter(tokenizer.encode_batch([t for t in items if t is not None], disallowed_special=(),
+                                              num_threads=workers))
+        parts = [np.asarray(next(encoded) if t is not None else [eot], dtype=dtype) for t in items]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+    with open(tmp, "wb") as out, ThreadPoolExecutor(1) as encoder:
         def flush() -> None:
-            nonlocal n_tokens, batch_bytes
-            encoded = tokenizer.encode_batch([p for p, _ in batch], disallowed_special=(), num_threads=workers)
-            for ids, (_, ends_doc) in zip(encoded, batch):
-                if ends_doc and eot is not None:
-                    ids = ids + [eot]
-                out.write(np.asarray(ids, dtype=dtype).tobytes())
-                n_tokens += len(ids)
+            nonlocal pending, n_tokens, batch_bytes
+            if pending is not None:
+                tokens = pending.result()
+                out.write(tokens.tobytes())
+                n_tokens += len(tokens)
+            pending = encoder.submit(encode, list(batch)) if batch else None
             batch.clear()
             batch_bytes = 0
 
         for doc in iter_documents(files, jsonl_field):
-            for i, piece in enumerate(doc):
+            for piece in doc:
                 size = len(piece.encode("utf-8"))
-                batch.append((piece, i == len(doc) - 1))
+                batch.append(piece)
                 n_bytes, batch_bytes = n_bytes + size, batch_bytes + size
                 if bar is not None:
                     bar.update(size / 1e6)
                 if batch_bytes > 16 << 20:
                     flush()
+            if eot is not None:
+                batch.append(None)
             n_docs += 1
-        flush()
+        flush()  # hand over the last batch
+        flush()  # and write it
     if bar is not None:
         bar.close()
     if n_docs == 0 or n_bytes == 0:
