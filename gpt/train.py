@@ -342,7 +342,8 @@ class Trainer:
                  f"processes {self.dist.world_size} | compile {self._want_compile()}")
         self.log(f"model: {cfg.model.n_layer} layers x {cfg.model.n_embd}, {cfg.model.n_head} heads, "
                  f"block {cfg.model.block_size}, vocab {cfg.model.vocab_size} (from the tokenizer), "
-                 f"{m.num_params() / 1e6:.2f}M parameters ({m.num_params(False) / 1e6:.2f}M without embeddings)")
+                 f"{m.num_params() / 1e6:.2f}M parameters ({m.wte.weight.numel() / 1e6:.2f}M in the token embedding"
+                 f"{', tied to the LM head' if cfg.model.tie_embeddings else ''})")
         tokens_per_step = cfg.train.batch_size * cfg.train.grad_accum * cfg.model.block_size
         budget = f", time budget {cfg.train.max_time:.0f}s" if cfg.train.max_time else ""
         self.log(f"train: {len(self.data.train):,} tokens, val {len(self.data.val):,} tokens; {tokens_per_step:,} "
