@@ -253,7 +253,8 @@ class Tokenizer:
             raise TokenizerError(f"bad split pattern: {exc}") from None
         counts = count_pretokens(texts, pattern_str, special_tokens, workers)
         if not counts:
-            raise TokenizerError("cannot train a tokenizer on empty text")
+            raise TokenizerError("cannot train a tokenizer on empty text "
+                                 "(the inputs are empty, or binary files that were skipped)")
         word_counts: Counter = Counter()
         for word, count in counts.items():
             _check_text(word)

@@ -191,6 +191,7 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if init_from:
             self._adopt(init_from)
+        collect_files(self.inputs())  # a missing input is the first thing to report, before any resume check
         checkpoint = self._find_checkpoint(resume)
         self.tokenizer = self._tokenizer(reuse=checkpoint is not None or init_from is not None)
         self._derive_model_config()

@@ -98,3 +98,15 @@ def test_non_utf8_input_trains(tmp_path):
     data.write_bytes(("Les caf\xe9s na\xeffs sont ouverts le matin. " * 200).encode("latin-1"))
     proc = run_gpt("train", *TINY, "--input", str(data), "--out", str(tmp_path / "r"), "--train.max_iters", "5")
     assert proc.returncode == 0, proc.stderr
+
+
+def test_missing_input_is_reported_before_the_resume_check(run_dir):
+    proc = run_gpt("train", *TINY, "--input", "/nonexistent/notes.txt", "--out", str(run_dir))
+    assert proc.returncode == 2 and "input path does not exist: /nonexistent/notes.txt" in proc.stderr
+    assert "another config" not in proc.stderr
+
+
+def test_only_binary_input_says_so(tmp_path):
+    (tmp_path / "blob.bin").write_bytes(bytes(range(256)) * 8)
+    proc = run_gpt("train", *TINY, "--input", str(tmp_path / "blob.bin"), "--out", str(tmp_path / "r"))
+    assert proc.returncode == 2 and "skipping binary file" in proc.stderr and "binary files" in proc.stderr
