@@ -122,10 +122,15 @@ def lr_multiplier(cfg: Config, step: int, progress: float) -> float:
 
 
 def build_optimizers(model: nn.Module, cfg: Config, device: torch.device) -> list[torch.optim.Optimizer]:
-    """AdamW with weight decay on matrices only; with optimizer=muon, Muon takes the hidden 2-D matrices."""
+    """AdamW with weight decay on matrices only; with optimizer=muon, Muon takes the hidden 2-D matrices.
+
+    An untied token embedding is its own group at lr x embedding_lr_scale, without decay: each row
+    gets a gradient only when its token occurs, so it learns slowest of all the weights.
+    """
     tr = cfg.train
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     embeddings = {"wte.weight", "wpe.weight", "lm_head.weight"}
+    token_table = [params.pop("wte.weight")] if not cfg.model.tie_embeddings and "wte.weight" in params else []
     hidden = [p for n, p in params.items() if p.dim() == 2 and n not in embeddings]
     other_matrices = [p for n, p in params.items() if p.dim() == 2 and n in embeddings]
     vectors = [p for n, p in params.items() if p.dim() < 2]
@@ -134,12 +139,14 @@ def build_optimizers(model: nn.Module, cfg: Config, device: torch.device) -> lis
     if tr.optimizer == "muon":
         if not hasattr(torch.optim, "Muon"):
             raise TrainError("train.optimizer muon needs torch.optim.Muon (PyTorch >= 2.9)", 2)
-        optimizers.append(torch.optim.Muon(hidden, lr=tr.muon_lr, weight_decay=tr.weight_decay,
+        optimizers.append(torch.optim.Muon(hidden, lr=tr.muon_lr or tr.lr, weight_decay=tr.weight_decay,
                                            adjust_lr_fn="match_rms_adamw"))
         decay = other_matrices
     else:
         decay = hidden + other_matrices
     groups = [{"params": decay, "weight_decay": tr.weight_decay}, {"params": vectors, "weight_decay": 0.0}]
+    if token_table:
+        groups.append({"params": token_table, "weight_decay": 0.0, "lr": tr.lr * tr.embedding_lr_scale})
     optimizers.append(torch.optim.AdamW(groups, lr=tr.lr, betas=(tr.beta1, tr.beta2), **fused))
     for opt in optimizers:
         for group in opt.param_groups:

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from gpt.config import resolve
-from gpt.train import Trainer, TrainError, lr_multiplier
+from gpt.model import GPT
+from gpt.train import Trainer, TrainError, build_optimizers, lr_multiplier
 
 from .conftest import TINY, run_gpt
 
@@ -134,6 +135,46 @@ def test_schedule_shapes(schedule):
         assert lrs[91] == pytest.approx(0.1 + 0.9 * (1 - (0.9 - 0.8) / 0.2))  # linear decay over the last 20%
     else:
         assert lrs[100] == 1.0
+
+
+def _groups(overrides: dict) -> tuple[GPT, list[torch.optim.Optimizer]]:
+    cfg = resolve(preset="tiny", overrides={"model.vocab_size": 300, **overrides})
+    model = GPT(cfg.model)
+    return model, build_optimizers(model, cfg, torch.device("cpu"))
+
+
+def test_optimizer_groups_decay_matrices_only_and_speed_up_an_untied_embedding():
+    model, (adamw,) = _groups({"model.tie_embeddings": False, "train.embedding_lr_scale": 10, "train.lr": 1e-3})
+    by_param = {id(p): g for g in adamw.param_groups for p in g["params"]}
+    assert len(by_param) == len(list(model.parameters()))  # every parameter once
+    for name, p in model.named_parameters():
+        group = by_param[id(p)]
+        if name == "wte.weight":
+            assert group["lr"] == pytest.approx(1e-2) and group["weight_decay"] == 0.0
+        else:
+            assert group["lr"] == pytest.approx(1e-3)
+            assert group["weight_decay"] == (0.1 if p.dim() == 2 else 0.0), name
+    _, (opt,) = _groups({"model.tie_embeddings": True, "train.embedding_lr_scale": 10})
+    assert all(g["lr"] == pytest.approx(resolve(preset="tiny").train.lr) for g in opt.param_groups)  # tied: lr
+
+
+def test_muon_takes_the_hidden_matrices_and_trains():
+    model, (muon, adamw) = _groups({"train.optimizer": "muon"})
+    assert isinstance(muon, torch.optim.Muon) and muon.param_groups[0]["lr"] == adamw.param_groups[0]["lr"]
+    hidden = {id(p) for p in muon.param_groups[0]["params"]}
+    assert hidden and all(p.dim() == 2 for p in muon.param_groups[0]["params"])
+    assert id(model.wte.weight) not in hidden
+    torch.manual_seed(0)
+    x = torch.randint(0, 300, (8, 32))
+    first = None
+    for _ in range(30):
+        _, loss = model(x, x)
+        loss.backward()
+        for opt in (muon, adamw):
+            opt.step()
+            opt.zero_grad()
+        first = first if first is not None else loss.item()
+    assert loss.item() < first - 1.0
 
 
 def test_time_budget_stops_on_time(corpus_file, tmp_path):
