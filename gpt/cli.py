@@ -207,20 +207,37 @@ def cmd_generate(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
-def cmd_chat(args: argparse.Namespace, extra: list[str]) -> int:
+def _chat_history(path: Path):
+    """Line editing and history for input(), kept across sessions in the run directory; returns the saver."""
     try:
-        import readline  # noqa: F401  (line editing and history for input())
-    except ImportError:
+        import readline
+    except ImportError:  # e.g. Windows: plain input()
+        return lambda: None
+    try:
+        readline.read_history_file(path)
+    except OSError:
         pass
+
+    def save() -> None:
+        try:
+            readline.write_history_file(path)
+        except OSError:
+            pass
+    return save
+
+
+def cmd_chat(args: argparse.Namespace, extra: list[str]) -> int:
     from gpt.generate import Generator
     gen = Generator(args.out, args.device)
     params = _sample_params(args)
+    save_history = _chat_history(Path(args.out) / ".chat_history")
     print(f"chatting with {args.out} (a base model continues your text); Ctrl-D to leave")
     while True:
         try:
             prompt = input("> ")
         except (EOFError, KeyboardInterrupt):
             print()
+            save_history()
             return 0
         try:
             for piece in gen.stream(prompt, params):

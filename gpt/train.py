@@ -475,7 +475,8 @@ class Trainer:
             self._append_log(record)
             if metrics["val_loss"] < self.best_val:
                 self.best_val = metrics["val_loss"]
-                save_weights(self.model, self.run_dir / "best.safetensors", {"step": str(self.step)})
+                self._on_disk("best.safetensors", lambda: save_weights(self.model, self.run_dir / "best.safetensors",
+                                                                       {"step": str(self.step)}))
             self.log(f"step {self.step}: val loss {metrics['val_loss']:.4f}, {metrics['val_bpb']:.4f} bits/byte")
             self._plot()
             if self.cfg.train.sample_tokens:
@@ -530,12 +531,20 @@ class Trainer:
             return
         if not all(torch.isfinite(p).all() for p in self.model.parameters()):
             raise TrainError("weights are not finite; keeping the previous checkpoint", 3)
+        run, model, step = self.run_dir, self.model, self.step
+        if self._on_disk("a checkpoint", lambda: save_checkpoint(run, model, self.state_dict(), step)):
+            self._on_disk("model.safetensors", lambda: save_weights(model, run / "model.safetensors",
+                                                                    {"step": str(step)}))
+
+    def _on_disk(self, what: str, write) -> bool:
+        """Run one write; a full disk (any OSError) costs that write only, never the run or the previous file."""
         try:
-            save_checkpoint(self.run_dir, self.model, self.state_dict(), self.step)
-            save_weights(self.model, self.run_dir / "model.safetensors", {"step": str(self.step)})
-        except OSError as exc:  # e.g. a full disk: the previous checkpoint is untouched
-            self.log(f"warning: could not save a checkpoint at step {self.step}: {exc.strerror or exc}; "
+            write()
+            return True
+        except OSError as exc:  # every write is temp file + rename, so the previous version is untouched
+            self.log(f"warning: could not write {what} at step {self.step}: {exc.strerror or exc}; "
                      "the previous one is intact")
+            return False
 
     def _nan_stop(self, loss: float) -> None:
         last = latest_good_checkpoint(self.run_dir, warn=self.log)
@@ -571,8 +580,10 @@ class Trainer:
             self.log(f"step {record['step']}: {text} ({record['elapsed']:.0f}s)")
 
     def _append_log(self, record: dict) -> None:
-        with open(self.run_dir / "log.jsonl", "a") as fh:
-            fh.write(json.dumps(record) + "\n")
+        def append() -> None:
+            with open(self.run_dir / "log.jsonl", "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+        self._on_disk("log.jsonl", append)
         for sink in self._sinks():
             sink(record)
 
@@ -623,7 +634,7 @@ class Trainer:
         ax.set_ylabel("loss (nats/token)")
         ax.legend()
         fig.tight_layout()
-        fig.savefig(self.run_dir / "loss.png", dpi=90)
+        self._on_disk("loss.png", lambda: fig.savefig(self.run_dir / "loss.png", dpi=90))
         plt.close(fig)
 
     def _barrier(self) -> None:

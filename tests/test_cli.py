@@ -110,3 +110,37 @@ def test_only_binary_input_says_so(tmp_path):
     (tmp_path / "blob.bin").write_bytes(bytes(range(256)) * 8)
     proc = run_gpt("train", *TINY, "--input", str(tmp_path / "blob.bin"), "--out", str(tmp_path / "r"))
     assert proc.returncode == 2 and "skipping binary file" in proc.stderr and "binary files" in proc.stderr
+
+
+def test_chat_in_a_terminal_answers_and_keeps_history(run_dir):
+    import os
+    import pty
+    import select
+    import sys
+    import time
+
+    def read_until(fd: int, marker: bytes, seen: bytes = b"", timeout: float = 60) -> bytes:
+        deadline = time.time() + timeout
+        while marker not in seen and time.time() < deadline:
+            if select.select([fd], [], [], 0.5)[0]:
+                try:
+                    seen += os.read(fd, 4096)
+                except OSError:  # the child closed the terminal
+                    break
+        return seen
+
+    (run_dir / ".chat_history").unlink(missing_ok=True)
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the real CLI on a real terminal
+        os.execv(sys.executable, [sys.executable, "-m", "gpt", "chat", "--out", str(run_dir), "--max-new-tokens", "8",
+                                  "--seed", "1"])
+    out = read_until(fd, b"> ")
+    os.write(fd, b"The value of\n")
+    out = read_until(fd, b"> ", out.split(b"The value of", 1)[-1])
+    os.write(fd, b"\x04")  # Ctrl-D leaves
+    read_until(fd, b"\n")
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert b"Traceback" not in out
+    assert "The value of" in (run_dir / ".chat_history").read_text()

@@ -203,3 +203,58 @@ def test_ddp_two_gloo_processes_equal_one(corpus_file, tmp_path):
     assert sorted(b) == list(range(1, 9))
     for step in range(1, 9):
         assert b[step] == pytest.approx(a[step], rel=1e-4, abs=1e-4), step
+
+
+def test_full_disk_keeps_the_previous_checkpoint(corpus_file, tmp_path, monkeypatch):
+    import errno
+
+    import gpt.checkpoint as ckpt
+    cfg = resolve(preset="tiny", overrides={"data.input": [str(corpus_file)], "train.max_iters": 20,
+                                            "train.ckpt_interval": 10, "train.eval_interval": 1000})
+    messages = []
+    trainer = Trainer(cfg, tmp_path / "run", progress=False, log=messages.append)
+    real_save_file = ckpt.save_file
+
+    def disk_fills_after_step_10(tensors, filename, metadata=None):
+        if trainer.step <= 10:
+            return real_save_file(tensors, filename, metadata=metadata)
+        with open(filename, "wb") as fh:  # a partial write, then the disk is full
+            fh.write(b"\0" * 100)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt, "save_file", disk_fills_after_step_10)
+    trainer.run()
+    assert any("could not write a checkpoint at step 20: No space left on device" in m for m in messages)
+    run = tmp_path / "run"
+    good = ckpt.latest_good_checkpoint(run)
+    assert good is not None and good.name == "step-00000010" and ckpt.verify_checkpoint(good) is None
+    assert not list((run / "checkpoints").glob(".tmp-*")) and not list(run.glob(".*.tmp"))
+    model, _, _ = ckpt.load_run(run)  # model.safetensors is still the intact step-10 file
+    step10 = ckpt.load_file(str(good / "model.safetensors"))
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in step10.items())
+
+
+def test_fine_tune_from_a_run_and_from_its_hugging_face_export(corpus_file, tmp_path):
+    pytest.importorskip("transformers")
+    base = tmp_path / "base"
+    run_gpt(*train_args(corpus_file, base, "--train.max_iters", "40"), check=True)
+    new_text = tmp_path / "new.txt"
+    new_text.write_text("Monstera deliciosa likes bright, indirect light and a chunky, airy soil mix. " * 80)
+    args = ("--input", str(new_text), "--train.max_iters", "3", "--train.precision", "fp32",
+            "--model.n_layer", "5")  # ignored: fine-tuning keeps the source's architecture
+    tuned = tmp_path / "tuned"
+    proc = run_gpt("train", *TINY, "--out", str(tuned), "--init-from", str(base), "--train.log_interval", "1", *args,
+                   check=True)
+    assert "init: weights from" in proc.stdout and "2 layers" in proc.stdout
+    assert (tuned / "tokenizer.json").read_text() == (base / "tokenizer.json").read_text()
+    fresh = tmp_path / "fresh"
+    run_gpt("train", *TINY, "--out", str(fresh), "--train.log_interval", "1", *args[:-2], check=True)
+    assert losses(tuned)[1] < losses(fresh)[1] - 0.5  # it starts from what base learned
+
+    hf_dir = tmp_path / "hf"
+    run_gpt("export", "--out", str(base), "--format", "hf", "--to", str(hf_dir), check=True)
+    from_hf = tmp_path / "from_hf"
+    run_gpt("train", *TINY, "--out", str(from_hf), "--init-from", str(hf_dir), "--train.log_interval", "1", *args,
+            check=True)
+    a, b = losses(tuned), losses(from_hf)
+    assert all(b[s] == pytest.approx(a[s], abs=1e-4) for s in (1, 2, 3))  # the same weights, the same run
