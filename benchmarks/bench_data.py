@@ -56,11 +56,13 @@ def main() -> None:
 
 
 def single_thread_mbps(tok, text: str) -> float:
-    fast = tok.fast
-    fast.encode_ordinary(text)
-    start = time.perf_counter()
-    fast.encode_ordinary(text)
-    return len(text.encode("utf-8")) / 1e6 / (time.perf_counter() - start)
+    """The fast encoder on one thread, by the path prepare uses (ids straight into an array); best of 3."""
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        tok.encode_to_array(text)
+        times.append(time.perf_counter() - start)
+    return len(text.encode("utf-8")) / 1e6 / min(times)
 
 
 def batch_cost() -> None:

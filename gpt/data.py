@@ -16,8 +16,9 @@ import json
 import os
 import sys
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,8 @@ CACHE_FORMAT = "gpt-tokens"
 CACHE_VERSION = 1
 BUILTIN = "builtin:pydoc"  # Python's reference documentation, shipped with every CPython
 _READ_BYTES = 1 << 20  # small pieces keep every encoding thread busy
-_SAFE_CUT = regex.compile(r"\n(?=\p{L})")  # no pre-token of any built-in pattern spans this point
+# No pre-token of any built-in pattern spans this point; searched backwards, for the last one in a block.
+_SAFE_CUT = regex.compile(r"\n(?=\p{L})", flags=regex.REVERSE)
 
 
 class DataError(GPTError, ValueError):
@@ -90,9 +92,8 @@ def _read_pieces(path: str) -> Iterator[str]:
     with open(path, "rb") as fh:
         while block := fh.read(_READ_BYTES):
             carry += decoder.decode(block)
-            cuts = list(_SAFE_CUT.finditer(carry, max(0, len(carry) - _READ_BYTES // 2), concurrent=True))
-            if cuts:
-                cut = cuts[-1]
+            cut = _SAFE_CUT.search(carry, max(0, len(carry) - _READ_BYTES // 2))
+            if cut:
                 yield carry[:cut.end()]
                 carry = carry[cut.end():]
     carry += decoder.decode(b"", final=True)
@@ -179,48 +180,48 @@ def tokenize_to_file(files: list[str], tokenizer: Tokenizer, path: Path, jsonl_f
                      workers: int = 0, progress: bool = True) -> dict:
     """Stream documents through the tokenizer into a flat token file; returns counts. Bounded memory.
 
-    Pieces are gathered into ~16 MB batches; while the encoder threads work on one batch, this thread
-    reads the next (double buffering), so reading and encoding overlap.
+    Pieces are gathered into ~1 MB groups, each encoded by one of `workers` threads (tiktoken releases
+    the GIL); a few groups per thread are in flight while this thread reads on, and results are
+    written in order. Small groups keep every thread busy to the end (16 MB batches left one idle).
     """
     dtype, eot = _dtype(tokenizer), tokenizer.eot_id
     tmp = path.with_name(path.name + ".tmp")
-    n_tokens = n_docs = n_bytes = batch_bytes = 0
+    n_tokens = n_docs = n_bytes = group_bytes = 0
     start = time.perf_counter()
     bar = _bar(progress)
-    batch: list[str | None] = []  # text pieces, None where a document ends
-    pending = None
+    group: list[str | None] = []  # text pieces, None where a document ends
+    in_flight: deque[Future] = deque()
+    threads = workers or os.cpu_count() or 1
 
     def encode(items: list[str | None]) -> np.ndarray:
-        encoded = iter(tokenizer.encode_batch([t for t in items if t is not None], disallowed_special=(),
-                                              num_threads=workers))
-        parts = [np.asarray(next(encoded) if t is not None else [eot], dtype=dtype) for t in items]
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+        eot_array = np.array([eot], dtype=np.uint32)
+        return np.concatenate([tokenizer.encode_to_array(t) if t is not None else eot_array for t in items])
 
-    with open(tmp, "wb") as out, ThreadPoolExecutor(1) as encoder:
-        def flush() -> None:
-            nonlocal pending, n_tokens, batch_bytes
-            if pending is not None:
-                tokens = pending.result()
+    with open(tmp, "wb") as out, ThreadPoolExecutor(threads) as pool:
+        def submit(keep: int) -> None:
+            nonlocal n_tokens, group_bytes
+            if group:
+                in_flight.append(pool.submit(encode, list(group)))
+                group.clear()
+                group_bytes = 0
+            while len(in_flight) > keep:  # write the oldest results, in order
+                tokens = in_flight.popleft().result().astype(dtype)
                 out.write(tokens.tobytes())
                 n_tokens += len(tokens)
-            pending = encoder.submit(encode, list(batch)) if batch else None
-            batch.clear()
-            batch_bytes = 0
 
         for doc in iter_documents(files, jsonl_field):
             for piece in doc:
                 size = len(piece.encode("utf-8"))
-                batch.append(piece)
-                n_bytes, batch_bytes = n_bytes + size, batch_bytes + size
+                group.append(piece)
+                n_bytes, group_bytes = n_bytes + size, group_bytes + size
                 if bar is not None:
                     bar.update(size / 1e6)
-                if batch_bytes > 16 << 20:
-                    flush()
+                if group_bytes >= _READ_BYTES:
+                    submit(keep=4 * threads)
             if eot is not None:
-                batch.append(None)
+                group.append(None)
             n_docs += 1
-        flush()  # hand over the last batch
-        flush()  # and write it
+        submit(keep=0)
     if bar is not None:
         bar.close()
     if n_docs == 0 or n_bytes == 0:
