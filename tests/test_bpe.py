@@ -50,6 +50,16 @@ def test_round_trip_and_encoders_agree(tok, text):
 
 
 @settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["Monstera", " ", ENDOFTEXT, "<|user|>", "é", "\n", "12345"]), max_size=20))
+def test_array_path_treats_special_text_as_plain(tok, parts):
+    text = "".join(parts)
+    array = tok.encode_to_array(text)
+    assert array.dtype.name == "uint32"
+    assert array.tolist() == tok.encode(text, disallowed_special=()) == tok.encode(text, disallowed_special=(),
+                                                                                   reference=True)
+
+
+@settings(max_examples=200, deadline=None)
 @given(st.lists(st.integers(0, 599), max_size=50))
 def test_decode_never_raises_on_cut_characters(tok, ids):
     raw = tok.decode_bytes(ids)
