@@ -9,6 +9,7 @@ Under torchrun it wraps the model in DistributedDataParallel; only rank 0 writes
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -31,6 +32,7 @@ from gpt import __version__
 from gpt.bpe import Tokenizer
 from gpt.checkpoint import (
     CheckpointError,
+    atomic_write_bytes,
     latest_good_checkpoint,
     load_state,
     load_weights,
@@ -198,7 +200,7 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if init_from:
             self._adopt(init_from)
-        collect_files(self.inputs())  # a missing input is the first thing to report, before any resume check
+        self.files = collect_files(self.inputs())  # a missing input is reported first, before any resume check
         checkpoint = self._find_checkpoint(resume)
         self.tokenizer = self._tokenizer(reuse=checkpoint is not None or init_from is not None)
         self._derive_model_config()
@@ -263,10 +265,9 @@ class Trainer:
         if self.dist.master:
             self.log(f"tokenizer: training byte-level BPE, vocab {tok_cfg.vocab_size}, pattern {tok_cfg.pattern}")
             start = time.perf_counter()
-            files = collect_files(self.inputs())
             workers = self.cfg.data.workers or min(4, os.cpu_count() or 1)
-            size = sum(os.path.getsize(f) for f in files if f != BUILTIN)
-            tokenizer = Tokenizer.train(iter_texts(files, self.cfg.data.jsonl_field), tok_cfg.vocab_size,
+            size = sum(os.path.getsize(f) for f in self.files if f != BUILTIN)
+            tokenizer = Tokenizer.train(iter_texts(self.files, self.cfg.data.jsonl_field), tok_cfg.vocab_size,
                                         tok_cfg.pattern, tok_cfg.special_tokens,
                                         workers=workers if size > 8 << 20 else 1, progress=self.progress)
             tokenizer.save(path)
@@ -541,7 +542,7 @@ class Trainer:
         try:
             write()
             return True
-        except OSError as exc:  # every write is temp file + rename, so the previous version is untouched
+        except OSError as exc:  # weights, checkpoints and loss.png are temp file + rename: the old file stays whole
             self.log(f"warning: could not write {what} at step {self.step}: {exc.strerror or exc}; "
                      "the previous one is intact")
             return False
@@ -622,7 +623,7 @@ class Trainer:
             import matplotlib.pyplot as plt
         except ImportError:
             return
-        records = [json.loads(line) for line in open(self.run_dir / "log.jsonl")]
+        records = self._read_log()
         train = [(r["step"], r["loss"]) for r in records if "loss" in r]
         val = [(r["step"], r["val_loss"]) for r in records if "val_loss" in r]
         fig, ax = plt.subplots(figsize=(7, 4))
@@ -634,8 +635,24 @@ class Trainer:
         ax.set_ylabel("loss (nats/token)")
         ax.legend()
         fig.tight_layout()
-        self._on_disk("loss.png", lambda: fig.savefig(self.run_dir / "loss.png", dpi=90))
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=90)
         plt.close(fig)
+        self._on_disk("loss.png", lambda: atomic_write_bytes(self.run_dir / "loss.png", png.getvalue()))
+
+    def _read_log(self) -> list[dict]:
+        """log.jsonl's records, passing over a line a full disk cut short (or a log it never let start)."""
+        records = []
+        try:
+            with open(self.run_dir / "log.jsonl") as fh:
+                for line in fh:
+                    try:
+                        records.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        continue
+        except OSError:
+            pass
+        return records
 
     def _barrier(self) -> None:
         if self.dist.world_size > 1 and dist.is_initialized():
