@@ -193,8 +193,9 @@ def tokenize_to_file(files: list[str], tokenizer: Tokenizer, path: Path, jsonl_f
     in_flight: deque[Future] = deque()
     threads = workers or os.cpu_count() or 1
 
+    eot_array = np.array([eot if eot is not None else 0], dtype=np.uint32)  # used only where eot exists
+
     def encode(items: list[str | None]) -> np.ndarray:
-        eot_array = np.array([eot], dtype=np.uint32)
         return np.concatenate([tokenizer.encode_to_array(t) if t is not None else eot_array for t in items])
 
     with open(tmp, "wb") as out, ThreadPoolExecutor(threads) as pool:

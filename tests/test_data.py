@@ -51,6 +51,15 @@ def test_documents_are_separated_by_endoftext(folder, tok, tmp_path):
     assert data.manifest["dtype"] == "uint16"
 
 
+def test_without_special_tokens_documents_just_follow_each_other(folder, tmp_path):
+    plain = Tokenizer.train([pydoc_text(30_000)], 400, special_tokens=[])
+    data = prepare([str(folder)], plain, tmp_path / "cache", val_fraction=0.1, progress=False, log=lambda *a: None)
+    all_tokens = np.concatenate([data.train, data.val])
+    texts = ["first record", "second record", "# Monstera\nMonstera is a plant.\n", "Water it weekly. " * 50,
+             "caf\ufffd na\ufffdve"]  # the Latin-1 file, its bad bytes replaced
+    assert len(all_tokens) == sum(len(plain.encode(t)) for t in texts)  # no separator token in between
+
+
 def test_cache_reuse_and_invalidation(folder, tok, tmp_path):
     logs = []
     cache = tmp_path / "cache"
