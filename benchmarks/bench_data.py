@@ -2,7 +2,7 @@
 the cost of fetching a batch relative to a training step of the CPU preset.
 
 The corpus is the Python standard library's .py files, repeated, written as many files to a temp dir.
-Preparation runs in a fresh process so its peak RSS is its own.
+Preparation runs in a fresh process so its peak RSS (and its encoder processes') is its own.
 
     python benchmarks/bench_data.py [--mb 1024]
 """
@@ -43,15 +43,18 @@ def main() -> None:
                 f"t = Tokenizer.load({str(root / 'tok.json')!r}); s = time.perf_counter(); "
                 f"d = prepare([{str(corpus)!r}], t, {str(root / 'cache')!r}, progress=False, log=lambda *a: None); "
                 "print(time.perf_counter() - s, len(d.train) + len(d.val), "
-                "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+                "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
+                "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-        seconds, n_tokens, rss = float(out[0]), int(out[1]), int(out[2]) / 1024
+        seconds, n_tokens, rss, worker_rss = float(out[0]), int(out[1]), int(out[2]) / 1024, int(out[3]) / 1024
         cores = os.cpu_count() or 1
+        total_rss = rss + cores * worker_rss  # an upper bound: forked workers share pages, peaks need not meet
         rate = written / 1e6 / seconds
         print(f"prepare: {written / 1e6:.0f} MB in {i} files -> {n_tokens:,} tokens in {seconds:.1f}s = "
               f"{rate:.1f} MB/s "
               f"(target 0.8 x {cores} cores x {single:.1f} MB/s single-thread = {0.8 * cores * single:.1f} MB/s; "
-              f"x{rate / (0.8 * cores * single):.2f}); peak RSS {rss:.0f} MB")
+              f"x{rate / (0.8 * cores * single):.2f}); peak RSS {rss:.0f} MB + {cores} workers x {worker_rss:.0f} MB "
+              f"<= {total_rss:.0f} MB")
     batch_cost()
 
 

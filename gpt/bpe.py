@@ -18,6 +18,7 @@ import heapq
 import json
 import os
 import re
+import signal
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Iterator
 from collections.abc import Set as AbstractSet
@@ -126,7 +127,8 @@ def count_pretokens(texts: Iterable[str], pattern: str, specials: Collection[str
         for job in jobs:
             total.update(_count_piece(job))
         return total
-    with ProcessPoolExecutor(workers) as pool:
+    # Workers ignore Ctrl-C: the main process handles it, and no worker prints a traceback.
+    with ProcessPoolExecutor(workers, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN)) as pool:
         pending = []
         for job in jobs:  # bounded window of pieces in flight
             pending.append(pool.submit(_count_piece, job))

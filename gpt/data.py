@@ -14,12 +14,14 @@ import glob
 import hashlib
 import json
 import os
+import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +34,8 @@ from gpt.errors import GPTError
 CACHE_FORMAT = "gpt-tokens"
 CACHE_VERSION = 1
 BUILTIN = "builtin:pydoc"  # Python's reference documentation, shipped with every CPython
-_READ_BYTES = 1 << 20  # small pieces keep every encoding thread busy
+_READ_BYTES = 1 << 20  # small pieces keep every encoder busy
+_PROCESS_MIN_BYTES = 32 << 20  # below this, starting encoder processes costs more than it saves
 # No pre-token of any built-in pattern spans this point; searched backwards, for the last one in a block.
 _SAFE_CUT = regex.compile(r"\n(?=\p{L})", flags=regex.REVERSE)
 
@@ -176,55 +179,93 @@ def _dtype(tokenizer: Tokenizer) -> np.dtype:
     return np.dtype(np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.uint32)
 
 
+def _groups(files: list[str], jsonl_field: str) -> Iterator[list[str | None]]:
+    """Text pieces gathered into groups of about 1 MB, None where a document ends."""
+    group: list[str | None] = []
+    chars = 0
+    for doc in iter_documents(files, jsonl_field):
+        for piece in doc:
+            group.append(piece)
+            chars += len(piece)
+            if chars >= _READ_BYTES:
+                yield group
+                group, chars = [], 0
+        group.append(None)
+    if group:
+        yield group
+
+
+def _encode_group(tokenizer: Tokenizer, group: list[str | None], dtype: np.dtype) -> tuple[np.ndarray, int, int]:
+    """One group -> (token ids as dtype, UTF-8 bytes of text, documents ended); <|endoftext|> between documents."""
+    eot = np.array([tokenizer.eot_id] if tokenizer.eot_id is not None else [], dtype=np.uint32)
+    arrays = [tokenizer.encode_to_array(t) if t is not None else eot for t in group]
+    n_bytes = sum(len(t.encode("utf-8")) for t in group if t is not None)
+    return np.concatenate(arrays).astype(dtype), n_bytes, group.count(None)
+
+
+_worker_tokenizer: Tokenizer | None = None  # set once in each encoding process by _start_worker
+
+
+def _start_worker(tokenizer_dict: dict) -> None:
+    global _worker_tokenizer
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle, without tracebacks
+    _worker_tokenizer = Tokenizer.from_dict(tokenizer_dict)
+
+
+def _encode_in_worker(group: list[str | None], dtype: np.dtype) -> tuple[np.ndarray, int, int]:
+    return _encode_group(_worker_tokenizer, group, dtype)
+
+
+def _encoder_pool(tokenizer: Tokenizer, workers: int, total_bytes: int) -> tuple[Executor, Callable]:
+    """Processes for large inputs; small ones are not worth starting them for (threads, in this process)."""
+    if workers > 1 and total_bytes >= _PROCESS_MIN_BYTES:
+        return (ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(tokenizer.to_dict(),)),
+                _encode_in_worker)
+    return ThreadPoolExecutor(workers), partial(_encode_group, tokenizer)
+
+
+def _bounded_map(pool: Executor, fn: Callable, items: Iterable, window: int) -> Iterator:
+    """pool.map, in order, with at most `window` items in flight: memory stays bounded on any input."""
+    in_flight: deque[Future] = deque()
+    for item in items:
+        in_flight.append(pool.submit(fn, item))
+        if len(in_flight) > window:
+            yield in_flight.popleft().result()
+    while in_flight:
+        yield in_flight.popleft().result()
+
+
 def tokenize_to_file(files: list[str], tokenizer: Tokenizer, path: Path, jsonl_field: str = "text",
                      workers: int = 0, progress: bool = True) -> dict:
     """Stream documents through the tokenizer into a flat token file; returns counts. Bounded memory.
 
-    Pieces are gathered into ~1 MB groups, each encoded by one of `workers` threads (tiktoken releases
-    the GIL); a few groups per thread are in flight while this thread reads on, and results are
-    written in order. Small groups keep every thread busy to the end (16 MB batches left one idle).
+    This process reads and cuts the text into ~1 MB groups; `workers` processes encode them (threads
+    for small inputs), a few groups each in flight, and results are written in order. Processes,
+    not threads: with threads, the work around tiktoken's GIL-free core (handing over the str, the
+    arrays) and the reading all take turns on the GIL, 1.3x slower (benchmarks/README.md).
     """
-    dtype, eot = _dtype(tokenizer), tokenizer.eot_id
+    dtype = _dtype(tokenizer)
     tmp = path.with_name(path.name + ".tmp")
-    n_tokens = n_docs = n_bytes = group_bytes = 0
+    workers = workers or os.cpu_count() or 1
+    total_bytes = sum(os.path.getsize(f) for f in files if f != BUILTIN and os.path.isfile(f))
+    pool, encode = _encoder_pool(tokenizer, workers, total_bytes)
+    n_tokens = n_docs = n_bytes = 0
     start = time.perf_counter()
     bar = _bar(progress)
-    group: list[str | None] = []  # text pieces, None where a document ends
-    in_flight: deque[Future] = deque()
-    threads = workers or os.cpu_count() or 1
-
-    eot_array = np.array([eot if eot is not None else 0], dtype=np.uint32)  # used only where eot exists
-
-    def encode(items: list[str | None]) -> np.ndarray:
-        return np.concatenate([tokenizer.encode_to_array(t) if t is not None else eot_array for t in items])
-
-    with open(tmp, "wb") as out, ThreadPoolExecutor(threads) as pool:
-        def submit(keep: int) -> None:
-            nonlocal n_tokens, group_bytes
-            if group:
-                in_flight.append(pool.submit(encode, list(group)))
-                group.clear()
-                group_bytes = 0
-            while len(in_flight) > keep:  # write the oldest results, in order
-                tokens = in_flight.popleft().result().astype(dtype)
-                out.write(tokens.tobytes())
-                n_tokens += len(tokens)
-
-        for doc in iter_documents(files, jsonl_field):
-            for piece in doc:
-                size = len(piece.encode("utf-8"))
-                group.append(piece)
-                n_bytes, group_bytes = n_bytes + size, group_bytes + size
+    try:
+        with open(tmp, "wb") as out, pool:
+            for tokens, size, docs in _bounded_map(pool, partial(encode, dtype=dtype), _groups(files, jsonl_field),
+                                                   window=4 * workers):
+                out.write(tokens.data)
+                n_tokens, n_bytes, n_docs = n_tokens + len(tokens), n_bytes + size, n_docs + docs
                 if bar is not None:
                     bar.update(size / 1e6)
-                if group_bytes >= _READ_BYTES:
-                    submit(keep=4 * threads)
-            if eot is not None:
-                group.append(None)
-            n_docs += 1
-        submit(keep=0)
-    if bar is not None:
-        bar.close()
+    except BaseException:  # a half-written file never stays behind, whatever stopped the writing
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
     if n_docs == 0 or n_bytes == 0:
         tmp.unlink(missing_ok=True)
         raise DataError("the input is empty: no readable text in " + ", ".join(files[:3]))
@@ -314,7 +355,8 @@ def _split(cache: Path, manifest: dict, tokenizer: Tokenizer, val_fraction: floa
         n_val = int(len(tokens) * val_fraction)
         train, val = tokens[:len(tokens) - n_val], tokens[len(tokens) - n_val:]
     lengths = token_byte_lengths(tokenizer)
-    val_bytes = int(lengths[np.asarray(val, dtype=np.int64)].sum()) if len(val) else 0
+    step = 1 << 22  # in slices: one gather over a large validation memmap would cost 16 bytes a token of RAM
+    val_bytes = sum(int(lengths[val[i:i + step]].sum()) for i in range(0, len(val), step))
     return TokenData(train=train, val=val, val_bytes=val_bytes, manifest=manifest)
 
 

@@ -1,10 +1,12 @@
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pytest
 
-from gpt.bpe import ENDOFTEXT, Tokenizer
+import gpt.data as data_module
+from gpt.bpe import ENDOFTEXT, Tokenizer, TokenizerError
 from gpt.data import BUILTIN, Batches, DataError, check_sizes, collect_files, eval_windows, iter_documents, prepare
 
 from .conftest import pydoc_text
@@ -94,6 +96,8 @@ def test_split_never_overlaps_and_batches_stay_in_train(tok, tmp_path):
     data = prepare([str(path)], tok, tmp_path / "cache", val_fraction=0.2, progress=False, log=lambda *a: None)
     n_train = len(data.train)
     assert n_train + len(data.val) == data.manifest["files"]["tokens.bin"]["tokens"]
+    text_ids = [int(i) for i in data.val if i != tok.eot_id]
+    assert data.val_bytes == len(tok.decode_bytes(text_ids))  # the bits-per-byte denominator
     batches = Batches(data.train, 16, 64, seed=1)
     assert batches.high + 16 == n_train  # the last window ends at the last train token: never in val
     for _ in range(20):
@@ -145,3 +149,35 @@ def test_bad_inputs(tok, tmp_path):
 def test_builtin_corpus(tok, tmp_path):
     data = prepare([BUILTIN], tok, tmp_path / "c", progress=False, log=lambda *a: None)
     assert len(data.train) > 100_000 and data.val_bytes > 10_000
+
+
+class _RecordingPool(ProcessPoolExecutor):
+    started = 0
+
+    def __init__(self, *args, **kwargs):
+        _RecordingPool.started += 1
+        super().__init__(*args, **kwargs)
+
+
+@pytest.mark.parametrize("specials", [[ENDOFTEXT], []])
+def test_encoder_processes_write_the_same_tokens_in_order(folder, tmp_path, monkeypatch, specials):
+    (folder / "long.txt").write_text(pydoc_text(40_000))
+    tokenizer = Tokenizer.train([pydoc_text(30_000)], 400, special_tokens=specials)
+    monkeypatch.setattr(data_module, "_READ_BYTES", 512)  # many small groups: their order matters
+    one = prepare([str(folder)], tokenizer, tmp_path / "one", workers=1, progress=False, log=lambda *a: None)
+    monkeypatch.setattr(data_module, "_PROCESS_MIN_BYTES", 0)
+    monkeypatch.setattr(data_module, "ProcessPoolExecutor", _RecordingPool)
+    two = prepare([str(folder)], tokenizer, tmp_path / "two", workers=2, progress=False, log=lambda *a: None)
+    assert _RecordingPool.started >= 1
+    assert (tmp_path / "one" / "tokens.bin").read_bytes() == (tmp_path / "two" / "tokens.bin").read_bytes()
+    assert one.manifest["files"]["tokens.bin"]["documents"] == two.manifest["files"]["tokens.bin"]["documents"] == 6
+    assert one.manifest["files"]["tokens.bin"]["bytes"] == two.manifest["files"]["tokens.bin"]["bytes"]
+
+
+def test_an_encoder_process_error_reaches_the_caller_and_leaves_no_file(tok, tmp_path, monkeypatch):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine"}\n{"text": "lone \\ud800 surrogate"}\n')
+    monkeypatch.setattr(data_module, "_PROCESS_MIN_BYTES", 0)
+    with pytest.raises(TokenizerError, match="lone surrogate"):
+        prepare([str(bad)], tok, tmp_path / "c", workers=2, progress=False, log=lambda *a: None)
+    assert not list((tmp_path / "c").iterdir())  # neither tokens.bin nor its .tmp
