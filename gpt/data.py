@@ -124,7 +124,12 @@ def _parquet_records(path: str, field: str) -> Iterator[str]:
         import pyarrow.parquet as pq
     except ImportError:
         raise DataError(f"{path}: reading Parquet needs pyarrow (pip install 'gpt[parquet]')") from None
-    table = pq.ParquetFile(path)
+    try:
+        table = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow's errors (ArrowInvalid, OSError) for a damaged or foreign file
+        raise DataError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
+    if field not in table.schema_arrow.names:
+        raise DataError(f"{path}: no column {field!r} (set --data.jsonl_field)")
     for batch in table.iter_batches(columns=[field]):
         yield from (t for t in batch.column(0).to_pylist() if isinstance(t, str))
 

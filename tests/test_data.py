@@ -38,6 +38,20 @@ def test_folder_documents_binary_and_non_utf8(folder, capsys):
     assert len(docs) == 5
 
 
+def test_parquet_records_are_documents(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+    path = tmp_path / "wiki.parquet"
+    pq.write_table(pa.table({"id": [1, 2, 3], "body": ["Monstera is a plant.", None, "Water it weekly."]}), path)
+    assert [list(d) for d in iter_documents([str(path)], "body")] == [["Monstera is a plant."], ["Water it weekly."]]
+    with pytest.raises(DataError, match="no column 'text'"):
+        list(iter_documents([str(path)]))
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"PAR1 not really")
+    with pytest.raises(DataError, match="not a readable Parquet file"):
+        list(iter_documents([str(broken)]))
+
+
 def test_globs_and_missing_paths(folder):
     assert [os.path.basename(f) for f in collect_files([str(folder / "**" / "*.txt")])] == ["latin1.txt", "b.txt"]
     with pytest.raises(DataError, match="does not exist"):
