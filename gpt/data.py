@@ -28,7 +28,7 @@ import numpy as np
 import regex
 import torch
 
-from gpt.bpe import Tokenizer
+from gpt.bpe import SAFE_CUT, Tokenizer
 from gpt.errors import GPTError
 
 CACHE_FORMAT = "gpt-tokens"
@@ -36,8 +36,7 @@ CACHE_VERSION = 1
 BUILTIN = "builtin:pydoc"  # Python's reference documentation, shipped with every CPython
 _READ_BYTES = 1 << 20  # small pieces keep every encoder busy
 _PROCESS_MIN_BYTES = 32 << 20  # below this, starting encoder processes costs more than it saves
-# No pre-token of any built-in pattern spans this point; searched backwards, for the last one in a block.
-_SAFE_CUT = regex.compile(r"\n(?=\p{L})", flags=regex.REVERSE)
+_SAFE_CUT = regex.compile(SAFE_CUT, flags=regex.REVERSE)  # searched backwards: the last cut in a block
 
 
 class DataError(GPTError, ValueError):
@@ -89,16 +88,24 @@ def _is_binary(path: str) -> bool:
 
 
 def _read_pieces(path: str) -> Iterator[str]:
-    """A text file as str pieces of a few MB, cut only where tokenization cannot change."""
+    """A text file as str pieces of about a MB, cut only where tokenization cannot change (bpe.SAFE_CUT).
+
+    Text with no letter followed by whitespace in 16 blocks (digits only, say) is cut anyway, so that
+    memory stays bounded; the pre-tokens at such a cut may differ from those of the whole text.
+    """
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     carry = ""
     with open(path, "rb") as fh:
         while block := fh.read(_READ_BYTES):
             carry += decoder.decode(block)
-            cut = _SAFE_CUT.search(carry, max(0, len(carry) - _READ_BYTES // 2))
-            if cut:
-                yield carry[:cut.end()]
-                carry = carry[cut.end():]
+            if cut := _SAFE_CUT.search(carry, max(0, len(carry) - _READ_BYTES // 2)):
+                at = cut.end()
+            elif len(carry) >= 16 * _READ_BYTES:
+                at = len(carry)
+            else:
+                continue
+            yield carry[:at]
+            carry = carry[at:]
     carry += decoder.decode(b"", final=True)
     if carry:
         yield carry

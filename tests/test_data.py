@@ -195,3 +195,24 @@ def test_an_encoder_process_error_reaches_the_caller_and_leaves_no_file(tok, tmp
     with pytest.raises(TokenizerError, match="lone surrogate"):
         prepare([str(bad)], tok, tmp_path / "c", workers=2, progress=False, log=lambda *a: None)
     assert not list((tmp_path / "c").iterdir())  # neither tokens.bin nor its .tmp
+
+
+@pytest.mark.parametrize("pattern", ["gpt2", "gpt4"])
+def test_a_file_read_in_pieces_encodes_as_the_whole_text(tmp_path, monkeypatch, pattern):
+    # Trailing spaces and CRLF line ends: where a cut after the newline would change GPT-2's pre-tokens.
+    text = pydoc_text(20_000).replace("\n", "  \n").replace("  \n", " \r\n", 100)
+    (tmp_path / "doc.txt").write_bytes(text.encode("utf-8"))
+    texts = [pydoc_text(30_000)] + ["x  \n", "y \r\n"] * 500  # so that "  \n" and " \r\n" are tokens
+    tokenizer = Tokenizer.train(texts, 400, pattern=pattern, special_tokens=[ENDOFTEXT])
+    monkeypatch.setattr(data_module, "_READ_BYTES", 256)  # dozens of cuts
+    assert len(list(data_module._read_pieces(str(tmp_path / "doc.txt")))) > 20
+    data = prepare([str(tmp_path / "doc.txt")], tokenizer, tmp_path / "c", progress=False, log=lambda *a: None)
+    assert np.concatenate([data.train, data.val]).tolist() == tokenizer.encode(text) + [tokenizer.eot_id]
+
+
+def test_text_without_safe_cuts_is_still_read_in_bounded_pieces(tmp_path, monkeypatch):
+    digits = "".join(str(i % 10) for i in range(50_000))  # no letter anywhere: no safe cut point
+    (tmp_path / "digits.txt").write_text(digits)
+    monkeypatch.setattr(data_module, "_READ_BYTES", 256)
+    pieces = list(data_module._read_pieces(str(tmp_path / "digits.txt")))
+    assert "".join(pieces) == digits and max(map(len, pieces)) <= 16 * 256
