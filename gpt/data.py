@@ -380,9 +380,10 @@ def check_sizes(data: TokenData, block_size: int) -> None:
     n_train = len(data.train)
     if n_train < block_size + 1:
         total = n_train + len(data.val)
-        fit = max(1, n_train - 1)
+        fits = n_train >= 2 and len(data.val) >= 2  # else no block_size would do
+        hint = f"Use more text or --model.block_size {n_train - 1}" if fits else "Use more text"
         raise DataError(f"the corpus has {total:,} tokens ({n_train:,} for training); block_size {block_size} needs "
-                        f"at least {block_size + 1:,} training tokens. Use more text or --model.block_size {fit}")
+                        f"at least {block_size + 1:,} training tokens. {hint}")
     if len(data.val) < 2:
         raise DataError(f"the validation split has {len(data.val)} tokens; use more text or a larger "
                         "--data.val_fraction, or give --data.val_input")

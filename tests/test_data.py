@@ -158,6 +158,12 @@ def test_bad_inputs(tok, tmp_path):
     data = prepare([str(short)], tok, tmp_path / "c2", progress=False, log=lambda *a: None)
     with pytest.raises(DataError, match=r"block_size 128 needs at least 129 .* --model.block_size \d+"):
         check_sizes(data, 128)
+    check_sizes(data, len(data.train) - 1)  # the block_size it suggests does fit
+    tiny = tmp_path / "tiny.txt"
+    tiny.write_text("short text")  # 3 tokens, none for validation: no block_size would do
+    data = prepare([str(tiny)], tok, tmp_path / "c3", progress=False, log=lambda *a: None)
+    with pytest.raises(DataError, match=r"training tokens. Use more text$"):
+        check_sizes(data, 128)
 
 
 def test_builtin_corpus(tok, tmp_path):
