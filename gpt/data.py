@@ -33,7 +33,7 @@ from gpt.bpe import SAFE_CUT, Tokenizer
 from gpt.errors import GPTError
 
 CACHE_FORMAT = "gpt-tokens"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: large files cut between a letter and whitespace (bpe.SAFE_CUT); older caches rebuild
 BUILTIN = "builtin:pydoc"  # Python's reference documentation, shipped with every CPython
 _READ_BYTES = 1 << 20  # small pieces keep every encoder busy
 _PROCESS_MIN_BYTES = 32 << 20  # below this, starting encoder processes costs more than it saves
