@@ -19,10 +19,10 @@ import json
 import os
 import re
 import signal
-from collections import Counter, defaultdict
-from collections.abc import Collection, Iterable, Iterator
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Collection, Iterable, Iterator
 from collections.abc import Set as AbstractSet
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -101,8 +101,9 @@ def bpe_pieces(piece: bytes, ranks: dict[bytes, int]) -> list[bytes]:
 def _safe_cuts(text: str) -> Iterator[str]:
     """Cut a long text into pieces of about _PIECE_CHARS at SAFE_CUT points."""
     start = 0
+    safe_cut = regex.compile(SAFE_CUT)
     while len(text) - start > _PIECE_CHARS:
-        match = regex.compile(SAFE_CUT).search(text, start + _PIECE_CHARS)
+        match = safe_cut.search(text, start + _PIECE_CHARS)
         if not match:
             break
         yield text[start:match.end()]
@@ -120,6 +121,17 @@ def _count_piece(args: tuple[str, str, tuple[str, ...]]) -> Counter:
     return counts
 
 
+def bounded_map(pool: Executor, fn: Callable, items: Iterable, window: int) -> Iterator:
+    """pool.map, in order, with at most `window` items in flight: memory stays bounded on any input."""
+    in_flight: deque[Future] = deque()
+    for item in items:
+        if len(in_flight) >= window:
+            yield in_flight.popleft().result()
+        in_flight.append(pool.submit(fn, item))
+    while in_flight:
+        yield in_flight.popleft().result()
+
+
 def count_pretokens(texts: Iterable[str], pattern: str, specials: Collection[str] = (),
                     workers: int = 1) -> Counter:
     """Unique pre-tokens with their frequencies, streaming texts piece by piece (special tokens excluded).
@@ -135,13 +147,8 @@ def count_pretokens(texts: Iterable[str], pattern: str, specials: Collection[str
         return total
     # Workers ignore Ctrl-C: the main process handles it, and no worker prints a traceback.
     with ProcessPoolExecutor(workers, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN)) as pool:
-        pending = []
-        for job in jobs:  # bounded window of pieces in flight
-            pending.append(pool.submit(_count_piece, job))
-            if len(pending) >= 2 * workers:
-                total.update(pending.pop(0).result())
-        for fut in pending:
-            total.update(fut.result())
+        for counts in bounded_map(pool, _count_piece, jobs, window=2 * workers):
+            total.update(counts)
     return total
 
 

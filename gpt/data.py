@@ -18,9 +18,8 @@ import os
 import signal
 import sys
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -29,7 +28,7 @@ import numpy as np
 import regex
 import torch
 
-from gpt.bpe import SAFE_CUT, Tokenizer
+from gpt.bpe import SAFE_CUT, Tokenizer, bounded_map
 from gpt.errors import GPTError
 
 CACHE_FORMAT = "gpt-tokens"
@@ -239,17 +238,6 @@ def _encoder_pool(tokenizer: Tokenizer, workers: int, total_bytes: int) -> tuple
     return ThreadPoolExecutor(workers), partial(_encode_group, tokenizer)
 
 
-def _bounded_map(pool: Executor, fn: Callable, items: Iterable, window: int) -> Iterator:
-    """pool.map, in order, with at most `window` items in flight: memory stays bounded on any input."""
-    in_flight: deque[Future] = deque()
-    for item in items:
-        in_flight.append(pool.submit(fn, item))
-        if len(in_flight) > window:
-            yield in_flight.popleft().result()
-    while in_flight:
-        yield in_flight.popleft().result()
-
-
 def tokenize_to_file(files: list[str], tokenizer: Tokenizer, path: Path, jsonl_field: str = "text",
                      workers: int = 0, progress: bool = True) -> dict:
     """Stream documents through the tokenizer into a flat token file; returns counts. Bounded memory.
@@ -269,7 +257,7 @@ def tokenize_to_file(files: list[str], tokenizer: Tokenizer, path: Path, jsonl_f
     bar = _bar(progress)
     try:
         with open(tmp, "wb") as out, pool:
-            for tokens, size, docs in _bounded_map(pool, partial(encode, dtype=dtype), _groups(files, jsonl_field),
+            for tokens, size, docs in bounded_map(pool, partial(encode, dtype=dtype), _groups(files, jsonl_field),
                                                    window=4 * workers):
                 out.write(tokens.data)
                 n_tokens, n_bytes, n_docs = n_tokens + len(tokens), n_bytes + size, n_docs + docs
