@@ -10,9 +10,11 @@ A run directory holds everything needed to use or continue a model without the o
     log.jsonl            every metric, one JSON object a line
     data/                the token cache
 
-Each checkpoint directory is assembled under a temporary name and renamed into place, so a crash,
-a SIGKILL or a full disk leaves the previous checkpoint intact. meta.json is written last and holds
-the SHA-256 of each file: a checkpoint whose hashes do not match is skipped for the one before it.
+Each checkpoint directory is assembled under a temporary name and renamed into place, so a crash, a
+SIGKILL or a full disk leaves the previous checkpoint intact. meta.json is written last and holds the
+SHA-256 of each file: a checkpoint whose hashes do not match is skipped for the one before it. Every
+weights file also carries the SHA-256 of its own tensors in its metadata, checked on load, and weights
+that are not finite are refused. state.pt is read with ``weights_only=True``: a hostile pickle cannot run.
 """
 
 from __future__ import annotations
@@ -20,21 +22,26 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn as nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from gpt.bpe import Tokenizer
-from gpt.config import Config, ConfigError, from_dict, to_toml
+from gpt.config import Config, ConfigError, from_dict, read_toml, to_toml
 from gpt.errors import GPTError
+from gpt.files import atomic_write, fsync_dir, sha256_file
 from gpt.model import GPT
+from gpt.runtime import unwrap_model
 
 CHECKPOINT_VERSION = 1
-KEEP_CHECKPOINTS = 2
+WEIGHTS_VERSION = 1
 
 
 class CheckpointError(GPTError, ValueError):
@@ -43,65 +50,59 @@ class CheckpointError(GPTError, ValueError):
     code = 2
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+# ----------------------------------------------------------------------------- weights files
 
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def weights_dict(model: GPT) -> dict[str, torch.Tensor]:
-    """The uncompiled model's state dict without the tied LM head (it is wte.weight)."""
-    model = getattr(model, "_orig_mod", model)
-    model = getattr(model, "module", model)
+def weights_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The plain model's state dict on CPU, without the tied LM head (it is wte.weight)."""
+    model = unwrap_model(model)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     if model.config.tie_embeddings:
         state.pop("lm_head.weight", None)
     return state
 
 
-def save_weights(model: GPT, path: str | Path, metadata: dict[str, str] | None = None) -> None:
-    """model.safetensors, atomically; metadata records the format version."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        save_file(weights_dict(model), str(tmp), metadata={"format": "gpt", "version": str(CHECKPOINT_VERSION),
-                                                            **(metadata or {})})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def tensors_digest(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over names, dtypes, shapes and bytes: a weights file's fingerprint, stored inside it."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
 
 
-def load_weights(model: GPT, path: str | Path) -> None:
-    """Load safetensors weights into model, refusing the first missing, unexpected or mis-shaped tensor."""
+def save_weights(model: nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """A safetensors file, atomically; its metadata records the format version and the tensors' hash."""
+    state = weights_dict(model)
+    meta = {"format": "gpt", "version": str(WEIGHTS_VERSION), "sha256": tensors_digest(state), **(metadata or {})}
+    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
+
+
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file, refusing a damaged file, a hash mismatch and non-finite values."""
     try:
         state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read weights {path}: {exc}") from None
+        with open(path, "rb") as fh:  # the header's metadata: safetensors' own reader has no API for it
+            header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"cannot read weights {path}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+    recorded = (header.get("__metadata__") or {}).get("sha256")
+    if recorded and recorded != tensors_digest(state):
+        raise CheckpointError(f"weights {path} are damaged (their hash does not match)")
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(f"weights {path} are damaged: tensor '{name}' holds NaN or infinite values")
+    return state
+
+
+def load_weights(model: nn.Module, path: str | Path) -> None:
+    """Load safetensors weights into model, refusing the first missing, unexpected or mis-shaped tensor."""
+    state = read_weights(path)
     check_state(model, state, str(path))
-    model.load_state_dict(state, strict=False)
+    unwrap_model(model).load_state_dict(state, strict=False)
 
 
-def check_state(model: GPT, state: dict[str, torch.Tensor], source: str) -> None:
+def check_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     expected = weights_dict(model)
     for key, tensor in expected.items():
         if key not in state:
@@ -114,90 +115,93 @@ def check_state(model: GPT, state: dict[str, torch.Tensor], source: str) -> None
         raise CheckpointError(f"{source}: unexpected tensor '{extra[0]}'")
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 24):
-            digest.update(block)
-    return digest.hexdigest()
+# ----------------------------------------------------------------------------- checkpoints
 
+class Checkpointer:
+    """checkpoints/step-N folders of one run: save atomically, keep the newest `keep`, find the newest intact one."""
 
-def save_checkpoint(run_dir: str | Path, model: GPT, state: dict[str, Any], step: int) -> Path:
-    """Write checkpoints/step-N atomically (temp dir + rename), then prune to the newest KEEP_CHECKPOINTS."""
-    root = Path(run_dir) / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step-{step:08d}"
-    tmp = root / f".tmp-step-{step:08d}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir()
-        save_weights(model, tmp / "model.safetensors", {"step": str(step)})
-        torch.save(state, tmp / "state.pt")
-        meta = {"format": "gpt-checkpoint", "version": CHECKPOINT_VERSION, "step": step,
-                "sha256": {name: sha256_file(tmp / name) for name in ("model.safetensors", "state.pt")}}
-        atomic_write_bytes(tmp / "meta.json", json.dumps(meta).encode())
-        _fsync_dir(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        _fsync_dir(root)
-    except BaseException:
+    def __init__(self, run_dir: str | Path, keep: int = 2):
+        self.root = Path(run_dir) / "checkpoints"
+        self.keep = keep
+
+    def save(self, model: nn.Module, state: dict[str, Any], step: int) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        final = self.root / f"step-{step:08d}"
+        tmp = self.root / f".tmp-step-{step:08d}"
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    for old in list_checkpoints(run_dir)[:-KEEP_CHECKPOINTS]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
+        try:
+            tmp.mkdir()
+            save_weights(model, tmp / "model.safetensors", {"step": str(step)})
+            atomic_write(tmp / "state.pt", lambda path: torch.save(state, path))
+            meta = {"format": "gpt-checkpoint", "version": CHECKPOINT_VERSION, "step": step,
+                    "sha256": {name: sha256_file(tmp / name) for name in ("model.safetensors", "state.pt")}}
+            atomic_write(tmp / "meta.json", json.dumps(meta))
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            fsync_dir(self.root)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        for old in self.list()[:-self.keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
 
+    def list(self) -> list[Path]:
+        return sorted(p for p in self.root.glob("step-*") if p.is_dir()) if self.root.exists() else []
 
-def list_checkpoints(run_dir: str | Path) -> list[Path]:
-    root = Path(run_dir) / "checkpoints"
-    return sorted(p for p in root.glob("step-*") if p.is_dir()) if root.exists() else []
+    def latest_good(self, warn: Callable[[str], None] = print) -> Path | None:
+        """The newest checkpoint that verifies, warning about each damaged one skipped."""
+        for path in reversed(self.list()):
+            problem = verify_checkpoint(path)
+            if problem is None:
+                return path
+            warn(f"warning: checkpoint {path} is damaged ({problem}); falling back to the previous one")
+        return None
 
 
 def verify_checkpoint(path: Path) -> str | None:
     """None if the checkpoint is intact, else what is wrong with it."""
     try:
         meta = json.loads((path / "meta.json").read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):
         return "meta.json is missing or damaged"
-    if meta.get("version") != CHECKPOINT_VERSION:
-        return f"checkpoint format version {meta.get('version')} (this gpt reads {CHECKPOINT_VERSION})"
+    if not isinstance(meta, dict) or meta.get("version") != CHECKPOINT_VERSION:
+        return f"checkpoint format version {meta.get('version') if isinstance(meta, dict) else '?'} " \
+               f"(this gpt reads {CHECKPOINT_VERSION})"
     for name, digest in meta.get("sha256", {}).items():
         if not (path / name).exists() or sha256_file(path / name) != digest:
             return f"{name} does not match its recorded hash"
     return None
 
 
-def latest_good_checkpoint(run_dir: str | Path, warn=print) -> Path | None:
-    """The newest checkpoint that verifies, warning about each damaged one skipped."""
-    for path in reversed(list_checkpoints(run_dir)):
-        problem = verify_checkpoint(path)
-        if problem is None:
-            return path
-        warn(f"warning: checkpoint {path} is damaged ({problem}); falling back to the previous one")
-    return None
-
-
 def load_state(path: Path) -> dict[str, Any]:
-    return torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+    """A checkpoint's state.pt: tensors and plain containers only (weights_only), so it never runs code."""
+    try:
+        state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError, TypeError):
+        raise CheckpointError(f"checkpoint {path} is not a valid state file (state.pt)") from None
+    if not isinstance(state, dict) or "step" not in state:
+        raise CheckpointError(f"checkpoint {path} is not a valid state file (state.pt)")
+    return state
 
+
+# ----------------------------------------------------------------------------- run directories
 
 def write_run_files(run_dir: str | Path, cfg: Config, tokenizer: Tokenizer) -> None:
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(run / "config.toml", to_toml(cfg).encode())
+    atomic_write(run / "config.toml", to_toml(cfg))
     tokenizer.save(run / "tokenizer.json")
 
 
 def read_config(run_dir: str | Path) -> Config:
-    from gpt.config import tomllib
     path = Path(run_dir) / "config.toml"
+    if not path.exists():
+        raise CheckpointError(f"{run_dir} is not a run directory (no config.toml); train one with gpt train")
     try:
-        with open(path, "rb") as fh:
-            return from_dict(tomllib.load(fh))
-    except FileNotFoundError:
-        raise CheckpointError(f"{run_dir} is not a run directory (no config.toml); train one with gpt train") from None
-    except (tomllib.TOMLDecodeError, ConfigError) as exc:
+        return from_dict(read_toml(path, "run config"))
+    except ConfigError as exc:
         raise CheckpointError(f"{path} is damaged: {exc}") from None
 
 
@@ -209,9 +213,9 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
     tokenizer = Tokenizer.load(run / "tokenizer.json")
     if not (run / weights).exists():
         raise CheckpointError(f"{run} has no {weights} yet (has training saved a checkpoint?)")
-    model = GPT(cfg.model)
-    load_weights(model, run / weights)
     if cfg.model.vocab_size < tokenizer.vocab_size:
         raise CheckpointError(f"{run}: the model's vocab_size {cfg.model.vocab_size} is smaller than the "
                               f"tokenizer's {tokenizer.vocab_size}")
+    model = GPT(cfg.model)
+    load_weights(model, run / weights)
     return model.to(device).eval(), tokenizer, cfg

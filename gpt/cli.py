@@ -30,14 +30,15 @@ def _common(p: argparse.ArgumentParser, out: bool = True, device: bool = True) -
 
 
 def _sample_args(p: argparse.ArgumentParser) -> None:
+    """Sampling flags; each defaults to the run's [sample] table (shown values are the built-in defaults)."""
     d = SampleConfig()
-    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help=f"(default {d.max_new_tokens})")
-    p.add_argument("--temperature", type=float, default=d.temperature, help=f"0 = greedy (default {d.temperature})")
-    p.add_argument("--top-k", type=int, default=d.top_k, help="keep the k likeliest tokens; 0 = off")
-    p.add_argument("--top-p", type=float, default=d.top_p, help="nucleus sampling mass; 1 = off")
-    p.add_argument("--repetition-penalty", type=float, default=d.repetition_penalty, help="1 = off")
-    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
-    p.add_argument("--seed", type=int, default=d.seed, help="same seed, same text; 0 = random")
+    p.add_argument("--max-new-tokens", type=int, help=f"(default: the run's, else {d.max_new_tokens})")
+    p.add_argument("--temperature", type=float, help=f"0 = greedy (default: the run's, else {d.temperature})")
+    p.add_argument("--top-k", type=int, help="keep the k likeliest tokens; 0 = off")
+    p.add_argument("--top-p", type=float, help="nucleus sampling mass; 1 = off")
+    p.add_argument("--repetition-penalty", type=float, help="1 = off")
+    p.add_argument("--stop", action="append", help="stop string (repeatable)")
+    p.add_argument("--seed", type=int, help="same seed, same text; 0 = random")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="stream a continuation of a prompt from a trained run")
     p.add_argument("prompt", nargs="?", default="", help="text to continue (default: start of a document)")
-    p.add_argument("--num-samples", type=int, default=1)
+    p.add_argument("--num-samples", type=int)
     p.add_argument("--json", action="store_true", help="print one JSON object per sample instead of streaming")
     p.add_argument("--best", action="store_true", help="use best.safetensors (best validation loss)")
     _sample_args(p)
@@ -139,71 +140,66 @@ def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
     cfg, note = _resolve_config(args, extra)
     if args.resume and args.fresh:
         raise ConfigError("--resume and --fresh contradict each other")
-    if note and int(os.environ.get("RANK", 0)) == 0:
+    master = int(os.environ.get("RANK", 0)) == 0
+    if note and master:
         print(note)
-    from gpt.train import main_train
+    from gpt.train import Trainer
     resume = "must" if args.resume else "never" if args.fresh else "auto"
-    if args.fresh:
-        _clear_checkpoints(args.out)
-    result = main_train(cfg, args.out, resume=resume, init_from=args.init_from)
-    if int(os.environ.get("RANK", 0)) == 0:
+    explicit = set(parse_overrides(extra))
+    trainer = Trainer(cfg, args.out, resume=resume, init_from=args.init_from, explicit=explicit,
+                      progress=sys.stderr.isatty())
+    result = trainer.run()
+    if master:
         print(f"done: val loss {result['val_loss']:.4f}, {result['val_bpb']:.4f} bits/byte; run dir {args.out} "
               f"(try: gpt generate \"...\" --out {args.out})")
     return 0
 
 
-def _clear_checkpoints(run_dir: str) -> None:
-    import shutil
-    for name in ("checkpoints", "data"):
-        shutil.rmtree(Path(run_dir) / name, ignore_errors=True)
-    for name in ("tokenizer.json", "log.jsonl", "model.safetensors", "best.safetensors", "loss.png"):
-        (Path(run_dir) / name).unlink(missing_ok=True)
-
-
 def cmd_prepare(args: argparse.Namespace, extra: list[str]) -> int:
     args.device = "cpu"
     cfg, _ = _resolve_config(args, extra)
-    from gpt.bpe import Tokenizer
-    from gpt.data import BUILTIN, collect_files, iter_texts, prepare
-    inputs = cfg.data.input or (["input.txt"] if os.path.isfile("input.txt") else [BUILTIN])
+    from gpt.data import check_sizes
+    from gpt.files import RunLock
+    from gpt.run_setup import commit_run, prepare_run
+    from gpt.runtime import Dist
     run = Path(args.out)
-    run.mkdir(parents=True, exist_ok=True)
-    tok_path = run / "tokenizer.json"
-    if tok_path.exists():
-        tokenizer = Tokenizer.load(tok_path)
-    else:
-        tokenizer = Tokenizer.train(iter_texts(collect_files(inputs), cfg.data.jsonl_field), cfg.tokenizer.vocab_size,
-                                    cfg.tokenizer.pattern, cfg.tokenizer.special_tokens, progress=sys.stderr.isatty())
-        tokenizer.save(tok_path)
-    data = prepare(inputs, tokenizer, run / "data", cfg.data.val_input, cfg.data.val_fraction, cfg.data.jsonl_field,
-                   cfg.data.workers, progress=sys.stderr.isatty())
+    lock = RunLock(run).acquire()
+    try:
+        prepared = prepare_run(cfg, run, Dist(), progress=sys.stderr.isatty())
+        check_sizes(prepared.data, cfg.model.block_size)
+        if prepared.checkpoint is None:  # a trained run keeps its files; a new one records what was prepared
+            commit_run(run, cfg, prepared, fresh=False)
+    finally:
+        lock.release()
+    data = prepared.data
     print(f"prepared: {len(data.train):,} train tokens, {len(data.val):,} val tokens in {run / 'data'}")
     return 0
 
 
-def _sample_params(args: argparse.Namespace):
-    from gpt.generate import SampleParams
-    return SampleParams(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.repetition_penalty,
-                        args.stop, args.seed)
+def _sample_options(gen, args: argparse.Namespace):
+    """The run's [sample] table, with what was given on the command line."""
+    return gen.options(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                       top_p=args.top_p, repetition_penalty=args.repetition_penalty, stop=args.stop, seed=args.seed,
+                       num_samples=getattr(args, "num_samples", None))
 
 
 def cmd_generate(args: argparse.Namespace, extra: list[str]) -> int:
     from gpt.generate import Generator
     gen = Generator(args.out, args.device, weights="best.safetensors" if args.best else "model.safetensors")
-    params = _sample_params(args)
-    for i in range(args.num_samples):
-        if args.seed and i:
-            params.seed = args.seed + i
+    opts = _sample_options(gen, args)
+    seed = opts.seed
+    for i in range(opts.num_samples):
+        opts.seed = seed + i if seed else 0
         if args.json:
-            c = gen.complete(args.prompt, params)
+            c = gen.complete(args.prompt, opts)
             print(json.dumps({"prompt": args.prompt, "text": c.text, "finish_reason": c.finish_reason,
                               "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens}))
             continue
         sys.stdout.write(args.prompt)
-        for piece in gen.stream(args.prompt, params):
+        for piece in gen.stream(args.prompt, opts):
             sys.stdout.write(piece)
             sys.stdout.flush()
-        sys.stdout.write("\n" + ("---\n" if i + 1 < args.num_samples else ""))
+        sys.stdout.write("\n" + ("---\n" if i + 1 < opts.num_samples else ""))
     return 0
 
 
@@ -229,7 +225,7 @@ def _chat_history(path: Path):
 def cmd_chat(args: argparse.Namespace, extra: list[str]) -> int:
     from gpt.generate import Generator
     gen = Generator(args.out, args.device)
-    params = _sample_params(args)
+    opts = _sample_options(gen, args)
     save_history = _chat_history(Path(args.out) / ".chat_history")
     print(f"chatting with {args.out} (a base model continues your text); Ctrl-D to leave")
     while True:
@@ -240,7 +236,7 @@ def cmd_chat(args: argparse.Namespace, extra: list[str]) -> int:
             save_history()
             return 0
         try:
-            for piece in gen.stream(prompt, params):
+            for piece in gen.stream(prompt, opts):
                 sys.stdout.write(piece)
                 sys.stdout.flush()
         except KeyboardInterrupt:
@@ -249,12 +245,21 @@ def cmd_chat(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_eval(args: argparse.Namespace, extra: list[str]) -> int:
+    import numpy as np
+
+    from gpt.batches import eval_windows
     from gpt.checkpoint import load_run
-    from gpt.train import evaluate_text, resolve_device, resolve_precision
+    from gpt.data import DataError, collect_files, encode_files, token_byte_lengths
+    from gpt.evaluate import evaluate
+    from gpt.runtime import resolve_device, resolve_precision
     device = resolve_device(args.device)
     model, tokenizer, cfg = load_run(args.out, device)
-    result = evaluate_text(model, tokenizer, args.input, device, resolve_precision(cfg.train.precision, device),
-                           args.batch_size)
+    tokens = np.asarray(encode_files(collect_files(args.input), tokenizer), dtype=np.int64)
+    if len(tokens) < 2:
+        raise DataError("the evaluation text is empty")
+    windows = eval_windows(tokens, model.config.block_size, args.batch_size)
+    result = evaluate(model, windows, token_byte_lengths(tokenizer), device,
+                      resolve_precision(cfg.train.precision, device))
     print(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in result.items()}))
     return 0
 
@@ -285,12 +290,14 @@ def cmd_tokenizer(args: argparse.Namespace, extra: list[str]) -> int:
     if args.tok_command == "train":
         import time
 
-        from gpt.bpe import ENDOFTEXT, Tokenizer
-        from gpt.data import collect_files, iter_texts
+        from gpt.bpe import ENDOFTEXT
+        from gpt.config import Config, TokenizerConfig
+        from gpt.data import collect_files
+        from gpt.run_setup import train_tokenizer
         start = time.perf_counter()
         specials = args.special if args.special is not None else [ENDOFTEXT]
-        tok = Tokenizer.train(iter_texts(collect_files(args.input)), args.vocab_size, args.pattern, specials,
-                              workers=args.workers or os.cpu_count() or 1, progress=sys.stderr.isatty())
+        cfg = Config(tokenizer=TokenizerConfig(args.vocab_size, args.pattern, specials))
+        tok = train_tokenizer(collect_files(args.input), cfg, args.workers, sys.stderr.isatty(), log=lambda m: None)
         tok.save(args.out)
         print(f"trained {tok.vocab_size} tokens ({len(tok.merges)} merges) in {time.perf_counter() - start:.1f}s "
               f"-> {args.out}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import typing
 from dataclasses import dataclass, field
@@ -111,13 +112,15 @@ class TrainConfig:
 
 @dataclass
 class SampleConfig:
+    """How to sample: one type from a run's [sample] table, the CLI and the server down to the sampler."""
     max_new_tokens: int = 200
-    temperature: float = 0.8
+    temperature: float = 0.8  # 0: greedy
     top_k: int = 0  # 0: off
     top_p: float = 1.0
     repetition_penalty: float = 1.0
     seed: int = 0  # 0: random
     num_samples: int = 1
+    stop: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -218,7 +221,10 @@ def _convert(key: str, value: Any, f: dataclasses.Field, section: Any) -> Any:
         if hint is float:
             if isinstance(value, bool):
                 raise TypeError
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                raise ConfigError(f"config key '{key}' must be a finite number, got {value!r}")
+            return number
         if hint is str:
             if not isinstance(value, (str, int, float)):
                 raise TypeError
@@ -252,14 +258,23 @@ def flatten_toml(table: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def load_toml(path: str | Path) -> dict[str, Any]:
+def read_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """A TOML file as nested dicts; a missing, non-UTF-8 or malformed file is one ConfigError line."""
     try:
         with open(path, "rb") as fh:
-            return flatten_toml(tomllib.load(fh))
+            return tomllib.load(fh)
     except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
+        raise ConfigError(f"{what} not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {path} is a directory") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {path} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        raise ConfigError(f"{what} {path} is not valid TOML: {exc}") from None
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    return flatten_toml(read_toml(path))
 
 
 def parse_overrides(args: list[str]) -> dict[str, Any]:
@@ -308,7 +323,7 @@ def validate(cfg: Config) -> None:
                 "model.n_embd": m.n_embd, "train.batch_size": tr.batch_size, "train.grad_accum": tr.grad_accum,
                 "train.max_iters": tr.max_iters, "train.eval_interval": tr.eval_interval,
                 "train.eval_iters": tr.eval_iters, "train.ckpt_interval": tr.ckpt_interval,
-                "train.log_interval": tr.log_interval, "sample.num_samples": s.num_samples}
+                "train.log_interval": tr.log_interval}
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"config key '{key}' must be >= 1, got {value}")
@@ -337,8 +352,7 @@ def validate(cfg: Config) -> None:
         raise ConfigError("train.min_lr_ratio must be in [0, 1] and train.decay_fraction in (0, 1]")
     if tr.max_time < 0:
         raise ConfigError(f"train.max_time must be >= 0, got {tr.max_time}")
-    if s.temperature < 0 or not 0.0 < s.top_p <= 1.0 or s.top_k < 0 or s.repetition_penalty <= 0:
-        raise ConfigError("sample: temperature >= 0, 0 < top_p <= 1, top_k >= 0, repetition_penalty > 0")
+    check_sample(s)
     _choice("model.norm", m.norm, ("layernorm", "rmsnorm"))
     _choice("model.mlp", m.mlp, ("gelu", "swiglu", "relu2"))
     _choice("model.pos", m.pos, ("learned", "rope"))
@@ -347,6 +361,43 @@ def validate(cfg: Config) -> None:
     _choice("train.precision", tr.precision, ("auto", "fp32", "bf16", "fp16"))
     _choice("train.compile", tr.compile, ("auto", "on", "off"))
     _choice("train.device", tr.device.split(":")[0], ("auto", "cpu", "cuda", "mps"))
+
+
+MAX_SEED = 2**63 - 1
+
+
+def check_sample(s: SampleConfig, max_new_tokens_limit: int | None = None, prefix: str = "sample.") -> None:
+    """Refuse sampling options that would crash or silently mislead (shared by config, CLI, chat and server)."""
+    def bad(name: str, rule: str, value: Any) -> ConfigError:
+        return ConfigError(f"{prefix}{name} must be {rule}, got {value!r}")
+    limit = max_new_tokens_limit or 1_000_000
+    if not 1 <= s.max_new_tokens <= limit:
+        raise bad("max_new_tokens", f"between 1 and {limit}", s.max_new_tokens)
+    for name in ("temperature", "top_p", "repetition_penalty"):
+        if not math.isfinite(getattr(s, name)):
+            raise bad(name, "a finite number", getattr(s, name))
+    if s.temperature < 0:
+        raise bad("temperature", ">= 0 (0 is greedy)", s.temperature)
+    if not 0.0 < s.top_p <= 1.0:
+        raise bad("top_p", "in (0, 1]", s.top_p)
+    if s.top_k < 0:
+        raise bad("top_k", ">= 0 (0 is off)", s.top_k)
+    if s.repetition_penalty <= 0:
+        raise bad("repetition_penalty", "> 0 (1 is off)", s.repetition_penalty)
+    if not 0 <= s.seed <= MAX_SEED:
+        raise bad("seed", f"between 0 and {MAX_SEED} (0 is random)", s.seed)
+    if s.num_samples < 1:
+        raise bad("num_samples", ">= 1", s.num_samples)
+
+
+# Keys that change how fast a run goes or what it prints, never what it computes: a resume may change them.
+RESULT_NEUTRAL = {"data.workers"}
+
+
+def result_changes(saved: Config, new: Config) -> list[str]:
+    """What differs between two configs in a way that changes the model a resumed run would produce."""
+    return [line for line in diff(saved, new, ("model", "tokenizer", "data"))
+            if line.split(":")[0] not in RESULT_NEUTRAL]
 
 
 def to_dict(cfg: Config) -> dict[str, dict[str, Any]]:

@@ -4,14 +4,14 @@ Inputs are files, folders (recursive) and globs; each file (or JSONL/Parquet rec
 and documents are joined with ``<|endoftext|>``. Bytes that are not valid UTF-8 are replaced with
 U+FFFD (documented policy: training text is Unicode); files with NUL bytes in their first 8 KiB are
 treated as binary and skipped with a warning. Tokens are written once to a cache (flat uint16/uint32
-files plus a JSON manifest) and read back with numpy.memmap. This module knows nothing of models.
+files plus a JSON manifest) and read back with numpy.memmap; gpt/batches.py cuts them into batches.
+This module knows nothing of models and does not import torch.
 """
 
 from __future__ import annotations
 
 import codecs
 import glob
-import hashlib
 import json
 import multiprocessing
 import os
@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 import regex
-import torch
 
 from gpt.bpe import SAFE_CUT, Tokenizer, bounded_map
 from gpt.errors import GPTError
+from gpt.files import atomic_write, sha256_file
 
 CACHE_FORMAT = "gpt-tokens"
 CACHE_VERSION = 2  # 2: large files cut between a letter and whitespace (bpe.SAFE_CUT); older caches rebuild
@@ -179,14 +179,6 @@ def _source_stats(files: list[str]) -> list[list]:
     return stats
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 24):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _dtype(tokenizer: Tokenizer) -> np.dtype:
     return np.dtype(np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.uint32)
 
@@ -213,6 +205,13 @@ def _encode_group(tokenizer: Tokenizer, group: list[str | None], dtype: np.dtype
     arrays = [tokenizer.encode_to_array(t) if t is not None else eot for t in group]
     n_bytes = sum(len(t.encode("utf-8")) for t in group if t is not None)
     return np.concatenate(arrays).astype(dtype), n_bytes, group.count(None)
+
+
+def encode_files(files: list[str], tokenizer: Tokenizer, jsonl_field: str = "text") -> np.ndarray:
+    """Every document of files as one token array (in memory), <|endoftext|> after each: for evaluation texts."""
+    dtype = _dtype(tokenizer)
+    arrays = [_encode_group(tokenizer, [*doc, None], dtype)[0] for doc in iter_documents(files, jsonl_field)]
+    return np.concatenate(arrays) if arrays else np.zeros(0, dtype=dtype)
 
 
 _worker_tokenizer: Tokenizer | None = None  # set once in each encoding process by _start_worker
@@ -319,16 +318,26 @@ def prepare(inputs: list[str], tokenizer: Tokenizer, cache_dir: str | Path, val_
         parts = [("tokens.bin", files)] + ([("val.bin", val_files)] if val_files else [])
         for name, group in parts:
             info = tokenize_to_file(group, tokenizer, cache / name, jsonl_field, workers, progress)
-            info["sha256"] = _sha256(cache / name)
+            info["sha256"] = sha256_file(cache / name)
             manifest["files"][name] = info
             mbps = info["bytes"] / 1e6 / max(info["seconds"], 1e-9)
             log(f"data: tokenized {info['bytes'] / 1e6:.2f} MB into {info['tokens']:,} tokens "
                 f"({info['bytes'] / max(info['tokens'], 1):.2f} bytes/token, {mbps:.1f} MB/s) -> {cache / name}")
-        tmp = manifest_path.with_name("manifest.json.tmp")
-        tmp.write_text(json.dumps(manifest, indent=1))
-        os.replace(tmp, manifest_path)
+        atomic_write(manifest_path, json.dumps(manifest, indent=1))
     else:
         log(f"data: reusing the token cache in {cache} ({manifest['files']['tokens.bin']['tokens']:,} tokens)")
+    return _split(cache, manifest, tokenizer, val_fraction)
+
+
+def open_prepared(cache_dir: str | Path, tokenizer: Tokenizer, val_fraction: float = 0.1) -> TokenData:
+    """A cache another process has just built or verified (a distributed run's other ranks): no hashing again."""
+    cache = Path(cache_dir)
+    try:
+        manifest = json.loads((cache / "manifest.json").read_text())
+    except (OSError, ValueError):
+        raise DataError(f"the token cache {cache} is missing its manifest") from None
+    if manifest.get("tokenizer") != tokenizer.hash():
+        raise DataError(f"the token cache {cache} was made with another tokenizer")
     return _split(cache, manifest, tokenizer, val_fraction)
 
 
@@ -343,7 +352,7 @@ def _valid_cache(cache: Path, manifest_path: Path, want: dict) -> dict | None:
     itemsize = np.dtype(want["dtype"]).itemsize
     for name, info in manifest.get("files", {}).items():
         path = cache / name
-        if not path.exists() or path.stat().st_size != info["tokens"] * itemsize or _sha256(path) != info["sha256"]:
+        if not path.exists() or path.stat().st_size != info["tokens"] * itemsize or sha256_file(path) != info["sha256"]:
             warn(f"token cache file {path} is damaged; rebuilding it")
             return None
     return manifest if "tokens.bin" in manifest.get("files", {}) else None
@@ -375,56 +384,3 @@ def check_sizes(data: TokenData, block_size: int) -> None:
     if len(data.val) < 2:
         raise DataError(f"the validation split has {len(data.val)} tokens; use more text or a larger "
                         "--data.val_fraction, or give --data.val_input")
-
-
-# ----------------------------------------------------------------------------- batches
-
-class Batches:
-    """Random (x, y) windows of block_size + 1 tokens, seeded and resumable.
-
-    All ranks draw the same global batch of start offsets and each takes its own slice, so the union
-    over ranks is exactly what one process with the global batch would see (and slices are disjoint).
-    """
-
-    def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, device: str | torch.device = "cpu"):
-        self.tokens, self.block_size, self.batch_size = tokens, block_size, batch_size
-        self.rank, self.world_size = rank, world_size
-        self.device = torch.device(device)
-        self.generator = torch.Generator().manual_seed(seed)
-        self.high = len(tokens) - block_size  # windows start in [0, high)
-
-    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        starts = torch.randint(self.high, (self.batch_size * self.world_size,), generator=self.generator)
-        mine = starts[self.rank * self.batch_size:(self.rank + 1) * self.batch_size].tolist()
-        window = np.stack([self.tokens[s:s + self.block_size + 1] for s in mine]).astype(np.int64)
-        xy = torch.from_numpy(window)
-        if self.device.type == "cuda":
-            xy = xy.pin_memory().to(self.device, non_blocking=True)
-        elif self.device.type != "cpu":
-            xy = xy.to(self.device)
-        return xy[:, :-1], xy[:, 1:]
-
-    def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
-
-
-def eval_windows(tokens: np.ndarray, block_size: int, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Non-overlapping windows covering every token of `tokens` once as a target, batched."""
-    n = len(tokens) - 1
-    batch: list[np.ndarray] = []
-    for start in range(0, n, block_size):
-        end = min(start + block_size, n)
-        batch.append(np.asarray(tokens[start:end + 1], dtype=np.int64))
-        if len(batch) == batch_size or end == n:
-            width = max(len(w) for w in batch)
-            xy = np.full((len(batch), width), -1, dtype=np.int64)
-            for i, w in enumerate(batch):
-                xy[i, :len(w)] = w
-            xy_t = torch.from_numpy(xy)
-            x = xy_t[:, :-1].clamp_min(0)
-            yield x, xy_t[:, 1:]
-            batch = []

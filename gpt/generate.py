@@ -1,34 +1,28 @@
 """Sampling from a run directory: streaming text that never breaks a UTF-8 character, stop strings, batches.
 
 ``Generator`` loads a run once and serves many requests (the CLI, chat and the HTTP server use it).
+A run's [sample] table gives the default options; callers override fields with ``options(...)``.
 It owns no training logic and writes nothing.
 """
 
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import sys
 import threading
 from collections import defaultdict
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from gpt.checkpoint import load_run
-from gpt.train import autocast_context, resolve_device, resolve_precision
-
-
-@dataclass
-class SampleParams:
-    max_new_tokens: int = 200
-    temperature: float = 0.8
-    top_k: int = 0
-    top_p: float = 1.0
-    repetition_penalty: float = 1.0
-    stop: list[str] = field(default_factory=list)
-    seed: int = 0  # 0: a fresh random seed
+from gpt.config import SampleConfig, check_sample
+from gpt.runtime import autocast, resolve_device, resolve_precision
+from gpt.sampling import generate, generate_stream
 
 
 @dataclass
@@ -46,8 +40,7 @@ class Generator:
                  weights: str = "model.safetensors", threads: int = 1):
         self.device = resolve_device(device)
         if self.device.type == "cpu" and threads:
-            # one token at a time is a chain of tiny ops: a second thread only adds hand-offs (measured:
-            # 98 ms per 64 tokens with 1 thread, 116 ms with 2, 290 ms with 2 and passive OpenMP waiting)
+            # one token at a time is a chain of tiny ops: more threads only add hand-offs (benchmarks/README.md)
             torch.set_num_threads(threads)
         self.model, self.tokenizer, self.config = load_run(run_dir, self.device, weights)
         self.precision = resolve_precision(precision, self.device)
@@ -58,7 +51,13 @@ class Generator:
     def block_size(self) -> int:
         return self.config.model.block_size
 
-    def encode_prompt(self, prompt: str, warn=None) -> list[int]:
+    def options(self, limit: int | None = None, **changes: Any) -> SampleConfig:
+        """The run's [sample] defaults with the given fields replaced (None means: keep the default), checked."""
+        opts = dataclasses.replace(self.config.sample, **{k: v for k, v in changes.items() if v is not None})
+        check_sample(opts, limit, prefix="")
+        return opts
+
+    def encode_prompt(self, prompt: str, warn: Callable[[str], None] | None = None) -> list[int]:
         """Prompt -> ids; special tokens in the prompt are read as text; too long -> keep the end, warn."""
         ids = self.tokenizer.encode(prompt, disallowed_special=()) if prompt else []
         if not ids:
@@ -70,30 +69,39 @@ class Generator:
             ids = ids[-keep:]
         return ids
 
-    def stream(self, prompt: str, params: SampleParams, warn=None, info: dict | None = None) -> Iterator[str]:
+    def _generator(self, seed: int) -> torch.Generator:
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(seed) if seed else gen.seed()
+        return gen
+
+    def stream(self, prompt: str, opts: SampleConfig, warn: Callable[[str], None] | None = None,
+               info: dict | None = None) -> Iterator[str]:
         """Yield text pieces as they are sampled: whole characters only, stopping at end-of-text or a stop string.
 
         info, if given, receives prompt_tokens, completion_tokens and finish_reason when the stream ends.
         """
         ids = self.encode_prompt(prompt, warn)
+        yield from self.stream_ids(ids, opts, info)
+
+    def stream_ids(self, ids: list[int], opts: SampleConfig, info: dict | None = None,
+                   end_ids: set[int] | None = None) -> Iterator[str]:
+        """stream() for a prompt already in ids; end_ids end the text (default: <|endoftext|>)."""
         info = info if info is not None else {}
         info.update(prompt_tokens=len(ids), completion_tokens=0, finish_reason="length")
-        gen = torch.Generator(device=self.device)
-        gen.manual_seed(params.seed) if params.seed else gen.seed()
+        end_ids = end_ids if end_ids is not None else {self.tokenizer.eot_id}
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        hold = max((len(s) for s in params.stop), default=1) - 1  # chars that might start a stop string
+        hold = max((len(s) for s in opts.stop), default=1) - 1  # chars that might start a stop string
         pending = ""
-        with self.lock, torch.inference_mode(), autocast_context(self.device, self.precision):
+        with self.lock, torch.inference_mode(), autocast(self.device, self.precision):
             idx = torch.tensor([ids], device=self.device)
-            for nxt in self.model.generate_stream(idx, params.max_new_tokens, params.temperature, params.top_k or None,
-                                                  params.top_p, params.repetition_penalty, gen):
+            for nxt in generate_stream(self.model, idx, opts, self._generator(opts.seed)):
                 token = nxt.item()
                 info["completion_tokens"] += 1
-                if token == self.tokenizer.eot_id:
+                if token in end_ids:
                     info["finish_reason"] = "stop"
                     break
                 pending += decoder.decode(self.tokenizer.decode_bytes([token]))
-                cut = _find_stop(pending, params.stop)
+                cut = _find_stop(pending, opts.stop)
                 if cut is not None:
                     pending = pending[:cut]
                     info["finish_reason"] = "stop"
@@ -105,30 +113,28 @@ class Generator:
         if pending:
             yield pending
 
-    def complete(self, prompt: str, params: SampleParams, warn=None) -> Completion:
+    def complete(self, prompt: str, opts: SampleConfig, warn: Callable[[str], None] | None = None) -> Completion:
         info: dict = {}
-        text = "".join(self.stream(prompt, params, warn, info))
+        text = "".join(self.stream(prompt, opts, warn, info))
         return Completion(text, info["finish_reason"], info["prompt_tokens"], info["completion_tokens"])
 
-    def batch(self, prompts: list[str], params: SampleParams) -> list[str]:
+    def batch(self, prompts: list[str], opts: SampleConfig) -> list[str]:
         """Several prompts in batched forwards: prompts of equal token length share one batch."""
         encoded = [self.encode_prompt(p) for p in prompts]
         groups: dict[int, list[int]] = defaultdict(list)
         for i, ids in enumerate(encoded):
             groups[len(ids)].append(i)
-        gen = torch.Generator(device=self.device)
-        gen.manual_seed(params.seed) if params.seed else gen.seed()
+        gen = self._generator(opts.seed)
         out = [""] * len(prompts)
-        with self.lock, torch.inference_mode(), autocast_context(self.device, self.precision):
+        with self.lock, torch.inference_mode(), autocast(self.device, self.precision):
             for length, members in groups.items():
                 idx = torch.tensor([encoded[i] for i in members], device=self.device)
-                new = self.model.generate(idx, params.max_new_tokens, params.temperature, params.top_k or None,
-                                          params.top_p, params.repetition_penalty, gen)[:, length:]
+                new = generate(self.model, idx, opts, gen)[:, length:]
                 for i, row in zip(members, new.tolist()):
                     if self.tokenizer.eot_id in row:
                         row = row[:row.index(self.tokenizer.eot_id)]
                     text = self.tokenizer.decode(row)
-                    cut = _find_stop(text, params.stop)
+                    cut = _find_stop(text, opts.stop)
                     out[i] = text if cut is None else text[:cut]
         return out
 

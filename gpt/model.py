@@ -1,22 +1,23 @@
-"""The GPT model in one file: embeddings, pre-norm transformer blocks, LM head, and a KV-cache generator.
+"""The GPT model in one file: embeddings, pre-norm transformer blocks, LM head, and a static KV cache.
 
 Variants are chosen by ModelConfig, not by copies of the model: learned or rotary positions, LayerNorm
 or RMSNorm, GELU / ReLU^2 / SwiGLU MLPs, grouped-query attention, QK-norm, biases, tied embeddings.
 With the gpt2 preset the weights map one-to-one onto Hugging Face GPT2LMHeadModel, with the llama
 preset onto LlamaForCausalLM (see gpt/hf.py). Shapes: B batch, T time, C n_embd, nh heads, hs head size.
-This module must not read files or know about tokenizers.
+Sampling lives in gpt/sampling.py. This module must not read files or know about tokenizers.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from gpt.config import ModelConfig
+
+IGNORE_INDEX = -1  # a target the loss skips: padding, and tokens outside a loss mask
 
 
 def mlp_hidden(cfg: ModelConfig) -> int:
@@ -88,7 +89,7 @@ class CausalSelfAttention(nn.Module):
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         dropout = self.dropout if self.training else 0.0
         if self.cache is None and q.device.type == "cpu" and q.dtype == torch.bfloat16:
-            y = written_out_attention(q, k, v, dropout)  # measured 2.7x faster than SDPA here
+            y = written_out_attention(q, k, v, dropout)  # faster than SDPA here: benchmarks/README.md
             return self.resid_dropout(self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C)))
         mask, causal = None, True
         if self.cache is not None:
@@ -204,11 +205,12 @@ class GPT(nn.Module):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, pos: int = 0,
-                ignore_index: int = -1) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """idx (B, T) -> logits (B, T, vocab) and the mean cross-entropy over targets != ignore_index.
+                reduction: str = "mean") -> tuple[torch.Tensor, torch.Tensor | None]:
+        """idx (B, T) -> logits (B, T, vocab) and the cross-entropy over targets != IGNORE_INDEX.
 
-        pos is the position of idx[:, 0], used with the KV cache. Without targets only the last
-        position's logits are computed (B, 1, vocab): that is all sampling needs.
+        reduction "mean" averages over the scored targets, "sum" adds them up (the trainer divides by
+        the global count of targets itself). pos is the position of idx[:, 0], used with the KV cache.
+        Without targets only the last position's logits are computed (B, 1, vocab): all sampling needs.
         """
         B, T = idx.size()
         if pos + T > self.config.block_size:
@@ -226,12 +228,13 @@ class GPT(nn.Module):
         if targets is None:
             return self.lm_head(x[:, -1:, :]), None  # (B, 1, vocab)
         logits = self.lm_head(x)  # (B, T, vocab)
-        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=ignore_index)
+        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1),
+                               ignore_index=IGNORE_INDEX, reduction=reduction)
         return logits, loss
 
     def all_logits(self, idx: torch.Tensor) -> torch.Tensor:
         """Logits at every position (B, T, vocab), for tests and inspection."""
-        dummy = torch.full_like(idx, -1)
+        dummy = torch.full_like(idx, IGNORE_INDEX)
         return self.forward(idx, dummy)[0]
 
     # ------------------------------------------------------------------ sizes
@@ -263,70 +266,3 @@ class GPT(nn.Module):
     def clear_cache(self) -> None:
         for block in self.h:
             block.attn.cache = None
-
-    @torch.no_grad()
-    def generate_stream(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
-                        top_k: int | None = None, top_p: float | None = None, repetition_penalty: float = 1.0,
-                        generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
-        """Yield (B, 1) next tokens one at a time. Each step costs one token's forward via the KV cache.
-
-        When the context fills block_size, it slides: the last 3/4 of the window is re-read into the
-        cache, so attention always sees between 3/4 of block_size and the full block_size of context.
-        """
-        block = self.config.block_size
-        keep = max(1, block * 3 // 4)
-        seq = idx if idx.size(1) <= block else idx[:, -block:]
-        self.setup_cache(idx.size(0))
-        try:
-            logits, _ = self.forward(seq, pos=0)
-            pos = seq.size(1)
-            for _ in range(max_new_tokens):
-                nxt = sample_next(logits[:, -1, :], temperature, top_k, top_p, repetition_penalty, seq, generator)
-                yield nxt
-                seq = torch.cat([seq, nxt], dim=1)
-                if pos >= block:  # slide the window and refill the cache
-                    seq = seq[:, -keep:]
-                    logits, _ = self.forward(seq, pos=0)
-                    pos = seq.size(1)
-                else:
-                    logits, _ = self.forward(nxt, pos=pos)
-                    pos += 1
-        finally:
-            self.clear_cache()
-
-    @torch.no_grad()
-    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                 top_p: float | None = None, repetition_penalty: float = 1.0,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-        """idx (B, T) -> (B, T + max_new_tokens), sampled with the KV cache (temperature 0 is greedy)."""
-        new = list(self.generate_stream(idx, max_new_tokens, temperature, top_k, top_p, repetition_penalty, generator))
-        return torch.cat([idx, *new], dim=1)
-
-    @classmethod
-    def from_hf(cls, path: str) -> GPT:
-        """Load a Hugging Face GPT-2 or Llama directory (safetensors) as a GPT; see gpt/hf.py."""
-        from gpt.hf import load_hf
-        return load_hf(path)
-
-
-def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                repetition_penalty: float = 1.0, context: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-    """logits (B, vocab) -> next token (B, 1): repetition penalty, temperature, top-k, top-p, then a draw."""
-    logits = logits.float()
-    if repetition_penalty != 1.0 and context is not None:  # CTRL's penalty on tokens already present
-        seen = logits.gather(1, context)
-        logits = logits.scatter(1, context, torch.where(seen > 0, seen / repetition_penalty, seen * repetition_penalty))
-    if temperature == 0:
-        return logits.argmax(dim=-1, keepdim=True)
-    logits = logits / temperature
-    if top_k:
-        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p is not None and top_p < 1.0:
-        sorted_logits, order = logits.sort(dim=-1, descending=True)
-        cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-        drop = cum - sorted_logits.softmax(dim=-1) > top_p  # keep the smallest set reaching top_p
-        logits = logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
-    probs = logits.softmax(dim=-1)
-    return torch.multinomial(probs, 1, generator=generator)

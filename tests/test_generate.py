@@ -3,8 +3,9 @@ import torch
 
 from gpt.bpe import Tokenizer
 from gpt.checkpoint import save_weights, write_run_files
+from gpt.config import SampleConfig as SampleParams
 from gpt.config import resolve
-from gpt.generate import Generator, SampleParams
+from gpt.generate import Generator
 from gpt.model import GPT
 
 

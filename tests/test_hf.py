@@ -49,7 +49,9 @@ def test_import_logits_and_greedy_generation_equal(style, tmp_path):
         assert (ours.all_logits(idx) - hf_model(idx).logits).abs().max().item() < 1e-4
         prompt = idx[:1, :5]
         theirs = hf_model.generate(prompt, max_new_tokens=12, do_sample=False, attention_mask=torch.ones_like(prompt))
-    mine = ours.generate(prompt, 12, temperature=0)
+    from gpt.config import SampleConfig
+    from gpt.sampling import generate
+    mine = generate(ours, prompt, SampleConfig(max_new_tokens=12, temperature=0))
     assert torch.equal(mine, theirs)
 
 

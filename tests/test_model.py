@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from gpt.config import PRESETS, ModelConfig, resolve
-from gpt.model import GPT, sample_next
+from gpt.config import PRESETS, ModelConfig, SampleConfig, resolve
+from gpt.model import GPT
+from gpt.sampling import generate, sample_next
 
 VARIANTS = {
     "gpt2": dict(),
@@ -57,7 +58,7 @@ def test_greedy_cached_generation_equals_rerun():
     torch.manual_seed(2)
     model = GPT(small()).eval()
     idx = torch.randint(0, 97, (1, 6))
-    cached = model.generate(idx, 15, temperature=0)
+    cached = generate(model, idx, SampleConfig(max_new_tokens=15, temperature=0))
     seq = idx
     for _ in range(15):  # nanoGPT's way: the whole sequence again for every token
         nxt = model.all_logits(seq)[:, -1].argmax(-1, keepdim=True)
@@ -67,9 +68,10 @@ def test_greedy_cached_generation_equals_rerun():
 
 def test_generation_slides_past_block_size():
     model = GPT(small(block_size=8)).eval()
-    out = model.generate(torch.zeros(2, 3, dtype=torch.long), 30, temperature=1.0, top_k=5)
+    opts = SampleConfig(max_new_tokens=30, temperature=1.0, top_k=5)
+    out = generate(model, torch.zeros(2, 3, dtype=torch.long), opts)
     assert out.shape == (2, 33)
-    too_long = model.generate(torch.zeros(1, 20, dtype=torch.long), 2)  # prompt longer than the block: cropped
+    too_long = generate(model, torch.zeros(1, 20, dtype=torch.long), SampleConfig(max_new_tokens=2))  # cropped
     assert too_long.shape == (1, 22)
 
 
@@ -129,10 +131,11 @@ def test_loss_ignores_padding():
 def test_sampling_filters():
     logits = torch.tensor([[0.0, 1.0, 2.0, 3.0]])
     g = torch.Generator().manual_seed(0)
-    assert {sample_next(logits, 1.0, top_k=2, generator=g).item() for _ in range(50)} <= {2, 3}
-    assert {sample_next(logits, 1.0, top_p=0.5, generator=g).item() for _ in range(50)} == {3}
-    assert sample_next(logits, 0.0).item() == 3
-    penalised = sample_next(logits, 0.0, repetition_penalty=100.0, context=torch.tensor([[3]]))
+    opts = SampleConfig
+    assert {sample_next(logits, opts(temperature=1.0, top_k=2), generator=g).item() for _ in range(50)} <= {2, 3}
+    assert {sample_next(logits, opts(temperature=1.0, top_p=0.5), generator=g).item() for _ in range(50)} == {3}
+    assert sample_next(logits, opts(temperature=0.0)).item() == 3
+    penalised = sample_next(logits, opts(temperature=0.0, repetition_penalty=100.0), torch.tensor([[3]]))
     assert penalised.item() == 2
 
 

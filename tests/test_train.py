@@ -12,7 +12,8 @@ import torch
 
 from gpt.config import resolve
 from gpt.model import GPT
-from gpt.train import Trainer, TrainError, build_optimizers, lr_multiplier
+from gpt.optim import build_optimizers, lr_multiplier
+from gpt.train import Trainer, TrainError
 
 from .conftest import TINY, run_gpt
 
@@ -228,7 +229,7 @@ def test_full_disk_keeps_the_previous_checkpoint(corpus_file, tmp_path, monkeypa
     trainer.run()
     assert any("could not write a checkpoint at step 20: No space left on device" in m for m in messages)
     run = tmp_path / "run"
-    good = ckpt.latest_good_checkpoint(run)
+    good = ckpt.Checkpointer(run).latest_good()
     assert good is not None and good.name == "step-00000010" and ckpt.verify_checkpoint(good) is None
     assert not list((run / "checkpoints").glob(".tmp-*")) and not list(run.glob(".*.tmp"))
     model, _, _ = ckpt.load_run(run)  # model.safetensors is still the intact step-10 file
@@ -242,15 +243,17 @@ def test_fine_tune_from_a_run_and_from_its_hugging_face_export(corpus_file, tmp_
     run_gpt(*train_args(corpus_file, base, "--train.max_iters", "40"), check=True)
     new_text = tmp_path / "new.txt"
     new_text.write_text("Monstera deliciosa likes bright, indirect light and a chunky, airy soil mix. " * 80)
-    args = ("--input", str(new_text), "--train.max_iters", "3", "--train.precision", "fp32",
-            "--model.n_layer", "5")  # ignored: fine-tuning keeps the source's architecture
+    args = ("--input", str(new_text), "--train.max_iters", "3", "--train.precision", "fp32")
     tuned = tmp_path / "tuned"
+    refused = run_gpt("train", *TINY, "--out", str(tuned), "--init-from", str(base), *args, "--model.n_layer", "5")
+    assert refused.returncode == 2 and "--model.n_layer 5 conflicts with --init-from" in refused.stderr
+    assert not (tuned / "model.safetensors").exists()
     proc = run_gpt("train", *TINY, "--out", str(tuned), "--init-from", str(base), "--train.log_interval", "1", *args,
                    check=True)
     assert "init: weights from" in proc.stdout and "2 layers" in proc.stdout
     assert (tuned / "tokenizer.json").read_text() == (base / "tokenizer.json").read_text()
     fresh = tmp_path / "fresh"
-    run_gpt("train", *TINY, "--out", str(fresh), "--train.log_interval", "1", *args[:-2], check=True)
+    run_gpt("train", *TINY, "--out", str(fresh), "--train.log_interval", "1", *args, check=True)
     assert losses(tuned)[1] < losses(fresh)[1] - 0.5  # it starts from what base learned
 
     hf_dir = tmp_path / "hf"

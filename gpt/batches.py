@@ -1,0 +1,81 @@
+"""Batch sources: what the training step and evaluation read, one (inputs, targets) pair at a time.
+
+A batch source has ``next() -> (x, y)``, both (B, T) int64 on the device, where y holds the token each
+position must predict or ``IGNORE_INDEX`` where nothing is scored (padding, or tokens outside a loss
+mask); and ``state_dict()`` / ``load_state_dict()`` so that a resumed run draws exactly the batches the
+uninterrupted one would have. ``Batches`` (random windows of a token stream) is the pretraining source;
+``eval_windows`` covers a token stream once, for evaluation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from gpt.model import IGNORE_INDEX
+
+
+class BatchSource(Protocol):
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+def to_device(xy: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Host tensor to device; pinned and non-blocking on CUDA so the copy overlaps the previous step."""
+    if device.type == "cuda":
+        return xy.pin_memory().to(device, non_blocking=True)
+    return xy if device.type == "cpu" else xy.to(device)
+
+
+class Batches:
+    """Random (x, y) windows of block_size + 1 tokens, seeded and resumable.
+
+    All ranks draw the same global batch of start offsets and each takes its own slice, so the union
+    over ranks is exactly what one process with the global batch would see (and slices are disjoint).
+    """
+
+    def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, seed: int = 0,
+                 rank: int = 0, world_size: int = 1, device: str | torch.device = "cpu"):
+        self.tokens, self.block_size, self.batch_size = tokens, block_size, batch_size
+        self.rank, self.world_size = rank, world_size
+        self.device = torch.device(device)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.high = len(tokens) - block_size  # windows start in [0, high)
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        starts = torch.randint(self.high, (self.batch_size * self.world_size,), generator=self.generator)
+        mine = starts[self.rank * self.batch_size:(self.rank + 1) * self.batch_size].tolist()
+        window = np.stack([self.tokens[s:s + self.block_size + 1] for s in mine]).astype(np.int64)
+        xy = to_device(torch.from_numpy(window), self.device)
+        return xy[:, :-1], xy[:, 1:]
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
+
+def eval_windows(tokens: np.ndarray, block_size: int, batch_size: int, max_batches: int = 0, rank: int = 0,
+                 world_size: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Non-overlapping windows scoring every token of `tokens` once (the first max_batches batches, if set).
+
+    Rank r takes batches r, r + world_size, ...: together the ranks cover each window exactly once.
+    The last window is padded, its padding targets IGNORE_INDEX.
+    """
+    n = len(tokens) - 1
+    starts = list(range(0, n, block_size))
+    batches = [starts[i:i + batch_size] for i in range(0, len(starts), batch_size)]
+    if max_batches:
+        batches = batches[:max_batches]
+    for group in batches[rank::world_size]:
+        xy = np.full((len(group), block_size + 1), IGNORE_INDEX, dtype=np.int64)
+        for i, start in enumerate(group):
+            window = np.asarray(tokens[start:min(start + block_size, n) + 1], dtype=np.int64)
+            xy[i, :len(window)] = window
+        xy_t = torch.from_numpy(xy)
+        yield xy_t[:, :-1].clamp_min(0), xy_t[:, 1:]

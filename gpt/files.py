@@ -1,0 +1,120 @@
+"""Writing files so that nothing is ever half-written: one atomic write, one hash, one lock for a run directory.
+
+Every file the project writes (tokenizers, token-cache manifests, weights, checkpoints, exports, plots)
+goes through ``atomic_write``: a temporary file beside the target, flushed and fsynced, renamed over the
+target, and the folder fsynced, so a crash, a SIGKILL or a full disk leaves either the old file or the new
+one, never a torn one. This module must not import torch.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from gpt.errors import GPTError
+
+
+def fsync_dir(path: str | Path) -> None:
+    """Make a rename inside path durable (a no-op where folders cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def temp_path(path: str | Path) -> Path:
+    """The hidden temporary name a file is written under before it is renamed into place."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp")
+
+
+def atomic_write(path: str | Path, data: bytes | str | Callable[[Path], None]) -> None:
+    """Write bytes, text (UTF-8) or whatever `data(tmp_path)` writes to path atomically and durably."""
+    path = Path(path)
+    tmp = temp_path(path)
+    try:
+        if callable(data):
+            data(tmp)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        else:
+            with open(tmp, "wb") as fh:
+                fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except Exception as exc:  # torch and safetensors report a full disk as their own errors: say it plainly
+        if is_disk_full(exc) and not isinstance(exc, OSError):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path)) from None
+        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC, also when a library reports it as its own error (torch.save: 'unexpected pos'; safetensors)."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    text = str(exc)
+    return type(exc).__name__ in ("RuntimeError", "SafetensorError") and any(
+        hint in text for hint in ("unexpected pos", "No space left", "ENOSPC", "Disk quota", "os error 28"))
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 24):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class RunInUse(GPTError):
+    code = 2
+
+
+class RunLock:
+    """An exclusive lock on a run directory (flock on `.lock`): one trainer at a time, released by the OS on exit.
+
+    Readers (generate, serve, eval) never take it: they read files that are only ever replaced whole.
+    """
+
+    def __init__(self, run_dir: str | Path):
+        self.path = Path(run_dir) / ".lock"
+        self.fh = None
+
+    def acquire(self) -> RunLock:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no flock; the run directory is then unguarded
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise RunInUse(f"{self.path.parent} is in use by PID {holder} (another gpt train); wait for it, "
+                           "or use another --out") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self.fh = fh
+        return self
+
+    def release(self) -> None:
+        if self.fh is not None:
+            self.fh.close()  # closing drops the flock
+            self.fh = None

@@ -1,0 +1,73 @@
+"""Optimizers and the learning-rate schedule.
+
+AdamW with weight decay on matrices only; optionally Muon for the hidden matrices. An untied token
+embedding is its own group at lr x embedding_lr_scale, without decay: each row gets a gradient only when
+its token occurs, so it learns slowest of all the weights. The schedule is a function of progress in
+[0, 1] (steps, or elapsed time for a time budget), so it fits both kinds of run.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from gpt.config import Config, ConfigError
+
+EMBEDDINGS = {"wte.weight", "wpe.weight", "lm_head.weight"}
+
+
+def lr_multiplier(cfg: Config, step: int, progress: float) -> float:
+    """Linear warmup times a cosine / warmup-stable-decay / constant shape of progress in [0, 1]."""
+    tr = cfg.train
+    if tr.warmup_iters >= 0:
+        warm = min(1.0, (step + 1) / (tr.warmup_iters + 1))
+    else:  # 2% of the run, by progress, so it also fits time-budgeted runs
+        warm = min(1.0, max(progress, 1e-3) / 0.02)
+    # the decay shape starts where warmup ends, so the peak lr is reached
+    w = 0.02 if tr.warmup_iters < 0 else 0.0 if tr.max_time else min(0.5, tr.warmup_iters / tr.max_iters)
+    p = min(max((progress - w) / (1 - w), 0.0), 1.0)
+    if tr.schedule == "cosine":
+        shape = tr.min_lr_ratio + (1 - tr.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p))
+    elif tr.schedule == "wsd":
+        start = 1.0 - tr.decay_fraction
+        shape = 1.0 if p < start else tr.min_lr_ratio + (1 - tr.min_lr_ratio) * (1.0 - p) / tr.decay_fraction
+    else:
+        shape = 1.0
+    return warm * shape
+
+
+def build_optimizers(model: nn.Module, cfg: Config, device: torch.device) -> list[torch.optim.Optimizer]:
+    """The optimizers over model's trainable parameters (frozen ones, e.g. under LoRA, are left out)."""
+    tr = cfg.train
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    token_table = [params.pop("wte.weight")] if not cfg.model.tie_embeddings and "wte.weight" in params else []
+    hidden = [p for n, p in params.items() if p.dim() == 2 and n not in EMBEDDINGS]
+    other_matrices = [p for n, p in params.items() if p.dim() == 2 and n in EMBEDDINGS]
+    vectors = [p for n, p in params.items() if p.dim() < 2]
+    fused = {"fused": True} if device.type in ("cuda", "cpu") else {}  # see benchmarks/README.md
+    optimizers: list[torch.optim.Optimizer] = []
+    if tr.optimizer == "muon":
+        if not hasattr(torch.optim, "Muon"):
+            raise ConfigError("train.optimizer muon needs torch.optim.Muon (PyTorch >= 2.9)")
+        optimizers.append(torch.optim.Muon(hidden, lr=tr.muon_lr or tr.lr, weight_decay=tr.weight_decay,
+                                           adjust_lr_fn="match_rms_adamw"))
+        decay = other_matrices
+    else:
+        decay = hidden + other_matrices
+    groups = [{"params": decay, "weight_decay": tr.weight_decay}, {"params": vectors, "weight_decay": 0.0}]
+    if token_table:
+        groups.append({"params": token_table, "weight_decay": 0.0, "lr": tr.lr * tr.embedding_lr_scale})
+    groups = [g for g in groups if g["params"]]
+    optimizers.append(torch.optim.AdamW(groups, lr=tr.lr, betas=(tr.beta1, tr.beta2), **fused))
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["base_lr"] = group["lr"]
+    return optimizers
+
+
+def set_lr(optimizers: list[torch.optim.Optimizer], multiplier: float) -> None:
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["lr"] = group["base_lr"] * multiplier

@@ -1,0 +1,207 @@
+"""Setting up a run before any training: inputs, the tokenizer, the token cache, --init-from, the resume point.
+
+`gpt train`, `gpt prepare` and `gpt tokenizer train` all go through here, so the three agree on what the
+default input is, when a tokenizer is trained or reused, and how many processes count pre-tokens.
+Everything here validates before it writes: a run directory's trained files are replaced only when the
+new run is committed (``commit_run``), never while a typo or a missing GPU can still stop it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from gpt.bpe import Tokenizer
+from gpt.checkpoint import Checkpointer, load_weights, read_config, verify_checkpoint, write_run_files
+from gpt.config import Config, ModelConfig, result_changes
+from gpt.data import BUILTIN, TokenData, collect_files, iter_texts, open_prepared, prepare
+from gpt.errors import GPTError
+from gpt.model import GPT
+from gpt.runtime import Dist
+
+PENDING_TOKENIZER = ".tokenizer.pending.json"  # a new run's tokenizer, until the run is committed
+# What a fresh run replaces. The token cache (data/) stays: it is checked against its tokenizer and inputs.
+RUN_FILES = ("checkpoints", "model.safetensors", "best.safetensors", "tokenizer.json", "log.jsonl", "loss.png",
+             "config.toml")
+FINE_TUNE_MAY_CHANGE = {"dropout"}  # model keys --init-from lets a user change: not the architecture
+
+
+class SetupError(GPTError):
+    code = 2
+
+
+def default_inputs(cfg: Config) -> list[str]:
+    """--input, else ./input.txt if present, else the built-in corpus (Python's reference documentation)."""
+    if cfg.data.input:
+        return list(cfg.data.input)
+    return ["input.txt"] if os.path.isfile("input.txt") else [BUILTIN]
+
+
+def tokenizer_workers(requested: int, files: list[str]) -> int:
+    """Counting processes: what was asked, else up to 4 cores for inputs over 8 MB (smaller: not worth a pool)."""
+    if requested:
+        return requested
+    size = sum(os.path.getsize(f) for f in files if f != BUILTIN and os.path.isfile(f))
+    return min(4, os.cpu_count() or 1) if size > 8 << 20 else 1
+
+
+def train_tokenizer(files: list[str], cfg: Config, workers: int = 0, progress: bool = False,
+                    log: Callable[[str], None] = print) -> Tokenizer:
+    tok = cfg.tokenizer
+    log(f"tokenizer: training byte-level BPE, vocab {tok.vocab_size}, pattern {tok.pattern}")
+    start = time.perf_counter()
+    tokenizer = Tokenizer.train(iter_texts(files, cfg.data.jsonl_field), tok.vocab_size, tok.pattern,
+                                tok.special_tokens, workers=tokenizer_workers(workers, files), progress=progress)
+    log(f"tokenizer: {tokenizer.vocab_size} tokens in {time.perf_counter() - start:.1f}s")
+    return tokenizer
+
+
+def reusable_tokenizer(run_dir: Path, cfg: Config) -> Tokenizer | None:
+    """The run's tokenizer.json when the run's config says it was trained with these settings on these inputs."""
+    path = run_dir / "tokenizer.json"
+    if not path.exists() or not (run_dir / "config.toml").exists():
+        return None
+    saved = read_config(run_dir)
+    same_inputs = (saved.data.input, saved.data.val_input, saved.data.jsonl_field) == \
+        (cfg.data.input, cfg.data.val_input, cfg.data.jsonl_field)
+    return Tokenizer.load(path) if saved.tokenizer == cfg.tokenizer and same_inputs else None
+
+
+def adopt(source: str) -> tuple[ModelConfig, Tokenizer]:
+    """Fine-tuning keeps the source's architecture and tokenizer: read both from a run or a HF directory."""
+    src = Path(source)
+    if (src / "config.toml").exists():
+        return read_config(src).model, Tokenizer.load(src / "tokenizer.json")
+    if (src / "config.json").exists():
+        from gpt.hf import config_from_hf
+        try:
+            hf_config = json.loads((src / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SetupError(f"--init-from {src}: config.json is not readable JSON ({exc})") from None
+        if not (src / "tokenizer.json").exists():
+            raise SetupError(f"{src} has no tokenizer.json: its tokenizer is needed to fine-tune it")
+        return config_from_hf(hf_config), Tokenizer.load(src / "tokenizer.json")
+    raise SetupError(f"--init-from {src}: neither a gpt run directory nor a Hugging Face model directory")
+
+
+def load_init_weights(model: GPT, source: str) -> None:
+    """The --init-from source's weights into a model of its architecture (a run's model.safetensors, or HF)."""
+    src = Path(source)
+    if (src / "config.toml").exists():
+        load_weights(model, src / "model.safetensors")
+    else:
+        from gpt.hf import load_hf_into
+        load_hf_into(model, src)
+
+
+def check_fine_tune_overrides(adopted: ModelConfig, cfg: Config, explicit: set[str], source: str) -> None:
+    """A --model.KEY given with --init-from must not be silently ignored: refuse what would change the shape."""
+    for key in sorted(explicit):
+        section, _, name = key.partition(".")
+        if section == "model" and name not in FINE_TUNE_MAY_CHANGE and name != "vocab_size" \
+                and getattr(cfg.model, name) != getattr(adopted, name):
+            raise SetupError(f"--{key} {getattr(cfg.model, name)} conflicts with --init-from {source} (its model has "
+                             f"{name} = {getattr(adopted, name)}); fine-tuning keeps the source's architecture")
+
+
+def resume_point(run_dir: Path, cfg: Config, resume: str, warn: Callable[[str], None]) -> Path | None:
+    """The checkpoint to continue from. resume: 'auto', 'must' (--resume) or 'never' (--fresh).
+
+    A run directory whose weights would be overwritten by a new run is refused rather than retrained
+    silently: every checkpoint damaged, or weights without any checkpoint.
+    """
+    if resume == "never":
+        return None
+    checkpointer = Checkpointer(run_dir)
+    checkpoint = checkpointer.latest_good(warn=warn)
+    if checkpoint is None:
+        damaged = checkpointer.list()
+        if damaged:
+            reasons = "; ".join(f"{p.name}: {verify_checkpoint(p)}" for p in damaged[-2:])
+            raise SetupError(f"every checkpoint in {run_dir} is damaged ({reasons}); nothing was changed. "
+                             "Use --fresh to start over, or another --out")
+        if resume == "must":
+            raise SetupError(f"nothing to resume: {run_dir} holds no intact checkpoint")
+        if (run_dir / "model.safetensors").exists():
+            raise SetupError(f"{run_dir} holds trained weights but no checkpoint to resume; nothing was changed. "
+                             "Use --fresh to start over, or another --out")
+        return None
+    saved = read_config(run_dir)
+    if not cfg.model.vocab_size:  # derived from the tokenizer: not a difference
+        saved.model.vocab_size = 0
+    changes = result_changes(saved, cfg)
+    if changes:
+        raise SetupError(f"{run_dir} holds a checkpoint of another config ({'; '.join(changes[:3])}); "
+                         "use another --out, or --fresh to start over")
+    return checkpoint
+
+
+@dataclass
+class Prepared:
+    """What a run starts from: its input files, tokenizer, token data and (if resuming) checkpoint."""
+    files: list[str]
+    tokenizer: Tokenizer
+    data: TokenData
+    checkpoint: Path | None
+
+
+def prepare_run(cfg: Config, run_dir: Path, dist: Dist, resume: str = "auto", init_from: str | None = None,
+                explicit: set[str] = frozenset(), progress: bool = False,
+                log: Callable[[str], None] = print) -> Prepared:
+    """Everything a run needs before its first write to the run directory's trained files."""
+    adopted = None
+    if init_from:
+        model_cfg, adopted = adopt(init_from)
+        check_fine_tune_overrides(model_cfg, cfg, explicit, init_from)
+        cfg.model = ModelConfig(**{**model_cfg.__dict__, **{k: getattr(cfg.model, k) for k in FINE_TUNE_MAY_CHANGE}})
+    files = collect_files(default_inputs(cfg))  # a missing input is reported first, before any resume check
+    checkpoint = resume_point(run_dir, cfg, resume, warn=log)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = Tokenizer.load(run_dir / "tokenizer.json") if checkpoint else adopted
+    if tokenizer is None and resume != "never":
+        tokenizer = reusable_tokenizer(run_dir, cfg)
+    if tokenizer is None:
+        if dist.master:
+            tokenizer = train_tokenizer(files, cfg, cfg.data.workers, progress, log)
+            tokenizer.save(run_dir / PENDING_TOKENIZER)
+        dist.barrier()
+        tokenizer = tokenizer or Tokenizer.load(run_dir / PENDING_TOKENIZER)
+    derive_vocab_size(cfg, tokenizer)
+    data = prepare_tokens(cfg, files, tokenizer, run_dir / "data", dist, progress, log)
+    return Prepared(files, tokenizer, data, checkpoint)
+
+
+def derive_vocab_size(cfg: Config, tokenizer: Tokenizer) -> None:
+    if not cfg.model.vocab_size:
+        cfg.model.vocab_size = tokenizer.vocab_size
+    elif cfg.model.vocab_size < tokenizer.vocab_size:
+        raise SetupError(f"model.vocab_size {cfg.model.vocab_size} is smaller than the tokenizer's "
+                         f"{tokenizer.vocab_size}")
+
+
+def prepare_tokens(cfg: Config, files: list[str], tokenizer: Tokenizer, cache: Path, dist: Dist,
+                   progress: bool, log: Callable[[str], None]) -> TokenData:
+    """Rank 0 builds or verifies the token cache; the other ranks then open it without hashing it again."""
+    d = cfg.data
+    data = None
+    if dist.master:
+        data = prepare(files, tokenizer, cache, d.val_input, d.val_fraction, d.jsonl_field, d.workers,
+                       progress=progress, log=log)
+    dist.barrier()
+    return data if data is not None else open_prepared(cache, tokenizer, d.val_fraction)
+
+
+def commit_run(run_dir: Path, cfg: Config, prepared: Prepared, fresh: bool) -> None:
+    """The point of no return (rank 0): a fresh run replaces the old one's files; then config and tokenizer."""
+    if fresh:
+        for name in RUN_FILES:
+            path = run_dir / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    write_run_files(run_dir, cfg, prepared.tokenizer)
+    (run_dir / PENDING_TOKENIZER).unlink(missing_ok=True)
+

@@ -1,0 +1,86 @@
+"""Decoding as small functions: logits to probabilities, pick a token, prefill, decode one token, stream.
+
+``SampleConfig`` (gpt/config.py) is the one set of sampling options, from a run's [sample] table, the CLI
+and the server down to ``logits_to_probs``. Generation keeps a static KV cache: the prompt is read once
+(``prefill``), then each new token costs one position's forward (``decode_one``). When the context fills
+block_size the window slides: its last 3/4 is read again into a fresh cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from gpt.config import SampleConfig
+from gpt.model import GPT
+
+
+def apply_repetition_penalty(logits: torch.Tensor, context: torch.Tensor, penalty: float) -> torch.Tensor:
+    """CTRL's penalty: logits of tokens already in context are divided (if > 0) or multiplied by penalty."""
+    seen = logits.gather(1, context)
+    return logits.scatter(1, context, torch.where(seen > 0, seen / penalty, seen * penalty))
+
+
+def logits_to_probs(logits: torch.Tensor, opts: SampleConfig) -> torch.Tensor:
+    """(B, vocab) logits -> probabilities after temperature, top-k and top-p (temperature > 0)."""
+    logits = logits / opts.temperature
+    if opts.top_k:
+        kth = torch.topk(logits, min(opts.top_k, logits.size(-1))).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if opts.top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        probs = sorted_logits.softmax(dim=-1)
+        drop = probs.cumsum(dim=-1) - probs > opts.top_p  # keep the smallest set reaching top_p
+        logits = logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
+    return logits.softmax(dim=-1)
+
+
+def sample_next(logits: torch.Tensor, opts: SampleConfig, context: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """logits (B, vocab) -> next token (B, 1): repetition penalty, then greedy (temperature 0) or a draw."""
+    logits = logits.float()
+    if opts.repetition_penalty != 1.0 and context is not None:
+        logits = apply_repetition_penalty(logits, context, opts.repetition_penalty)
+    if opts.temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    return torch.multinomial(logits_to_probs(logits, opts), 1, generator=generator)
+
+
+def prefill(model: GPT, idx: torch.Tensor) -> torch.Tensor:
+    """Read a prompt (B, T) into a fresh KV cache; the last position's logits (B, vocab)."""
+    model.setup_cache(idx.size(0))
+    return model(idx, pos=0)[0][:, -1, :]
+
+
+def decode_one(model: GPT, token: torch.Tensor, pos: int) -> torch.Tensor:
+    """One new token (B, 1) at position pos through the cache; its logits (B, vocab)."""
+    return model(token, pos=pos)[0][:, -1, :]
+
+
+@torch.no_grad()
+def generate_stream(model: GPT, idx: torch.Tensor, opts: SampleConfig,
+                    generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
+    """Yield (B, 1) next tokens, up to opts.max_new_tokens, one forward of one position each."""
+    block = model.config.block_size
+    keep = max(1, block * 3 // 4)
+    seq = idx[:, -block:]
+    try:
+        logits = prefill(model, seq)
+        for _ in range(opts.max_new_tokens):
+            nxt = sample_next(logits, opts, seq, generator)
+            yield nxt
+            seq = torch.cat([seq, nxt], dim=1)
+            if seq.size(1) > block:  # the cache is full: slide the window and read it again
+                seq = seq[:, -keep:]
+                logits = prefill(model, seq)
+            else:
+                logits = decode_one(model, nxt, seq.size(1) - 1)
+    finally:
+        model.clear_cache()
+
+
+def generate(model: GPT, idx: torch.Tensor, opts: SampleConfig,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+    """idx (B, T) -> (B, T + max_new_tokens), sampled with the KV cache."""
+    return torch.cat([idx, *generate_stream(model, idx, opts, generator)], dim=1)
