@@ -60,7 +60,8 @@ _FENCE = re.compile(r"^ {0,3}(```|~~~)")
 _GLOSSARY = re.compile(
     rf"^ {{0,3}}(?:[-*+][ \t]+)?(?:\*\*|__)?(?P<term>{_TERM_WORD}(?:[ \t]+{_TERM_WORD}){{0,4}}?)(?:\*\*|__)?"
     r"(?::[ \t]+|[ \t]*[—–][ \t]*|[ \t]+-[ \t]+)(?:\*\*|__)?[ \t]*(?P<definition>\S.*)$")
-_CODE = re.compile(r"[{};=<>`]|\(\)|^\s*[\[\"']")
+_CODE = re.compile(r"[{};=<>`]|\(\)|^\s*[\[\"']|^return\b")  # a definition that looks like code
+_CALL = re.compile(r"\w\(")  # a "term" such as "def water(plant)" is code
 _QUESTION = re.compile(r"^ {0,3}(?:[-*+][ \t]+)?(?:\*\*|__)?(?:Q|Question)(?:\*\*|__)?[ \t]*:(?:\*\*|__)?[ \t]*(.*)$",
                        re.IGNORECASE)
 _ANSWER = re.compile(r"^ {0,3}(?:[-*+][ \t]+)?(?:\*\*|__)?(?:A|Answer)(?:\*\*|__)?[ \t]*:(?:\*\*|__)?[ \t]*(.*)$",
@@ -193,7 +194,7 @@ def glossary_entry(line: str, number: int) -> Entry | None:
     if not match:
         return None
     term, definition = match.group("term"), match.group("definition").strip()
-    if not _is_term(term) or len(definition.split()) < 3 or _CODE.search(definition) or definition.endswith("?"):
+    if not _is_term(term) or _CALL.search(term) or len(definition.split()) < 3 or _CODE.search(definition) or definition.endswith("?"):
         return None
     return Entry(term, _bounded(definition), "glossary", line=number)
 
@@ -355,7 +356,8 @@ def read_jsonl(path: str | os.PathLike) -> list[QAPair]:
 def render_entry(term: str, definition: str, form: str) -> str:
     """The entry as one of the recognised forms: heading, colon, dash, sentence ("X is ..."), qa or question.
 
-    "sentence" needs a definition that starts with the term or with a/an/the; others fall back to "colon".
+    "sentence" needs a definition that is already "Term is a ..." or starts with a/an/the; others fall back
+    to "colon".
     """
     name = term[:1].upper() + term[1:]
     if form == "heading":
@@ -365,8 +367,8 @@ def render_entry(term: str, definition: str, form: str) -> str:
     if form == "dash":
         return f"{name} — {definition}"
     if form == "sentence":
-        if definition.lower().startswith(term.lower() + " "):
-            return definition
+        if (match := _DEFINITION.match(definition)) and match.group("term").lower() == term.lower():
+            return definition  # already "Term is a ..."
         if _LEADING_ARTICLE.match(definition):
             return f"{name} is {definition[0].lower()}{definition[1:]}"
         return render_entry(term, definition, "colon")
