@@ -194,7 +194,8 @@ def glossary_entry(line: str, number: int) -> Entry | None:
     if not match:
         return None
     term, definition = match.group("term"), match.group("definition").strip()
-    if not _is_term(term) or _CALL.search(term) or len(definition.split()) < 3 or _CODE.search(definition) or definition.endswith("?"):
+    if (not _is_term(term) or _CALL.search(term) or len(definition.split()) < 3 or _CODE.search(definition)
+            or definition.endswith("?")):
         return None
     return Entry(term, _bounded(definition), "glossary", line=number)
 
@@ -256,7 +257,7 @@ def derive_entries(text: str, source: str = "") -> list[Entry]:
     entries, seen = [], set()
     for entry in sorted(found, key=lambda e: e.line):
         key = (entry.kind == "faq", _bare(entry.term).lower())
-        if key not in seen and any(c.isalnum() for c in entry.definition):
+        if key not in seen and any(c.isalnum() for c in entry.definition) and any(c.isalnum() for c in entry.term):
             seen.add(key)
             entries.append(Entry(entry.term, entry.definition, entry.kind, source, entry.line))
     return entries

@@ -82,7 +82,8 @@ def short(pairs):
 def test_markdown_sections_give_exact_pairs():
     pairs = derive_pairs(MARKDOWN, "plants.md", phrasings=1)
     assert short(pairs) == [
-        ("What is Monstera?", "Monstera is a genus of flowering plants. It is native to tropical America.", "heading", 3),
+        ("What is Monstera?", "Monstera is a genus of flowering plants. It is native to tropical America.", "heading",
+         3),
         ("What is Pothos?", "Pothos grows fast in low light.", "heading", 11),
         ("How often do I water?", "Once a week.", "faq", 20),
     ]
@@ -136,7 +137,9 @@ def test_long_sections_are_cut_at_a_sentence():
 
 @pytest.mark.parametrize("text", [
     "", "\n\n\n", "I walked to the shop and bought bread. Then I went home, tired but happy.\n",
-    "x" * 2_000_000, "# " * 500_000, "a: " * 300_000, "\x00\x01\xff\ufffd" * 1000, "```\nQ: inside code\nA: no\n",
+    "x" * 2_000_000, "# " * 500_000,
+    "Q:\nA: an answer without a question", "Q: **\nA: no question here", "a: " * 300_000,
+    "\x00\x01\xff\ufffd" * 1000, "```\nQ: inside code\nA: no\n",
 ])
 def test_structureless_and_hostile_text_gives_no_pairs(text):
     assert derive_pairs(text) == []
@@ -165,8 +168,9 @@ def test_jsonl_round_trip_and_format(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["qa.jsonl"]  # no temporary file left behind
 
 
-@pytest.mark.parametrize("line", ["{broken", "[1, 2]", '{"messages": [{"role": "user", "content": "q"}]}',
-                                  '{"messages": [{"role": "user", "content": 3}, {"role": "assistant", "content": "a"}]}'])
+@pytest.mark.parametrize("line", [
+    "{broken", "[1, 2]", '{"messages": [{"role": "user", "content": "q"}]}',
+    '{"messages": [{"role": "user", "content": 3}, {"role": "assistant", "content": "a"}]}'])
 def test_broken_jsonl_line_is_one_line_error(tmp_path, line):
     path = tmp_path / "qa.jsonl"
     write_jsonl(derive_pairs(GLOSSARY, phrasings=1), path)
@@ -227,4 +231,5 @@ def test_property_never_raises_and_answers_come_from_the_text(lines, phrasings, 
     text = "\n".join(lines)
     for pair in derive_pairs(text, phrasings=phrasings, seed=seed):
         assert pair.answer and _flat(pair.answer) in _flat(text)
+        assert any(c.isalnum() for c in pair.question)
         assert pair.kind in {"heading", "glossary", "faq", "definition"}
