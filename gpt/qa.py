@@ -40,6 +40,7 @@ TEMPLATES = (  # the first is always used: it is how people ask
     "Can you describe {t}?",
     "Give me a definition of {t}.",
 )
+_PLURAL = "What are {t}?"  # replaces "What is" for "Modules are a ..."
 TERM_KINDS = ("heading", "glossary", "definition")  # kinds whose entries have a term; "faq" has a question
 FORMS = ("heading", "colon", "dash", "sentence")  # renderings of a term entry that derive_pairs reads back
 FAQ_FORMS = ("qa", "question", "heading")  # renderings of a question entry
@@ -50,6 +51,8 @@ i you he she it we they me him her us them my your his its our their this that t
 is are was were be been being am do does did have has had will would can could should shall may might must
 said says not no if when then so but because as which who whom what why how where while than also just
 note warning tip example examples todo update edit ps nb q a question answer see step
+each every all some any both many most such other another below above following else otherwise however thus
+therefore first finally
 in on at for with by from after before during of to and or into over under about
 """.split())
 _LEADING_ARTICLE = re.compile(r"^(?:the|a|an)\s+", re.IGNORECASE)
@@ -60,13 +63,14 @@ _FENCE = re.compile(r"^ {0,3}(```|~~~)")
 _GLOSSARY = re.compile(
     rf"^ {{0,3}}(?:[-*+][ \t]+)?(?:\*\*|__)?(?P<term>{_TERM_WORD}(?:[ \t]+{_TERM_WORD}){{0,4}}?)(?:\*\*|__)?"
     r"(?::[ \t]+|[ \t]*[—–][ \t]*|[ \t]+-[ \t]+)(?:\*\*|__)?[ \t]*(?P<definition>\S.*)$")
-_CODE = re.compile(r"[{};=<>`]|\(\)|^\s*[\[\"']|^return\b")  # a definition that looks like code
+_CODE = re.compile(r"[{};=<>`]|(?:^|\s)#\s|\(\)|^\s*[\[\"']|^return\b")  # a definition that looks like code
+_BULLET = re.compile(r"^ {0,3}[-*+][ \t]")
 _CALL = re.compile(r"\w\(")  # a "term" such as "def water(plant)" is code
 _QUESTION = re.compile(r"^ {0,3}(?:[-*+][ \t]+)?(?:\*\*|__)?(?:Q|Question)(?:\*\*|__)?[ \t]*:(?:\*\*|__)?[ \t]*(.*)$",
                        re.IGNORECASE)
 _ANSWER = re.compile(r"^ {0,3}(?:[-*+][ \t]+)?(?:\*\*|__)?(?:A|Answer)(?:\*\*|__)?[ \t]*:(?:\*\*|__)?[ \t]*(.*)$",
                      re.IGNORECASE)
-_DEFINITION = re.compile(r"^(?P<term>(?:(?:The|A|An)\s+)?[A-Z][\w'’-]*(?:\s+[\w'’-]+){0,3}?)\s+(?:is|are)\s+"
+_DEFINITION = re.compile(r"^(?P<term>(?:(?:The|A|An)\s+)?[A-Z][\w'’-]*(?:\s+[\w'’-]+){0,3}?)\s+(?P<verb>is|are)\s+"
                          r"(?:a|an|the)\s+\w")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'“(]?[A-Z])")
 
@@ -187,8 +191,11 @@ def _heading_entries(lines: list[str], paragraphs: list[tuple[int, list[str]]]) 
     return entries
 
 
-def glossary_entry(line: str, number: int) -> Entry | None:
-    if len(line) > 4 * MAX_ANSWER or _QUESTION.match(line) or _ANSWER.match(line):
+def glossary_entry(line: str, number: int, opens: bool = True) -> Entry | None:
+    """The entry of a "Term: definition" line. `opens`: the line starts a paragraph or follows another entry;
+    a wrapped line inside a paragraph ("... its own breakpoint: which could ...") is prose unless it is a list item.
+    """
+    if not (opens or _BULLET.match(line)) or len(line) > 4 * MAX_ANSWER or _QUESTION.match(line) or _ANSWER.match(line):
         return None
     match = _GLOSSARY.match(line)
     if not match:
@@ -253,7 +260,12 @@ def derive_entries(text: str, source: str = "") -> list[Entry]:
     code = _code_mask(lines)
     paragraphs = _paragraphs(lines, code)
     found = _heading_entries(lines, paragraphs) + _faq_entries(lines, code) + _definition_entries(paragraphs)
-    found += [e for i, line in enumerate(lines) if not code[i] and (e := glossary_entry(line, i + 1))]
+    for start, para in paragraphs:
+        opens = True
+        for j, line in enumerate(para):
+            if entry := glossary_entry(line, start + j + 1, opens):
+                found.append(entry)
+            opens = entry is not None
     entries, seen = [], set()
     for entry in sorted(found, key=lambda e: e.line):
         key = (entry.kind == "faq", _bare(entry.term).lower())
@@ -268,7 +280,8 @@ def questions_for(entry: Entry, phrasings: int = 3, seed: int = 0) -> list[str]:
     if entry.kind == "faq":
         return [entry.term]
     rng = random.Random(f"{seed}|{entry.term}")
-    chosen = [TEMPLATES[0]] + rng.sample(TEMPLATES[1:], min(phrasings, len(TEMPLATES)) - 1)
+    plural = entry.kind == "definition" and (m := _DEFINITION.match(entry.definition)) and m.group("verb") == "are"
+    chosen = [_PLURAL if plural else TEMPLATES[0]] + rng.sample(TEMPLATES[1:], min(phrasings, len(TEMPLATES)) - 1)
     return [t.format(t=entry.term) for t in chosen]
 
 
@@ -382,7 +395,7 @@ def render_entry(term: str, definition: str, form: str) -> str:
 
 def _term_of(question: str) -> str | None:
     """The X of a question made from TEMPLATES ("What is meant by X?" is tried before "What is X?")."""
-    for template in sorted(TEMPLATES, key=len, reverse=True):
+    for template in sorted(TEMPLATES + (_PLURAL,), key=len, reverse=True):
         head, tail = template.split("{t}")
         if question.startswith(head) and question.endswith(tail) and len(question) > len(head) + len(tail):
             return question[len(head):len(question) - len(tail)]

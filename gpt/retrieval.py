@@ -84,13 +84,14 @@ def _units(lines: list[str]) -> Iterable[tuple[int, str, str]]:
     block: list[str] = []
     for i, line in enumerate(lines + [""]):
         heading = HEADING.match(line) if i < len(lines) else None
-        if block and (heading or not line.strip() or glossary_entry(line, 0)):
+        entry = glossary_entry(line, 0, opens=not block)
+        if block and (heading or not line.strip() or entry):
             yield i - len(block), " > ".join(t for _, t in path), "\n".join(block)
             block = []
         if heading:
             level = len(heading.group(1))
             path = [(lv, t) for lv, t in path if lv < level] + [(level, heading_title(heading.group(2)))]
-        elif glossary_entry(line, 0):
+        elif entry:
             yield i, " > ".join(t for _, t in path), line.strip()
         elif line.strip():
             block.append(line)

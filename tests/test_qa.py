@@ -49,15 +49,19 @@ GLOSSARY = """Glossary
 - **Repotting**: moving a plant into a bigger pot.
 Node — the point on a stem where leaves grow.
 Aerial root - a root that grows above the soil.
-The reason is simple: we ran out of time for it.
-Meet at 10:30 in the hall: bring cake and some friends.
-See https://example.com: the docs are over there.
-def water(plant): return plant.soil + water
-He said - the plants need much more light.
-Note: this list is not complete yet.
-Very long term that keeps going on and on: a definition of some kind.
-Author: Jane Doe
-"""
+
+""" + "\n\n".join([  # each false positive opens a paragraph, where a glossary line would be read
+    "The reason is simple: we ran out of time for it.",
+    "Meet at 10:30 in the hall: bring cake and some friends.",
+    "See https://example.com: the docs are over there.",
+    "def water(plant): return plant.soil + water",
+    "class C: pass # a class with no methods",
+    "He said - the plants need much more light.",
+    "Note: this list is not complete yet.",
+    "Very long term that keeps going on and on: a definition of some kind.",
+    "Author: Jane Doe",
+    "Some prose that wraps onto a line where a word\nbreakpoint: which could have its own command list.",
+]) + "\n"
 
 FAQ = """# FAQ
 
@@ -97,6 +101,9 @@ def test_glossary_lines_and_their_false_positives():
         ("What is Node?", "the point on a stem where leaves grow.", "glossary", 4),
         ("What is Aerial root?", "a root that grows above the soil.", "glossary", 5),
     ]
+    # the wrapped line is refused for its place inside a paragraph, not for its words
+    assert short(derive_pairs("breakpoint: which could have its own command list.", phrasings=1)) == [
+        ("What is breakpoint?", "which could have its own command list.", "glossary", 1)]
 
 
 def test_faq_blocks_with_multiline_answers_and_a_gap():
@@ -109,10 +116,12 @@ def test_faq_blocks_with_multiline_answers_and_a_gap():
 
 def test_definitional_sentences_need_a_short_noun_phrase_subject():
     text = ("A cactus is a plant that stores water. It is a good plant. There is a pot here.\n\n"
-            "The reason this works is a mystery. The Eiffel Tower is the tallest tower in Paris.\n")
+            "The reason this works is a mystery. The Eiffel Tower is the tallest tower in Paris.\n"
+            "Below is a list. Each plant is a friend. Modules are a unit of code.\n")
     assert short(derive_pairs(text, phrasings=1)) == [
         ("What is a cactus?", "A cactus is a plant that stores water.", "definition", 1),
         ("What is the Eiffel Tower?", "The Eiffel Tower is the tallest tower in Paris.", "definition", 3),
+        ("What are Modules?", "Modules are a unit of code.", "definition", 3),
     ]
 
 
