@@ -163,7 +163,7 @@ def _paragraphs(lines: list[str], code: list[bool]) -> list[tuple[int, list[str]
     for i, line in enumerate(lines + [""]):
         if i < len(lines) and line.strip() and not code[i] and not HEADING.match(line):
             if not current:
-                found.append((i, current))
+                found.append((i, current))  # the list is filled in place by the lines that follow
             current.append(line)
         else:
             current = []
