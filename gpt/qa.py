@@ -1,0 +1,425 @@
+"""Question/answer pairs from the structure of a user's notes, and the notes re-rendered for pretraining.
+
+A model trained only on "Monstera: a genus of climbing plants" has seen the fact but was never asked for it.
+Allen-Zhu & Li (Physics of Language Models 3.1, arXiv 2309.14316) show that such knowledge becomes extractable
+by questions when (a) question/answer data is mixed into training and (b) the text itself is augmented: the
+same fact in several renderings, in shuffled order. This module provides both, from structure notes already have:
+
+- markdown headings with text under them:  ``## Monstera`` + paragraph  -> "What is Monstera?"
+- glossary lines: ``Term: definition``, ``Term - definition``, ``Term — definition``
+- FAQ blocks: ``Q:``/``A:`` or ``Question:``/``Answer:`` (answers may span lines)
+- definitional sentences at a sentence start: "A monstera is a ..." -> "What is a monstera?"
+
+Every answer is the input's own text (whitespace collapsed, cut at a sentence or word boundary), never
+generated. Text without such structure yields no pairs. Phrasings are chosen by a seeded generator, so the
+output is reproducible.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import sys
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from gpt.errors import GPTError
+
+MAX_ANSWER = 400  # characters; an answer is the first sentences of a section, not the whole section
+MAX_TERM = 60  # characters; longer "terms" are prose, not names
+TEMPLATES = (  # the first is always used: it is how people ask
+    "What is {t}?",
+    "What does {t} mean?",
+    "Tell me about {t}.",
+    "Define {t}.",
+    "What is meant by {t}?",
+    "Explain {t}.",
+    "Can you describe {t}?",
+    "Give me a definition of {t}.",
+)
+_PLURAL = "What are {t}?"  # replaces "What is" for "Modules are a ..."
+TERM_KINDS = ("heading", "glossary", "definition")  # kinds whose entries have a term; "faq" has a question
+FORMS = ("heading", "colon", "dash", "sentence")  # renderings of a term entry that derive_pairs reads back
+FAQ_FORMS = ("qa", "question", "heading")  # renderings of a question entry
+
+# Words that make a would-be term a piece of prose ("The reason is simple: ...", "He said - ...").
+_PROSE = frozenset("""
+i you he she it we they me him her us them my your his its our their this that these those there here
+is are was were be been being am do does did have has had will would can could should shall may might must
+said says not no if when then so but because as which who whom what why how where while than also just
+note warning tip example examples todo update edit ps nb q a question answer see step
+each every all some any both many most such other another below above following else otherwise however thus
+therefore first finally
+in on at for with by from after before during of to and or into over under about
+""".split())
+_LEADING_ARTICLE = re.compile(r"^(?:the|a|an)\s+", re.IGNORECASE)
+_TERM_WORD = r"[^\W_][\w'’().+&/-]*"
+HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*))?$")  # no lazy match: a huge "# # # ..." line stays linear
+_CLOSING_HASHES = re.compile(r"(?:^|[ \t]+)#+[ \t]*$")  # "## Title ##"; "C#" keeps its hash
+_FENCE = re.compile(r"^ {0,3}(```|~~~)")
+_GLOSSARY = re.compile(
+    rf"^ {{0,3}}(?:[-*+][ \t]+)?(?:\*\*|__)?(?P<term>{_TERM_WORD}(?:[ \t]+{_TERM_WORD}){{0,4}}?)(?:\*\*|__)?"
+    r"(?::[ \t]+|[ \t]*[—–][ \t]*|[ \t]+-[ \t]+)(?:\*\*|__)?[ \t]*(?P<definition>\S.*)$")
+_CODE = re.compile(r"[{};=<>`]|(?:^|\s)#\s|\(\)|^\s*[\[\"']|^return\b")  # a definition that looks like code
+_BULLET = re.compile(r"^ {0,3}[-*+][ \t]")
+_CALL = re.compile(r"\w\(")  # a "term" such as "def water(plant)" is code
+_QUESTION = re.compile(r"^ {0,3}(?:[-*+][ \t]+)?(?:\*\*|__)?(?:Q|Question)(?:\*\*|__)?[ \t]*:(?:\*\*|__)?[ \t]*(.*)$",
+                       re.IGNORECASE)
+_ANSWER = re.compile(r"^ {0,3}(?:[-*+][ \t]+)?(?:\*\*|__)?(?:A|Answer)(?:\*\*|__)?[ \t]*:(?:\*\*|__)?[ \t]*(.*)$",
+                     re.IGNORECASE)
+_DEFINITION = re.compile(r"^(?P<term>(?:(?:The|A|An)\s+)?[A-Z][\w'’-]*(?:\s+[\w'’-]+){0,3}?)\s+(?P<verb>is|are)\s+"
+                         r"(?:a|an|the)\s+\w")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'“(]?[A-Z])")
+
+
+class QAError(GPTError, ValueError):
+    """A question/answer file that cannot be read; the CLI prints it as one line."""
+
+    code = 2
+
+
+@dataclass(frozen=True)
+class QAPair:
+    question: str
+    answer: str
+    source: str
+    kind: str  # "heading", "glossary", "faq" or "definition"
+    line: int = 0  # 1-based line of the entry in its source, 0 when unknown
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One fact found in the notes: a term and its definition, or (kind "faq") a question and its answer."""
+
+    term: str
+    definition: str
+    kind: str
+    source: str = ""
+    line: int = 0
+
+
+# ----------------------------------------------------------------------------- small text helpers
+
+def _collapse(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _bounded(text: str, limit: int = MAX_ANSWER) -> str:
+    """The first whole sentences of `text` within `limit` characters, else its first words; never rewritten."""
+    text = _collapse(text)
+    if len(text) <= limit:
+        return text
+    cut = 0
+    for match in _SENTENCE_END.finditer(text, 0, limit + 1):
+        cut = match.start()
+    if cut == 0:
+        cut = text.rfind(" ", 0, limit + 1)
+    return text[:cut if cut > 0 else limit].rstrip()
+
+
+def _is_term(term: str, max_words: int = 5) -> bool:
+    """A short name, not a piece of prose: few words, none of them a pronoun, verb or label."""
+    words = _LEADING_ARTICLE.sub("", term).lower().split()
+    return (0 < len(words) <= max_words and len(term) <= MAX_TERM and any(c.isalpha() for c in term)
+            and not any(w.strip("()'’.") in _PROSE for w in words))
+
+
+def heading_title(text: str | None) -> str:
+    """The title of a heading: closing #s, bold, backticks and a trailing colon removed."""
+    text = _CLOSING_HASHES.sub("", text or "") if len(text or "") <= 4 * MAX_TERM else ""
+    return _collapse(text.replace("**", "").replace("`", "").rstrip(":"))
+
+
+def _bare(term: str) -> str:
+    return _LEADING_ARTICLE.sub("", term)
+
+
+# ----------------------------------------------------------------------------- finding entries
+
+def _code_mask(lines: list[str]) -> list[bool]:
+    """True for lines inside (or opening/closing) fenced code blocks: code is not notes."""
+    mask, fence = [], None
+    for line in lines:
+        match = _FENCE.match(line)
+        if fence is None and match:
+            fence = match.group(1)
+            mask.append(True)
+        elif fence is not None:
+            mask.append(True)
+            if line.lstrip().startswith(fence):
+                fence = None
+        else:
+            mask.append(False)
+    return mask
+
+
+def _paragraphs(lines: list[str], code: list[bool]) -> list[tuple[int, list[str]]]:
+    """(index of first line, lines) of every run of prose lines; headings and code end a paragraph."""
+    found: list[tuple[int, list[str]]] = []
+    current: list[str] = []
+    for i, line in enumerate(lines + [""]):
+        if i < len(lines) and line.strip() and not code[i] and not HEADING.match(line):
+            if not current:
+                found.append((i, current))  # the list is filled in place by the lines that follow
+            current.append(line)
+        else:
+            current = []
+    return found
+
+
+def _heading_entries(lines: list[str], paragraphs: list[tuple[int, list[str]]]) -> list[Entry]:
+    first_after = {}
+    for start, para in paragraphs:  # the paragraph directly under a heading, if nothing else intervenes
+        prev = start - 1
+        while prev >= 0 and not lines[prev].strip():
+            prev -= 1
+        if prev >= 0 and HEADING.match(lines[prev]):
+            first_after[prev] = para
+    entries = []
+    for i, para in first_after.items():
+        title = heading_title(HEADING.match(lines[i]).group(2))
+        if _QUESTION.match(para[0]) or not 0 < len(title) <= MAX_TERM * 2:
+            continue
+        answer = _bounded("\n".join(para))
+        if title.endswith("?"):
+            entries.append(Entry(title, answer, "faq", line=i + 1))
+        elif len(title) <= MAX_TERM and len(title.split()) <= 8 and title.split()[0].lower() not in _PROSE:
+            entries.append(Entry(title, answer, "heading", line=i + 1))
+    return entries
+
+
+def glossary_entry(line: str, number: int, opens: bool = True) -> Entry | None:
+    """The entry of a "Term: definition" line. `opens`: the line starts a paragraph or follows another entry;
+    a wrapped line inside a paragraph ("... its own breakpoint: which could ...") is prose unless it is a list item.
+    """
+    if not (opens or _BULLET.match(line)) or len(line) > 4 * MAX_ANSWER or _QUESTION.match(line) or _ANSWER.match(line):
+        return None
+    match = _GLOSSARY.match(line)
+    if not match:
+        return None
+    term, definition = match.group("term"), match.group("definition").strip()
+    if (not _is_term(term) or _CALL.search(term) or len(definition.split()) < 3 or _CODE.search(definition)
+            or definition.endswith("?")):
+        return None
+    return Entry(term, _bounded(definition), "glossary", line=number)
+
+
+def _faq_entries(lines: list[str], code: list[bool]) -> list[Entry]:
+    """Q:/A: blocks. A question runs until its A: line (a blank line may come between); an answer runs over
+    the following lines until a blank line, heading, code or the next Q:."""
+    entries: list[Entry] = []
+    question: list[str] | None = None
+    answer: list[str] | None = None
+    start, gap = 0, False
+    for i, line in enumerate(lines + [""]):
+        q = _QUESTION.match(line) if i < len(lines) and not code[i] and len(line) <= 4 * MAX_ANSWER else None
+        a = _ANSWER.match(line) if question is not None and q is None else None
+        ends = not line.strip() or i == len(lines) or code[i] or q or HEADING.match(line)
+        if answer is not None and ends:
+            if any(c.isalnum() for c in " ".join(answer)):
+                entries.append(Entry(_collapse(" ".join(question)), _bounded("\n".join(answer)), "faq",
+                                     line=start))
+            question = answer = None
+        if q:
+            question, answer, start, gap = [q.group(1)], None, i + 1, False
+        elif a and answer is None:
+            answer = [a.group(1)]
+        elif question is not None and answer is None and not line.strip():
+            gap = True  # "Q: ...", blank line, "A: ..." is still one block
+        elif question is not None and (ends or gap and answer is None):
+            question = answer = None
+        elif answer is not None:
+            answer.append(line)
+        elif question is not None:
+            question.append(line)
+    return entries
+
+
+def _definition_entries(paragraphs: list[tuple[int, list[str]]]) -> list[Entry]:
+    """Sentences such as "A monstera is a genus of ..." whose subject is a short noun phrase."""
+    entries = []
+    for start, para in paragraphs:
+        if len(para) == 1 and (_GLOSSARY.match(para[0]) or _QUESTION.match(para[0]) or _ANSWER.match(para[0])):
+            continue
+        text = _collapse("\n".join(para))
+        for sentence in _SENTENCE_END.split(text):
+            match = _DEFINITION.match(sentence)
+            if match and sentence.endswith((".", "!")) and _is_term(match.group("term"), 4):
+                term = match.group("term")
+                term = term[0].lower() + term[1:] if _LEADING_ARTICLE.match(term) else term
+                entries.append(Entry(term, _bounded(sentence), "definition", line=start + 1))
+    return entries
+
+
+def derive_entries(text: str, source: str = "") -> list[Entry]:
+    """Every fact the notes state in a recognised form, in document order, one per term (the first wins)."""
+    lines = text.splitlines()
+    code = _code_mask(lines)
+    paragraphs = _paragraphs(lines, code)
+    found = _heading_entries(lines, paragraphs) + _faq_entries(lines, code) + _definition_entries(paragraphs)
+    for start, para in paragraphs:
+        opens = True
+        for j, line in enumerate(para):
+            if entry := glossary_entry(line, start + j + 1, opens):
+                found.append(entry)
+            opens = entry is not None
+    entries, seen = [], set()
+    for entry in sorted(found, key=lambda e: e.line):
+        key = (entry.kind == "faq", _bare(entry.term).lower())
+        if key not in seen and any(c.isalnum() for c in entry.definition) and any(c.isalnum() for c in entry.term):
+            seen.add(key)
+            entries.append(Entry(entry.term, entry.definition, entry.kind, source, entry.line))
+    return entries
+
+
+def questions_for(entry: Entry, phrasings: int = 3, seed: int = 0) -> list[str]:
+    """"What is X?" and phrasings - 1 others drawn by a generator seeded with (seed, term): reproducible."""
+    if entry.kind == "faq":
+        return [entry.term]
+    rng = random.Random(f"{seed}|{entry.term}")
+    plural = entry.kind == "definition" and (m := _DEFINITION.match(entry.definition)) and m.group("verb") == "are"
+    chosen = [_PLURAL if plural else TEMPLATES[0]] + rng.sample(TEMPLATES[1:], min(phrasings, len(TEMPLATES)) - 1)
+    return [t.format(t=entry.term) for t in chosen]
+
+
+def derive_pairs(text: str, source: str = "", phrasings: int = 3, seed: int = 0) -> list[QAPair]:
+    """Question/answer pairs from the headings, glossary lines, FAQ blocks and definitions in `text`."""
+    if phrasings < 1:
+        raise QAError(f"phrasings must be at least 1, got {phrasings}")
+    return [QAPair(q, e.definition, source, e.kind, e.line)
+            for e in derive_entries(text, source) for q in questions_for(e, phrasings, seed)]
+
+
+def read_text_file(path: str) -> str | None:
+    """A file's text (invalid UTF-8 replaced), or None for a binary file (NUL bytes in its first 8 KiB)."""
+    with open(path, "rb") as fh:
+        if b"\0" in fh.read(8192):
+            return None
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        return fh.read()
+
+
+def derive_from_files(files: list[str], phrasings: int = 3, seed: int = 0) -> list[QAPair]:
+    """derive_pairs over text files (.md, .txt, any text); binary files are skipped with a warning."""
+    pairs: list[QAPair] = []
+    for path in files:
+        text = read_text_file(path)
+        if text is None:
+            print(f"warning: skipping binary file {path}", file=sys.stderr)
+            continue
+        pairs += derive_pairs(text, source=path, phrasings=phrasings, seed=seed)
+    return pairs
+
+
+# ----------------------------------------------------------------------------- JSONL in the chat format
+
+def write_jsonl(pairs: Iterable[QAPair], path: str | os.PathLike) -> None:
+    """One {"messages": [user, assistant], "source", "line", "kind"} object a line, written atomically."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".qa-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for p in pairs:
+                record = {"messages": [{"role": "user", "content": p.question},
+                                       {"role": "assistant", "content": p.answer}],
+                          "source": p.source, "line": p.line, "kind": p.kind}
+                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _pair_of(record: object) -> QAPair:
+    if not isinstance(record, dict) or not isinstance(record.get("messages"), list):
+        raise ValueError('expected an object with a "messages" list')
+    roles = [m.get("role") if isinstance(m, dict) else None for m in record["messages"]]
+    if "user" not in roles or "assistant" not in roles[roles.index("user"):]:
+        raise ValueError("expected a user message followed by an assistant message")
+    u = roles.index("user")
+    a = roles.index("assistant", u)
+    question, answer = record["messages"][u].get("content"), record["messages"][a].get("content")
+    if not isinstance(question, str) or not isinstance(answer, str):
+        raise ValueError("message content must be text")
+    line = record.get("line", 0)
+    return QAPair(question, answer, str(record.get("source", "")), str(record.get("kind", "faq")),
+                  line if isinstance(line, int) else 0)
+
+
+def read_jsonl(path: str | os.PathLike) -> list[QAPair]:
+    """Pairs written by write_jsonl (or any chat JSONL); a broken line is a QAError naming file:line."""
+    pairs = []
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                pairs.append(_pair_of(json.loads(line)))
+            except ValueError as exc:  # json.JSONDecodeError is a ValueError
+                raise QAError(f"{path}:{number}: not a question/answer line ({str(exc).splitlines()[0]})") from None
+    return pairs
+
+
+# ----------------------------------------------------------------------------- augmentation for pretraining
+
+def render_entry(term: str, definition: str, form: str) -> str:
+    """The entry as one of the recognised forms: heading, colon, dash, sentence ("X is ..."), qa or question.
+
+    "sentence" needs a definition that is already "Term is a ..." or starts with a/an/the; others fall back
+    to "colon".
+    """
+    name = term[:1].upper() + term[1:]
+    if form == "heading":
+        return f"## {name}\n\n{definition}"
+    if form == "colon":
+        return f"{name}: {definition}"
+    if form == "dash":
+        return f"{name} — {definition}"
+    if form == "sentence":
+        if (match := _DEFINITION.match(definition)) and match.group("term").lower() == term.lower():
+            return definition  # already "Term is a ..."
+        if _LEADING_ARTICLE.match(definition):
+            return f"{name} is {definition[0].lower()}{definition[1:]}"
+        return render_entry(term, definition, "colon")
+    if form == "qa":
+        return f"Q: {term}\nA: {definition}"
+    if form == "question":
+        return f"Question: {term}\nAnswer: {definition}"
+    raise QAError(f"unknown form {form!r}; choose from {', '.join(FORMS + FAQ_FORMS[:2])}")
+
+
+def _term_of(question: str) -> str | None:
+    """The X of a question made from TEMPLATES ("What is meant by X?" is tried before "What is X?")."""
+    for template in sorted(TEMPLATES + (_PLURAL,), key=len, reverse=True):
+        head, tail = template.split("{t}")
+        if question.startswith(head) and question.endswith(tail) and len(question) > len(head) + len(tail):
+            return question[len(head):len(question) - len(tail)]
+    return None
+
+
+def _as_entries(items: Iterable[QAPair | Entry]) -> list[Entry]:
+    entries, seen = [], set()
+    for item in items:
+        if isinstance(item, QAPair):
+            term = _term_of(item.question) if item.kind in TERM_KINDS else None
+            item = Entry(term or item.question, item.answer, item.kind if term else "faq", item.source, item.line)
+        key = (_bare(item.term).lower(), item.definition)
+        if key not in seen:  # the several phrasings of one fact are one entry
+            seen.add(key)
+            entries.append(item)
+    return entries
+
+
+def augmented_text(items: Iterable[QAPair | Entry], seed: int = 0, epoch: int = 0) -> str:
+    """Every entry once, each in a randomly chosen form, in a shuffled order that differs per epoch."""
+    rng = random.Random(f"{seed}|{epoch}")
+    entries = _as_entries(items)
+    rng.shuffle(entries)
+    rendered = [render_entry(e.term, e.definition, rng.choice(FAQ_FORMS if e.kind == "faq" else FORMS))
+                for e in entries]
+    return "\n\n".join(rendered) + ("\n" if rendered else "")

@@ -1,0 +1,244 @@
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gpt.errors import describe
+from gpt.qa import (
+    FORMS,
+    TEMPLATES,
+    Entry,
+    QAError,
+    QAPair,
+    augmented_text,
+    derive_entries,
+    derive_from_files,
+    derive_pairs,
+    read_jsonl,
+    render_entry,
+    write_jsonl,
+)
+
+MARKDOWN = """# Houseplants
+
+## Monstera
+
+Monstera is a genus of flowering plants. It is native to tropical America.
+
+A second paragraph that is not part of the answer.
+
+## Empty section
+
+### Pothos ##
+
+Pothos grows fast
+in low light.
+
+```
+## Not a heading: code
+```
+
+## How often do I water?
+
+Once a week.
+"""
+
+GLOSSARY = """Glossary
+
+- **Repotting**: moving a plant into a bigger pot.
+Node — the point on a stem where leaves grow.
+Aerial root - a root that grows above the soil.
+
+""" + "\n\n".join([  # each false positive opens a paragraph, where a glossary line would be read
+    "The reason is simple: we ran out of time for it.",
+    "Meet at 10:30 in the hall: bring cake and some friends.",
+    "See https://example.com: the docs are over there.",
+    "def water(plant): return plant.soil + water",
+    "class C: pass # a class with no methods",
+    "He said - the plants need much more light.",
+    "Note: this list is not complete yet.",
+    "Very long term that keeps going on and on: a definition of some kind.",
+    "Author: Jane Doe",
+    "Some prose that wraps onto a line where a word\nbreakpoint: which could have its own command list.",
+]) + "\n"
+
+FAQ = """# FAQ
+
+Q: How often should I water a cactus?
+A: Every two weeks
+in summer, less in winter.
+
+Question: Which soil suits succulents?
+
+Answer: Sandy, fast-draining soil.
+
+Q: A question without an answer?
+
+Some prose after it.
+"""
+
+
+def short(pairs):
+    return [(p.question, p.answer, p.kind, p.line) for p in pairs]
+
+
+def test_markdown_sections_give_exact_pairs():
+    pairs = derive_pairs(MARKDOWN, "plants.md", phrasings=1)
+    assert short(pairs) == [
+        ("What is Monstera?", "Monstera is a genus of flowering plants. It is native to tropical America.", "heading",
+         3),
+        ("What is Pothos?", "Pothos grows fast in low light.", "heading", 11),
+        ("How often do I water?", "Once a week.", "faq", 20),
+    ]
+    assert {p.source for p in pairs} == {"plants.md"}
+
+
+def test_glossary_lines_and_their_false_positives():
+    pairs = derive_pairs(GLOSSARY, phrasings=1)
+    assert short(pairs) == [
+        ("What is Repotting?", "moving a plant into a bigger pot.", "glossary", 3),
+        ("What is Node?", "the point on a stem where leaves grow.", "glossary", 4),
+        ("What is Aerial root?", "a root that grows above the soil.", "glossary", 5),
+    ]
+    # the wrapped line is refused for its place inside a paragraph, not for its words
+    assert short(derive_pairs("breakpoint: which could have its own command list.", phrasings=1)) == [
+        ("What is breakpoint?", "which could have its own command list.", "glossary", 1)]
+
+
+def test_faq_blocks_with_multiline_answers_and_a_gap():
+    pairs = derive_pairs(FAQ, "faq.md", phrasings=3)
+    assert short(pairs) == [
+        ("How often should I water a cactus?", "Every two weeks in summer, less in winter.", "faq", 3),
+        ("Which soil suits succulents?", "Sandy, fast-draining soil.", "faq", 7),
+    ]
+
+
+def test_definitional_sentences_need_a_short_noun_phrase_subject():
+    text = ("A cactus is a plant that stores water. It is a good plant. There is a pot here.\n\n"
+            "The reason this works is a mystery. The Eiffel Tower is the tallest tower in Paris.\n"
+            "Below is a list. Each plant is a friend. Modules are a unit of code.\n")
+    assert short(derive_pairs(text, phrasings=1)) == [
+        ("What is a cactus?", "A cactus is a plant that stores water.", "definition", 1),
+        ("What is the Eiffel Tower?", "The Eiffel Tower is the tallest tower in Paris.", "definition", 3),
+        ("What are Modules?", "Modules are a unit of code.", "definition", 3),
+    ]
+
+
+def test_phrasings_are_seeded_and_start_with_what_is():
+    one = derive_pairs(GLOSSARY, phrasings=4, seed=1)
+    assert one == derive_pairs(GLOSSARY, phrasings=4, seed=1)
+    questions = [p.question for p in one if p.answer.startswith("moving")]
+    assert questions[0] == "What is Repotting?" and len(set(questions)) == 4
+    assert {q for q in questions} <= {t.format(t="Repotting") for t in TEMPLATES}
+    others = {tuple(p.question for p in derive_pairs(GLOSSARY, phrasings=4, seed=s)) for s in range(6)}
+    assert len(others) > 1  # the seed matters
+    assert len(derive_pairs(GLOSSARY, phrasings=100)) == 3 * len(TEMPLATES)
+    with pytest.raises(QAError):
+        derive_pairs(GLOSSARY, phrasings=0)
+
+
+def test_long_sections_are_cut_at_a_sentence():
+    text = "## Ficus\n\n" + "Ficus likes light and warmth. " * 40
+    (pair,) = derive_pairs(text, phrasings=1)
+    assert pair.answer == ("Ficus likes light and warmth. " * 13).strip()
+
+
+@pytest.mark.parametrize("text", [
+    "", "\n\n\n", "I walked to the shop and bought bread. Then I went home, tired but happy.\n",
+    "x" * 2_000_000, "# " * 500_000,
+    "Q:\nA: an answer without a question", "Q: **\nA: no question here", "a: " * 300_000,
+    "\x00\x01\xff\ufffd" * 1000, "```\nQ: inside code\nA: no\n",
+])
+def test_structureless_and_hostile_text_gives_no_pairs(text):
+    assert derive_pairs(text) == []
+
+
+def test_files_skip_binary(tmp_path, capsys):
+    (tmp_path / "notes.md").write_text(MARKDOWN)
+    (tmp_path / "glossary.txt").write_text(GLOSSARY)
+    (tmp_path / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00binary")
+    files = sorted(str(p) for p in tmp_path.iterdir())
+    pairs = derive_from_files(files)
+    assert "skipping binary file" in capsys.readouterr().err
+    assert {p.source for p in pairs} == {str(tmp_path / "notes.md"), str(tmp_path / "glossary.txt")}
+    assert len(pairs) == 3 * 2 + 1 + 3 * 3
+
+
+def test_jsonl_round_trip_and_format(tmp_path):
+    pairs = derive_pairs(MARKDOWN + FAQ, "notes.md")
+    path = tmp_path / "qa.jsonl"
+    write_jsonl(pairs, path)
+    first = json.loads(path.read_text().splitlines()[0])
+    assert first == {"messages": [{"role": "user", "content": "What is Monstera?"},
+                                  {"role": "assistant", "content": pairs[0].answer}],
+                     "source": "notes.md", "line": 3, "kind": "heading"}
+    assert read_jsonl(path) == pairs
+    assert [p.name for p in tmp_path.iterdir()] == ["qa.jsonl"]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("line", [
+    "{broken", "[1, 2]", '{"messages": [{"role": "user", "content": "q"}]}',
+    '{"messages": [{"role": "user", "content": 3}, {"role": "assistant", "content": "a"}]}'])
+def test_broken_jsonl_line_is_one_line_error(tmp_path, line):
+    path = tmp_path / "qa.jsonl"
+    write_jsonl(derive_pairs(GLOSSARY, phrasings=1), path)
+    path.write_text(path.read_text() + "\n" + line + "\n")
+    with pytest.raises(QAError) as info:
+        read_jsonl(path)
+    message, code = describe(info.value)
+    assert message.startswith(f"{path}:5: not a question/answer line") and "\n" not in message and code == 2
+
+
+def test_render_entry_forms_read_back():
+    for form in FORMS:
+        text = render_entry("repotting", "moving a plant into a bigger pot.", form)
+        (entry,) = derive_entries(text)
+        assert entry.term.lower() == "repotting", (form, text)
+    assert render_entry("cactus", "a plant that stores water.", "sentence") == "Cactus is a plant that stores water."
+    assert render_entry("Ficus", "Ficus is a genus.", "sentence") == "Ficus is a genus."
+    assert render_entry("Ficus", "grows fast here", "sentence") == "Ficus: grows fast here"
+    with pytest.raises(QAError):
+        render_entry("x", "y", "poem")
+
+
+def test_augmented_text_shuffles_per_epoch_and_keeps_every_fact():
+    pairs = derive_pairs(MARKDOWN + "\n" + GLOSSARY + "\n" + FAQ)
+    facts = {(p.answer) for p in pairs}
+    epochs = [augmented_text(pairs, seed=0, epoch=e) for e in range(4)]
+    assert epochs[0] == augmented_text(pairs, seed=0, epoch=0)
+    assert len(set(epochs)) == 4
+    for text in epochs:
+        assert all(fact in text for fact in facts)
+        assert sum(text.count(fact) for fact in facts) == len(facts)  # each fact once, not once per phrasing
+        again = {(e.kind == "faq", e.term.lower().removeprefix("a ")) for e in derive_entries(text)}
+        assert {(False, t) for t in ("monstera", "pothos", "repotting", "node", "aerial root")} <= again
+    entries = [Entry("Fern", "a plant without flowers or seeds.", "glossary")]
+    assert augmented_text(entries) in {render_entry("Fern", entries[0].definition, f) + "\n" for f in FORMS}
+    assert augmented_text([]) == ""
+
+
+def test_pairs_from_jsonl_augment_like_fresh_ones(tmp_path):
+    pairs = derive_pairs(GLOSSARY + FAQ)
+    write_jsonl(pairs, tmp_path / "qa.jsonl")
+    assert augmented_text(read_jsonl(tmp_path / "qa.jsonl"), 3, 1) == augmented_text(pairs, 3, 1)
+    assert QAPair("Q", "A", "", "faq") == QAPair("Q", "A", "", "faq", 0)
+
+
+LINES = st.sampled_from(["## Monstera", "# Title", "Q: What is it?", "A: A plant.", "Answer: yes it is.", "",
+                         "Term: a thing that is.", "Node — the point.", "A cat is a small animal.", "```",
+                         "Question: why?", "   ", "- **Bold**: a bold item here.", "The x is the y."])
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(LINES, st.text(max_size=40)), max_size=30), st.integers(1, 8), st.integers(0, 5))
+def test_property_never_raises_and_answers_come_from_the_text(lines, phrasings, seed):
+    text = "\n".join(lines)
+    for pair in derive_pairs(text, phrasings=phrasings, seed=seed):
+        assert pair.answer and _flat(pair.answer) in _flat(text)
+        assert any(c.isalnum() for c in pair.question)
+        assert pair.kind in {"heading", "glossary", "faq", "definition"}

@@ -1,0 +1,135 @@
+import json
+import math
+
+import pytest
+
+from gpt import retrieval
+from gpt.errors import describe
+from gpt.retrieval import PassageIndex, RetrievalError, passages_of, words
+
+PLANTS = {
+    "Monstera": "a climbing plant with large split leaves from Central America.",
+    "Pothos": "a trailing vine with heart-shaped leaves that tolerates low light.",
+    "Fern": "a plant without flowers or seeds that reproduces by spores.",
+    "Aloe": "a succulent whose gel soothes burns.",
+    "Cactus": "a succulent with spines that stores water in its stem.",
+    "Orchid": "a flowering plant with intricate blooms and aerial roots.",
+    "Ficus": "a genus of woody trees that includes the fig and rubber plant.",
+    "Basil": "a fragrant herb used in Italian cooking.",
+    "Mint": "a fast-spreading herb with cool-tasting leaves.",
+    "Rose": "a thorny shrub grown for its scented flowers.",
+    "Tulip": "a spring bulb with cup-shaped flowers.",
+    "Lily": "a bulb plant with large trumpet-shaped flowers.",
+    "Ivy": "an evergreen climber that clings to walls.",
+    "Bamboo": "a fast-growing grass with hollow woody stems.",
+    "Palm": "a tree with a single trunk and a crown of fronds.",
+    "Sage": "a grey-leaved herb used with roast meat.",
+    "Thyme": "a small-leaved herb that likes dry sunny soil.",
+    "Lavender": "a purple-flowered shrub prized for its scent.",
+    "Begonia": "a plant grown for its colourful leaves and flowers.",
+    "Peperomia": "a compact plant with thick waxy leaves.",
+}
+GLOSSARY = "# Plant glossary\n\n" + "".join(f"{name}: {text}\n" for name, text in PLANTS.items()) + """
+## Watering
+
+What is the right amount of water? Most plants want water when the top of the soil is dry.
+Succulents and cacti want less.
+"""
+
+
+@pytest.fixture(scope="module")
+def index() -> PassageIndex:
+    return PassageIndex.build([("plants.md", GLOSSARY)])
+
+
+def test_passages_are_glossary_entries_and_paragraphs_with_their_heading(index):
+    assert len(index.passages) == 21
+    first, last = index.passages[0], index.passages[-1]
+    assert (first.text, first.source, first.line) == ("Plant glossary\nMonstera: " + PLANTS["Monstera"], "plants.md", 3)
+    assert last.text.startswith("Plant glossary > Watering\nWhat is the right amount") and last.line == 26
+
+
+@pytest.mark.parametrize("name", sorted(PLANTS))
+def test_what_is_x_finds_x_first(index, name):
+    best = index.search(f"What is {name}?", k=3)[0]
+    assert best.text.endswith(f"{name}: {PLANTS[name]}") and best.score > 0
+
+
+def test_question_words_do_not_dominate(index, monkeypatch):
+    (best,) = index.search("What is the Orchid?", k=1)
+    assert "Orchid" in best.text
+    # "what" and "is" occur only in the Watering paragraph, so their IDF is high: kept, they would win
+    monkeypatch.setattr(retrieval, "QUESTION_WORDS", frozenset())
+    assert index.search("What is the Orchid?", k=1)[0].line == 26
+    monkeypatch.undo()
+    assert index.search("what is the")[0].line == 26  # a query of question words only still searches
+
+
+def test_scores_are_okapi_bm25(index):
+    (best,) = index.search("monstera", k=1)
+    n, N = 1, len(index.passages)
+    length = len(words(best.text))
+    average = sum(len(words(p.text)) for p in index.passages) / N
+    idf = math.log(1 + (N - n + 0.5) / (n + 0.5))
+    expected = idf * 1 * 2.5 / (1 + 1.5 * (1 - 0.75 + 0.75 * length / average))
+    assert best.score == pytest.approx(expected, abs=1e-6)
+
+
+def test_ties_empty_queries_and_k(index):
+    twins = PassageIndex.build([("a.txt", "Twin passage here.\n\nOther words."), ("b.txt", "Twin passage here.")])
+    assert [(p.source, p.line) for p in twins.search("twin")] == [("a.txt", 1), ("b.txt", 1)]
+    assert index.search("") == [] and index.search("?!") == [] and index.search("zzz unknown") == []
+    assert index.search("monstera", k=0) == [] and len(index.search("herb", k=2)) == 2
+    assert PassageIndex([]).search("anything") == []
+
+
+def test_long_paragraphs_are_cut_and_keep_heading_and_line():
+    text = "## Care\n\n" + "\n".join(f"Sentence number {i} is about watering the plant." for i in range(60))
+    passages = passages_of(text, "care.md", max_chars=300)
+    assert len(passages) > 5 and all(len(p.text) <= 300 for p in passages)
+    assert all(p.text.startswith("Care\n") for p in passages)
+    assert passages[0].line == 3 and passages[1].line > 3
+    for p in passages:
+        assert p.text.split("\n", 1)[1].startswith(f"Sentence number {p.line - 3} ")
+
+
+def test_files_and_binary(tmp_path, capsys):
+    (tmp_path / "notes.md").write_text(GLOSSARY)
+    (tmp_path / "blob.bin").write_bytes(b"\x00\x01binary")
+    index = PassageIndex.build([tmp_path / "notes.md", str(tmp_path / "blob.bin")])
+    assert "skipping binary file" in capsys.readouterr().err
+    assert index.search("What is Basil?")[0].source == str(tmp_path / "notes.md")
+
+
+def test_save_load_round_trip(index, tmp_path):
+    path = tmp_path / "index.json"
+    index.save(path)
+    again = PassageIndex.load(path)
+    assert again.passages == index.passages
+    for query in ("What is Monstera?", "herb for cooking", "water"):
+        assert again.search(query) == index.search(query)
+    assert [p.name for p in tmp_path.iterdir()] == ["index.json"]
+
+
+@pytest.mark.parametrize("content, says", [
+    ('{"format": "gpt-passag', "damaged JSON"),
+    ('{"format": "something-else", "version": 1}', "is not a passage index"),
+    ('[1, 2, 3]', "is not a passage index"),
+    ('{"format": "gpt-passages", "version": 99, "passages": []}', "version 99"),
+    ('{"format": "gpt-passages", "version": 1, "k1": 1.5, "b": 0.75, "passages": [["text", "src"]]}', "damaged"),
+    ('{"format": "gpt-passages", "version": 1, "passages": []}', "damaged"),
+])
+def test_load_refuses_damaged_or_foreign_files_in_one_line(tmp_path, content, says):
+    path = tmp_path / "index.json"
+    path.write_text(content)
+    with pytest.raises(RetrievalError) as info:
+        PassageIndex.load(path)
+    message, code = describe(info.value)
+    assert says in message and str(path) in message and "\n" not in message and code == 2
+
+
+def test_saved_file_is_plain_json(index, tmp_path):
+    index.save(tmp_path / "i.json")
+    record = json.loads((tmp_path / "i.json").read_text())
+    assert (record["format"], record["version"], record["k1"], record["b"]) == ("gpt-passages", 1, 1.5, 0.75)
+    assert record["passages"][0] == [index.passages[0].text, "plants.md", 3]
