@@ -49,6 +49,20 @@ def bytes_to_unicode() -> dict[int, str]:
     return mapping
 
 
+def _unicode_to_bytes_table() -> dict[int, int]:
+    """str.translate table undoing bytes_to_unicode into latin-1; other characters become U+FFFF (no latin-1)."""
+    table = {ord(c): b for b, c in bytes_to_unicode().items()}
+    return table | {c: 0xFFFF for c in range(256) if c not in table}
+
+
+_FROM_UNICODE = _unicode_to_bytes_table()
+
+
+def _hf_bytes(text: str) -> bytes:
+    """A byte-level token's bytes (UnicodeEncodeError for a character outside the 256 of bytes_to_unicode)."""
+    return text.translate(_FROM_UNICODE).encode("latin-1")
+
+
 # ----------------------------------------------------------------------------- ranks (tiktoken)
 
 def _vocab_from_ranks(ranks: dict[bytes, int]) -> list[bytes]:
@@ -224,27 +238,25 @@ def _hf_added(data: dict, model_vocab: dict[str, int], source: str) -> dict[str,
 
 
 def _hf_ranks(model: dict, specials: dict[str, int], source: str) -> dict[bytes, int]:
-    from_uni = {c: b for b, c in bytes_to_unicode().items()}
     special_ids = set(specials.values())
     try:
-        return {bytes(from_uni[c] for c in text): i for text, i in model["vocab"].items()
+        return {_hf_bytes(text): i for text, i in model["vocab"].items()
                 if not (i in special_ids and specials.get(text) == i)}
-    except KeyError as exc:
-        raise TokenizerError(f"{source}: not a byte-level vocabulary (character {exc.args[0]!r})") from None
-    except (TypeError, AttributeError):
+    except UnicodeEncodeError as exc:
+        raise TokenizerError(f"{source}: not a byte-level vocabulary (token {exc.object[:40]!r})") from None
+    except (KeyError, TypeError, AttributeError):
         raise TokenizerError(f"{source}: model.vocab is not a token -> id table") from None
 
 
 def _hf_merge_pairs(model: dict, ranks: dict[bytes, int], source: str) -> list[tuple[int, int, int]]:
     """The file's merges as (left id, right id, id made), in the file's order."""
-    from_uni = {c: b for b, c in bytes_to_unicode().items()}
     out = []
     for n, merge in enumerate(model.get("merges", [])):
         try:
             left, right = merge.split(" ") if isinstance(merge, str) else merge
-            a, b = bytes(from_uni[c] for c in left), bytes(from_uni[c] for c in right)
+            a, b = _hf_bytes(left), _hf_bytes(right)
             out.append((ranks[a], ranks[b], ranks[a + b]))
-        except (KeyError, ValueError, TypeError):
+        except (KeyError, ValueError, TypeError, AttributeError):
             raise TokenizerError(f"{source}: merge {n} ({merge!r}) is not two vocabulary tokens making a third") \
                 from None
     return out
