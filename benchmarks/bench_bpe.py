@@ -3,15 +3,20 @@
 Training time for vocab 512 / 4096 / 32768 on Tiny Shakespeare (../shared/data) and on the Python
 standard library's .py files (test folders excluded); encoding MB/s (single thread) for our tiktoken
 fast path, raw tiktoken on the same ranks, our pure-Python reference encoder, and HF `tokenizers`;
-the compression fingerprint; with --memory, peak RSS while training on a large streamed corpus.
+the compression fingerprint; with --memory, peak RSS while training on a large streamed corpus;
+with --import, the time to import vocabularies of GPT-2's and Llama 3's sizes (tiktoken ranks, and
+a Hugging Face tokenizer.json), the other benchmarks skipped.
 
     python benchmarks/bench_bpe.py [--vocabs 512 4096 32768] [--memory 400]
+    python benchmarks/bench_bpe.py --import [50257 128000]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import random
 import subprocess
 import sys
 import sysconfig
@@ -19,7 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from gpt.bpe import PATTERNS, Tokenizer
+from gpt.bpe import ENDOFTEXT, PATTERNS, Tokenizer
+from gpt.bpe_formats import from_hf_dict, from_ranks, to_hf_dict
 
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 
@@ -87,7 +93,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vocabs", type=int, nargs="+", default=[512, 4096, 32768])
     parser.add_argument("--memory", type=int, default=0, help="MB of streamed corpus for the peak-RSS check")
+    parser.add_argument("--import", dest="import_sizes", type=int, nargs="*",
+                        help="time importing generated vocabularies of these sizes (default 50257 128000)")
     args = parser.parse_args()
+    if args.import_sizes is not None:
+        for size in args.import_sizes or [50257, 128000]:
+            import_row(size)
+        return
     workers = os.cpu_count() or 1
     corpora = {"stdlib": stdlib_corpus()}
     if SHAKESPEARE.exists():
@@ -99,6 +111,40 @@ def main() -> None:
         encode_row(name, text, 32768 if name == "stdlib" else 4096, workers)
     if args.memory:
         memory_check(corpora["stdlib"], args.memory)
+
+
+def random_ranks(n: int, seed: int = 0) -> dict[bytes, int]:
+    """n tokens grown by random merges of earlier tokens (short ones more often), up to 24 bytes."""
+    rng = random.Random(seed)
+    vocab = [bytes([b]) for b in range(256)]
+    seen = set(vocab)
+    while len(vocab) < n:
+        a, b = vocab[int(len(vocab) * rng.random() ** 2)], vocab[int(len(vocab) * rng.random() ** 3)]
+        if a + b not in seen and len(a + b) <= 24:
+            seen.add(a + b)
+            vocab.append(a + b)
+    return {t: i for i, t in enumerate(vocab)}
+
+
+def import_row(size: int) -> None:
+    """Import a generated vocabulary from ranks (tiktoken) and from a tokenizer.json (parsed from text).
+
+    Wall and CPU seconds: on a shared machine the wall time includes waiting for a core.
+    """
+    ranks = random_ranks(size - 1)
+    specials = {ENDOFTEXT: size - 1}
+    cpu = time.process_time()
+    t_ranks, tok = seconds(lambda: from_ranks(ranks, "gpt4", specials))
+    cpu_ranks, cpu = time.process_time() - cpu, time.process_time()
+    text = json.dumps(to_hf_dict(tok), ensure_ascii=False)
+    cpu_export, cpu = time.process_time() - cpu, time.process_time()
+    t_hf, again = seconds(lambda: from_hf_dict(json.loads(text)))
+    cpu_hf = time.process_time() - cpu
+    assert again.vocab == tok.vocab
+    mean = sum(map(len, tok.vocab)) / len(tok.vocab)
+    print(f"import vocab {size:,} (mean {mean:.1f} bytes/token): from tiktoken ranks {t_ranks:.2f}s "
+          f"(cpu {cpu_ranks:.2f}s) | from tokenizer.json ({len(text) / 1e6:.1f} MB) {t_hf:.2f}s "
+          f"(cpu {cpu_hf:.2f}s) | export to tokenizer.json cpu {cpu_export:.2f}s")
 
 
 def memory_check(text: str, megabytes: int) -> None:

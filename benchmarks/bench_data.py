@@ -39,8 +39,8 @@ def main() -> None:
             (corpus / f"part{i:04d}.txt").write_bytes(block)
             written, i = written + len(block), i + 1
         single = single_thread_mbps(tok, text)
-        code = ("import resource, time; from gpt.bpe import Tokenizer; from gpt.data import prepare; "
-                f"t = Tokenizer.load({str(root / 'tok.json')!r}); s = time.perf_counter(); "
+        code = ("import resource, time; from gpt.bpe_formats import load_tokenizer; from gpt.data import prepare; "
+                f"t = load_tokenizer({str(root / 'tok.json')!r}); s = time.perf_counter(); "
                 f"d = prepare([{str(corpus)!r}], t, {str(root / 'cache')!r}, progress=False, log=lambda *a: None); "
                 "print(time.perf_counter() - s, len(d.train) + len(d.val), "
                 "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "

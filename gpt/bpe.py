@@ -1,9 +1,11 @@
-"""Byte-level BPE tokenizer: train, encode, decode, save, load, and talk to tiktoken / Hugging Face.
+"""Byte-level BPE tokenizer: train, encode, decode, and our own JSON file (other formats: gpt/bpe_formats.py).
 
 The rule this tokenizer defines (and that both encoders follow): text is split into pre-tokens by
-a regex; inside each pre-token, starting from single bytes, repeatedly merge the leftmost adjacent
-pair whose concatenation is a vocabulary token of the lowest rank (rank = token id). That is
-tiktoken's rule, so ``tiktoken.Encoding`` built from our ranks is an exact fast path.
+a regex; a pre-token that is itself a vocabulary token is that token; otherwise, starting from
+single bytes, repeatedly merge the leftmost adjacent pair whose concatenation is a vocabulary token
+of the lowest rank (rank = token id). That is tiktoken's rule, so ``tiktoken.Encoding`` built from
+our ranks is an exact fast path. (In a vocabulary where every token is reached by the merge rule,
+the whole-token shortcut changes nothing; Hugging Face calls it ``ignore_merges``.)
 
 Training is classic BPE with a deterministic tie-break: the pair with the highest count wins, and
 among equal counts the smallest (left id, right id). Ids are the byte values 0-255, then 256 + the
@@ -12,17 +14,15 @@ index of the merge that created the token. This module must not import torch.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import heapq
 import json
 import os
 import re
-import signal
-from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Collection, Iterable, Iterator
+import unicodedata
+from collections import Counter, defaultdict
+from collections.abc import Collection, Iterable
 from collections.abc import Set as AbstractSet
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -30,6 +30,8 @@ import numpy as np
 import regex
 
 from gpt.errors import GPTError
+from gpt.files import atomic_write
+from gpt.pretokenize import count_pretokens
 
 FORMAT = "gpt-bpe"
 FORMAT_VERSION = 1
@@ -45,13 +47,13 @@ PATTERNS = {
 }
 ENDOFTEXT = "<|endoftext|>"
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_PIECE_CHARS = 1 << 20  # streamed training input is cut into pieces of about this many characters
-# Where a long text may be cut so that its pieces encode exactly as the whole: between a letter and
-# whitespace. With the built-in patterns a run of letters ends there whatever follows, a piece that
-# ends in a letter cannot end in whitespace (so `\s++$` does not fire early), and no pattern looks
-# behind. (A cut after a newline is not safe: GPT-2's pattern splits "  \nA" as "  ", "\n" but a
-# piece ending "  \n" as "  \n".) Custom patterns may need their own rule.
-SAFE_CUT = r"(?<=\p{L})(?=\s)"
+# Bounds a tokenizer file cannot exceed, so that a hostile file (e.g. merges that keep doubling a
+# token) fails in one line instead of eating memory. Real vocabularies stay far below them: GPT-2's,
+# cl100k's and Llama 3's longest tokens are 128 bytes or less, and their byte total is about 1 MB.
+MAX_TOKEN_BYTES = 1024
+MAX_VOCAB_BYTES = 64 << 20
+MAX_TOKEN_ID = (1 << 24) - 1  # ids become embedding rows: 16.7M rows is beyond any real vocabulary
+NORMALIZERS = ("NFC",)  # Unicode normal forms a tokenizer may apply before splitting (Qwen2 uses NFC)
 
 
 class TokenizerError(GPTError, ValueError):
@@ -81,75 +83,24 @@ def merge_pair(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
     return out
 
 
-def bpe_pieces(piece: bytes, ranks: dict[bytes, int]) -> list[bytes]:
-    """The tokenizer's rule on one pre-token: merge the leftmost lowest-rank pair until none is left."""
+def bpe_pieces(piece: bytes, ranks: dict[bytes, int], max_rank: int | None = None) -> list[bytes]:
+    """The merge rule on one pre-token: merge the leftmost lowest-rank pair until none is left.
+
+    With max_rank, only tokens of a lower rank may form: on a token's own bytes this stops at the
+    two parts that the token merges (how merges are recovered from ranks, in linear time).
+    """
+    limit = len(ranks) + 2 ** 62 if max_rank is None else max_rank
     parts = [piece[i:i + 1] for i in range(len(piece))]
     while len(parts) > 1:
-        best, best_rank = -1, None
+        best, best_rank = -1, limit
         for i in range(len(parts) - 1):
             rank = ranks.get(parts[i] + parts[i + 1])
-            if rank is not None and (best_rank is None or rank < best_rank):
+            if rank is not None and rank < best_rank:
                 best, best_rank = i, rank
         if best < 0:
             break
         parts[best:best + 2] = [parts[best] + parts[best + 1]]
     return parts
-
-
-# ----------------------------------------------------------------------------- training input
-
-def _safe_cuts(text: str) -> Iterator[str]:
-    """Cut a long text into pieces of about _PIECE_CHARS at SAFE_CUT points."""
-    start = 0
-    safe_cut = regex.compile(SAFE_CUT)
-    while len(text) - start > _PIECE_CHARS:
-        match = safe_cut.search(text, start + _PIECE_CHARS)
-        if not match:
-            break
-        yield text[start:match.end()]
-        start = match.end()
-    yield text[start:]
-
-
-def _count_piece(args: tuple[str, str, tuple[str, ...]]) -> Counter:
-    text, pattern, specials = args
-    counts: Counter = Counter()
-    parts = regex.split("|".join(map(regex.escape, specials)), text) if specials else [text]
-    compiled = regex.compile(pattern)
-    for part in parts:
-        counts.update(compiled.findall(part))
-    return counts
-
-
-def bounded_map(pool: Executor, fn: Callable, items: Iterable, window: int) -> Iterator:
-    """pool.map, in order, with at most `window` items in flight: memory stays bounded on any input."""
-    in_flight: deque[Future] = deque()
-    for item in items:
-        if len(in_flight) >= window:
-            yield in_flight.popleft().result()
-        in_flight.append(pool.submit(fn, item))
-    while in_flight:
-        yield in_flight.popleft().result()
-
-
-def count_pretokens(texts: Iterable[str], pattern: str, specials: Collection[str] = (),
-                    workers: int = 1) -> Counter:
-    """Unique pre-tokens with their frequencies, streaming texts piece by piece (special tokens excluded).
-
-    Memory holds only the counts (which grow far slower than the corpus) plus a few pieces in flight.
-    """
-    pieces = (cut for text in texts for cut in _safe_cuts(text))
-    jobs = ((piece, pattern, tuple(specials)) for piece in pieces)
-    total: Counter = Counter()
-    if workers <= 1:
-        for job in jobs:
-            total.update(_count_piece(job))
-        return total
-    # Workers ignore Ctrl-C: the main process handles it, and no worker prints a traceback.
-    with ProcessPoolExecutor(workers, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN)) as pool:
-        for counts in bounded_map(pool, _count_piece, jobs, window=2 * workers):
-            total.update(counts)
-    return total
 
 
 def learn_merges(word_counts: dict[bytes, int], n_merges: int,
@@ -221,7 +172,8 @@ class Tokenizer:
     """Byte-level BPE: ``train``, ``encode``, ``decode``, ``save``, ``load``."""
 
     def __init__(self, vocab: list[bytes] | None = None, merges: list[tuple[int, int]] | None = None,
-                 pattern: str = "gpt4", special_tokens: dict[str, int] | None = None):
+                 pattern: str = "gpt4", special_tokens: dict[str, int] | None = None,
+                 normalizer: str | None = None):
         self.vocab = list(vocab) if vocab is not None else [bytes([b]) for b in range(256)]
         self.merges = list(merges or [])
         self.pattern_name = pattern if pattern in PATTERNS else "custom"
@@ -234,18 +186,33 @@ class Tokenizer:
             raise TokenizerError(f"vocabulary lacks {len(missing)} of the 256 single bytes (e.g. {missing[0]}); "
                                  "byte-level BPE needs all of them")
         self.special_tokens = dict(special_tokens or {})
-        taken = set(self.special_tokens.values()) & set(range(len(self.vocab)))
-        if taken:
-            raise TokenizerError(f"special token ids overlap the vocabulary: {sorted(taken)[:3]}")
+        self._check_special_ids()
+        if normalizer not in (None, *NORMALIZERS):
+            raise TokenizerError(f"unsupported normalizer {normalizer!r}; supported: {', '.join(NORMALIZERS)}")
+        self.normalizer = normalizer
+        try:
+            self._regex = regex.compile(self.pattern)
+        except regex.error as exc:
+            raise TokenizerError(f"bad split pattern: {exc}") from None
         self.special_by_id = {i: s.encode("utf-8") for s, i in self.special_tokens.items()}
-        self._regex = regex.compile(self.pattern)
         self._cache: dict[str, list[int]] = {}
         self._fast = None
+
+    def _check_special_ids(self) -> None:
+        seen: set[int] = set()
+        for text, i in self.special_tokens.items():
+            if not text:
+                raise TokenizerError("a special token is the empty string")
+            if type(i) is not int or not len(self.vocab) <= i <= MAX_TOKEN_ID or i in seen:
+                raise TokenizerError(f"special token {text!r} has id {i!r}: special ids must be distinct integers "
+                                     f"from {len(self.vocab)} (after the vocabulary) to {MAX_TOKEN_ID}")
+            seen.add(i)
 
     # -- properties
     @property
     def vocab_size(self) -> int:
-        return len(self.vocab) + len(self.special_tokens)
+        """One more than the largest id (special ids may leave gaps after the vocabulary)."""
+        return max([len(self.vocab) - 1, *self.special_tokens.values()]) + 1
 
     @property
     def eot_id(self) -> int | None:
@@ -280,6 +247,13 @@ class Tokenizer:
         return cls(vocab, merges, pattern, specials)
 
     # -- encoding
+    def _prepare(self, text: str) -> str:
+        """Check the text, and apply the normalizer (to the whole text, special-token text included)."""
+        _check_text(text)
+        if self.normalizer and not text.isascii():
+            return unicodedata.normalize(self.normalizer, text)
+        return text
+
     def _special_check(self, text: str, allowed_special: Literal["all"] | AbstractSet[str],
                        disallowed_special: Literal["all"] | Collection[str]) -> set[str]:
         allowed = set(self.special_tokens) if allowed_special == "all" else set(allowed_special)
@@ -299,7 +273,9 @@ class Tokenizer:
         for chunk in self._regex.findall(text):
             cached = self._cache.get(chunk)
             if cached is None:
-                cached = [self.ranks[p] for p in bpe_pieces(chunk.encode("utf-8"), self.ranks)]
+                raw = chunk.encode("utf-8")
+                whole = self.ranks.get(raw)  # a pre-token that is a token is that token
+                cached = [whole] if whole is not None else [self.ranks[p] for p in bpe_pieces(raw, self.ranks)]
                 if len(self._cache) < 200_000:
                     self._cache[chunk] = cached
             ids.extend(cached)
@@ -308,7 +284,7 @@ class Tokenizer:
     def encode(self, text: str, allowed_special: Literal["all"] | AbstractSet[str] = frozenset(),
                disallowed_special: Literal["all"] | Collection[str] = "all", reference: bool = False) -> list[int]:
         """Text -> ids. A special token's text is an error unless allowed (as a token) or disallowed_special=()."""
-        _check_text(text)
+        text = self._prepare(text)
         allowed = self._special_check(text, allowed_special, disallowed_special)
         if not reference:  # tiktoken's ordinary path is faster when no special token can occur
             if not allowed:
@@ -331,7 +307,7 @@ class Tokenizer:
         Straight from tiktoken's buffer: no Python list of ints in between, so a thread holds the GIL
         for less of the work (1.16x encode + np.asarray here, and more with several threads).
         """
-        _check_text(text)
+        text = self._prepare(text)
         return self.fast.encode_to_numpy(text, allowed_special=set(), disallowed_special=())
 
     def encode_batch(self, texts: list[str], allowed_special: Literal["all"] | AbstractSet[str] = frozenset(),
@@ -339,8 +315,8 @@ class Tokenizer:
                      num_threads: int = 0) -> list[list[int]]:
         """Encode many texts in parallel threads (tiktoken releases the GIL)."""
         allowed: set[str] = set()
+        texts = [self._prepare(text) for text in texts]
         for text in texts:
-            _check_text(text)
             allowed = self._special_check(text, allowed_special, disallowed_special)
         threads = num_threads or os.cpu_count() or 1
         if not allowed:
@@ -385,6 +361,8 @@ class Tokenizer:
                 "merges": [list(p) for p in self.merges], "special_tokens": self.special_tokens}
         if not standard:
             data["byte_ids"] = [self.vocab[i][0] for i in range(256)]
+        if self.normalizer:
+            data["normalizer"] = self.normalizer
         return data
 
     @classmethod
@@ -398,130 +376,27 @@ class Tokenizer:
             byte_ids = data.get("byte_ids") or list(range(256))
             vocab = [bytes([b]) for b in byte_ids]
             merges = [(int(a), int(b)) for a, b in data["merges"]]
-            for a, b in merges:
-                vocab.append(vocab[a] + vocab[b])
-            return cls(vocab, merges, data["pattern"], {str(k): int(v) for k, v in data["special_tokens"].items()})
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            total = len(vocab)
+            for n, (a, b) in enumerate(merges):
+                if not (0 <= a < len(vocab) and 0 <= b < len(vocab)):
+                    raise TokenizerError(f"{source}: merge {n} ({a}, {b}) names a token that does not exist yet")
+                token = vocab[a] + vocab[b]
+                total += len(token)
+                if len(token) > MAX_TOKEN_BYTES or total > MAX_VOCAB_BYTES:
+                    raise TokenizerError(f"{source}: merge {n} makes a {len(token)}-byte token ({total} bytes in all); "
+                                         f"a tokenizer may have tokens of up to {MAX_TOKEN_BYTES} bytes and "
+                                         f"{MAX_VOCAB_BYTES >> 20} MiB in all")
+                vocab.append(token)
+            specials = {str(k): int(v) for k, v in data["special_tokens"].items()}
+            return cls(vocab, merges, data["pattern"], specials, data.get("normalizer"))
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            if isinstance(exc, TokenizerError):
+                raise
             raise TokenizerError(f"{source} is damaged: {exc}") from None
 
     def save(self, path: str | Path) -> None:
         """Write the JSON tokenizer file (atomically)."""
-        tmp = Path(f"{path}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> Tokenizer:
-        """Read a tokenizer file: our JSON, a Hugging Face tokenizer.json, or a .tiktoken ranks file."""
-        try:
-            raw = Path(path).read_bytes()
-        except OSError as exc:
-            raise TokenizerError(f"cannot read tokenizer {path}: {exc.strerror}") from None
-        if str(path).endswith(".tiktoken"):
-            return cls.from_tiktoken_file(path)
-        try:
-            data = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise TokenizerError(f"{path} is not a tokenizer file (not JSON)") from None
-        if isinstance(data, dict) and "model" in data and "format" not in data:
-            return cls.from_hf_dict(data, str(path))
-        return cls.from_dict(data, str(path))
+        atomic_write(path, json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n")
 
     def hash(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
-
-    # -- interop: tiktoken
-    def save_tiktoken(self, path: str | Path) -> None:
-        """tiktoken's ranks file: one 'base64(token) rank' line per token (special tokens are not in it)."""
-        lines = [f"{base64.b64encode(tok).decode()} {rank}" for rank, tok in enumerate(self.vocab)]
-        Path(path).write_text("\n".join(lines) + "\n")
-
-    @classmethod
-    def from_ranks(cls, ranks: dict[bytes, int], pattern: str = "gpt4",
-                   special_tokens: dict[str, int] | None = None) -> Tokenizer:
-        """Rebuild from tiktoken-style ranks; each merged token's pair is recovered by running the rule."""
-        vocab = [b""] * len(ranks)
-        for tok, rank in ranks.items():
-            if not 0 <= rank < len(ranks):
-                raise TokenizerError(f"ranks are not 0..{len(ranks) - 1}: found {rank}")
-            vocab[rank] = tok
-        merges = []
-        for rank, tok in enumerate(vocab):
-            if len(tok) > 1:
-                parts = bpe_pieces(tok, {t: r for t, r in ranks.items() if r < rank})
-                if len(parts) != 2:
-                    raise TokenizerError(f"token {tok!r} (rank {rank}) is not a merge of two earlier tokens")
-                merges.append((ranks[parts[0]], ranks[parts[1]]))
-        return cls(vocab, merges, pattern, special_tokens)
-
-    @classmethod
-    def from_tiktoken_file(cls, path: str | Path, pattern: str = "gpt4",
-                           special_tokens: dict[str, int] | None = None) -> Tokenizer:
-        ranks = {}
-        for n, line in enumerate(Path(path).read_text().splitlines(), 1):
-            if line.strip():
-                try:
-                    tok, rank = line.split()
-                    ranks[base64.b64decode(tok)] = int(rank)
-                except ValueError:
-                    raise TokenizerError(f"{path}:{n}: not a 'base64 rank' line") from None
-        return cls.from_ranks(ranks, pattern, special_tokens)
-
-    # -- interop: Hugging Face tokenizers
-    def to_hf_dict(self) -> dict:
-        """A Hugging Face tokenizer.json (BPE model, regex Split + ByteLevel) that encodes identically."""
-        to_uni = bytes_to_unicode()
-        text = ["".join(to_uni[b] for b in tok) for tok in self.vocab]
-        merges = []
-        for rank, tok in enumerate(self.vocab):  # every split into two earlier tokens, ranked by the result
-            for cut in range(1, len(tok)):
-                a, b = self.ranks.get(tok[:cut]), self.ranks.get(tok[cut:])
-                if a is not None and b is not None and a < rank and b < rank:
-                    merges.append([text[a], text[b]])
-        added = [{"id": i, "content": s, "single_word": False, "lstrip": False, "rstrip": False,
-                  "normalized": False, "special": True} for s, i in self.special_tokens.items()]
-        return {
-            "version": "1.0", "truncation": None, "padding": None, "added_tokens": added, "normalizer": None,
-            "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
-                {"type": "Split", "pattern": {"Regex": self.pattern}, "behavior": "Isolated", "invert": False},
-                {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}]},
-            "post_processor": None,
-            "decoder": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False},
-            "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
-                      "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
-                      "vocab": {t: i for i, t in enumerate(text)}, "merges": merges},
-        }
-
-    def save_hf(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_hf_dict(), ensure_ascii=False))
-
-    @classmethod
-    def from_hf_dict(cls, data: dict, source: str = "tokenizer.json") -> Tokenizer:
-        model = data.get("model", {})
-        if model.get("type") != "BPE":
-            raise TokenizerError(f"{source}: only byte-level BPE tokenizers can be imported")
-        from_uni = {c: b for b, c in bytes_to_unicode().items()}
-        try:
-            ranks = {bytes(from_uni[c] for c in tok): i for tok, i in model["vocab"].items()}
-        except KeyError:
-            raise TokenizerError(f"{source}: not a byte-level vocabulary") from None
-        pattern = PATTERNS["gpt2"]
-        pre = data.get("pre_tokenizer") or {}
-        for step in pre.get("pretokenizers", [pre]):
-            if step.get("type") == "Split" and "Regex" in step.get("pattern", {}):
-                pattern = step["pattern"]["Regex"]
-        specials = {t["content"]: t["id"] for t in data.get("added_tokens", []) if t.get("special")}
-        return cls.from_ranks(ranks, pattern, specials)
-
-
-def bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible byte -> printable character map used by Hugging Face byte-level BPE."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
-    mapping, extra = {}, 0
-    for b in range(256):
-        if b in printable:
-            mapping[b] = chr(b)
-        else:
-            mapping[b] = chr(256 + extra)
-            extra += 1
-    return mapping

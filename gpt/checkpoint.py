@@ -34,6 +34,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from gpt.bpe import Tokenizer
+from gpt.bpe_formats import load_tokenizer
 from gpt.config import Config, ConfigError, from_dict, read_toml, to_toml
 from gpt.errors import GPTError
 from gpt.files import atomic_write, fsync_dir, sha256_file
@@ -210,7 +211,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
     """Model (eval mode), tokenizer and config from a run directory."""
     run = Path(run_dir)
     cfg = read_config(run)
-    tokenizer = Tokenizer.load(run / "tokenizer.json")
+    tokenizer = load_tokenizer(run / "tokenizer.json")
     if not (run / weights).exists():
         raise CheckpointError(f"{run} has no {weights} yet (has training saved a checkpoint?)")
     if cfg.model.vocab_size < tokenizer.vocab_size:

@@ -281,9 +281,8 @@ def cmd_inspect(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _load_tokenizer(path: str):
-    from gpt.bpe import Tokenizer
-    p = Path(path)
-    return Tokenizer.load(p / "tokenizer.json" if p.is_dir() else p)
+    from gpt.bpe_formats import load_tokenizer
+    return load_tokenizer(path)
 
 
 def cmd_tokenizer(args: argparse.Namespace, extra: list[str]) -> int:
@@ -323,9 +322,11 @@ def cmd_tokenizer(args: argparse.Namespace, extra: list[str]) -> int:
 
 def cmd_export(args: argparse.Namespace, extra: list[str]) -> int:
     if args.format == "tiktoken":
-        _load_tokenizer(args.out).save_tiktoken(args.to)
+        from gpt.bpe_formats import save_tiktoken
+        save_tiktoken(_load_tokenizer(args.out), args.to)
     elif args.format == "hf-tokenizer":
-        _load_tokenizer(args.out).save_hf(args.to)
+        from gpt.bpe_formats import save_hf_tokenizer
+        save_hf_tokenizer(_load_tokenizer(args.out), args.to)
     else:
         from gpt.checkpoint import load_run
         from gpt.hf import save_hf

@@ -27,12 +27,13 @@ from pathlib import Path
 import numpy as np
 import regex
 
-from gpt.bpe import SAFE_CUT, Tokenizer, bounded_map
+from gpt.bpe import Tokenizer
 from gpt.errors import GPTError
 from gpt.files import atomic_write, sha256_file
+from gpt.pretokenize import SAFE_CUT, bounded_map
 
 CACHE_FORMAT = "gpt-tokens"
-CACHE_VERSION = 2  # 2: large files cut between a letter and whitespace (bpe.SAFE_CUT); older caches rebuild
+CACHE_VERSION = 2  # 2: large files cut between a letter and whitespace (pretokenize.SAFE_CUT); older caches rebuild
 BUILTIN = "builtin:pydoc"  # Python's reference documentation, shipped with every CPython
 _READ_BYTES = 1 << 20  # small pieces keep every encoder busy
 _PROCESS_MIN_BYTES = 32 << 20  # below this, starting encoder processes costs more than it saves
@@ -88,7 +89,7 @@ def _is_binary(path: str) -> bool:
 
 
 def _read_pieces(path: str) -> Iterator[str]:
-    """A text file as str pieces of about a MB, cut only where tokenization cannot change (bpe.SAFE_CUT).
+    """A text file as str pieces of about a MB, cut only where tokenization cannot change (pretokenize.SAFE_CUT).
 
     Text with no letter followed by whitespace in 16 blocks (digits only, say) is cut anyway, so that
     memory stays bounded; the pre-tokens at such a cut may differ from those of the whole text.

@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from gpt.bpe import Tokenizer
+from gpt.bpe_formats import load_tokenizer, save_hf_tokenizer
 from gpt.checkpoint import CheckpointError, check_state
 from gpt.config import ModelConfig
 from gpt.model import GPT, mlp_hidden
@@ -101,7 +102,7 @@ def save_hf(model: GPT, tokenizer: Tokenizer | None, out_dir: str | Path) -> Non
     to_hf_model(model, tokenizer).save_pretrained(out)
     if tokenizer is not None:
         from transformers import PreTrainedTokenizerFast
-        tokenizer.save_hf(out / "tokenizer.json")
+        save_hf_tokenizer(tokenizer, out / "tokenizer.json")
         eot = "<|endoftext|>" if tokenizer.eot_id is not None else None
         fast = PreTrainedTokenizerFast(tokenizer_file=str(out / "tokenizer.json"), eos_token=eot, bos_token=eot)
         fast.save_pretrained(out)
@@ -189,4 +190,4 @@ def load_hf_into(model: GPT, path: str | Path) -> None:
 
 
 def load_hf_tokenizer(path: str | Path) -> Tokenizer:
-    return Tokenizer.load(Path(path) / "tokenizer.json")
+    return load_tokenizer(Path(path) / "tokenizer.json")

@@ -22,11 +22,11 @@ import os
 import random
 import re
 import sys
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gpt.errors import GPTError
+from gpt.files import atomic_write
 
 MAX_ANSWER = 400  # characters; an answer is the first sentences of a section, not the whole section
 MAX_TERM = 60  # characters; longer "terms" are prose, not names
@@ -318,21 +318,12 @@ def derive_from_files(files: list[str], phrasings: int = 3, seed: int = 0) -> li
 
 def write_jsonl(pairs: Iterable[QAPair], path: str | os.PathLike) -> None:
     """One {"messages": [user, assistant], "source", "line", "kind"} object a line, written atomically."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".qa-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for p in pairs:
-                record = {"messages": [{"role": "user", "content": p.question},
-                                       {"role": "assistant", "content": p.answer}],
-                          "source": p.source, "line": p.line, "kind": p.kind}
-                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    lines = []
+    for p in pairs:
+        record = {"messages": [{"role": "user", "content": p.question}, {"role": "assistant", "content": p.answer}],
+                  "source": p.source, "line": p.line, "kind": p.kind}
+        lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+    atomic_write(path, "".join(lines))
 
 
 def _pair_of(record: object) -> QAPair:

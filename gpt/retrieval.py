@@ -20,12 +20,12 @@ import math
 import os
 import re
 import sys
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gpt.errors import GPTError
+from gpt.files import atomic_write
 from gpt.qa import HEADING, glossary_entry, heading_title, read_text_file
 
 INDEX_FORMAT = "gpt-passages"
@@ -162,16 +162,7 @@ class PassageIndex:
         """JSON with a format name and version, written to a temporary file and renamed into place."""
         record = {"format": INDEX_FORMAT, "version": INDEX_VERSION, "k1": self.k1, "b": self.b,
                   "passages": [[p.text, p.source, p.line] for p in self.passages]}
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".index-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(record, fh, ensure_ascii=False)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        atomic_write(path, json.dumps(record, ensure_ascii=False))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> PassageIndex:

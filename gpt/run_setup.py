@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpt.bpe import Tokenizer
+from gpt.bpe_formats import load_tokenizer
 from gpt.checkpoint import Checkpointer, load_weights, read_config, verify_checkpoint, write_run_files
 from gpt.config import Config, ModelConfig, result_changes
 from gpt.data import BUILTIN, TokenData, collect_files, iter_texts, open_prepared, prepare
@@ -69,14 +70,14 @@ def reusable_tokenizer(run_dir: Path, cfg: Config) -> Tokenizer | None:
     saved = read_config(run_dir)
     same_inputs = (saved.data.input, saved.data.val_input, saved.data.jsonl_field) == \
         (cfg.data.input, cfg.data.val_input, cfg.data.jsonl_field)
-    return Tokenizer.load(path) if saved.tokenizer == cfg.tokenizer and same_inputs else None
+    return load_tokenizer(path) if saved.tokenizer == cfg.tokenizer and same_inputs else None
 
 
 def adopt(source: str) -> tuple[ModelConfig, Tokenizer]:
     """Fine-tuning keeps the source's architecture and tokenizer: read both from a run or a HF directory."""
     src = Path(source)
     if (src / "config.toml").exists():
-        return read_config(src).model, Tokenizer.load(src / "tokenizer.json")
+        return read_config(src).model, load_tokenizer(src / "tokenizer.json")
     if (src / "config.json").exists():
         from gpt.hf import config_from_hf
         try:
@@ -85,7 +86,7 @@ def adopt(source: str) -> tuple[ModelConfig, Tokenizer]:
             raise SetupError(f"--init-from {src}: config.json is not readable JSON ({exc})") from None
         if not (src / "tokenizer.json").exists():
             raise SetupError(f"{src} has no tokenizer.json: its tokenizer is needed to fine-tune it")
-        return config_from_hf(hf_config), Tokenizer.load(src / "tokenizer.json")
+        return config_from_hf(hf_config), load_tokenizer(src / "tokenizer.json")
     raise SetupError(f"--init-from {src}: neither a gpt run directory nor a Hugging Face model directory")
 
 
@@ -162,7 +163,7 @@ def prepare_run(cfg: Config, run_dir: Path, dist: Dist, resume: str = "auto", in
     files = collect_files(default_inputs(cfg))  # a missing input is reported first, before any resume check
     checkpoint = resume_point(run_dir, cfg, resume, warn=log)
     run_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = Tokenizer.load(run_dir / "tokenizer.json") if checkpoint else adopted
+    tokenizer = load_tokenizer(run_dir / "tokenizer.json") if checkpoint else adopted
     if tokenizer is None and resume != "never":
         tokenizer = reusable_tokenizer(run_dir, cfg)
     if tokenizer is None:
@@ -170,7 +171,7 @@ def prepare_run(cfg: Config, run_dir: Path, dist: Dist, resume: str = "auto", in
             tokenizer = train_tokenizer(files, cfg, cfg.data.workers, progress, log)
             tokenizer.save(run_dir / PENDING_TOKENIZER)
         dist.barrier()
-        tokenizer = tokenizer or Tokenizer.load(run_dir / PENDING_TOKENIZER)
+        tokenizer = tokenizer or load_tokenizer(run_dir / PENDING_TOKENIZER)
     derive_vocab_size(cfg, tokenizer)
     data = prepare_tokens(cfg, files, tokenizer, run_dir / "data", dist, progress, log)
     return Prepared(files, tokenizer, data, checkpoint)
