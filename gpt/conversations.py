@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gpt.chat import ChatError, check_messages
+from gpt.bpe import Tokenizer
+from gpt.chat import ChatError, check_messages, render
 
 IGNORE_INDEX = -1  # the target value GPT.forward's loss skips (its ignore_index default)
 SHAPES = (("messages",), ("prompt", "completion"), ("question", "answer"))
@@ -135,6 +136,23 @@ def pack(rendered: Sequence[tuple[list[int], list[int]]], block_size: int, pad_i
             targets[row, at:at + len(ids)] = np.where(np.asarray(mask, dtype=bool), ids, IGNORE_INDEX)
             at += len(ids)
     return tokens[:, :-1].copy(), targets[:, 1:].copy()
+
+
+def pack_files(files: Sequence[str | Path], tokenizer: Tokenizer, block_size: int, skip_bad: bool = False,
+               skip_long: bool = False, log=print) -> tuple[np.ndarray, np.ndarray]:
+    """Conversation JSONL files -> packed (inputs, targets): read, render, pack, and report what was skipped."""
+    rendered, names, bad = [], [], 0
+    for path in files:
+        conversations, skipped = read_conversations(path, skip_bad)
+        bad += skipped
+        rendered += [render(tokenizer, c) for c in conversations]
+        names += [f"{path} conversation {k}" for k in range(1, len(conversations) + 1)]
+    inputs, targets = pack(rendered, block_size, tokenizer.eot_id, skip_long, names)
+    long = len(too_long(rendered, block_size))
+    log(f"conversations: {len(rendered) - long:,} in {len(inputs):,} windows of {block_size + 1} tokens, "
+        f"{(targets != IGNORE_INDEX).mean():.0%} of positions trained"
+        + (f"; skipped {bad} bad lines" if bad else "") + (f"; skipped {long} too long" if long else ""))
+    return inputs, targets
 
 
 # ----------------------------------------------------------------------------- batch sources

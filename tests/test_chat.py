@@ -25,6 +25,7 @@ from gpt.conversations import (
     PackedBatches,
     is_conversation_file,
     pack,
+    pack_files,
     read_conversations,
     too_long,
 )
@@ -334,3 +335,20 @@ def test_tiny_model_learns_answers_and_stops():
         prompt = torch.tensor([render(chat, conversation[:1], add_generation_prompt=True)[0]])
         out = model.generate(prompt, max_new_tokens=len(chat.encode(answer)) + 1, temperature=0)[0, prompt.size(1):]
         assert out.tolist() == chat.encode(answer) + [end]
+
+
+def test_pack_files_reads_renders_and_reports(tok, tmp_path):
+    path = tmp_path / "chat.jsonl"
+    lines = [json.dumps({"messages": c}) for c in CONVERSATIONS[:3]] + ["oops", json.dumps({"prompt": "x" * 300,
+                                                                                             "completion": "y"})]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ChatError, match=r"chat.jsonl:4: not JSON"):
+        pack_files([path], tok, block_size=80)
+    with pytest.raises(ChatError, match=r"chat.jsonl conversation 4 has \d+ tokens, more than block_size"):
+        pack_files([path], tok, block_size=80, skip_bad=True)
+    logged = []
+    inputs, targets = pack_files([path], tok, block_size=80, skip_bad=True, skip_long=True, log=logged.append)
+    expected = pack([render(tok, c) for c in CONVERSATIONS[:3]], 80, tok.eot_id)
+    assert np.array_equal(inputs, expected[0]) and np.array_equal(targets, expected[1])
+    assert logged[0].startswith(f"conversations: 3 in {len(inputs)} windows of 81 tokens") and "skipped 1 bad lines" in logged[0]
+    assert logged[0].endswith("skipped 1 too long")
