@@ -56,7 +56,7 @@ class LoRALinear(nn.Module):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # F.linear, not x @ A.T, so that autocast casts x, W, A and B to bf16 alike.
+        # The base term is the very call nn.Linear makes, so while B = 0 the output is bitwise the base's.
         # The scale is applied to the (..., r) tensor: r numbers per token instead of out.
         low = F.linear(self.dropout(x), self.lora_A) * self.scale  # (..., r)
         return F.linear(x, self.weight, self.bias) + F.linear(low, self.lora_B)
