@@ -29,6 +29,14 @@ def chat_prompt(messages: list[dict[str, str]]) -> str:
     return "\n".join(lines) + "\nAssistant:"
 
 
+async def chat_page():
+    """GET / and /chat: the browser chat page (gpt/web/chat.html, package data); it needs no API key to load."""
+    from importlib.resources import files
+
+    from fastapi.responses import HTMLResponse
+    return HTMLResponse(files("gpt").joinpath("web", "chat.html").read_text(encoding="utf-8"))
+
+
 def create_app(generator: Generator, api_key: str | None = None):
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
@@ -159,6 +167,9 @@ def create_app(generator: Generator, api_key: str | None = None):
 
     def seeded(p: SampleParams, i: int) -> SampleParams:
         return SampleParams(**{**p.__dict__, "seed": p.seed + i if p.seed else 0})
+
+    for path in ("/", "/chat"):
+        app.add_api_route(path, chat_page, methods=["GET"], include_in_schema=False)
 
     @app.get("/health")
     async def health():
