@@ -1,7 +1,7 @@
 """An OpenAI-compatible HTTP server for a run directory (FastAPI + uvicorn, the [serve] extra).
 
 Endpoints: POST /v1/completions, POST /v1/chat/completions (``stream: true`` sends server-sent
-events), GET /v1/models, GET /health. Concurrency: one model, requests take turns under the
+events), GET /v1/models, GET /health, and GET / (a chat page for the browser, gpt/web/chat.html). Concurrency: one model, requests take turns under the
 Generator's lock (no batching queue), so concurrent requests never share a KV cache. Generation runs
 in a worker thread; a client that disconnects mid-stream cancels its generation and frees the lock.
 Every bad request is a 400 with an OpenAI-style JSON error; one request's total work is bounded.
@@ -235,6 +235,14 @@ class Service:
 
 # ----------------------------------------------------------------------------- the app
 
+async def chat_page():
+    """GET / and /chat: the browser chat page (gpt/web/chat.html, package data); it needs no API key to load."""
+    from importlib.resources import files
+
+    from fastapi.responses import HTMLResponse
+    return HTMLResponse(files("gpt").joinpath("web", "chat.html").read_text(encoding="utf-8"))
+
+
 async def on_api_error(request: Request, exc: APIError):
     return error_response(exc.status, exc.message, exc.code, exc.param)
 
@@ -278,6 +286,8 @@ def create_app(generator: Generator, api_key: str | None = None) -> FastAPI:
     async def models():
         return {"object": "list", "data": [{"id": generator.name, "object": "model", "created": 0, "owned_by": "gpt"}]}
 
+    for path in ("/", "/chat"):
+        app.get(path, include_in_schema=False)(chat_page)
     app.post("/v1/completions")(service.completions)
     app.post("/v1/chat/completions")(service.chat)
     return app
