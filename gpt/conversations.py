@@ -20,8 +20,8 @@ import torch
 
 from gpt.bpe import Tokenizer
 from gpt.chat import ChatError, check_messages, render
+from gpt.model import IGNORE_INDEX
 
-IGNORE_INDEX = -1  # the target value GPT.forward's loss skips (its ignore_index default)
 SHAPES = (("messages",), ("prompt", "completion"), ("question", "answer"))
 
 

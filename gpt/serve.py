@@ -1,10 +1,11 @@
 """An OpenAI-compatible HTTP server for a run directory (FastAPI + uvicorn, the [serve] extra).
 
 Endpoints: POST /v1/completions, POST /v1/chat/completions (``stream: true`` sends server-sent
-events), GET /v1/models, GET /health, and GET / (a chat page for the browser, gpt/web/chat.html). Concurrency: one model, requests take turns under the
-Generator's lock (no batching queue), so concurrent requests never share a KV cache. Generation runs
-in a worker thread; a client that disconnects mid-stream cancels its generation and frees the lock.
-Every bad request is a 400 with an OpenAI-style JSON error; one request's total work is bounded.
+events), GET /v1/models, GET /health, and GET / (a chat page for the browser, gpt/web/chat.html).
+Concurrency: one model, requests take turns under the Generator's lock (no batching queue), so
+concurrent requests never share a KV cache. Generation runs in a worker thread; a client that
+disconnects mid-stream cancels its generation and frees the lock. Every bad request is a 400 with an
+OpenAI-style JSON error, and one request's total work is bounded.
 """
 
 from __future__ import annotations
