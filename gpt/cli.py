@@ -74,7 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
     _sample_args(p)
     _common(p)
 
-    p = sub.add_parser("chat", help="interactive prompt loop (Ctrl-D or Ctrl-C to leave)")
+    p = sub.add_parser("chat", help="interactive conversation (Ctrl-D or Ctrl-C to leave)")
+    p.add_argument("--system", help="a system message that starts the conversation")
+    _sample_args(p)
+    _common(p)
+
+    p = sub.add_parser("ask", help="ask a trained run one question; the answer streams, then it exits")
+    p.add_argument("question")
+    p.add_argument("--source", nargs="+", help="answer open-book: retrieve passages from these files/folders")
+    p.add_argument("--passages", type=int, default=2, help="passages put in the context with --source (default 2)")
+    p.add_argument("--system", help="a system message before the question")
+    p.add_argument("--best", action="store_true", help="use best.safetensors (best validation loss)")
     _sample_args(p)
     _common(p)
 
@@ -222,12 +232,30 @@ def _chat_history(path: Path):
     return save
 
 
+def _write_stream(pieces) -> str:
+    text = []
+    try:
+        for piece in pieces:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+            text.append(piece)
+    except KeyboardInterrupt:  # Ctrl-C stops this answer, not the session
+        pass
+    print()
+    return "".join(text)
+
+
 def cmd_chat(args: argparse.Namespace, extra: list[str]) -> int:
     from gpt.generate import Generator
     gen = Generator(args.out, args.device)
     opts = _sample_options(gen, args)
     save_history = _chat_history(Path(args.out) / ".chat_history")
-    print(f"chatting with {args.out} (a base model continues your text); Ctrl-D to leave")
+    if gen.chat_format:
+        print(f"chatting with {args.out} (its chat format keeps the conversation); Ctrl-D to leave")
+    else:
+        print(f"chatting with {args.out}: a base run without a chat format continues each line you type; "
+              "Ctrl-D to leave")
+    messages: list[dict] = [{"role": "system", "content": args.system}] if args.system else []
     while True:
         try:
             prompt = input("> ")
@@ -235,13 +263,33 @@ def cmd_chat(args: argparse.Namespace, extra: list[str]) -> int:
             print()
             save_history()
             return 0
-        try:
-            for piece in gen.stream(prompt, opts):
-                sys.stdout.write(piece)
-                sys.stdout.flush()
-        except KeyboardInterrupt:
-            pass
-        print()
+        if not gen.chat_format:
+            _write_stream(gen.stream(prompt, opts))
+            continue
+        messages.append({"role": "user", "content": prompt})
+        reply = _write_stream(gen.stream_chat(messages, opts))
+        messages.append({"role": "assistant", "content": reply or "…"})
+
+
+def cmd_ask(args: argparse.Namespace, extra: list[str]) -> int:
+    from gpt.generate import Generator
+    gen = Generator(args.out, args.device, weights="best.safetensors" if args.best else "model.safetensors")
+    opts = _sample_options(gen, args)
+    if not gen.chat_format:
+        print(f"note: {args.out} is a base run without a chat format; answering as the continuation of "
+              "'User: ...\nAssistant:'", file=sys.stderr)
+    question = args.question
+    if args.source:
+        from gpt.data import collect_files
+        from gpt.retrieval import PassageIndex, open_book_question
+        hits = PassageIndex.build(collect_files(args.source)).search(args.question, k=args.passages)
+        question = open_book_question(args.question, [h.text for h in hits])
+        for h in hits:
+            print(f"source: {h.source}:{h.line}", file=sys.stderr)
+    messages = ([{"role": "system", "content": args.system}] if args.system else []) + \
+        [{"role": "user", "content": question}]
+    _write_stream(gen.stream_chat(messages, opts))
+    return 0
 
 
 def cmd_eval(args: argparse.Namespace, extra: list[str]) -> int:
@@ -342,7 +390,7 @@ def cmd_serve(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "prepare": cmd_prepare, "generate": cmd_generate, "chat": cmd_chat,
+COMMANDS = {"ask": cmd_ask, "train": cmd_train, "prepare": cmd_prepare, "generate": cmd_generate, "chat": cmd_chat,
             "eval": cmd_eval, "inspect": cmd_inspect, "tokenizer": cmd_tokenizer, "export": cmd_export,
             "serve": cmd_serve}
 TAKES_OVERRIDES = {"train", "prepare"}

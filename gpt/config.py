@@ -76,6 +76,9 @@ class DataConfig:
     val_fraction: float = 0.1  # the last fraction of tokens, when val_input is empty
     jsonl_field: str = "text"
     workers: int = 0  # 0: one per CPU core
+    chat_weight: float = 0.5  # share of each batch from conversations, when text and conversations are both given
+    skip_bad: bool = False  # skip (and count) malformed conversation records instead of stopping
+    skip_long: bool = False  # skip (and count) conversations longer than the context instead of stopping
 
 
 @dataclass
@@ -346,6 +349,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"model.dropout must be in [0, 1), got {m.dropout}")
     if not 0.0 < d.val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction must be in (0, 1), got {d.val_fraction}")
+    if not 0.0 <= d.chat_weight <= 1.0:
+        raise ConfigError(f"data.chat_weight must be in [0, 1], got {d.chat_weight}")
     if tr.lr <= 0 or tr.muon_lr < 0 or tr.embedding_lr_scale <= 0:
         raise ConfigError("train.lr and train.embedding_lr_scale must be > 0, train.muon_lr >= 0")
     if not 0.0 <= tr.min_lr_ratio <= 1.0 or not 0.0 < tr.decay_fraction <= 1.0:
@@ -391,7 +396,7 @@ def check_sample(s: SampleConfig, max_new_tokens_limit: int | None = None, prefi
 
 
 # Keys that change how fast a run goes or what it prints, never what it computes: a resume may change them.
-RESULT_NEUTRAL = {"data.workers"}
+RESULT_NEUTRAL = {"data.workers", "data.skip_bad", "data.skip_long"}
 
 
 def result_changes(saved: Config, new: Config) -> list[str]:

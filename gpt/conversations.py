@@ -90,11 +90,11 @@ def too_long(rendered: Sequence[tuple[list[int], list[int]]], block_size: int) -
     return [i for i, (ids, _) in enumerate(rendered) if len(ids) > block_size + 1]
 
 
-def _best_fit(lengths: list[int], capacity: int) -> list[list[int]]:
-    """Bins of item indices: longest first, each into the fullest bin it fits (a new bin if none)."""
+def _best_fit(lengths: list[int], capacity: int, order: Sequence[int] | None = None) -> list[list[int]]:
+    """Bins of item indices: longest first (or in the given order), each into the fullest bin it fits."""
     bins: list[list[int]] = []
     free: list[tuple[int, int]] = []  # (space left, bin index), sorted
-    for i in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
+    for i in order if order is not None else sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
         at = bisect.bisect_left(free, (lengths[i], -1))
         if at == len(free):
             bins.append([i])
@@ -108,12 +108,15 @@ def _best_fit(lengths: list[int], capacity: int) -> list[list[int]]:
 
 
 def pack(rendered: Sequence[tuple[list[int], list[int]]], block_size: int, pad_id: int,
-         skip_long: bool = False, names: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+         skip_long: bool = False, names: Sequence[str] | None = None,
+         order: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Rendered (ids, mask) pairs -> (inputs, targets), int64 arrays of shape (windows, block_size).
 
     A window holds whole conversations, padded with pad_id: inputs = window[:-1], targets = window[1:]
     where the mask is 1, IGNORE_INDEX elsewhere. A conversation longer than the window raises a
     ChatError unless skip_long (count those with too_long). names, if given, name them in the error.
+    order, if given, places the conversations in that order (a permutation of their indices) instead of
+    longest first: a new order each epoch gives each conversation new neighbours and offsets.
     """
     width = block_size + 1
     long = too_long(rendered, block_size)
@@ -125,7 +128,9 @@ def pack(rendered: Sequence[tuple[list[int], list[int]]], block_size: int, pad_i
     keep = [i for i in range(len(rendered)) if len(rendered[i][0]) <= width]
     if not keep:
         raise ChatError("no conversations to pack" + (f" (all {len(long)} longer than the window)" if long else ""))
-    bins = _best_fit([len(rendered[i][0]) for i in keep], width)
+    position = {i: k for k, i in enumerate(keep)}
+    placed = [position[i] for i in order if i in position] if order is not None else None
+    bins = _best_fit([len(rendered[i][0]) for i in keep], width, placed)
     tokens = np.full((len(bins), width), pad_id, dtype=np.int64)
     targets = np.full((len(bins), width), IGNORE_INDEX, dtype=np.int64)
     for row, members in enumerate(bins):
@@ -184,22 +189,24 @@ class PackedBatches:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         return torch.randperm(len(self.inputs), generator=generator)
 
-    def _take(self, n: int) -> torch.Tensor:
-        rows = []
+    def _take(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next n windows of the global order, crossing into the next epoch (and its packing) as needed."""
+        xs, ys = [], []
         while n > 0:
             if self.pos == len(self._order):
                 self.epoch, self.pos = self.epoch + 1, 0
                 self._order = self._epoch_order(self.epoch)
             chunk = self._order[self.pos:self.pos + n]
-            rows.append(chunk)
+            xs.append(self.inputs[chunk])
+            ys.append(self.targets[chunk])
             self.pos += len(chunk)
             n -= len(chunk)
-        return torch.cat(rows)
+        return torch.cat(xs), torch.cat(ys)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = self._take(self.batch_size * self.world_size)
-        mine = rows[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
-        return _to_device(self.inputs[mine], self.device), _to_device(self.targets[mine], self.device)
+        x, y = self._take(self.batch_size * self.world_size)
+        mine = slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
+        return _to_device(x[mine], self.device), _to_device(y[mine], self.device)
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "pos": self.pos, "windows": len(self.inputs)}
@@ -269,3 +276,50 @@ class MixedBatches:
             src.load_state_dict(sub)
             device = getattr(src, "device", "cpu")  # rows kept from before go where the source's rows go
             self._pending.append(None if pending is None else (pending[0].to(device), pending[1].to(device)))
+
+
+class ConversationBatches(PackedBatches):
+    """PackedBatches over conversations packed anew every epoch, in a seeded random order.
+
+    With a fixed packing a small set is memorised by where each conversation sits and what precedes it
+    in its window; asked alone, the model then misses answers. Repacking moves every conversation to new
+    neighbours and offsets each epoch, so the answer can only depend on the conversation itself.
+    """
+
+    def __init__(self, rendered: Sequence[tuple[list[int], list[int]]], block_size: int, pad_id: int,
+                 batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 device: str | torch.device = "cpu"):
+        self.rendered, self.block_size, self.pad_id = list(rendered), block_size, pad_id
+        super().__init__(*pack(self.rendered, block_size, pad_id), batch_size, seed, rank, world_size, device)
+
+    def _epoch_order(self, epoch: int) -> torch.Tensor:
+        shuffle = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch + 7919)
+        order = torch.randperm(len(self.rendered), generator=shuffle).tolist()
+        inputs, targets = pack(self.rendered, self.block_size, self.pad_id, order=order)
+        self.inputs, self.targets = torch.from_numpy(inputs), torch.from_numpy(targets)
+        return super()._epoch_order(epoch)
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "pos": self.pos, "conversations": len(self.rendered)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("conversations") != len(self.rendered):
+            raise ChatError(f"the saved batch position is for {state.get('conversations')} conversations, the data "
+                            f"now has {len(self.rendered)}: the conversations changed since the checkpoint")
+        self.epoch, self.pos = state["epoch"], state["pos"]
+        self._order = self._epoch_order(self.epoch)
+
+
+def eval_batches(rendered: Sequence[tuple[list[int], list[int]]], block_size: int, pad_id: int, batch_size: int,
+                 rank: int = 0, world_size: int = 1):
+    """Held-out conversations, packed once, as (x, y) batches; rank r takes batches r, r + world_size, ..."""
+    inputs, targets = (torch.from_numpy(a) for a in pack(rendered, block_size, pad_id))
+    for start in range(rank * batch_size, len(inputs), batch_size * world_size):
+        yield inputs[start:start + batch_size], targets[start:start + batch_size]
+
+
+def conversation_texts(files: Sequence[str | Path], skip_bad: bool = False):
+    """Every message's content, for training a tokenizer on conversations."""
+    for path in files:
+        for conversation in read_conversations(path, skip_bad)[0]:
+            yield from (m["content"] for m in conversation)

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from gpt.chat import ChatError, check_messages, has_chat_tokens, render, stop_ids
 from gpt.checkpoint import load_run
 from gpt.config import SampleConfig, check_sample
 from gpt.runtime import autocast, resolve_device, resolve_precision
@@ -118,6 +119,41 @@ class Generator:
         text = "".join(self.stream(prompt, opts, warn, info))
         return Completion(text, info["finish_reason"], info["prompt_tokens"], info["completion_tokens"])
 
+    # -- conversations
+    @property
+    def chat_format(self) -> bool:
+        """True for a run trained with the chat format (gpt/chat.py); a base run only continues text."""
+        return has_chat_tokens(self.tokenizer)
+
+    def chat_ids(self, messages: list[dict]) -> list[int]:
+        """The conversation rendered up to the assistant's turn; the oldest turns give way to fit the context."""
+        check_messages(messages)
+        system = messages[:1] if messages[0]["role"] == "system" else []
+        turns = messages[len(system):]
+        while True:
+            ids, _ = render(self.tokenizer, system + turns, add_generation_prompt=True)
+            if len(ids) < self.block_size or len(turns) <= 1:
+                break
+            turns = turns[1:]
+        if len(ids) >= self.block_size:
+            raise ChatError(f"the message has {len(ids)} tokens with the chat format; this model's context is "
+                            f"{self.block_size} tokens")
+        return ids
+
+    def stream_chat(self, messages: list[dict], opts: SampleConfig, info: dict | None = None) -> Iterator[str]:
+        """The assistant's reply, streamed: through the chat format, or a plain 'User:/Assistant:' prompt."""
+        if self.chat_format:
+            yield from self.stream_ids(self.chat_ids(messages), opts, info, end_ids=stop_ids(self.tokenizer))
+            return
+        check_messages(messages)
+        plain = dataclasses.replace(opts, stop=[*opts.stop, PLAIN_CHAT_STOP])
+        yield from self.stream(plain_chat_prompt(messages), plain, warn=lambda m: None, info=info)
+
+    def chat(self, messages: list[dict], opts: SampleConfig) -> Completion:
+        info: dict = {}
+        text = "".join(self.stream_chat(messages, opts, info))
+        return Completion(text.strip(), info["finish_reason"], info["prompt_tokens"], info["completion_tokens"])
+
     def batch(self, prompts: list[str], opts: SampleConfig) -> list[str]:
         """Several prompts in batched forwards: prompts of equal token length share one batch."""
         encoded = [self.encode_prompt(p) for p in prompts]
@@ -137,6 +173,16 @@ class Generator:
                     cut = _find_stop(text, opts.stop)
                     out[i] = text if cut is None else text[:cut]
         return out
+
+
+PLAIN_CHAT_STOP = "\nUser:"
+
+
+def plain_chat_prompt(messages: list[dict]) -> str:
+    """For a base run, which has never seen a conversation: 'System: ...\nUser: ...\nAssistant:'."""
+    names = {"system": "System", "user": "User", "assistant": "Assistant"}
+    lines = [f"{names.get(m['role'], m['role'].title())}: {m['content']}" for m in messages]
+    return "\n".join(lines) + "\nAssistant:"
 
 
 def _find_stop(text: str, stops: list[str]) -> int | None:

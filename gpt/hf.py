@@ -8,6 +8,8 @@ GPT-2 keeps its attention and MLP matrices as Conv1D, [in, out]: all four are tr
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -15,6 +17,7 @@ from safetensors.torch import load_file
 
 from gpt.bpe import Tokenizer
 from gpt.bpe_formats import load_tokenizer, save_hf_tokenizer
+from gpt.chat import chat_template_for_export, has_chat_tokens, stop_ids
 from gpt.checkpoint import CheckpointError, check_state
 from gpt.config import ModelConfig
 from gpt.model import GPT, mlp_hidden
@@ -97,14 +100,44 @@ def to_hf_model(model: GPT, tokenizer: Tokenizer | None = None):
 
 
 def save_hf(model: GPT, tokenizer: Tokenizer | None, out_dir: str | Path) -> None:
-    """Write a directory AutoModelForCausalLM.from_pretrained (and AutoTokenizer) load offline."""
+    """Write a directory AutoModelForCausalLM.from_pretrained (and AutoTokenizer) load offline.
+
+    The directory is assembled under a temporary name and renamed into place, so an existing export is
+    replaced whole or not at all. A chat run's tokenizer_config.json carries the chat template.
+    """
     out = Path(out_dir)
-    to_hf_model(model, tokenizer).save_pretrained(out)
+    if out.exists() and not out.is_dir():
+        raise CheckpointError(f"--to {out} is a file; an HF export is a directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / "config.json").exists():
+        raise CheckpointError(f"--to {out} is a non-empty directory that is not an HF export; nothing was written")
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _write_hf(model, tokenizer, tmp)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_hf(model: GPT, tokenizer: Tokenizer | None, out: Path) -> None:
+    hf = to_hf_model(model, tokenizer)
+    if tokenizer is not None and has_chat_tokens(tokenizer):  # generation stops at the end of a turn
+        hf.generation_config.eos_token_id = sorted(stop_ids(tokenizer))
+    hf.save_pretrained(out)
     if tokenizer is not None:
         from transformers import PreTrainedTokenizerFast
         save_hf_tokenizer(tokenizer, out / "tokenizer.json")
         eot = "<|endoftext|>" if tokenizer.eot_id is not None else None
-        fast = PreTrainedTokenizerFast(tokenizer_file=str(out / "tokenizer.json"), eos_token=eot, bos_token=eot)
+        names = chat_template_for_export(tokenizer) if has_chat_tokens(tokenizer) else \
+            {"eos_token": eot, "bos_token": eot}
+        fast = PreTrainedTokenizerFast(tokenizer_file=str(out / "tokenizer.json"), **names)
         fast.save_pretrained(out)
 
 

@@ -183,3 +183,9 @@ class PassageIndex:
             return cls(passages, float(record["k1"]), float(record["b"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise RetrievalError(f"{path} is a damaged passage index ({type(exc).__name__}: {exc})") from None
+
+
+def open_book_question(question: str, passages: list[str]) -> str:
+    """A question with its retrieved passages before it: the form open-book examples are trained in."""
+    context = "\n\n".join(passages)
+    return f"Context:\n{context}\n\nQuestion: {question}"

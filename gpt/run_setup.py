@@ -8,6 +8,8 @@ new run is committed (``commit_run``), never while a typo or a missing GPU can s
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 import os
 import shutil
@@ -16,19 +18,32 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
+from gpt.batches import Batches, BatchSource
 from gpt.bpe import Tokenizer
 from gpt.bpe_formats import load_tokenizer
+from gpt.chat import CHAT_TEMPLATE, add_chat_tokens, grow_embeddings, has_chat_tokens, render
 from gpt.checkpoint import Checkpointer, load_weights, read_config, verify_checkpoint, write_run_files
 from gpt.config import Config, ModelConfig, result_changes
+from gpt.conversations import (
+    ConversationBatches,
+    MixedBatches,
+    conversation_texts,
+    is_conversation_file,
+    read_conversations,
+    too_long,
+)
 from gpt.data import BUILTIN, TokenData, collect_files, iter_texts, open_prepared, prepare
 from gpt.errors import GPTError
+from gpt.files import atomic_write
 from gpt.model import GPT
 from gpt.runtime import Dist
 
 PENDING_TOKENIZER = ".tokenizer.pending.json"  # a new run's tokenizer, until the run is committed
 # What a fresh run replaces. The token cache (data/) stays: it is checked against its tokenizer and inputs.
 RUN_FILES = ("checkpoints", "model.safetensors", "best.safetensors", "tokenizer.json", "log.jsonl", "loss.png",
-             "config.toml")
+             "config.toml", "chat_template.jinja")
 FINE_TUNE_MAY_CHANGE = {"dropout"}  # model keys --init-from lets a user change: not the architecture
 
 
@@ -51,13 +66,25 @@ def tokenizer_workers(requested: int, files: list[str]) -> int:
     return min(4, os.cpu_count() or 1) if size > 8 << 20 else 1
 
 
+def split_inputs(files: list[str]) -> tuple[list[str], list[str]]:
+    """(text files, conversation files): a .jsonl whose records are conversations is a conversation file."""
+    chats = [f for f in files if f.endswith(".jsonl") and is_conversation_file(f)]
+    return [f for f in files if f not in chats], chats
+
+
 def train_tokenizer(files: list[str], cfg: Config, workers: int = 0, progress: bool = False,
                     log: Callable[[str], None] = print) -> Tokenizer:
+    """A new BPE tokenizer on the text of files (conversations' messages included); chat tokens if any."""
     tok = cfg.tokenizer
     log(f"tokenizer: training byte-level BPE, vocab {tok.vocab_size}, pattern {tok.pattern}")
     start = time.perf_counter()
-    tokenizer = Tokenizer.train(iter_texts(files, cfg.data.jsonl_field), tok.vocab_size, tok.pattern,
-                                tok.special_tokens, workers=tokenizer_workers(workers, files), progress=progress)
+    text_files, chat_files = split_inputs(files)
+    texts = itertools.chain(iter_texts(text_files, cfg.data.jsonl_field),
+                            conversation_texts(chat_files, cfg.data.skip_bad))
+    tokenizer = Tokenizer.train(texts, tok.vocab_size, tok.pattern, tok.special_tokens,
+                                workers=tokenizer_workers(workers, files), progress=progress)
+    if chat_files:
+        tokenizer = add_chat_tokens(tokenizer)
     log(f"tokenizer: {tokenizer.vocab_size} tokens in {time.perf_counter() - start:.1f}s")
     return tokenizer
 
@@ -142,25 +169,37 @@ def resume_point(run_dir: Path, cfg: Config, resume: str, warn: Callable[[str], 
     return checkpoint
 
 
+Rendered = list[tuple[list[int], list[int]]]  # conversations as (ids, loss mask)
+
+
 @dataclass
 class Prepared:
-    """What a run starts from: its input files, tokenizer, token data and (if resuming) checkpoint."""
+    """What a run starts from: tokenizer, text token data and conversations (either may be absent), checkpoint."""
     files: list[str]
     tokenizer: Tokenizer
-    data: TokenData
+    data: TokenData | None
+    chat_train: Rendered
+    chat_val: Rendered
     checkpoint: Path | None
+    base_vocab: int  # the --init-from model's vocabulary, before chat tokens grew it (else the model's)
 
 
 def prepare_run(cfg: Config, run_dir: Path, dist: Dist, resume: str = "auto", init_from: str | None = None,
                 explicit: set[str] = frozenset(), progress: bool = False,
                 log: Callable[[str], None] = print) -> Prepared:
     """Everything a run needs before its first write to the run directory's trained files."""
+    files = collect_files(default_inputs(cfg))  # a missing input is reported first, before any resume check
+    text_files, chat_files = split_inputs(files)
     adopted = None
     if init_from:
         model_cfg, adopted = adopt(init_from)
         check_fine_tune_overrides(model_cfg, cfg, explicit, init_from)
         cfg.model = ModelConfig(**{**model_cfg.__dict__, **{k: getattr(cfg.model, k) for k in FINE_TUNE_MAY_CHANGE}})
-    files = collect_files(default_inputs(cfg))  # a missing input is reported first, before any resume check
+        if chat_files:  # a base model learning to chat: its tokenizer gains the chat tokens, its embedding rows
+            adopted = add_chat_tokens(adopted)
+    base_vocab = cfg.model.vocab_size
+    if adopted is not None:
+        cfg.model.vocab_size = max(base_vocab, adopted.vocab_size)
     checkpoint = resume_point(run_dir, cfg, resume, warn=log)
     run_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = load_tokenizer(run_dir / "tokenizer.json") if checkpoint else adopted
@@ -173,8 +212,32 @@ def prepare_run(cfg: Config, run_dir: Path, dist: Dist, resume: str = "auto", in
         dist.barrier()
         tokenizer = tokenizer or load_tokenizer(run_dir / PENDING_TOKENIZER)
     derive_vocab_size(cfg, tokenizer)
-    data = prepare_tokens(cfg, files, tokenizer, run_dir / "data", dist, progress, log)
-    return Prepared(files, tokenizer, data, checkpoint)
+    data = prepare_tokens(cfg, text_files, tokenizer, run_dir / "data", dist, progress, log) if text_files else None
+    chat_train, chat_val = render_conversations(cfg, chat_files, tokenizer, log) if chat_files else ([], [])
+    return Prepared(files, tokenizer, data, chat_train, chat_val, checkpoint, base_vocab or cfg.model.vocab_size)
+
+
+def render_conversations(cfg: Config, files: list[str], tokenizer: Tokenizer,
+                         log: Callable[[str], None]) -> tuple[Rendered, Rendered]:
+    """Read, check and render the conversations; (train, held out): the last val_fraction of ten or more."""
+    rendered, bad = [], 0
+    for path in files:
+        conversations, skipped = read_conversations(path, cfg.data.skip_bad)
+        bad += skipped
+        rendered += [render(tokenizer, c) for c in conversations]
+    long = too_long(rendered, cfg.model.block_size)
+    if long and not cfg.data.skip_long:
+        raise SetupError(f"{len(long)} conversation(s) are longer than the context of {cfg.model.block_size + 1} "
+                         f"tokens (e.g. number {long[0] + 1}: {len(rendered[long[0]][0])} tokens); raise "
+                         "--model.block_size or pass --data.skip_long true")
+    dropped = set(long)
+    rendered = [r for i, r in enumerate(rendered) if i not in dropped]
+    if not rendered:
+        raise SetupError("no conversations left to train on" + (f" ({bad} bad, {len(long)} too long)"))
+    n_val = max(1, round(len(rendered) * cfg.data.val_fraction)) if len(rendered) >= 10 else 0
+    log(f"conversations: {len(rendered) - n_val:,} to train on, {n_val:,} held out"
+        + (f"; skipped {bad} bad record(s)" if bad else "") + (f"; skipped {len(long)} too long" if long else ""))
+    return rendered[:len(rendered) - n_val], rendered[len(rendered) - n_val:]
 
 
 def derive_vocab_size(cfg: Config, tokenizer: Tokenizer) -> None:
@@ -204,5 +267,32 @@ def commit_run(run_dir: Path, cfg: Config, prepared: Prepared, fresh: bool) -> N
             path = run_dir / name
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     write_run_files(run_dir, cfg, prepared.tokenizer)
+    if has_chat_tokens(prepared.tokenizer):  # the chat format travels with the run (and its exports)
+        atomic_write(run_dir / "chat_template.jinja", CHAT_TEMPLATE)
     (run_dir / PENDING_TOKENIZER).unlink(missing_ok=True)
 
+
+def build_model(cfg: Config, prepared: Prepared, init_from: str | None, log: Callable[[str], None]) -> GPT:
+    """A new model, or the --init-from weights (the embedding grown when chat tokens were added)."""
+    if not init_from or prepared.checkpoint is not None:  # a resumed run has its own weights
+        return GPT(cfg.model)
+    model = GPT(dataclasses.replace(cfg.model, vocab_size=prepared.base_vocab))
+    load_init_weights(model, init_from)
+    added = grow_embeddings(model, cfg.model.vocab_size)
+    model.config = cfg.model
+    log(f"init: weights from {init_from}" + (f"; {added} new token rows (chat tokens)" if added else ""))
+    return model
+
+
+def batch_source(cfg: Config, prepared: Prepared, per_rank: int, dist: Dist, device: torch.device) -> BatchSource:
+    """Random text windows, conversations packed anew each epoch, or both mixed by data.chat_weight."""
+    sources, weights = [], []
+    if prepared.data is not None:
+        sources.append(Batches(prepared.data.train, cfg.model.block_size, per_rank, cfg.train.seed, dist.rank,
+                               dist.world_size, device))
+        weights.append(1.0 - cfg.data.chat_weight if prepared.chat_train else 1.0)
+    if prepared.chat_train:
+        sources.append(ConversationBatches(prepared.chat_train, cfg.model.block_size, prepared.tokenizer.eot_id,
+                                           per_rank, cfg.train.seed, dist.rank, dist.world_size, device))
+        weights.append(cfg.data.chat_weight if prepared.data is not None else 1.0)
+    return sources[0] if len(sources) == 1 else MixedBatches(sources, weights, cfg.train.seed)

@@ -16,7 +16,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -26,14 +26,14 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gpt.chat import check_messages
 from gpt.config import SampleConfig
 from gpt.errors import GPTError
-from gpt.generate import Completion, Generator
+from gpt.generate import Completion, Generator, plain_chat_prompt
 
 MAX_TOKENS_LIMIT = 4096  # new tokens per choice
 MAX_CHOICES = 16  # prompts x n in one request
 MAX_REQUEST_TOKENS = 16384  # choices x max_tokens: one request cannot hold the model for hours
-CHAT_STOP = "\nUser:"
 
 
 # ----------------------------------------------------------------------------- requests
@@ -76,13 +76,6 @@ def error_response(status: int, message: str, code: str, param: str | None = Non
     return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}}, status)
 
 
-def chat_prompt(messages: list[dict[str, str]]) -> str:
-    """A plain template a base model can continue: 'System: ...\\nUser: ...\\nAssistant:'."""
-    names = {"system": "System", "user": "User", "assistant": "Assistant"}
-    lines = [f"{names.get(m['role'], m['role'].title())}: {m['content']}" for m in messages]
-    return "\n".join(lines) + "\nAssistant:"
-
-
 # ----------------------------------------------------------------------------- responses
 
 def envelope(kind: str, model: str) -> dict[str, Any]:
@@ -108,7 +101,7 @@ def text_choice(i: int, c: Completion) -> dict:
 
 
 def chat_choice(i: int, c: Completion) -> dict:
-    return {"index": i, "message": {"role": "assistant", "content": c.text.strip()}, "logprobs": None,
+    return {"index": i, "message": {"role": "assistant", "content": c.text}, "logprobs": None,
             "finish_reason": c.finish_reason}
 
 
@@ -159,13 +152,13 @@ class Service:
             out.append(await run_in_threadpool(self.generator.complete, prompt, seeded, lambda m: None))
         return out
 
-    async def pieces(self, prompt: str, opts: SampleConfig, info: dict) -> AsyncIterator[str]:
-        """Run the generator in a worker thread and hand its pieces over; stop it if the client goes away."""
+    async def pieces(self, stream: Callable[[dict], Iterator[str]], info: dict) -> AsyncIterator[str]:
+        """Run a generator stream in a worker thread and hand its pieces over; stop it if the client goes away."""
         loop, queue, cancel = asyncio.get_running_loop(), asyncio.Queue(), threading.Event()
 
         def work() -> None:
             try:
-                for piece in self.generator.stream(prompt, opts, warn=lambda m: None, info=info):
+                for piece in stream(info):
                     if cancel.is_set():
                         break
                     loop.call_soon_threadsafe(queue.put_nowait, ("piece", piece))
@@ -189,17 +182,17 @@ class Service:
 
     async def stream_completion(self, prompt: str, opts: SampleConfig, model: str) -> AsyncIterator[str]:
         base, info = envelope("text_completion", model), {}
-        async for piece in self.pieces(prompt, opts, info):
+        async for piece in self.pieces(lambda i: self.generator.stream(prompt, opts, lambda m: None, i), info):
             yield sse({**base, "choices": [{"text": piece, "index": 0, "logprobs": None, "finish_reason": None}]})
         yield sse({**base, "choices": [{"text": "", "index": 0, "logprobs": None,
                                         "finish_reason": info.get("finish_reason", "length")}]})
         yield sse("[DONE]")
 
-    async def stream_chat(self, prompt: str, opts: SampleConfig, model: str) -> AsyncIterator[str]:
+    async def stream_chat(self, messages: list[dict], opts: SampleConfig, model: str) -> AsyncIterator[str]:
         base, info = envelope("chat.completion.chunk", model), {}
         yield sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
                                         "finish_reason": None}]})
-        async for piece in self.pieces(prompt, opts, info):
+        async for piece in self.pieces(lambda i: self.generator.stream_chat(messages, opts, i), info):
             yield sse({**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
         finish = info.get("finish_reason", "length")
         yield sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
@@ -223,15 +216,30 @@ class Service:
 
     async def chat(self, req: ChatRequest):
         self.check_model(req.model)
-        prompt = chat_prompt([m.model_dump() for m in req.messages])
-        opts = self.options(req, req.max_completion_tokens or req.max_tokens or 256, req.n, [CHAT_STOP])
-        self.check_prompt(prompt)
+        messages = [m.model_dump() for m in req.messages]
+        opts = self.options(req, req.max_completion_tokens or req.max_tokens or 256, req.n)
+        self.check_conversation(messages)
         if req.stream:
             if req.n != 1:
                 raise APIError(400, "stream supports n = 1", "invalid_value", "stream")
-            return StreamingResponse(self.stream_chat(prompt, opts, req.model), media_type="text/event-stream")
-        done = await self.complete_all([prompt] * req.n, opts)
+            return StreamingResponse(self.stream_chat(messages, opts, req.model), media_type="text/event-stream")
+        done = []
+        for i in range(req.n):
+            seeded = SampleConfig(**{**opts.__dict__, "seed": opts.seed + i if opts.seed else 0})
+            done.append(await run_in_threadpool(self.generator.chat, messages, seeded))
         return build_response("chat.completion", req.model, done, chat_choice)
+
+    def check_conversation(self, messages: list[dict]) -> None:
+        """Roles, content and length, through the run's chat format (or the plain prompt of a base run)."""
+        try:
+            if self.generator.chat_format:
+                self.generator.chat_ids(messages)
+            else:
+                check_messages(messages)
+                self.check_prompt(plain_chat_prompt(messages))
+        except GPTError as exc:
+            code = "context_length_exceeded" if "context" in str(exc) else "invalid_value"
+            raise APIError(400, str(exc), code, "messages") from None
 
 
 # ----------------------------------------------------------------------------- the app

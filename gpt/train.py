@@ -23,17 +23,18 @@ import numpy as np
 import torch
 
 from gpt import __version__
-from gpt.batches import Batches, eval_windows
+from gpt.batches import eval_windows
 from gpt.checkpoint import Checkpointer, load_state, load_weights, save_weights
 from gpt.config import Config, to_dict
+from gpt.conversations import eval_batches
 from gpt.data import check_sizes, token_byte_lengths
 from gpt.errors import GPTError
 from gpt.evaluate import evaluate
 from gpt.files import RunLock
 from gpt.metrics import Metrics, guarded
-from gpt.model import GPT, IGNORE_INDEX
+from gpt.model import IGNORE_INDEX
 from gpt.optim import build_optimizers, lr_multiplier, set_lr
-from gpt.run_setup import commit_run, load_init_weights, prepare_run
+from gpt.run_setup import batch_source, build_model, commit_run, prepare_run
 from gpt.runtime import (
     autocast,
     configure,
@@ -77,16 +78,14 @@ class Trainer:
     def _set_up(self, resume: str, init_from: str | None, explicit: set[str]) -> None:
         cfg = self.cfg
         prepared = prepare_run(cfg, self.run_dir, self.dist, resume, init_from, explicit, self.progress, self.log)
-        self.tokenizer, self.data = prepared.tokenizer, prepared.data
-        check_sizes(self.data, cfg.model.block_size)
-        self.model = GPT(cfg.model).to(self.device)
-        if init_from and prepared.checkpoint is None:  # a resumed run has its own weights
-            load_init_weights(self.model, init_from)
-            self.log(f"init: weights from {init_from}")
+        self.tokenizer, self.data, self.chat_val = prepared.tokenizer, prepared.data, prepared.chat_val
+        self.chat_conversations = len(prepared.chat_train)
+        if self.data is not None:
+            check_sizes(self.data, cfg.model.block_size)
+        self.model = build_model(cfg, prepared, init_from, self.log).to(self.device)
         self.optimizers = build_optimizers(self.model, cfg, self.device)
         self.scaler = grad_scaler(self.device, self.precision)
-        self.batches = Batches(self.data.train, cfg.model.block_size, self._per_rank_batch(), cfg.train.seed,
-                               self.dist.rank, self.dist.world_size, self.device)
+        self.batches = batch_source(cfg, prepared, self._per_rank_batch(), self.dist, self.device)
         self.byte_lengths = token_byte_lengths(self.tokenizer)
         self.checkpointer = Checkpointer(self.run_dir)
         if prepared.checkpoint is not None:
@@ -118,10 +117,12 @@ class Trainer:
                  f"{', tied to the LM head' if cfg.model.tie_embeddings else ''})")
         budget = f", time budget {tr.max_time:.0f}s" if tr.max_time else ""
         warmup = tr.warmup_iters if tr.warmup_iters >= 0 else "2% of the run"
-        self.log(f"train: {len(self.data.train):,} tokens, val {len(self.data.val):,} tokens; "
-                 f"{self.tokens_per_step:,} tokens/step (batch {tr.batch_size} x accum {tr.grad_accum} x block "
-                 f"{cfg.model.block_size}); up to {tr.max_iters:,} steps{budget}; warmup {warmup}; schedule "
-                 f"{tr.schedule}; optimizer {tr.optimizer}; run dir {self.run_dir}")
+        data = f"{len(self.data.train):,} tokens, val {len(self.data.val):,} tokens" if self.data is not None else ""
+        if self.chat_conversations:
+            data += (", " if data else "") + f"{self.chat_conversations:,} conversations (val {len(self.chat_val):,})"
+        self.log(f"train: {data}; {self.tokens_per_step:,} tokens/step (batch {tr.batch_size} x accum "
+                 f"{tr.grad_accum} x block {cfg.model.block_size}); up to {tr.max_iters:,} steps{budget}; "
+                 f"warmup {warmup}; schedule {tr.schedule}; optimizer {tr.optimizer}; run dir {self.run_dir}")
 
     @property
     def tokens_per_step(self) -> int:
@@ -223,12 +224,25 @@ class Trainer:
 
     # -- evaluation
     def evaluate(self, max_batches: int | None = None) -> dict[str, float]:
-        """Validation loss (nats/token) and bits per byte on the first eval_iters batches of windows."""
-        block = min(self.cfg.model.block_size, len(self.data.val) - 1)
-        windows = eval_windows(self.data.val, block, self.cfg.train.batch_size,
-                               max_batches or self.cfg.train.eval_iters, self.dist.rank, self.dist.world_size)
-        result = evaluate(self.model, windows, self.byte_lengths, self.device, self.precision, self.dist)
-        return {"val_loss": result["loss"], "val_bpb": result["bpb"]}
+        """Validation loss (nats/token) and bits per byte on the first eval_iters batches of text windows,
+        and the masked loss on held-out conversations; val_loss is the text's, else the conversations'."""
+        cfg, d, out = self.cfg, self.dist, {}
+        if self.data is not None:
+            block = min(cfg.model.block_size, len(self.data.val) - 1)
+            windows = eval_windows(self.data.val, block, cfg.train.batch_size, max_batches or cfg.train.eval_iters,
+                                   d.rank, d.world_size)
+            text = evaluate(self.model, windows, self.byte_lengths, self.device, self.precision, d)
+            out.update(val_loss=text["loss"], val_bpb=text["bpb"])
+        if self.chat_val:
+            batches = eval_batches(self.chat_val, cfg.model.block_size, self.tokenizer.eot_id, cfg.train.batch_size,
+                                   d.rank, d.world_size)
+            chat = evaluate(self.model, batches, self.byte_lengths, self.device, self.precision, d)
+            out["val_chat_loss"] = chat["loss"]
+            out.setdefault("val_loss", chat["loss"])
+            out.setdefault("val_bpb", chat["bpb"])
+        if not out:  # conversations only, too few to hold any out: the training loss of a fixed batch
+            out = {"val_loss": float("nan"), "val_bpb": float("nan")}
+        return out
 
     def evaluate_and_log(self, final: bool = False) -> dict[str, Any]:
         metrics = self.evaluate()

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from gpt.batches import Batches
 from gpt.bpe import Tokenizer
 from gpt.chat import (
     CHAT_TEMPLATE,
@@ -18,9 +19,8 @@ from gpt.chat import (
     render,
     stop_ids,
 )
-from gpt.config import ModelConfig
+from gpt.config import ModelConfig, SampleConfig
 from gpt.conversations import (
-    IGNORE_INDEX,
     MixedBatches,
     PackedBatches,
     is_conversation_file,
@@ -29,8 +29,8 @@ from gpt.conversations import (
     read_conversations,
     too_long,
 )
-from gpt.data import Batches
-from gpt.model import GPT
+from gpt.model import GPT, IGNORE_INDEX
+from gpt.sampling import generate
 
 TEXT = ("Hello there, how are you? I am fine, thank you. The capital of France is Paris.\n"
         "Numbers: 12345 and 3.14. Café, naïve, 東京, emoji 🙂🚀. ") * 30
@@ -333,7 +333,8 @@ def test_tiny_model_learns_answers_and_stops():
     end = chat.special_tokens["<|end|>"]
     for conversation, (_, answer) in zip(conversations, QA):
         prompt = torch.tensor([render(chat, conversation[:1], add_generation_prompt=True)[0]])
-        out = model.generate(prompt, max_new_tokens=len(chat.encode(answer)) + 1, temperature=0)[0, prompt.size(1):]
+        opts = SampleConfig(max_new_tokens=len(chat.encode(answer)) + 1, temperature=0)
+        out = generate(model, prompt, opts)[0, prompt.size(1):]
         assert out.tolist() == chat.encode(answer) + [end]
 
 

@@ -1,0 +1,137 @@
+"""From document completer to assistant, through the real CLI: train on conversations, ask, chat, serve, export."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from .conftest import TINY, run_gpt
+
+QA = [(f"What is {a} plus {b}?", f"{a} plus {b} is {a + b}.") for a, b in
+      [(1, 2), (3, 4), (5, 6), (7, 8), (2, 9), (4, 4), (6, 1), (8, 3), (9, 9), (3, 7)]] + \
+     [(f"Name the colour of {thing}.", f"{thing.capitalize()} is {colour}.") for thing, colour in
+      [("grass", "green"), ("the sky", "blue"), ("snow", "white"), ("coal", "black"), ("a lemon", "yellow"),
+       ("blood", "red"), ("an orange", "orange"), ("a plum", "purple"), ("ash", "grey"), ("chocolate", "brown")]]
+TRAINED = QA[:18]  # the last 10% of twenty conversations are held out for the masked validation loss
+CHAT_ARGS = ("--train.max_iters", "300", "--model.n_embd", "64", "--train.eval_interval", "100",
+             "--train.sample_tokens", "0")
+
+
+@pytest.fixture(scope="module")
+def qa_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("qa") / "qa.jsonl"
+    path.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in QA))
+    return path
+
+
+@pytest.fixture(scope="module")
+def chat_run(qa_file):
+    run = qa_file.parent / "chat"
+    proc = run_gpt("train", *TINY, "--input", str(qa_file), "--out", str(run), *CHAT_ARGS, check=True)
+    assert "18 to train on, 2 held out" in proc.stdout
+    return run
+
+
+def test_a_model_trained_on_twenty_pairs_answers_each_trained_question_exactly(chat_run):
+    records = [json.loads(line) for line in (chat_run / "log.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in records if "loss" in r][-1] < 0.01
+    assert "val_chat_loss" in records[-1]
+    assert (chat_run / "chat_template.jinja").exists()
+    for question, answer in TRAINED[:2]:  # the real CLI for two, the same Generator path in-process for all
+        proc = run_gpt("ask", question, "--out", str(chat_run), "--temperature", "0", check=True)
+        assert proc.stdout == answer + "\n", question
+    from gpt.generate import Generator
+    gen = Generator(chat_run, "cpu")
+    for question, answer in TRAINED:
+        reply = gen.chat([{"role": "user", "content": question}], gen.options(temperature=0))
+        assert (reply.text, reply.finish_reason) == (answer, "stop"), question
+
+
+def test_a_base_run_answers_as_a_continuation_and_says_so(corpus_file, tmp_path):
+    base = tmp_path / "base"
+    run_gpt("train", *TINY, "--input", str(corpus_file), "--out", str(base), "--train.max_iters", "5", check=True)
+    proc = run_gpt("ask", "What is a decorator?", "--out", str(base), "--max-new-tokens", "5", check=True)
+    assert proc.stderr.count("base run without a chat format") == 1
+
+
+def test_fine_tuning_a_base_run_on_conversations_grows_its_vocabulary(corpus_file, qa_file, tmp_path):
+    from safetensors.torch import load_file
+    base = tmp_path / "base"
+    run_gpt("train", *TINY, "--input", str(corpus_file), "--out", str(base), "--train.max_iters", "10",
+            "--model.n_embd", "64", "--model.block_size", "64", check=True)
+    tuned = tmp_path / "tuned"
+    proc = run_gpt("train", *TINY, "--init-from", str(base), "--input", str(qa_file), "--out", str(tuned),
+                   "--train.max_iters", "400", "--train.eval_interval", "200", "--train.sample_tokens", "0", check=True)
+    assert "4 new token rows (chat tokens)" in proc.stdout
+    old, new = load_file(str(base / "model.safetensors")), load_file(str(tuned / "model.safetensors"))
+    assert new["wte.weight"].shape[0] == old["wte.weight"].shape[0] + 4
+    question, answer = TRAINED[0]
+    assert run_gpt("ask", question, "--out", str(tuned), "--temperature", "0", check=True).stdout == answer + "\n"
+
+
+def test_text_and_conversations_in_one_run_report_both_losses(corpus_file, qa_file, tmp_path):
+    run = tmp_path / "mixed"
+    proc = run_gpt("train", *TINY, "--input", str(corpus_file), str(qa_file), "--out", str(run),
+                   "--train.max_iters", "20", "--data.chat_weight", "0.25", "--model.block_size", "64", check=True)
+    assert "conversations" in proc.stdout
+    final = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
+    assert {"val_loss", "val_bpb", "val_chat_loss"} <= set(final)
+
+
+def test_bad_conversations_name_file_and_line(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"},
+                                            {"role": "robot", "content": "beep"}]}) + "\n")
+    proc = run_gpt("train", *TINY, "--input", str(bad), "--out", str(tmp_path / "r"))
+    assert proc.returncode == 2 and f"{bad}:1" in proc.stderr and "robot" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_hugging_face_chat_template_gives_our_ids(chat_run, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from gpt.bpe_formats import load_tokenizer
+    from gpt.chat import render
+    run_gpt("export", "--out", str(chat_run), "--format", "hf", "--to", str(tmp_path / "hf"), check=True)
+    theirs = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    ours = load_tokenizer(chat_run / "tokenizer.json")
+    conversation = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": QA[0][0]},
+                    {"role": "assistant", "content": QA[0][1]}, {"role": "user", "content": "And snow? ❄️"}]
+    for prompt in (True, False):
+        expected = render(ours, conversation if prompt else conversation[:3], add_generation_prompt=prompt)[0]
+        got = theirs.apply_chat_template(conversation if prompt else conversation[:3], tokenize=True,
+                                         add_generation_prompt=prompt, return_dict=False)
+        assert list(got) == expected
+
+
+def test_server_chat_uses_the_template(chat_run):
+    openai = pytest.importorskip("openai")
+    pytest.importorskip("fastapi")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "gpt", "serve", "--out", str(chat_run), "--port", str(port),
+                             "--device", "cpu"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except OSError:
+                assert proc.poll() is None and time.time() < deadline
+                time.sleep(0.2)
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0, timeout=60)
+        question, answer = TRAINED[3]
+        messages = [{"role": "user", "content": question}]
+        out = client.chat.completions.create(model="chat", messages=messages, temperature=0, max_tokens=30)
+        assert out.choices[0].message.content == answer and out.choices[0].finish_reason == "stop"
+        stream = client.chat.completions.create(model="chat", messages=messages, temperature=0, max_tokens=30,
+                                                stream=True)
+        assert "".join(c.choices[0].delta.content or "" for c in stream) == answer
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
