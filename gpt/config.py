@@ -52,6 +52,7 @@ class ModelConfig:
     mlp_hidden: int = 0  # 0: 4 * n_embd (gelu, relu2) or the Llama rule (swiglu)
     dropout: float = 0.0
     bias: bool = True
+    qkv_bias: bool = False  # biases on the query/key/value projection alone (Qwen2), when bias is off
     norm: str = "layernorm"  # layernorm | rmsnorm
     norm_eps: float = 1e-5
     mlp: str = "gelu"  # gelu | swiglu | relu2
