@@ -17,18 +17,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpt.bpe import Tokenizer
-from gpt.bpe_formats import load_tokenizer
-from gpt.checkpoint import Checkpointer, load_weights, read_config, verify_checkpoint, write_run_files
+from gpt.bpe_formats import load_tokenizer, read_tokenizer_config
+from gpt.checkpoint import BASE_WEIGHTS, Checkpointer, load_weights, read_config, verify_checkpoint, write_run_files
 from gpt.config import Config, ModelConfig, result_changes
 from gpt.data import BUILTIN, TokenData, collect_files, iter_texts, open_prepared, prepare
 from gpt.errors import GPTError
+from gpt.files import atomic_write
 from gpt.model import GPT
 from gpt.runtime import Dist
 
 PENDING_TOKENIZER = ".tokenizer.pending.json"  # a new run's tokenizer, until the run is committed
 # What a fresh run replaces. The token cache (data/) stays: it is checked against its tokenizer and inputs.
+CHAT_TEMPLATE, SPECIAL_TOKENS = "chat_template.jinja", "special.json"  # carried from a Hugging Face model
 RUN_FILES = ("checkpoints", "model.safetensors", "best.safetensors", "tokenizer.json", "log.jsonl", "loss.png",
-             "config.toml")
+             "config.toml", BASE_WEIGHTS, CHAT_TEMPLATE, SPECIAL_TOKENS)
 FINE_TUNE_MAY_CHANGE = {"dropout"}  # model keys --init-from lets a user change: not the architecture
 
 
@@ -100,6 +102,39 @@ def load_init_weights(model: GPT, source: str) -> None:
         load_hf_into(model, src)
 
 
+def read_chat_files(source: str | Path) -> dict:
+    """bos_token, eos_token, add_bos_token and chat_template (the keys present) of a model directory.
+
+    A Hugging Face directory has them in tokenizer_config.json; a gpt run fine-tuned from one has them in
+    special.json and chat_template.jinja (what carry_hf_chat_files wrote), so they pass on to its fine-tunes.
+    """
+    src = Path(source)
+    if not (src / "config.toml").exists():
+        return read_tokenizer_config(src)
+    try:
+        chat = json.loads((src / SPECIAL_TOKENS).read_text(encoding="utf-8")) if (src / SPECIAL_TOKENS).exists() else {}
+        if (src / CHAT_TEMPLATE).exists():
+            chat["chat_template"] = (src / CHAT_TEMPLATE).read_text(encoding="utf-8")
+    except (OSError, ValueError) as exc:
+        raise SetupError(f"cannot read the chat files of {src}: {exc}") from None
+    return chat
+
+
+def carry_hf_chat_files(chat: dict, run_dir: Path) -> None:
+    """Store a source model's chat template as chat_template.jinja and its special tokens as special.json.
+
+    Files the source lacks are removed, so a run never keeps an earlier source's template.
+    """
+    special = {k: v for k, v in chat.items() if k != "chat_template"}
+    files = {CHAT_TEMPLATE: chat.get("chat_template"),
+             SPECIAL_TOKENS: json.dumps(special, indent=1) if special else None}
+    for name, content in files.items():
+        if content:
+            atomic_write(run_dir / name, content)
+        else:
+            (run_dir / name).unlink(missing_ok=True)
+
+
 def check_fine_tune_overrides(adopted: ModelConfig, cfg: Config, explicit: set[str], source: str) -> None:
     """A --model.KEY given with --init-from must not be silently ignored: refuse what would change the shape."""
     for key in sorted(explicit):
@@ -149,15 +184,17 @@ class Prepared:
     tokenizer: Tokenizer
     data: TokenData
     checkpoint: Path | None
+    chat: dict | None = None  # --init-from's chat template and special tokens (read_chat_files)
 
 
 def prepare_run(cfg: Config, run_dir: Path, dist: Dist, resume: str = "auto", init_from: str | None = None,
                 explicit: set[str] = frozenset(), progress: bool = False,
                 log: Callable[[str], None] = print) -> Prepared:
     """Everything a run needs before its first write to the run directory's trained files."""
-    adopted = None
+    adopted, chat = None, None
     if init_from:
         model_cfg, adopted = adopt(init_from)
+        chat = read_chat_files(init_from)
         check_fine_tune_overrides(model_cfg, cfg, explicit, init_from)
         cfg.model = ModelConfig(**{**model_cfg.__dict__, **{k: getattr(cfg.model, k) for k in FINE_TUNE_MAY_CHANGE}})
     files = collect_files(default_inputs(cfg))  # a missing input is reported first, before any resume check
@@ -174,7 +211,7 @@ def prepare_run(cfg: Config, run_dir: Path, dist: Dist, resume: str = "auto", in
         tokenizer = tokenizer or load_tokenizer(run_dir / PENDING_TOKENIZER)
     derive_vocab_size(cfg, tokenizer)
     data = prepare_tokens(cfg, files, tokenizer, run_dir / "data", dist, progress, log)
-    return Prepared(files, tokenizer, data, checkpoint)
+    return Prepared(files, tokenizer, data, checkpoint, chat)
 
 
 def derive_vocab_size(cfg: Config, tokenizer: Tokenizer) -> None:
@@ -204,5 +241,7 @@ def commit_run(run_dir: Path, cfg: Config, prepared: Prepared, fresh: bool) -> N
             path = run_dir / name
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     write_run_files(run_dir, cfg, prepared.tokenizer)
+    if prepared.chat is not None:
+        carry_hf_chat_files(prepared.chat, run_dir)
     (run_dir / PENDING_TOKENIZER).unlink(missing_ok=True)
 
