@@ -118,7 +118,7 @@ def to_hf_model(model: GPT, tokenizer: Tokenizer | None = None, special: dict | 
 def save_hf(model: GPT, tokenizer: Tokenizer | None, out_dir: str | Path, special: dict | None = None) -> None:
     """Write a directory AutoModelForCausalLM.from_pretrained (and AutoTokenizer) load offline.
 
-    special: bos_token / eos_token names and a chat_template (what run_setup.read_hf_chat_files returns
+    special: bos_token / eos_token names and a chat_template (what run_setup.read_chat_files returns
     for a run fine-tuned from a Hugging Face model); without it <|endoftext|> is both, and no template.
     """
     out, special = Path(out_dir), special or {}
