@@ -37,7 +37,8 @@ from gpt.checkpoint import weights_dict  # noqa: E402
 from gpt.config import Config, ModelConfig  # noqa: E402
 from gpt.lora import apply_lora, lora_state_dict, trainable_parameters  # noqa: E402
 from gpt.model import GPT  # noqa: E402
-from gpt.train import autocast_context, build_optimizers, cpu_has_bf16  # noqa: E402
+from gpt.optim import build_optimizers  # noqa: E402
+from gpt.runtime import autocast, cpu_has_bf16  # noqa: E402
 
 GPT2_SMALL = ModelConfig(vocab_size=50257, block_size=256, n_layer=12, n_head=12, n_embd=768)
 
@@ -74,7 +75,7 @@ def measure(variant: str, steps: int, batch: int, rank: int, precision: str) -> 
     times, cpu_times = [], []
     for i in range(steps + 1):
         start, cpu_start = time.perf_counter(), time.process_time()
-        with autocast_context(torch.device("cpu"), precision):
+        with autocast(torch.device("cpu"), precision):
             _, loss = model(x, y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -7,6 +7,9 @@ A run directory holds everything needed to use or continue a model without the o
     model.safetensors    the latest weights, for generate / eval / serve / export
     best.safetensors     the weights with the best validation loss so far
     checkpoints/step-N/  model.safetensors + state.pt (optimizer, step, RNG, sampler) + meta.json (hashes)
+    base.safetensors     with LoRA only: the frozen model, once; checkpoints then hold adapters.safetensors
+                         (the adapters alone) instead of model.safetensors, and model.safetensors /
+                         best.safetensors hold the merged weights W + s*B*A, so readers need not know LoRA
     log.jsonl            every metric, one JSON object a line
     data/                the token cache
 
@@ -38,11 +41,14 @@ from gpt.bpe_formats import load_tokenizer
 from gpt.config import Config, ConfigError, from_dict, read_toml, to_toml
 from gpt.errors import GPTError
 from gpt.files import atomic_write, fsync_dir, sha256_file
+from gpt.lora import lora_modules, lora_state_dict, merged_state_dict
 from gpt.model import GPT
 from gpt.runtime import unwrap_model
 
 CHECKPOINT_VERSION = 1
 WEIGHTS_VERSION = 1
+BASE_WEIGHTS = "base.safetensors"  # a LoRA run's frozen model, in the run directory
+ADAPTERS = "adapters.safetensors"  # a LoRA run's adapters, in each checkpoint
 
 
 class CheckpointError(GPTError, ValueError):
@@ -53,10 +59,17 @@ class CheckpointError(GPTError, ValueError):
 
 # ----------------------------------------------------------------------------- weights files
 
-def weights_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The plain model's state dict on CPU, without the tied LM head (it is wte.weight)."""
+def weights_dict(model: nn.Module, part: str = "merged") -> dict[str, torch.Tensor]:
+    """The plain model's state dict on CPU, without the tied LM head (it is wte.weight).
+
+    With LoRA adapters, part picks what the base names hold: "merged" W + s*B*A (an ordinary GPT's
+    weights) or "base" the frozen W; "adapters" is the lora_A / lora_B tensors alone.
+    """
     model = unwrap_model(model)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if part == "adapters":
+        return {k: v.contiguous().cpu() for k, v in lora_state_dict(model).items()}
+    state = merged_state_dict(model) if part == "merged" else model.state_dict()
+    state = {k: v.detach().contiguous().cpu() for k, v in state.items() if ".lora_" not in k}
     if model.config.tie_embeddings:
         state.pop("lm_head.weight", None)
     return state
@@ -72,9 +85,10 @@ def tensors_digest(state: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def save_weights(model: nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> None:
+def save_weights(model: nn.Module, path: str | Path, metadata: dict[str, str] | None = None,
+                 part: str = "merged") -> None:
     """A safetensors file, atomically; its metadata records the format version and the tensors' hash."""
-    state = weights_dict(model)
+    state = weights_dict(model, part)
     meta = {"format": "gpt", "version": str(WEIGHTS_VERSION), "sha256": tensors_digest(state), **(metadata or {})}
     atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
 
@@ -96,15 +110,26 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_weights(model: nn.Module, path: str | Path) -> None:
-    """Load safetensors weights into model, refusing the first missing, unexpected or mis-shaped tensor."""
+def load_weights(model: nn.Module, path: str | Path, part: str = "merged") -> None:
+    """Load safetensors weights into model, refusing the first missing, unexpected or mis-shaped tensor.
+
+    A LoRA model takes "base" weights (into its frozen W) or "adapters" (see weights_dict).
+    """
     state = read_weights(path)
-    check_state(model, state, str(path))
+    check_state(model, state, str(path), part)
     unwrap_model(model).load_state_dict(state, strict=False)
 
 
-def check_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    expected = weights_dict(model)
+def load_checkpoint_weights(model: nn.Module, checkpoint: Path) -> None:
+    """A checkpoint's weights: its model.safetensors, or for a LoRA model the run's base plus its adapters."""
+    if not lora_modules(unwrap_model(model)):
+        return load_weights(model, checkpoint / "model.safetensors")
+    load_weights(model, checkpoint.parent.parent / BASE_WEIGHTS, part="base")
+    load_weights(model, checkpoint / ADAPTERS, part="adapters")
+
+
+def check_state(model: nn.Module, state: dict[str, torch.Tensor], source: str, part: str = "merged") -> None:
+    expected = weights_dict(model, part)
     for key, tensor in expected.items():
         if key not in state:
             raise CheckpointError(f"{source}: missing tensor '{key}'")
@@ -132,10 +157,12 @@ class Checkpointer:
         shutil.rmtree(tmp, ignore_errors=True)
         try:
             tmp.mkdir()
-            save_weights(model, tmp / "model.safetensors", {"step": str(step)})
+            lora = bool(lora_modules(unwrap_model(model)))  # the frozen base is the run's, stored once
+            weights = ADAPTERS if lora else "model.safetensors"
+            save_weights(model, tmp / weights, {"step": str(step)}, part="adapters" if lora else "merged")
             atomic_write(tmp / "state.pt", lambda path: torch.save(state, path))
             meta = {"format": "gpt-checkpoint", "version": CHECKPOINT_VERSION, "step": step,
-                    "sha256": {name: sha256_file(tmp / name) for name in ("model.safetensors", "state.pt")}}
+                    "sha256": {name: sha256_file(tmp / name) for name in (weights, "state.pt")}}
             atomic_write(tmp / "meta.json", json.dumps(meta))
             if final.exists():
                 shutil.rmtree(final)

@@ -52,6 +52,7 @@ class ModelConfig:
     mlp_hidden: int = 0  # 0: 4 * n_embd (gelu, relu2) or the Llama rule (swiglu)
     dropout: float = 0.0
     bias: bool = True
+    qkv_bias: bool = False  # biases on the query/key/value projection alone (Qwen2), when bias is off
     norm: str = "layernorm"  # layernorm | rmsnorm
     norm_eps: float = 1e-5
     mlp: str = "gelu"  # gelu | swiglu | relu2
@@ -79,6 +80,9 @@ class DataConfig:
     chat_weight: float = 0.5  # share of each batch from conversations, when text and conversations are both given
     skip_bad: bool = False  # skip (and count) malformed conversation records instead of stopping
     skip_long: bool = False  # skip (and count) conversations longer than the context instead of stopping
+
+
+LORA_TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")  # the projections LoRA may wrap
 
 
 @dataclass
@@ -111,6 +115,10 @@ class TrainConfig:
     seed: int = 1337
     tensorboard: bool = False
     wandb: bool = False
+    lora_rank: int = 0  # > 0: freeze the model, train rank-r adapters on lora_targets (gpt/lora.py); 0: off
+    lora_alpha: float = 16.0  # the adapters' update is scaled by lora_alpha / lora_rank
+    lora_dropout: float = 0.0  # dropout on the adapters' input
+    lora_targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
 
 
 @dataclass
@@ -358,6 +366,7 @@ def validate(cfg: Config) -> None:
     if tr.max_time < 0:
         raise ConfigError(f"train.max_time must be >= 0, got {tr.max_time}")
     check_sample(s)
+    check_lora(tr)
     _choice("model.norm", m.norm, ("layernorm", "rmsnorm"))
     _choice("model.mlp", m.mlp, ("gelu", "swiglu", "relu2"))
     _choice("model.pos", m.pos, ("learned", "rope"))
@@ -366,6 +375,19 @@ def validate(cfg: Config) -> None:
     _choice("train.precision", tr.precision, ("auto", "fp32", "bf16", "fp16"))
     _choice("train.compile", tr.compile, ("auto", "on", "off"))
     _choice("train.device", tr.device.split(":")[0], ("auto", "cpu", "cuda", "mps"))
+
+
+def check_lora(tr: TrainConfig) -> None:
+    if tr.lora_rank < 0:
+        raise ConfigError(f"train.lora_rank must be >= 0 (0 is off), got {tr.lora_rank}")
+    if tr.lora_alpha <= 0 or not 0.0 <= tr.lora_dropout < 1.0:
+        raise ConfigError("train.lora_alpha must be > 0 and train.lora_dropout in [0, 1)")
+    unknown = [t for t in tr.lora_targets if t not in LORA_TARGETS]
+    if unknown or not tr.lora_targets or len(set(tr.lora_targets)) != len(tr.lora_targets):
+        raise ConfigError(f"train.lora_targets must be distinct names from {', '.join(LORA_TARGETS)}, got "
+                          f"{','.join(tr.lora_targets) or '(none)'}")
+    if tr.lora_rank and tr.optimizer == "muon":  # Muon orthogonalises whole matrices; adapters are thin factors
+        raise ConfigError("train.optimizer muon cannot train LoRA adapters; use adamw with train.lora_rank")
 
 
 MAX_SEED = 2**63 - 1
@@ -397,12 +419,15 @@ def check_sample(s: SampleConfig, max_new_tokens_limit: int | None = None, prefi
 
 # Keys that change how fast a run goes or what it prints, never what it computes: a resume may change them.
 RESULT_NEUTRAL = {"data.workers", "data.skip_bad", "data.skip_long"}
+# [train] keys a resumed run must keep: they decide which tensors a checkpoint holds.
+RESULT_TRAIN = {"train.lora_rank", "train.lora_alpha", "train.lora_dropout", "train.lora_targets"}
 
 
 def result_changes(saved: Config, new: Config) -> list[str]:
     """What differs between two configs in a way that changes the model a resumed run would produce."""
     return [line for line in diff(saved, new, ("model", "tokenizer", "data"))
-            if line.split(":")[0] not in RESULT_NEUTRAL]
+            if line.split(":")[0] not in RESULT_NEUTRAL] + \
+        [line for line in diff(saved, new, ("train",)) if line.split(":")[0] in RESULT_TRAIN]
 
 
 def to_dict(cfg: Config) -> dict[str, dict[str, Any]]:

@@ -23,9 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from gpt.config import LORA_TARGETS as TARGETS
 from gpt.errors import GPTError
-
-TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
 
 
 class LoRAError(GPTError, ValueError):

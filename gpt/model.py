@@ -1,9 +1,10 @@
 """The GPT model in one file: embeddings, pre-norm transformer blocks, LM head, and a static KV cache.
 
 Variants are chosen by ModelConfig, not by copies of the model: learned or rotary positions, LayerNorm
-or RMSNorm, GELU / ReLU^2 / SwiGLU MLPs, grouped-query attention, QK-norm, biases, tied embeddings.
-With the gpt2 preset the weights map one-to-one onto Hugging Face GPT2LMHeadModel, with the llama
-preset onto LlamaForCausalLM (see gpt/hf.py). Shapes: B batch, T time, C n_embd, nh heads, hs head size.
+or RMSNorm, GELU / ReLU^2 / SwiGLU MLPs, grouped-query attention, QK-norm, biases (everywhere, or on the
+q/k/v projection only, as Qwen2), tied embeddings. With the gpt2 preset the weights map one-to-one onto
+Hugging Face GPT2LMHeadModel, with the llama preset onto LlamaForCausalLM, and with qkv_bias added onto
+Qwen2ForCausalLM (see gpt/hf.py). Shapes: B batch, T time, C n_embd, nh heads, hs head size.
 Sampling lives in gpt/sampling.py. This module must not read files or know about tokenizers.
 """
 
@@ -67,7 +68,8 @@ class CausalSelfAttention(nn.Module):
         super().__init__()
         self.n_head, self.n_kv_head = cfg.n_head, cfg.n_kv_head or cfg.n_head
         self.head_size = cfg.n_embd // cfg.n_head
-        self.c_attn = nn.Linear(cfg.n_embd, (self.n_head + 2 * self.n_kv_head) * self.head_size, bias=cfg.bias)
+        self.c_attn = nn.Linear(cfg.n_embd, (self.n_head + 2 * self.n_kv_head) * self.head_size,
+                                bias=cfg.bias or cfg.qkv_bias)
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.c_proj.is_residual_proj = True
         self.q_norm = make_norm(cfg, self.head_size) if cfg.qk_norm else None

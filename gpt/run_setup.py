@@ -22,9 +22,9 @@ import torch
 
 from gpt.batches import Batches, BatchSource
 from gpt.bpe import Tokenizer
-from gpt.bpe_formats import load_tokenizer
+from gpt.bpe_formats import load_tokenizer, read_tokenizer_config
 from gpt.chat import CHAT_TEMPLATE, add_chat_tokens, grow_embeddings, has_chat_tokens, render
-from gpt.checkpoint import Checkpointer, load_weights, read_config, verify_checkpoint, write_run_files
+from gpt.checkpoint import BASE_WEIGHTS, Checkpointer, load_weights, read_config, verify_checkpoint, write_run_files
 from gpt.config import Config, ModelConfig, result_changes
 from gpt.conversations import (
     ConversationBatches,
@@ -42,8 +42,9 @@ from gpt.runtime import Dist
 
 PENDING_TOKENIZER = ".tokenizer.pending.json"  # a new run's tokenizer, until the run is committed
 # What a fresh run replaces. The token cache (data/) stays: it is checked against its tokenizer and inputs.
+TEMPLATE_FILE, SPECIAL_FILE = "chat_template.jinja", "special.json"  # the chat format; a HF model's tokens
 RUN_FILES = ("checkpoints", "model.safetensors", "best.safetensors", "tokenizer.json", "log.jsonl", "loss.png",
-             "config.toml", "chat_template.jinja")
+             "config.toml", BASE_WEIGHTS, TEMPLATE_FILE, SPECIAL_FILE)
 FINE_TUNE_MAY_CHANGE = {"dropout"}  # model keys --init-from lets a user change: not the architecture
 
 
@@ -127,6 +128,39 @@ def load_init_weights(model: GPT, source: str) -> None:
         load_hf_into(model, src)
 
 
+def read_chat_files(source: str | Path) -> dict:
+    """bos_token, eos_token, add_bos_token and chat_template (the keys present) of a model directory.
+
+    A Hugging Face directory has them in tokenizer_config.json; a gpt run fine-tuned from one has them in
+    special.json and chat_template.jinja (what carry_hf_chat_files wrote), so they pass on to its fine-tunes.
+    """
+    src = Path(source)
+    if not (src / "config.toml").exists():
+        return read_tokenizer_config(src)
+    try:
+        chat = json.loads((src / SPECIAL_FILE).read_text(encoding="utf-8")) if (src / SPECIAL_FILE).exists() else {}
+        if (src / TEMPLATE_FILE).exists():
+            chat["chat_template"] = (src / TEMPLATE_FILE).read_text(encoding="utf-8")
+    except (OSError, ValueError) as exc:
+        raise SetupError(f"cannot read the chat files of {src}: {exc}") from None
+    return chat
+
+
+def carry_hf_chat_files(chat: dict, run_dir: Path) -> None:
+    """Store a source model's chat template as chat_template.jinja and its special tokens as special.json.
+
+    Files the source lacks are removed, so a run never keeps an earlier source's template.
+    """
+    special = {k: v for k, v in chat.items() if k != "chat_template"}
+    files = {TEMPLATE_FILE: chat.get("chat_template"),
+             SPECIAL_FILE: json.dumps(special, indent=1) if special else None}
+    for name, content in files.items():
+        if content:
+            atomic_write(run_dir / name, content)
+        else:
+            (run_dir / name).unlink(missing_ok=True)
+
+
 def check_fine_tune_overrides(adopted: ModelConfig, cfg: Config, explicit: set[str], source: str) -> None:
     """A --model.KEY given with --init-from must not be silently ignored: refuse what would change the shape."""
     for key in sorted(explicit):
@@ -182,6 +216,7 @@ class Prepared:
     chat_val: Rendered
     checkpoint: Path | None
     base_vocab: int  # the --init-from model's vocabulary, before chat tokens grew it (else the model's)
+    chat: dict | None = None  # --init-from's chat template and special tokens (read_chat_files)
 
 
 def prepare_run(cfg: Config, run_dir: Path, dist: Dist, resume: str = "auto", init_from: str | None = None,
@@ -190,9 +225,10 @@ def prepare_run(cfg: Config, run_dir: Path, dist: Dist, resume: str = "auto", in
     """Everything a run needs before its first write to the run directory's trained files."""
     files = collect_files(default_inputs(cfg))  # a missing input is reported first, before any resume check
     text_files, chat_files = split_inputs(files)
-    adopted = None
+    adopted, chat = None, None
     if init_from:
         model_cfg, adopted = adopt(init_from)
+        chat = read_chat_files(init_from)
         check_fine_tune_overrides(model_cfg, cfg, explicit, init_from)
         cfg.model = ModelConfig(**{**model_cfg.__dict__, **{k: getattr(cfg.model, k) for k in FINE_TUNE_MAY_CHANGE}})
         if chat_files:  # a base model learning to chat: its tokenizer gains the chat tokens, its embedding rows
@@ -214,7 +250,8 @@ def prepare_run(cfg: Config, run_dir: Path, dist: Dist, resume: str = "auto", in
     derive_vocab_size(cfg, tokenizer)
     data = prepare_tokens(cfg, text_files, tokenizer, run_dir / "data", dist, progress, log) if text_files else None
     chat_train, chat_val = render_conversations(cfg, chat_files, tokenizer, log) if chat_files else ([], [])
-    return Prepared(files, tokenizer, data, chat_train, chat_val, checkpoint, base_vocab or cfg.model.vocab_size)
+    return Prepared(files, tokenizer, data, chat_train, chat_val, checkpoint, base_vocab or cfg.model.vocab_size,
+                    chat)
 
 
 def render_conversations(cfg: Config, files: list[str], tokenizer: Tokenizer,
@@ -267,8 +304,11 @@ def commit_run(run_dir: Path, cfg: Config, prepared: Prepared, fresh: bool) -> N
             path = run_dir / name
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     write_run_files(run_dir, cfg, prepared.tokenizer)
-    if has_chat_tokens(prepared.tokenizer):  # the chat format travels with the run (and its exports)
-        atomic_write(run_dir / "chat_template.jinja", CHAT_TEMPLATE)
+    if has_chat_tokens(prepared.tokenizer):  # our chat format travels with the run (and its exports)
+        atomic_write(run_dir / TEMPLATE_FILE, CHAT_TEMPLATE)
+        (run_dir / SPECIAL_FILE).unlink(missing_ok=True)
+    elif prepared.chat is not None:
+        carry_hf_chat_files(prepared.chat, run_dir)
     (run_dir / PENDING_TOKENIZER).unlink(missing_ok=True)
 
 

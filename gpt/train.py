@@ -24,13 +24,14 @@ import torch
 
 from gpt import __version__
 from gpt.batches import eval_windows
-from gpt.checkpoint import Checkpointer, load_state, load_weights, save_weights
+from gpt.checkpoint import BASE_WEIGHTS, Checkpointer, load_checkpoint_weights, load_state, save_weights
 from gpt.config import Config, to_dict
 from gpt.conversations import eval_batches
 from gpt.data import check_sizes, token_byte_lengths
 from gpt.errors import GPTError
 from gpt.evaluate import evaluate
 from gpt.files import RunLock
+from gpt.lora import apply_lora, trainable_parameters
 from gpt.metrics import Metrics, guarded
 from gpt.model import IGNORE_INDEX
 from gpt.optim import build_optimizers, lr_multiplier, set_lr
@@ -83,6 +84,7 @@ class Trainer:
         if self.data is not None:
             check_sizes(self.data, cfg.model.block_size)
         self.model = build_model(cfg, prepared, init_from, self.log).to(self.device)
+        self._add_adapters()
         self.optimizers = build_optimizers(self.model, cfg, self.device)
         self.scaler = grad_scaler(self.device, self.precision)
         self.batches = batch_source(cfg, prepared, self._per_rank_batch(), self.dist, self.device)
@@ -93,7 +95,19 @@ class Trainer:
         self.train_model = wrap_model(self.model, self.device, self.dist, self._want_compile())
         if self.dist.master:
             commit_run(self.run_dir, cfg, prepared, fresh=resume == "never")
+            if cfg.train.lora_rank and prepared.checkpoint is None:  # the frozen base, once; checkpoints: adapters
+                save_weights(self.model, self.run_dir / BASE_WEIGHTS, part="base")
             self.metrics = Metrics(self.run_dir, cfg, warn=self.log)
+
+    def _add_adapters(self) -> None:
+        """--train.lora_rank R: freeze the model and train low-rank adapters on its projections (gpt/lora.py)."""
+        tr = self.cfg.train
+        if not tr.lora_rank:
+            return
+        wrapped = apply_lora(self.model, tr.lora_rank, tr.lora_alpha, tr.lora_dropout, tr.lora_targets)
+        trained = sum(p.numel() for p in trainable_parameters(self.model).values())
+        self.log(f"lora: rank {tr.lora_rank} adapters on {len(wrapped)} projections, {trained:,} trainable "
+                 f"parameters ({100 * trained / self.model.num_params():.2f}% of the model)")
 
     def _per_rank_batch(self) -> int:
         per_rank, world = self.cfg.train.batch_size // self.dist.world_size, self.dist.world_size
@@ -288,7 +302,7 @@ class Trainer:
     def _restore(self, checkpoint: Path) -> None:
         state = load_state(checkpoint)
         try:
-            load_weights(self.model, checkpoint / "model.safetensors")
+            load_checkpoint_weights(self.model, checkpoint)
             for opt, opt_state in zip(self.optimizers, state["optimizers"]):
                 opt.load_state_dict(opt_state)
             if state.get("scaler"):
