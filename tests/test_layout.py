@@ -154,6 +154,8 @@ def test_generation_and_serving_do_not_load_the_trainer(module):
 
 @pytest.mark.parametrize("module", ["gpt.generate", "gpt.serve"])
 def test_generation_and_serving_do_not_load_the_trainer_at_run_time(module):
+    if module == "gpt.serve":
+        pytest.importorskip("fastapi")  # the serve extra
     code = f"import sys, {module}; assert 'gpt.train' not in sys.modules, 'gpt.train was imported'; print('ok')"
     env = {**os.environ, "PYTHONPATH": str(PACKAGE.parent) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
