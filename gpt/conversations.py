@@ -4,8 +4,8 @@ Each JSONL line is one conversation, in any of three shapes (detected per line):
 ``{"messages": [{"role": ..., "content": ...}, ...]}`` (OpenAI style), ``{"prompt": ..., "completion": ...}``
 or ``{"question": ..., "answer": ...}`` (the last two may carry a ``"system"`` string).
 ``pack`` lays whole conversations into windows of block_size + 1 tokens, best fit decreasing, with
-targets of -1 (ignored by the loss) outside assistant turns and in the padding. ``PackedBatches`` and
-``MixedBatches`` serve them with the interface of ``gpt.data.Batches``.
+targets of ``IGNORE_INDEX`` (ignored by the loss) outside assistant turns and in the padding. ``PackedBatches``
+and ``MixedBatches`` are batch sources, like ``gpt.batches.Batches``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch
 
 from gpt.bpe import Tokenizer
 from gpt.chat import ChatError, check_messages, render
+from gpt.files import jsonl_lines
 from gpt.model import IGNORE_INDEX
 
 SHAPES = (("messages",), ("prompt", "completion"), ("question", "answer"))
@@ -52,17 +53,14 @@ def _to_messages(record: object) -> list[dict]:
 def read_conversations(path: str | Path, skip_bad: bool = False) -> tuple[list[list[dict]], int]:
     """A JSONL file -> (conversations, number of bad lines skipped). A bad line raises unless skip_bad."""
     conversations, skipped = [], 0
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                conversations.append(_to_messages(json.loads(line)))
-            except (json.JSONDecodeError, ChatError) as exc:
-                if not skip_bad:
-                    reason = "not JSON" if isinstance(exc, json.JSONDecodeError) else str(exc)
-                    raise ChatError(f"{path}:{n}: {reason}") from None
-                skipped += 1
+    for n, line in jsonl_lines(path):
+        try:
+            conversations.append(_to_messages(json.loads(line)))
+        except (json.JSONDecodeError, ChatError) as exc:
+            if not skip_bad:
+                reason = "not JSON" if isinstance(exc, json.JSONDecodeError) else str(exc)
+                raise ChatError(f"{path}:{n}: {reason}") from None
+            skipped += 1
     if not conversations:
         raise ChatError(f"{path}: no conversations" + (f" ({skipped} bad lines skipped)" if skipped else ""))
     return conversations, skipped
@@ -72,15 +70,15 @@ def is_conversation_file(path: str | Path) -> bool:
     """True for a .jsonl file whose first non-empty line is a conversation record (so routing is by content)."""
     if not str(path).endswith(".jsonl"):
         return False
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            if line.strip():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    return False
-                return isinstance(record, dict) and any(all(k in record for k in keys) for keys in SHAPES)
-    return False
+    lines = jsonl_lines(path)
+    try:
+        _, first = next(lines, (0, ""))
+        record = json.loads(first)
+    except json.JSONDecodeError:  # also an empty file
+        return False
+    finally:
+        lines.close()
+    return isinstance(record, dict) and any(all(k in record for k in keys) for keys in SHAPES)
 
 
 # ----------------------------------------------------------------------------- packing

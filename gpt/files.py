@@ -1,4 +1,5 @@
-"""Writing files so that nothing is ever half-written: one atomic write, one hash, one lock for a run directory.
+"""Writing files so that nothing is ever half-written: one atomic write, one hash, one lock for a run directory
+(and one way to read the lines of a JSONL file).
 
 Every file the project writes (tokenizers, token-cache manifests, weights, checkpoints, exports, plots)
 goes through ``atomic_write``: a temporary file beside the target, flushed and fsynced, renamed over the
@@ -11,7 +12,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from gpt.errors import GPTError
@@ -76,6 +77,17 @@ def sha256_file(path: str | Path) -> str:
         while block := fh.read(1 << 24):
             digest.update(block)
     return digest.hexdigest()
+
+
+def jsonl_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(1-based line number, line) for each non-blank line of a JSONL file, read as UTF-8 (bad bytes replaced).
+
+    Parsing is the caller's: each reader has its own record shape and its own policy for a bad line.
+    """
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for number, line in enumerate(fh, 1):
+            if line.strip():
+                yield number, line
 
 
 class RunInUse(GPTError):

@@ -38,29 +38,45 @@ def lr_multiplier(cfg: Config, step: int, progress: float) -> float:
     return warm * shape
 
 
-def build_optimizers(model: nn.Module, cfg: Config, device: torch.device) -> list[torch.optim.Optimizer]:
-    """The optimizers over model's trainable parameters (frozen ones, e.g. under LoRA, are left out)."""
-    tr = cfg.train
+def parameter_roles(model: nn.Module, cfg: Config) -> dict[str, list[nn.Parameter]]:
+    """model's trainable parameters by role (frozen ones, e.g. under LoRA, are left out).
+
+    'hidden': the blocks' matrices; 'embeddings': the other matrices (position table, an untied LM head);
+    'vectors': norms' gains and biases; 'token_table': the untied token embedding (empty when tied).
+    """
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     token_table = [params.pop("wte.weight")] if not cfg.model.tie_embeddings and "wte.weight" in params else []
-    hidden = [p for n, p in params.items() if p.dim() == 2 and n not in EMBEDDINGS]
-    other_matrices = [p for n, p in params.items() if p.dim() == 2 and n in EMBEDDINGS]
-    vectors = [p for n, p in params.items() if p.dim() < 2]
+    return {"hidden": [p for n, p in params.items() if p.dim() == 2 and n not in EMBEDDINGS],
+            "embeddings": [p for n, p in params.items() if p.dim() == 2 and n in EMBEDDINGS],
+            "vectors": [p for n, p in params.items() if p.dim() < 2],
+            "token_table": token_table}
+
+
+def param_groups(roles: dict[str, list[nn.Parameter]], decay: list[nn.Parameter], cfg: Config) -> list[dict]:
+    """Optimizer groups: `decay` with weight decay, vectors without, the token table at lr x embedding_lr_scale."""
+    tr = cfg.train
+    groups = [{"params": decay, "weight_decay": tr.weight_decay}, {"params": roles["vectors"], "weight_decay": 0.0}]
+    if roles["token_table"]:
+        groups.append({"params": roles["token_table"], "weight_decay": 0.0, "lr": tr.lr * tr.embedding_lr_scale})
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizers(model: nn.Module, cfg: Config, device: torch.device) -> list[torch.optim.Optimizer]:
+    """The optimizers over model's trainable parameters; each group records its `base_lr` for set_lr."""
+    tr = cfg.train
+    roles = parameter_roles(model, cfg)
     fused = {"fused": True} if device.type in ("cuda", "cpu") else {}  # see benchmarks/README.md
     optimizers: list[torch.optim.Optimizer] = []
     if tr.optimizer == "muon":
         if not hasattr(torch.optim, "Muon"):
             raise ConfigError("train.optimizer muon needs torch.optim.Muon (PyTorch >= 2.9)")
-        optimizers.append(torch.optim.Muon(hidden, lr=tr.muon_lr or tr.lr, weight_decay=tr.weight_decay,
+        optimizers.append(torch.optim.Muon(roles["hidden"], lr=tr.muon_lr or tr.lr, weight_decay=tr.weight_decay,
                                            adjust_lr_fn="match_rms_adamw"))
-        decay = other_matrices
+        decay = roles["embeddings"]
     else:
-        decay = hidden + other_matrices
-    groups = [{"params": decay, "weight_decay": tr.weight_decay}, {"params": vectors, "weight_decay": 0.0}]
-    if token_table:
-        groups.append({"params": token_table, "weight_decay": 0.0, "lr": tr.lr * tr.embedding_lr_scale})
-    groups = [g for g in groups if g["params"]]
-    optimizers.append(torch.optim.AdamW(groups, lr=tr.lr, betas=(tr.beta1, tr.beta2), **fused))
+        decay = roles["hidden"] + roles["embeddings"]
+    optimizers.append(torch.optim.AdamW(param_groups(roles, decay, cfg), lr=tr.lr, betas=(tr.beta1, tr.beta2),
+                                        **fused))
     for opt in optimizers:
         for group in opt.param_groups:
             group["base_lr"] = group["lr"]
@@ -68,6 +84,7 @@ def build_optimizers(model: nn.Module, cfg: Config, device: torch.device) -> lis
 
 
 def set_lr(optimizers: list[torch.optim.Optimizer], multiplier: float) -> None:
+    """Every group's lr = its base_lr x multiplier (the schedule's value at this step)."""
     for opt in optimizers:
         for group in opt.param_groups:
             group["lr"] = group["base_lr"] * multiplier

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gpt.errors import GPTError
-from gpt.files import atomic_write
+from gpt.files import atomic_write, jsonl_lines
 
 MAX_ANSWER = 400  # characters; an answer is the first sentences of a section, not the whole section
 MAX_TERM = 60  # characters; longer "terms" are prose, not names
@@ -345,14 +345,11 @@ def _pair_of(record: object) -> QAPair:
 def read_jsonl(path: str | os.PathLike) -> list[QAPair]:
     """Pairs written by write_jsonl (or any chat JSONL); a broken line is a QAError naming file:line."""
     pairs = []
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                pairs.append(_pair_of(json.loads(line)))
-            except ValueError as exc:  # json.JSONDecodeError is a ValueError
-                raise QAError(f"{path}:{number}: not a question/answer line ({str(exc).splitlines()[0]})") from None
+    for number, line in jsonl_lines(path):
+        try:
+            pairs.append(_pair_of(json.loads(line)))
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            raise QAError(f"{path}:{number}: not a question/answer line ({str(exc).splitlines()[0]})") from None
     return pairs
 
 
