@@ -88,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     _sample_args(p)
     _common(p)
 
+    p = sub.add_parser("qa", help="derive question/answer pairs from the structure of notes, as chat JSONL")
+    p.add_argument("--input", nargs="+", required=True, help="notes: files, folders, globs")
+    p.add_argument("--to", required=True, help="the JSONL file to write (read, edit, then train on it)")
+    p.add_argument("--phrasings", type=int, default=3, help="questions per entry (default 3)")
+    p.add_argument("--seed", type=int, default=0)
+
     p = sub.add_parser("eval", help="loss and bits per byte of a run's model on a text")
     p.add_argument("--input", nargs="+", required=True)
     p.add_argument("--batch-size", type=int, default=16)
@@ -292,6 +298,19 @@ def cmd_ask(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def cmd_qa(args: argparse.Namespace, extra: list[str]) -> int:
+    from gpt.data import DataError, collect_files
+    from gpt.qa import derive_from_files, write_jsonl
+    pairs = derive_from_files(collect_files(args.input), args.phrasings, args.seed)
+    if not pairs:
+        raise DataError("no questions found: the notes have no headings, glossary lines (Term: definition), "
+                        "Q:/A: blocks or definitions")
+    write_jsonl(pairs, args.to)
+    kinds = sorted({p.kind for p in pairs})
+    print(f"wrote {len(pairs):,} question/answer pairs ({', '.join(kinds)}) to {args.to}")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace, extra: list[str]) -> int:
     import numpy as np
 
@@ -390,8 +409,8 @@ def cmd_serve(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"ask": cmd_ask, "train": cmd_train, "prepare": cmd_prepare, "generate": cmd_generate, "chat": cmd_chat,
-            "eval": cmd_eval, "inspect": cmd_inspect, "tokenizer": cmd_tokenizer, "export": cmd_export,
+COMMANDS = {"train": cmd_train, "prepare": cmd_prepare, "generate": cmd_generate, "chat": cmd_chat, "ask": cmd_ask,
+            "qa": cmd_qa, "eval": cmd_eval, "inspect": cmd_inspect, "tokenizer": cmd_tokenizer, "export": cmd_export,
             "serve": cmd_serve}
 TAKES_OVERRIDES = {"train", "prepare"}
 

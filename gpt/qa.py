@@ -254,9 +254,26 @@ def _definition_entries(paragraphs: list[tuple[int, list[str]]]) -> list[Entry]:
     return entries
 
 
+_UNDERLINE = re.compile(r"^ {0,3}([=*~^-])\1{2,}[ \t]*$")
+
+
+def _setext_to_atx(lines: list[str]) -> list[str]:
+    """'Title' over a line of =, -, *, ~ or ^ (Markdown's setext and reStructuredText headings) as '# Title'.
+
+    The underline becomes an empty line, so line numbers stay those of the input.
+    """
+    out = list(lines)
+    for i in range(1, len(lines)):
+        title = lines[i - 1].strip()
+        if _UNDERLINE.match(lines[i]) and title and not HEADING.match(lines[i - 1]) and len(lines[i].strip()) >= \
+                min(len(title), 3) and (i < 2 or not lines[i - 2].strip()):
+            out[i - 1], out[i] = f"# {title}", ""
+    return out
+
+
 def derive_entries(text: str, source: str = "") -> list[Entry]:
     """Every fact the notes state in a recognised form, in document order, one per term (the first wins)."""
-    lines = text.splitlines()
+    lines = _setext_to_atx(text.splitlines())
     code = _code_mask(lines)
     paragraphs = _paragraphs(lines, code)
     found = _heading_entries(lines, paragraphs) + _faq_entries(lines, code) + _definition_entries(paragraphs)

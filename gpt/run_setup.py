@@ -12,6 +12,7 @@ import dataclasses
 import itertools
 import json
 import os
+import random
 import shutil
 import time
 from collections.abc import Callable
@@ -37,7 +38,9 @@ from gpt.conversations import (
 from gpt.data import BUILTIN, TokenData, collect_files, iter_texts, open_prepared, prepare
 from gpt.errors import GPTError
 from gpt.files import atomic_write
+from gpt.lora import apply_lora, trainable_parameters
 from gpt.model import GPT
+from gpt.qa_mix import augmentation_file, conversations, derived_pairs
 from gpt.runtime import Dist
 
 PENDING_TOKENIZER = ".tokenizer.pending.json"  # a new run's tokenizer, until the run is committed
@@ -74,7 +77,7 @@ def split_inputs(files: list[str]) -> tuple[list[str], list[str]]:
 
 
 def train_tokenizer(files: list[str], cfg: Config, workers: int = 0, progress: bool = False,
-                    log: Callable[[str], None] = print) -> Tokenizer:
+                    log: Callable[[str], None] = print, chat: bool = False) -> Tokenizer:
     """A new BPE tokenizer on the text of files (conversations' messages included); chat tokens if any."""
     tok = cfg.tokenizer
     log(f"tokenizer: training byte-level BPE, vocab {tok.vocab_size}, pattern {tok.pattern}")
@@ -84,7 +87,7 @@ def train_tokenizer(files: list[str], cfg: Config, workers: int = 0, progress: b
                             conversation_texts(chat_files, cfg.data.skip_bad))
     tokenizer = Tokenizer.train(texts, tok.vocab_size, tok.pattern, tok.special_tokens,
                                 workers=tokenizer_workers(workers, files), progress=progress)
-    if chat_files:
+    if chat or chat_files:
         tokenizer = add_chat_tokens(tokenizer)
     log(f"tokenizer: {tokenizer.vocab_size} tokens in {time.perf_counter() - start:.1f}s")
     return tokenizer
@@ -225,13 +228,15 @@ def prepare_run(cfg: Config, run_dir: Path, dist: Dist, resume: str = "auto", in
     """Everything a run needs before its first write to the run directory's trained files."""
     files = collect_files(default_inputs(cfg))  # a missing input is reported first, before any resume check
     text_files, chat_files = split_inputs(files)
+    pairs = derived_pairs(cfg, text_files, log)  # questions the text's own structure gives (gpt/qa_mix.py)
+    needs_chat = bool(chat_files or pairs)
     adopted, chat = None, None
     if init_from:
         model_cfg, adopted = adopt(init_from)
         chat = read_chat_files(init_from)
         check_fine_tune_overrides(model_cfg, cfg, explicit, init_from)
         cfg.model = ModelConfig(**{**model_cfg.__dict__, **{k: getattr(cfg.model, k) for k in FINE_TUNE_MAY_CHANGE}})
-        if chat_files:  # a base model learning to chat: its tokenizer gains the chat tokens, its embedding rows
+        if needs_chat:  # a base model learning to chat: its tokenizer gains the chat tokens, its embedding rows
             adopted = add_chat_tokens(adopted)
     base_vocab = cfg.model.vocab_size
     if adopted is not None:
@@ -243,25 +248,38 @@ def prepare_run(cfg: Config, run_dir: Path, dist: Dist, resume: str = "auto", in
         tokenizer = reusable_tokenizer(run_dir, cfg)
     if tokenizer is None:
         if dist.master:
-            tokenizer = train_tokenizer(files, cfg, cfg.data.workers, progress, log)
+            tokenizer = train_tokenizer(files, cfg, cfg.data.workers, progress, log, chat=needs_chat)
             tokenizer.save(run_dir / PENDING_TOKENIZER)
         dist.barrier()
         tokenizer = tokenizer or load_tokenizer(run_dir / PENDING_TOKENIZER)
     derive_vocab_size(cfg, tokenizer)
+    derived = conversations(pairs, text_files, cfg)
+    if pairs:  # the entries in other forms, first: the validation split stays the end of the user's text
+        if dist.master:
+            augmentation_file(pairs, run_dir / "data", cfg.train.seed)
+        dist.barrier()
+        text_files = [str(run_dir / "data" / "augmented.txt"), *text_files]
     data = prepare_tokens(cfg, text_files, tokenizer, run_dir / "data", dist, progress, log) if text_files else None
-    chat_train, chat_val = render_conversations(cfg, chat_files, tokenizer, log) if chat_files else ([], [])
+    chat_train, chat_val = render_conversations(cfg, chat_files, tokenizer, log, derived) if needs_chat else ([], [])
     return Prepared(files, tokenizer, data, chat_train, chat_val, checkpoint, base_vocab or cfg.model.vocab_size,
                     chat)
 
 
-def render_conversations(cfg: Config, files: list[str], tokenizer: Tokenizer,
-                         log: Callable[[str], None]) -> tuple[Rendered, Rendered]:
-    """Read, check and render the conversations; (train, held out): the last val_fraction of ten or more."""
+def render_conversations(cfg: Config, files: list[str], tokenizer: Tokenizer, log: Callable[[str], None],
+                         derived: list[list[dict]] = ()) -> tuple[Rendered, Rendered]:
+    """Read, check and render the conversations; (train, held out): the last val_fraction of ten or more.
+
+    derived conversations (questions from the text) are shuffled in after the user's own; those too long
+    for the context are left out without complaint: the user did not write them.
+    """
     rendered, bad = [], 0
     for path in files:
-        conversations, skipped = read_conversations(path, cfg.data.skip_bad)
+        found, skipped = read_conversations(path, cfg.data.skip_bad)
         bad += skipped
-        rendered += [render(tokenizer, c) for c in conversations]
+        rendered += [render(tokenizer, c) for c in found]
+    extra = [r for r in (render(tokenizer, c) for c in derived) if len(r[0]) <= cfg.model.block_size + 1]
+    random.Random(cfg.train.seed).shuffle(extra)
+    rendered += extra
     long = too_long(rendered, cfg.model.block_size)
     if long and not cfg.data.skip_long:
         raise SetupError(f"{len(long)} conversation(s) are longer than the context of {cfg.model.block_size + 1} "
@@ -313,14 +331,22 @@ def commit_run(run_dir: Path, cfg: Config, prepared: Prepared, fresh: bool) -> N
 
 
 def build_model(cfg: Config, prepared: Prepared, init_from: str | None, log: Callable[[str], None]) -> GPT:
-    """A new model, or the --init-from weights (the embedding grown when chat tokens were added)."""
+    """A new model, or the --init-from weights (the embedding grown when chat tokens were added); adapters
+    on its projections with --train.lora_rank R (gpt/lora.py), the rest frozen."""
     if not init_from or prepared.checkpoint is not None:  # a resumed run has its own weights
-        return GPT(cfg.model)
-    model = GPT(dataclasses.replace(cfg.model, vocab_size=prepared.base_vocab))
-    load_init_weights(model, init_from)
-    added = grow_embeddings(model, cfg.model.vocab_size)
-    model.config = cfg.model
-    log(f"init: weights from {init_from}" + (f"; {added} new token rows (chat tokens)" if added else ""))
+        model = GPT(cfg.model)
+    else:
+        model = GPT(dataclasses.replace(cfg.model, vocab_size=prepared.base_vocab))
+        load_init_weights(model, init_from)
+        added = grow_embeddings(model, cfg.model.vocab_size)
+        model.config = cfg.model
+        log(f"init: weights from {init_from}" + (f"; {added} new token rows (chat tokens)" if added else ""))
+    tr = cfg.train
+    if tr.lora_rank:
+        wrapped = apply_lora(model, tr.lora_rank, tr.lora_alpha, tr.lora_dropout, tr.lora_targets)
+        trained = sum(p.numel() for p in trainable_parameters(model).values())
+        log(f"lora: rank {tr.lora_rank} adapters on {len(wrapped)} projections, {trained:,} trainable "
+            f"parameters ({100 * trained / model.num_params():.2f}% of the model)")
     return model
 
 

@@ -89,6 +89,23 @@ def configure(device: torch.device, threads: int = 0, seed: int | None = None) -
         torch.manual_seed(seed)
 
 
+def rng_state() -> dict:
+    """Every random generator's state (torch, CUDA, Python, NumPy) as tensors and plain values for state.pt."""
+    np_state = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    n = state["numpy"]
+    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), *n[2:]))
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 # ----------------------------------------------------------------------------- distributed
 
 @dataclass

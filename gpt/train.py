@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import math
 import platform
-import random
 import signal
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from gpt import __version__
@@ -31,7 +29,6 @@ from gpt.data import check_sizes, token_byte_lengths
 from gpt.errors import GPTError
 from gpt.evaluate import evaluate
 from gpt.files import RunLock
-from gpt.lora import apply_lora, trainable_parameters
 from gpt.metrics import Metrics, guarded
 from gpt.model import IGNORE_INDEX
 from gpt.optim import build_optimizers, lr_multiplier, set_lr
@@ -44,6 +41,8 @@ from gpt.runtime import (
     rank_device,
     resolve_device,
     resolve_precision,
+    rng_state,
+    set_rng_state,
     wrap_model,
 )
 from gpt.sampling import generate
@@ -84,7 +83,6 @@ class Trainer:
         if self.data is not None:
             check_sizes(self.data, cfg.model.block_size)
         self.model = build_model(cfg, prepared, init_from, self.log).to(self.device)
-        self._add_adapters()
         self.optimizers = build_optimizers(self.model, cfg, self.device)
         self.scaler = grad_scaler(self.device, self.precision)
         self.batches = batch_source(cfg, prepared, self._per_rank_batch(), self.dist, self.device)
@@ -98,16 +96,6 @@ class Trainer:
             if cfg.train.lora_rank and prepared.checkpoint is None:  # the frozen base, once; checkpoints: adapters
                 save_weights(self.model, self.run_dir / BASE_WEIGHTS, part="base")
             self.metrics = Metrics(self.run_dir, cfg, warn=self.log)
-
-    def _add_adapters(self) -> None:
-        """--train.lora_rank R: freeze the model and train low-rank adapters on its projections (gpt/lora.py)."""
-        tr = self.cfg.train
-        if not tr.lora_rank:
-            return
-        wrapped = apply_lora(self.model, tr.lora_rank, tr.lora_alpha, tr.lora_dropout, tr.lora_targets)
-        trained = sum(p.numel() for p in trainable_parameters(self.model).values())
-        self.log(f"lora: rank {tr.lora_rank} adapters on {len(wrapped)} projections, {trained:,} trainable "
-                 f"parameters ({100 * trained / self.model.num_params():.2f}% of the model)")
 
     def _per_rank_batch(self) -> int:
         per_rank, world = self.cfg.train.batch_size // self.dist.world_size, self.dist.world_size
@@ -288,16 +276,9 @@ class Trainer:
 
     # -- state
     def state_dict(self) -> dict[str, Any]:
-        np_state = np.random.get_state()
-        return {
-            "step": self.step, "tokens_seen": self.tokens_seen, "elapsed": self.elapsed, "best_val": self.best_val,
-            "optimizers": [opt.state_dict() for opt in self.optimizers], "scaler": self.scaler.state_dict(),
-            "sampler": self.batches.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
-                    "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-            "config": to_dict(self.cfg),
-        }
+        return {"step": self.step, "tokens_seen": self.tokens_seen, "elapsed": self.elapsed, "best_val": self.best_val,
+                "optimizers": [opt.state_dict() for opt in self.optimizers], "scaler": self.scaler.state_dict(),
+                "sampler": self.batches.state_dict(), "rng": rng_state(), "config": to_dict(self.cfg)}
 
     def _restore(self, checkpoint: Path) -> None:
         state = load_state(checkpoint)
@@ -308,15 +289,9 @@ class Trainer:
             if state.get("scaler"):
                 self.scaler.load_state_dict(state["scaler"])
             self.batches.load_state_dict(state["sampler"])
-            rng = state["rng"]
-            torch.set_rng_state(rng["torch"])
-            random.setstate(rng["python"])
-            n = rng["numpy"]
-            np.random.set_state((n[0], n[1].numpy().astype(np.uint32), *n[2:]))
+            set_rng_state(state["rng"])
         except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
             raise TrainError(f"cannot resume from {checkpoint}: {exc}", 2) from None
-        if rng["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
         self.step, self.tokens_seen = state["step"], state["tokens_seen"]
         self.elapsed, self.best_val = state["elapsed"], state["best_val"]
         self.log(f"resume: continuing from {checkpoint} at step {self.step}")
