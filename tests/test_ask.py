@@ -53,7 +53,8 @@ def test_a_model_trained_on_twenty_pairs_answers_each_trained_question_exactly(c
 
 def test_a_base_run_answers_as_a_continuation_and_says_so(corpus_file, tmp_path):
     base = tmp_path / "base"
-    run_gpt("train", *TINY, "--input", str(corpus_file), "--out", str(base), "--train.max_iters", "5", check=True)
+    run_gpt("train", *TINY, "--input", str(corpus_file), "--out", str(base), "--train.max_iters", "5",
+            "--data.qa", "off", check=True)
     proc = run_gpt("ask", "What is a decorator?", "--out", str(base), "--max-new-tokens", "5", check=True)
     assert proc.stderr.count("base run without a chat format") == 1
 
