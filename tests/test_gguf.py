@@ -37,8 +37,10 @@ LLAMA3_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,
 TRAILING = "x = 1\n    "  # a text ending in a newline and then spaces: where gpt4 and llama-bpe split differently
 
 GGML_F32 = 0  # ggml_type of an f32 KV cache: keys and values are not rounded to f16 in the f32 checks
-# Largest |logit difference| allowed, as a fraction of our logits' standard deviation.
-LOGIT_TOL = {"f32": 1e-3, "f16": 2e-2, "q8_0": 6e-2}
+# Largest |logit difference| allowed, as a fraction of our logits' standard deviation (measured with
+# llama-cpp-python 0.3.36 on x86-64: f32 2e-6 with rope, 9e-4 for gpt2, whose GELU ggml's CPU backend
+# reads from an f16 table; f16 <= 3.6e-3; q8_0 <= 8.5e-2, activations being rounded to 8 bits too).
+LOGIT_TOL = {"f32": 1e-4, "f32-gpt2": 3e-3, "f16": 1e-2, "q8_0": 0.15}
 
 ARCHS = {
     "llama": dict(norm="rmsnorm", mlp="swiglu", pos="rope", bias=False, n_kv_head=2, tie_embeddings=False),
@@ -164,7 +166,8 @@ def test_logits_and_greedy_continuation_match_llama_cpp(arch, dtype, tokenizers,
     with torch.no_grad():
         ours = model.all_logits(torch.tensor([ids]))[0].numpy()
     err = np.abs(llama_logits(llm, ids) - ours).max() / ours.std()
-    assert err < LOGIT_TOL[dtype], f"max |logit diff| / std = {err:.2e}"
+    tol = LOGIT_TOL["f32-gpt2" if dtype == "f32" and arch.startswith("gpt2") else dtype]
+    assert err < tol, f"max |logit diff| / std = {err:.2e}"
 
     n = 32
     theirs = llama_greedy(llm, ids[:16], n)
@@ -172,11 +175,11 @@ def test_logits_and_greedy_continuation_match_llama_cpp(arch, dtype, tokenizers,
     if dtype == "f32":
         assert theirs == expected
         return
-    # rounded weights may flip a near tie: llama.cpp's choice must then be within tolerance of our best
+    # rounded weights may flip a near tie: each llama.cpp choice must be within tolerance of our best
     with torch.no_grad():
         ours = model.all_logits(torch.tensor([ids[:16] + theirs]))[0, 15:-1].numpy()
     gaps = ours.max(axis=1) - ours[np.arange(n), theirs]
-    assert gaps.max() / ours.std() < LOGIT_TOL[dtype], f"{np.count_nonzero(gaps)} of {n} greedy steps differ"
+    assert gaps.max() / ours.std() < tol, f"{np.count_nonzero(gaps)} of {n} greedy steps are not our argmax"
 
 
 # ----------------------------------------------------------------------------- refusals
