@@ -62,7 +62,8 @@ def bench_llama_cpp(model: GPT, prompt: torch.Tensor, n: int, t_ours: float, exp
     except ImportError:
         print("llama.cpp: skipped (pip install 'gpt[gguf]')")
         return
-    tokenizer = Tokenizer(pattern="gpt2", special_tokens={ENDOFTEXT: 256})  # bytes only: ids above are [PAD]
+    # the ids are random, so any tokenizer will do: a tiny one (ids past it are exported as [PAD] tokens)
+    tokenizer = Tokenizer.train(["the benchmark text"], 260, pattern="gpt2", special_tokens=[ENDOFTEXT])
     ids = prompt[0].tolist()
     with tempfile.TemporaryDirectory() as tmp:
         for dtype in ("f32", "q8_0"):

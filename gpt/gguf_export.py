@@ -151,6 +151,9 @@ def check_tokenizer(tokenizer: Tokenizer, n_vocab: int) -> str:
     if pre is None:
         raise GGUFExportError(f"cannot export a tokenizer with split pattern {tokenizer.pattern_name!r} to GGUF: "
                               "llama.cpp only knows named pre-tokenizers (train with pattern gpt4 or gpt2)")
+    if len(tokenizer.vocab) <= 256:  # the gguf writer cannot write an empty merges list; llama.cpp requires one
+        raise GGUFExportError("cannot export a tokenizer without merges (only the 256 bytes) to GGUF: "
+                              "llama.cpp needs at least one merge")
     if tokenizer.vocab_size > n_vocab or any(i >= n_vocab for i in tokenizer.special_by_id):
         raise GGUFExportError(f"the tokenizer's ids go beyond the model's vocab_size {n_vocab}")
     return pre

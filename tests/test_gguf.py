@@ -209,6 +209,8 @@ def test_bad_tokenizer_pattern_dtype_and_vocab_are_refused(tokenizers, tmp_path)
     plain = Tokenizer(tok.vocab, tok.merges, pattern="none", special_tokens=tok.special_tokens)
     with pytest.raises(GGUFExportError, match="split pattern 'none'"):
         export_gguf(model, plain, tmp_path / "m.gguf")
+    with pytest.raises(GGUFExportError, match="without merges"):
+        export_gguf(model, Tokenizer(pattern="gpt2"), tmp_path / "m.gguf")
     with pytest.raises(GGUFExportError, match="unknown GGUF dtype"):
         export_gguf(model, tok, tmp_path / "m.gguf", dtype="q4_0")
     small = random_model("gpt2", tok.vocab_size - 1)
