@@ -69,7 +69,7 @@ def bench_llama_cpp(model: GPT, prompt: torch.Tensor, n: int, t_ours: float, exp
         for dtype in ("f32", "q8_0"):
             path = export_gguf(model, tokenizer, Path(tmp) / f"model-{dtype}.gguf", dtype=dtype)
             kv = dict(type_k=0, type_v=0) if dtype == "f32" else {}  # f32 KV cache: the same numbers as ours
-            llm = llama_cpp.Llama(model_path=str(path), n_ctx=model.config.block_size, verbose=False,
+            llm = llama_cpp.Llama(model_path=str(path), n_ctx=model.config.block_size, logits_all=True, verbose=False,
                                   n_threads=torch.get_num_threads(), **kv)
             same = llama_cpp_greedy(llm, ids, n) == expected
             t = timed(lambda llm=llm: llama_cpp_greedy(llm, ids, n))

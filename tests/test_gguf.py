@@ -132,6 +132,9 @@ def test_special_tokens_and_chat_template_travel(tokenizers, tmp_path):
     assert llm.metadata["tokenizer.chat_template"] == template
     assert llm.token_eos() == tok.special_tokens["<|endoftext|>"]
     assert int(llm.metadata["tokenizer.ggml.eot_token_id"]) == tok.special_tokens["<|end|>"]
+    vocab = llama_cpp.llama_model_get_vocab(llm.model)  # both end generation (llama.cpp's end-of-generation set)
+    assert [llama_cpp.llama_vocab_is_eog(vocab, i) for i in (*tok.special_tokens.values(), 0)] == [True, True, False]
+    assert llm.chat_format == "chat_template.default"  # llama-cpp-python picked up the template
     assert llama_tokenize(llm, "<|end|>") != [tok.special_tokens["<|end|>"]]  # special=False: text
     assert llm.tokenize(b"<|end|>", add_bos=False, special=True) == [tok.special_tokens["<|end|>"]]
 
