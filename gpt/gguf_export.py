@@ -166,12 +166,13 @@ def add_tokenizer(writer, tokenizer: Tokenizer, n_vocab: int, chat_template: str
     writer.add_token_list(tokens)
     writer.add_token_types(types)
     writer.add_token_merges(merges)
-    eos, eot = tokenizer.special_tokens.get(ENDOFTEXT), tokenizer.special_tokens.get(END_OF_TURN)
+    eos = tokenizer.special_tokens.get(ENDOFTEXT)
+    eot = tokenizer.special_tokens.get(END_OF_TURN, eos)  # llama.cpp stops generating at eos and eot alike
     if eos is not None:  # our documents are separated (not started) by <|endoftext|>: it is bos and eos
         writer.add_bos_token_id(eos)
         writer.add_eos_token_id(eos)
-    if eot is not None or eos is not None:  # llama.cpp stops generation at eos and eot alike
-        writer.add_eot_token_id(eot if eot is not None else eos)
+    if eot is not None:
+        writer.add_eot_token_id(eot)
     writer.add_add_bos_token(False)
     writer.add_add_eos_token(False)
     if chat_template:
