@@ -1,7 +1,8 @@
 """Model speed against its references, side by side in one run (CPU, fp32, random weights).
 
 1. Generation of 500 new tokens: our KV-cache generator vs a no-cache re-run of the whole context per
-   token (nanoGPT's way) vs `transformers` GPT2LMHeadModel.generate on the same weights (greedy).
+   token (nanoGPT's way) vs `transformers` GPT2LMHeadModel.generate on the same weights (greedy),
+   and vs llama.cpp (llama-cpp-python, the [gguf] extra) on the same model exported to GGUF (f32, q8_0).
 2. Forward+backward throughput of the same GPT-2 architecture: ours vs `transformers`.
 
     python benchmarks/bench_model.py [--new-tokens 500] [--layers 6] [--embd 384]
@@ -11,13 +12,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
+from gpt.bpe import ENDOFTEXT, Tokenizer  # noqa: E402
 from gpt.config import ModelConfig  # noqa: E402
+from gpt.gguf_export import export_gguf  # noqa: E402
 from gpt.model import GPT  # noqa: E402
 
 
@@ -38,6 +43,39 @@ def no_cache_generate(model: GPT, idx: torch.Tensor, n: int) -> torch.Tensor:
         logits, _ = model(context)
         idx = torch.cat([idx, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
     return idx
+
+
+def llama_cpp_greedy(llm, prompt: list[int], n: int) -> list[int]:
+    """llama.cpp's forward and KV cache, batch 1, argmax each step (what our generate(temperature=0) does)."""
+    llm.reset()
+    llm.eval(prompt)
+    out = []
+    for _ in range(n):
+        out.append(int(llm.scores[llm.n_tokens - 1].argmax()))
+        llm.eval(out[-1:])
+    return out
+
+
+def bench_llama_cpp(model: GPT, prompt: torch.Tensor, n: int, t_ours: float, expected: list[int]) -> None:
+    try:
+        import llama_cpp
+    except ImportError:
+        print("llama.cpp: skipped (pip install 'gpt[gguf]')")
+        return
+    # the ids are random, so any tokenizer will do: a tiny one (ids past it are exported as [PAD] tokens)
+    tokenizer = Tokenizer.train(["the benchmark text"], 260, pattern="gpt2", special_tokens=[ENDOFTEXT])
+    ids = prompt[0].tolist()
+    with tempfile.TemporaryDirectory() as tmp:
+        for dtype in ("f32", "q8_0"):
+            path = export_gguf(model, tokenizer, Path(tmp) / f"model-{dtype}.gguf", dtype=dtype)
+            kv = dict(type_k=0, type_v=0) if dtype == "f32" else {}  # f32 KV cache: the same numbers as ours
+            llm = llama_cpp.Llama(model_path=str(path), n_ctx=model.config.block_size, logits_all=True, verbose=False,
+                                  n_threads=torch.get_num_threads(), **kv)
+            same = llama_cpp_greedy(llm, ids, n) == expected
+            t = timed(lambda llm=llm: llama_cpp_greedy(llm, ids, n))
+            print(f"generate: llama.cpp {dtype:4} {n / t:7.1f} tok/s (ours x{t / t_ours:.2f}) | "
+                  f"same greedy tokens as ours: {same}")
+            llm.close()
 
 
 def main() -> None:
@@ -70,6 +108,7 @@ def main() -> None:
     print(f"generate: ours (KV cache) {n / t_ours:7.1f} tok/s | no-cache re-run {n / t_none:7.1f} tok/s "
           f"(ours x{t_none / t_ours:.1f}) | transformers {n / t_hf:7.1f} tok/s (ours x{t_hf / t_ours:.2f}) | "
           f"same greedy tokens: {same}")
+    bench_llama_cpp(ours, prompt, n, t_ours, a[0, prompt.size(1):].tolist())
 
     B, T = 16, 256
     x = torch.randint(0, args.vocab, (B, T))
