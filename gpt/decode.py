@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from gpt.config import SampleConfig
 from gpt.model import GPT, CausalSelfAttention, apply_rope
+from gpt.runtime import resolve_precision
 from gpt.sampling import sample_next
 
 Rope = tuple[torch.Tensor, torch.Tensor] | None
@@ -106,3 +107,14 @@ def fast_generate(model: GPT, idx: torch.Tensor, opts: SampleConfig,
                   generator: torch.Generator | None = None) -> torch.Tensor:
     """idx (B, T) -> (B, T + max_new_tokens), the same tokens as ``gpt.sampling.generate``, faster."""
     return torch.cat([idx, *decode_stream(model, idx, opts, generator)], dim=1)
+
+
+def generation_precision(name: str, device: torch.device) -> str:
+    """The precision to generate in: 'auto' is fp32 on a CPU, whatever its bf16 support.
+
+    One token at a time, bf16 autocast casts every weight again at every token, which made generation
+    2-3x slower than fp32 here, and bf16 weights were no faster than fp32 (benchmarks/README.md).
+    """
+    if name == "auto" and device.type == "cpu":
+        return "fp32"
+    return resolve_precision(name, device)
