@@ -9,9 +9,9 @@ only the last position reaches the LM head. The prompt still goes through ``GPT.
 one call, whatever its length. ``decode_stream`` yields exactly what ``gpt.sampling.generate_stream``
 yields, sliding window included.
 
-Measured and left out (benchmarks/README.md): ``torch.compile`` of the step (a 20-40 s compile on a CPU
-for a small gain per token, so it never pays for a short answer), bf16 weights (matrix-vector products
-are no faster than fp32 here) and bf16 autocast (a cast of every weight at every token: 2-3x slower).
+Measured and left out (benchmarks/README.md): ``torch.compile`` of the step (an 18-42 s compile on a CPU
+for at most ~1.3x per token, so it never pays for a short answer), bf16 weights (matrix-vector products
+are no faster than fp32 here) and bf16 autocast (a cast of every weight at every token: slower than fp32).
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def generation_precision(name: str, device: torch.device) -> str:
     """The precision to generate in: 'auto' is fp32 on a CPU, whatever its bf16 support.
 
     One token at a time, bf16 autocast casts every weight again at every token, which made generation
-    2-3x slower than fp32 here, and bf16 weights were no faster than fp32 (benchmarks/README.md).
+    1.1-2.3x slower than fp32 here, and bf16 weights were no faster than fp32 (benchmarks/README.md).
     """
     if name == "auto" and device.type == "cpu":
         return "fp32"
