@@ -1,6 +1,6 @@
 """Model speed against its references, side by side in one run (CPU, fp32, random weights).
 
-1. Generation of 500 new tokens: our KV-cache generator vs a no-cache re-run of the whole context per
+1. Generation of 500 new tokens: our KV-cache generator (gpt/decode.py) vs a no-cache re-run of the whole context per
    token (nanoGPT's way) vs `transformers` GPT2LMHeadModel.generate on the same weights (greedy),
    and vs llama.cpp (llama-cpp-python, the [gguf] extra) on the same model exported to GGUF (f32, q8_0).
 2. Forward+backward throughput of the same GPT-2 architecture: ours vs `transformers`.
@@ -21,7 +21,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 from gpt.bpe import ENDOFTEXT, Tokenizer  # noqa: E402
-from gpt.config import ModelConfig  # noqa: E402
+from gpt.config import ModelConfig, SampleConfig  # noqa: E402
+from gpt.decode import fast_generate  # noqa: E402
 from gpt.gguf_export import export_gguf  # noqa: E402
 from gpt.model import GPT  # noqa: E402
 
@@ -96,12 +97,13 @@ def main() -> None:
     print(f"model: GPT-2 style {args.layers}x{args.embd}, vocab {args.vocab}, block 1024; fp32; "
           f"{torch.get_num_threads()} threads; {n} new tokens after a 16-token prompt")
 
-    a = ours.generate(prompt, n, temperature=0)
+    greedy = SampleConfig(max_new_tokens=n, temperature=0)
+    a = fast_generate(ours, prompt, greedy)
     b = no_cache_generate(ours, prompt, n)
     c = theirs.generate(prompt, max_new_tokens=n, min_new_tokens=n, do_sample=False,
                         attention_mask=torch.ones_like(prompt), pad_token_id=0)
     same = torch.equal(a, b) and torch.equal(a, c)
-    t_ours = timed(lambda: ours.generate(prompt, n, temperature=0))
+    t_ours = timed(lambda: fast_generate(ours, prompt, greedy))
     t_none = timed(lambda: no_cache_generate(ours, prompt, n), reps=1)
     t_hf = timed(lambda: theirs.generate(prompt, max_new_tokens=n, min_new_tokens=n, do_sample=False,
                                          attention_mask=torch.ones_like(prompt), pad_token_id=0))

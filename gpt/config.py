@@ -93,6 +93,7 @@ class TrainConfig:
     grad_accum: int = 1
     max_iters: int = 5000
     max_time: float = field(default=0.0, metadata={"parse": parse_duration})  # 0: no budget
+    max_epochs: float = 0.0  # 0: no cap; else the run (and its lr schedule) ends after this many passes over train
     lr: float = 1e-3
     embedding_lr_scale: float = 1.0  # the untied token embedding learns at lr x this (10 in the speedrun)
     min_lr_ratio: float = 0.1
@@ -320,8 +321,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("train.lr and train.embedding_lr_scale must be > 0, train.muon_lr >= 0")
     if not 0.0 <= tr.min_lr_ratio <= 1.0 or not 0.0 < tr.decay_fraction <= 1.0:
         raise ConfigError("train.min_lr_ratio must be in [0, 1] and train.decay_fraction in (0, 1]")
-    if tr.max_time < 0:
-        raise ConfigError(f"train.max_time must be >= 0, got {tr.max_time}")
+    if tr.max_time < 0 or tr.max_epochs < 0:
+        raise ConfigError(f"train.max_time and train.max_epochs must be >= 0, got {tr.max_time}, {tr.max_epochs}")
     check_sample(s)
     check_lora(tr)
     _choice("model.norm", m.norm, ("layernorm", "rmsnorm"))

@@ -22,8 +22,8 @@ import torch
 from gpt.chat import ChatError, check_messages, has_chat_tokens, render, stop_ids
 from gpt.checkpoint import load_run
 from gpt.config import SampleConfig, check_sample
-from gpt.runtime import autocast, resolve_device, resolve_precision
-from gpt.sampling import generate, generate_stream
+from gpt.decode import decode_stream, fast_generate, generation_precision
+from gpt.runtime import autocast, resolve_device
 
 
 @dataclass
@@ -44,7 +44,7 @@ class Generator:
             # one token at a time is a chain of tiny ops: more threads only add hand-offs (benchmarks/README.md)
             torch.set_num_threads(threads)
         self.model, self.tokenizer, self.config = load_run(run_dir, self.device, weights)
-        self.precision = resolve_precision(precision, self.device)
+        self.precision = generation_precision(precision, self.device)
         self.name = Path(run_dir).resolve().name
         self.lock = threading.Lock()
 
@@ -95,7 +95,7 @@ class Generator:
         pending = ""
         with self.lock, torch.inference_mode(), autocast(self.device, self.precision):
             idx = torch.tensor([ids], device=self.device)
-            for nxt in generate_stream(self.model, idx, opts, self._generator(opts.seed)):
+            for nxt in decode_stream(self.model, idx, opts, self._generator(opts.seed)):
                 token = nxt.item()
                 info["completion_tokens"] += 1
                 if token in end_ids:
@@ -165,7 +165,7 @@ class Generator:
         with self.lock, torch.inference_mode(), autocast(self.device, self.precision):
             for length, members in groups.items():
                 idx = torch.tensor([encoded[i] for i in members], device=self.device)
-                new = generate(self.model, idx, opts, gen)[:, length:]
+                new = fast_generate(self.model, idx, opts, gen)[:, length:]
                 for i, row in zip(members, new.tolist()):
                     if self.tokenizer.eot_id in row:
                         row = row[:row.index(self.tokenizer.eot_id)]

@@ -132,9 +132,18 @@ class Trainer:
 
     # -- the loop
     def progress_fraction(self) -> float:
+        """How far the run is, by whichever limit comes first: steps, the time budget, passes over the data.
+
+        The epoch cap keeps a faster machine from overfitting a small corpus inside the same time budget:
+        the run (and its lr decay) ends after max_epochs passes however fast the steps are.
+        """
         tr = self.cfg.train
-        by_steps = self.step / tr.max_iters
-        return max(by_steps, self.elapsed / tr.max_time) if tr.max_time else by_steps
+        fractions = [self.step / tr.max_iters]
+        if tr.max_time:
+            fractions.append(self.elapsed / tr.max_time)
+        if tr.max_epochs:
+            fractions.append(self.tokens_seen / (tr.max_epochs * len(self.data.train)))
+        return max(fractions)
 
     def train_step(self) -> float:
         """One optimizer step over grad_accum micro-batches; returns the loss per target token.

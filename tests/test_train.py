@@ -263,3 +263,14 @@ def test_fine_tune_from_a_run_and_from_its_hugging_face_export(corpus_file, tmp_
             check=True)
     a, b = losses(tuned), losses(from_hf)
     assert all(b[s] == pytest.approx(a[s], abs=1e-4) for s in (1, 2, 3))  # the same weights, the same run
+
+
+def test_epoch_cap_ends_the_run_after_that_many_passes(corpus_file, tmp_path):
+    cfg = resolve(preset="tiny", overrides={"data.input": [str(corpus_file)], "train.max_iters": 100000,
+                                            "train.max_epochs": 0.5, "train.eval_interval": 100000,
+                                            "train.ckpt_interval": 100000, "train.sample_tokens": 0})
+    trainer = Trainer(cfg, tmp_path / "run", progress=False, log=lambda *a: None)
+    trainer.run()
+    expected = math.ceil(0.5 * len(trainer.data.train) / trainer.tokens_per_step)
+    assert trainer.step == expected
+    assert trainer.progress_fraction() >= 1.0

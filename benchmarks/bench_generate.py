@@ -1,0 +1,121 @@
+"""Generation speed at batch 1: the cached path through GPT.forward (gpt/sampling.py) vs the fast decode step
+(gpt/decode.py), each variant in a fresh process, interleaved, medians of --reps.
+
+Variants: old-bf16 (GPT.forward under bf16 autocast: what `Generator` did on a CPU with avx512_bf16),
+old-fp32, new-fp32 (the fast step, fp32 weights, no autocast); new-bf16w (bf16 weights) and
+new-compile (torch.compile of the step, compile time reported apart) on request. One torch thread, as
+`Generator` sets on CPU. Greedy, 500 new tokens after a 16-token prompt, random weights. Tokens/s is
+reported by wall clock and by this process's CPU time (less sensitive to a busy machine), with the
+load average; every variant must produce the same tokens as old-fp32 (bf16 variants are only compared
+with each other).
+
+    python benchmarks/bench_generate.py [--reps 3] [--presets cpu default] [--variants old-fp32 new-fp32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+
+from gpt.config import PRESETS, ModelConfig, SampleConfig  # noqa: E402
+from gpt.model import GPT  # noqa: E402
+
+MODELS = {
+    # the cpu preset with a 512-token context, so 16 + 500 tokens never slide the window
+    "cpu": {**{k.split(".")[1]: v for k, v in PRESETS["cpu"].items() if k.startswith("model.")},
+            "vocab_size": 1024, "block_size": 512},
+    # the design default (GPT-2 style 6 x 384) as in bench_model.py
+    "default": {"vocab_size": 4096, "block_size": 1024},
+}
+VARIANTS = ("old-bf16", "old-fp32", "new-fp32", "new-bf16w", "new-compile")
+
+
+def build(preset: str, variant: str) -> GPT:
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(**MODELS[preset])).eval()
+    with torch.no_grad():  # zero-init projections would make every token's logits alike
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    return model.to(torch.bfloat16) if variant == "new-bf16w" else model
+
+
+def generator_for(variant: str):
+    """The generate function of a variant, and the autocast dtype it runs under (None: none)."""
+    if variant.startswith("old"):
+        from gpt.sampling import generate
+        return generate, torch.bfloat16 if variant == "old-bf16" else None
+    import gpt.decode
+    if variant == "new-compile":
+        gpt.decode.decode_step = torch.compile(gpt.decode.decode_step, dynamic=True)
+    return gpt.decode.fast_generate, None
+
+
+def run_one(preset: str, variant: str, n: int) -> dict:
+    """Time one variant in this process: a 20-token warm-up (the compile, if any), then n tokens."""
+    torch.set_num_threads(1)
+    model = build(preset, variant)
+    generate, amp = generator_for(variant)
+    prompt = torch.randint(0, model.config.vocab_size, (1, 16), generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode(), torch.autocast("cpu", dtype=amp or torch.bfloat16, enabled=amp is not None):
+        start = time.perf_counter()
+        generate(model, prompt, SampleConfig(max_new_tokens=20, temperature=0))
+        warmup = time.perf_counter() - start
+        wall, cpu = time.perf_counter(), time.process_time()
+        out = generate(model, prompt, SampleConfig(max_new_tokens=n, temperature=0))
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    digest = hashlib.sha256(out.numpy().tobytes()).hexdigest()[:12]
+    return dict(preset=preset, variant=variant, wall=n / wall, cpu=n / cpu, warmup=warmup, tokens=digest,
+                load=os.getloadavg()[0])
+
+
+def fresh(preset: str, variant: str, n: int) -> dict:
+    cmd = [sys.executable, __file__, "--one", preset, variant, "--new-tokens", str(n)]
+    return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+
+
+def report(preset: str, rows: list[dict], baseline: str) -> None:
+    by = {v: [r for r in rows if r["variant"] == v] for v in dict.fromkeys(r["variant"] for r in rows)}
+    base = statistics.median(r["wall"] for r in by[baseline]) if baseline in by else None
+    for variant, runs in by.items():
+        wall = statistics.median(r["wall"] for r in runs)
+        cpu = statistics.median(r["cpu"] for r in runs)
+        ratio = f"x{wall / base:.2f} vs {baseline}" if base else ""
+        warmup = statistics.median(r["warmup"] for r in runs)
+        print(f"{preset:8s} {variant:12s} {wall:7.1f} tok/s wall ({_each(runs, 'wall', '.0f')}) {cpu:7.1f} tok/s cpu  "
+              f"warm-up {warmup:5.2f} s  {ratio:20s} tokens {runs[0]['tokens']}  load {_each(runs, 'load', '.1f')}")
+
+
+def _each(runs: list[dict], key: str, fmt: str) -> str:
+    return " / ".join(format(r[key], fmt) for r in runs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--new-tokens", type=int, default=500)
+    parser.add_argument("--presets", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--variants", nargs="+", default=["old-bf16", "old-fp32", "new-fp32"], choices=VARIANTS)
+    parser.add_argument("--one", nargs=2, metavar=("PRESET", "VARIANT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_one(*args.one, args.new_tokens)))
+        return
+    print(f"batch 1, 1 thread, greedy, {args.new_tokens} new tokens; each variant in a fresh process, "
+          f"interleaved, medians of {args.reps}; load average at the start {os.getloadavg()[0]:.1f}")
+    for preset in args.presets:
+        rows = [fresh(preset, v, args.new_tokens) for _ in range(args.reps) for v in args.variants]
+        report(preset, rows, "old-fp32")
+
+
+if __name__ == "__main__":
+    main()
