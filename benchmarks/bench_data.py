@@ -72,8 +72,8 @@ def batch_cost() -> None:
     import numpy as np
     import torch
 
+    from gpt.batches import Batches
     from gpt.config import resolve
-    from gpt.data import Batches
     from gpt.model import GPT
     cfg = resolve(preset="cpu")
     cfg.model.vocab_size = cfg.tokenizer.vocab_size

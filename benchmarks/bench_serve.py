@@ -51,11 +51,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=48)
     args = parser.parse_args()
-    from gpt.generate import Generator, SampleParams
+    from gpt.config import SampleConfig
+    from gpt.generate import Generator
     with tempfile.TemporaryDirectory() as tmp:
         run = make_run(Path(tmp))
         gen = Generator(run, "cpu")
-        params = SampleParams(max_new_tokens=64, temperature=0, stop=[])
+        params = SampleConfig(max_new_tokens=64, temperature=0, stop=[])
         gen.complete("The", params)
         direct = statistics.median(timed_direct(gen, params) for _ in range(10))
         with socket.socket() as s:

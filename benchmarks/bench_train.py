@@ -20,10 +20,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from gpt.batches import Batches  # noqa: E402
 from gpt.config import resolve  # noqa: E402
-from gpt.data import Batches  # noqa: E402
 from gpt.model import GPT  # noqa: E402
-from gpt.train import autocast_context, build_optimizers  # noqa: E402
+from gpt.optim import build_optimizers  # noqa: E402
+from gpt.runtime import autocast  # noqa: E402
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 4096, reps: int = 3) -> float:
@@ -50,7 +51,7 @@ def measure(preset: str, precision: str, steps: int, compile_model: bool = False
         t0 = time.perf_counter()
         x, y = batches.next()
         t1 = time.perf_counter()
-        with autocast_context(device, precision):
+        with autocast(device, precision):
             _, loss = run(x, y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -14,7 +14,6 @@ nanoGPT's CPU recipe reaches 2.74 bits per byte on the same held-out text in the
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import tempfile
@@ -23,11 +22,12 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import torch  # noqa: E402
 
+from gpt.batches import eval_windows  # noqa: E402
 from gpt.config import parse_overrides, resolve  # noqa: E402
-from gpt.data import eval_windows, token_byte_lengths  # noqa: E402
-from gpt.train import Trainer, autocast_context  # noqa: E402
+from gpt.data import token_byte_lengths  # noqa: E402
+from gpt.evaluate import evaluate  # noqa: E402
+from gpt.train import Trainer  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 NANOGPT_BPB = 2.74
@@ -66,21 +66,15 @@ def main() -> None:
           f"nanoGPT {NANOGPT_BPB} -> ratio {bpb / NANOGPT_BPB:.3f}")
 
 
-@torch.no_grad()
 def score(trainer: Trainer, val_bytes: int) -> tuple[float, float]:
-    model, device = trainer.model.eval(), trainer.device
+    """Bits per byte and nats per token of the whole held-out text, through gpt/evaluate.py."""
     lengths = token_byte_lengths(trainer.tokenizer)
     tokens = trainer.data.val
     assert int(lengths[tokens.astype("int64")].sum()) == val_bytes, "held-out tokens must decode to the held-out bytes"
-    nats = count = nbytes = 0.0
-    for x, y in eval_windows(tokens, model.config.block_size, 32):
-        with autocast_context(device, trainer.precision):
-            logits = model.all_logits(x.to(device)).float()
-        valid = y >= 0
-        nats += torch.nn.functional.cross_entropy(logits[valid], y[valid].to(device), reduction="sum").item()
-        count += valid.sum().item()
-        nbytes += lengths[y[valid].numpy()].sum()  # every held-out byte but the first token's, which has no context
-    return nats / (math.log(2) * nbytes), nats / count
+    # every held-out byte but the first token's, which has no context, is scored
+    windows = eval_windows(tokens, trainer.model.config.block_size, 32)
+    result = evaluate(trainer.model, windows, lengths, trainer.device, trainer.precision)
+    return result["bpb"], result["loss"]
 
 
 if __name__ == "__main__":

@@ -29,8 +29,8 @@ from typing import Literal
 import numpy as np
 import regex
 
-from gpt.errors import GPTError
-from gpt.files import atomic_write
+from gpt.errors import InputError
+from gpt.files import atomic_write, format_problem
 from gpt.pretokenize import count_pretokens
 
 FORMAT = "gpt-bpe"
@@ -56,10 +56,8 @@ MAX_TOKEN_ID = (1 << 24) - 1  # ids become embedding rows: 16.7M rows is beyond 
 NORMALIZERS = ("NFC",)  # Unicode normal forms a tokenizer may apply before splitting (Qwen2 uses NFC)
 
 
-class TokenizerError(GPTError, ValueError):
+class TokenizerError(InputError):
     """Bad tokenizer input or file; the CLI prints it as one line."""
-
-    code = 2
 
 
 def _check_text(text: str) -> None:
@@ -367,11 +365,8 @@ class Tokenizer:
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "tokenizer") -> Tokenizer:
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise TokenizerError(f"{source} is not a gpt-bpe tokenizer file")
-        if data.get("version") != FORMAT_VERSION:
-            raise TokenizerError(f"{source} has tokenizer format version {data.get('version')}; "
-                                 f"this gpt reads version {FORMAT_VERSION}")
+        if problem := format_problem(data, FORMAT, FORMAT_VERSION, "gpt-bpe tokenizer file"):
+            raise TokenizerError(f"{source} {problem}")
         try:
             byte_ids = data.get("byte_ids") or list(range(256))
             vocab = [bytes([b]) for b in byte_ids]

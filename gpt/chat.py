@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from gpt.bpe import ENDOFTEXT, Tokenizer
-from gpt.errors import GPTError
+from gpt.errors import InputError
 
 ROLES = ("system", "user", "assistant")
 END = "<|end|>"
@@ -42,10 +42,8 @@ CHAT_TEMPLATE = (
 )
 
 
-class ChatError(GPTError, ValueError):
+class ChatError(InputError):
     """A conversation that cannot be rendered (bad role, empty answer, ...); one line, exit code 2."""
-
-    code = 2
 
 
 # ----------------------------------------------------------------------------- tokens

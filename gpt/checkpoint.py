@@ -39,10 +39,10 @@ from safetensors.torch import load_file, save_file
 from gpt.bpe import Tokenizer
 from gpt.bpe_formats import load_tokenizer
 from gpt.config import Config, ConfigError, from_dict, read_toml, to_toml
-from gpt.errors import GPTError
+from gpt.errors import InputError
 from gpt.files import atomic_write, fsync_dir, sha256_file
 from gpt.lora import lora_modules, lora_state_dict, merged_state_dict
-from gpt.model import GPT
+from gpt.model import GPT, state_mismatch
 from gpt.runtime import unwrap_model
 
 CHECKPOINT_VERSION = 1
@@ -51,10 +51,8 @@ BASE_WEIGHTS = "base.safetensors"  # a LoRA run's frozen model, in the run direc
 ADAPTERS = "adapters.safetensors"  # a LoRA run's adapters, in each checkpoint
 
 
-class CheckpointError(GPTError, ValueError):
+class CheckpointError(InputError):
     """A missing, damaged or mismatched checkpoint; the CLI prints it as one line."""
-
-    code = 2
 
 
 # ----------------------------------------------------------------------------- weights files
@@ -129,16 +127,8 @@ def load_checkpoint_weights(model: nn.Module, checkpoint: Path) -> None:
 
 
 def check_state(model: nn.Module, state: dict[str, torch.Tensor], source: str, part: str = "merged") -> None:
-    expected = weights_dict(model, part)
-    for key, tensor in expected.items():
-        if key not in state:
-            raise CheckpointError(f"{source}: missing tensor '{key}'")
-        if tuple(state[key].shape) != tuple(tensor.shape):
-            raise CheckpointError(f"{source}: tensor '{key}' has shape {tuple(state[key].shape)}, "
-                                  f"the model expects {tuple(tensor.shape)}")
-    extra = sorted(set(state) - set(expected))
-    if extra:
-        raise CheckpointError(f"{source}: unexpected tensor '{extra[0]}'")
+    if problem := state_mismatch(weights_dict(model, part), state):
+        raise CheckpointError(f"{source}: {problem}")
 
 
 # ----------------------------------------------------------------------------- checkpoints

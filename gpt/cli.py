@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--resume", action="store_true", help="require resuming from the run directory's checkpoint")
     p.add_argument("--fresh", action="store_true", help="ignore any checkpoint in the run directory")
-    p.add_argument("--init-from", help="start from weights: one of our run dirs or a Hugging Face GPT-2/Llama dir")
+    p.add_argument("--init-from", help="start from weights: a gpt run dir or a Hugging Face GPT-2/Llama/Qwen2 dir")
     _common(p)
 
     p = sub.add_parser("prepare", help="tokenize inputs into the token cache", epilog=EPILOG_OVERRIDES)
@@ -120,9 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
         if action == "encode":
             t.add_argument("--show", action="store_true", help="print each token's text and id")
 
-    p = sub.add_parser("export", help="write a run as a Hugging Face model dir, or its tokenizer for tiktoken/HF")
-    p.add_argument("--format", choices=["hf", "tiktoken", "hf-tokenizer"], default="hf")
+    p = sub.add_parser("export", help="write a run as a Hugging Face model dir, a GGUF file (llama.cpp, Ollama), "
+                                      "or its tokenizer for tiktoken/HF")
+    p.add_argument("--format", choices=["hf", "gguf", "tiktoken", "hf-tokenizer"], default="hf")
     p.add_argument("--to", required=True, help="output directory (hf) or file")
+    p.add_argument("--quantize", choices=["f32", "f16", "q8_0"], default="f32", help="GGUF weights (default f32)")
     _common(p, device=False)
 
     p = sub.add_parser("serve", help="OpenAI-compatible HTTP server (needs the [serve] extra)")
@@ -174,21 +176,9 @@ def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
 def cmd_prepare(args: argparse.Namespace, extra: list[str]) -> int:
     args.device = "cpu"
     cfg, _ = _resolve_config(args, extra)
-    from gpt.data import check_sizes
-    from gpt.files import RunLock
-    from gpt.run_setup import commit_run, prepare_run
-    from gpt.runtime import Dist
-    run = Path(args.out)
-    lock = RunLock(run).acquire()
-    try:
-        prepared = prepare_run(cfg, run, Dist(), progress=sys.stderr.isatty())
-        check_sizes(prepared.data, cfg.model.block_size)
-        if prepared.checkpoint is None:  # a trained run keeps its files; a new one records what was prepared
-            commit_run(run, cfg, prepared, fresh=False)
-    finally:
-        lock.release()
-    data = prepared.data
-    print(f"prepared: {len(data.train):,} train tokens, {len(data.val):,} val tokens in {run / 'data'}")
+    from gpt.run_setup import prepare_only
+    data = prepare_only(cfg, Path(args.out), progress=sys.stderr.isatty())
+    print(f"prepared: {len(data.train):,} train tokens, {len(data.val):,} val tokens in {Path(args.out) / 'data'}")
     return 0
 
 
@@ -396,9 +386,15 @@ def cmd_export(args: argparse.Namespace, extra: list[str]) -> int:
         save_hf_tokenizer(_load_tokenizer(args.out), args.to)
     else:
         from gpt.checkpoint import load_run
-        from gpt.hf import save_hf
+        from gpt.run_setup import read_chat_files
         model, tokenizer, _ = load_run(args.out)
-        save_hf(model, tokenizer, args.to)
+        chat = read_chat_files(args.out)  # the run's chat template (ours, or its Hugging Face source's)
+        if args.format == "gguf":
+            from gpt.gguf_export import export_gguf
+            export_gguf(model, tokenizer, args.to, chat_template=chat.get("chat_template"), dtype=args.quantize)
+        else:
+            from gpt.hf import save_hf
+            save_hf(model, tokenizer, args.to, chat)
     print(f"exported {args.out} as {args.format} -> {args.to}")
     return 0
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpt.errors import GPTError
+from gpt.errors import InputError
 from gpt.presets import PRESETS
 
 try:
@@ -25,10 +25,8 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 
-class ConfigError(GPTError, ValueError):
+class ConfigError(InputError):
     """A bad configuration value; the CLI prints it as one line and exits with 2."""
-
-    code = 2
 
 
 def parse_duration(value: str | float | int) -> float:

@@ -28,7 +28,7 @@ import numpy as np
 import regex
 
 from gpt.bpe import Tokenizer
-from gpt.errors import GPTError
+from gpt.errors import InputError
 from gpt.files import atomic_write, sha256_file
 from gpt.pretokenize import SAFE_CUT, bounded_map
 
@@ -40,10 +40,8 @@ _PROCESS_MIN_BYTES = 32 << 20  # below this, starting encoder processes costs mo
 _SAFE_CUT = regex.compile(SAFE_CUT, flags=regex.REVERSE)  # searched backwards: the last cut in a block
 
 
-class DataError(GPTError, ValueError):
+class DataError(InputError):
     """Unusable input; the CLI prints it as one line."""
-
-    code = 2
 
 
 def warn(message: str) -> None:

@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from gpt.config import SampleConfig
-from gpt.model import GPT, CausalSelfAttention, apply_rope
+from gpt.model import GPT, MLP, CausalSelfAttention, activation, apply_rope
 from gpt.runtime import resolve_precision
-from gpt.sampling import sample_next
+from gpt.sampling import generate_stream
 
 Rope = tuple[torch.Tensor, torch.Tensor] | None
 Cache = list[tuple[torch.Tensor, torch.Tensor]]  # (keys, values) per layer, each (B, nkv, block_size, hs)
@@ -47,17 +47,9 @@ def attend_one(attn: CausalSelfAttention, x: torch.Tensor, rope: Rope, keys: tor
     return attn.c_proj(y.view(B, 1, C))  # (B, nh, 1, hs) is already laid out as (B, 1, C)
 
 
-def mlp_one(mlp, x: torch.Tensor) -> torch.Tensor:
+def mlp_one(mlp: MLP, x: torch.Tensor) -> torch.Tensor:
     """The MLP without its dropout module (identity at inference)."""
-    h = mlp.c_fc(x)
-    if mlp.kind == "swiglu":
-        gate, up = h.chunk(2, dim=-1)
-        h = F.silu(gate) * up
-    elif mlp.kind == "relu2":
-        h = F.relu(h).square()
-    else:
-        h = F.gelu(h, approximate="tanh")
-    return mlp.c_proj(h)
+    return mlp.c_proj(activation(mlp.c_fc(x), mlp.kind))
 
 
 def decode_step(model: GPT, cache: Cache, token: torch.Tensor, pos: int) -> torch.Tensor:
@@ -88,19 +80,7 @@ def prefill(model: GPT, idx: torch.Tensor) -> tuple[torch.Tensor, Cache]:
 def decode_stream(model: GPT, idx: torch.Tensor, opts: SampleConfig,
                   generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
     """Yield (B, 1) next tokens exactly as ``gpt.sampling.generate_stream`` does, through ``decode_step``."""
-    block = model.config.block_size
-    keep = max(1, block * 3 // 4)
-    seq = idx[:, -block:]
-    logits, cache = prefill(model, seq)
-    for _ in range(opts.max_new_tokens):
-        nxt = sample_next(logits, opts, seq, generator)
-        yield nxt
-        seq = torch.cat([seq, nxt], dim=1)
-        if seq.size(1) > block:  # the cache is full: slide the window and read it again
-            seq = seq[:, -keep:]
-            logits, cache = prefill(model, seq)
-        else:
-            logits = decode_step(model, cache, nxt, seq.size(1) - 1)
+    yield from generate_stream(model, idx, opts, generator, read=prefill, step=decode_step)
 
 
 def fast_generate(model: GPT, idx: torch.Tensor, opts: SampleConfig,

@@ -16,6 +16,12 @@ class GPTError(Exception):
             self.code = code
 
 
+class InputError(GPTError, ValueError):
+    """Bad usage, configuration, input or file: exit code 2."""
+
+    code = 2
+
+
 def describe(exc: BaseException) -> tuple[str, int] | None:
     """(one-line message, exit code) for an expected failure, None for a bug that deserves its traceback."""
     if isinstance(exc, GPTError):

@@ -62,6 +62,15 @@ def atomic_write(path: str | Path, data: bytes | str | Callable[[Path], None]) -
     fsync_dir(path.parent)
 
 
+def format_problem(record: object, fmt: str, version: int, what: str) -> str | None:
+    """Why a loaded JSON record is not a `what` this gpt reads (its "format" and "version" keys), or None."""
+    if not isinstance(record, dict) or record.get("format") != fmt:
+        return f"is not a {what} (no \"format\": \"{fmt}\")"
+    if record.get("version") != version:
+        return f"is a {what} of format version {record.get('version')!r}; this gpt reads version {version}"
+    return None
+
+
 def is_disk_full(exc: BaseException) -> bool:
     """ENOSPC, also when a library reports it as its own error (torch.save: 'unexpected pos'; safetensors)."""
     if isinstance(exc, OSError):

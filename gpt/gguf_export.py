@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gpt.bpe import ENDOFTEXT, Tokenizer, bytes_to_unicode
+from gpt.bpe import ENDOFTEXT, Tokenizer
+from gpt.bpe_formats import bytes_to_unicode, to_hf_dict
 from gpt.config import ModelConfig
-from gpt.errors import GPTError
+from gpt.errors import InputError
 from gpt.model import GPT, mlp_hidden
 
 DTYPES = ("f32", "f16", "q8_0")
@@ -36,10 +37,8 @@ END_OF_TURN = "<|end|>"
 PRE_TOKENIZERS = {"gpt2": "gpt-2", "gpt4": "llama-bpe"}
 
 
-class GGUFExportError(GPTError, ValueError):
+class GGUFExportError(InputError):
     """The model or tokenizer has something llama.cpp cannot express; the message names it."""
-
-    code = 2
 
 
 def gguf_arch(cfg: ModelConfig) -> str:
@@ -141,7 +140,7 @@ def gguf_vocab(tokenizer: Tokenizer, n_vocab: int) -> tuple[list[str], list[int]
         else:
             tokens.append(f"[PAD{i}]")
             types.append(TokenType.UNUSED)
-    merges = [" ".join(pair) for pair in tokenizer.to_hf_dict()["model"]["merges"]]
+    merges = [" ".join(pair) for pair in to_hf_dict(tokenizer)["model"]["merges"]]
     return tokens, [int(t) for t in types], merges
 
 

@@ -24,13 +24,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from gpt.config import LORA_TARGETS as TARGETS
-from gpt.errors import GPTError
+from gpt.errors import InputError
+from gpt.model import state_mismatch
 
 
-class LoRAError(GPTError, ValueError):
+class LoRAError(InputError):
     """Bad LoRA options or a LoRA state that does not fit the model; one line, exit code 2."""
-
-    code = 2
 
 
 class LoRALinear(nn.Module):
@@ -150,15 +149,9 @@ def load_lora_state_dict(model: nn.Module, state: dict[str, torch.Tensor], sourc
     expected = _adapters(model)
     if not expected:
         raise LoRAError(f"{source}: the model has no LoRA adapters (call apply_lora with the same options first)")
-    for key, tensor in expected.items():
-        if key not in state:
-            raise LoRAError(f"{source}: missing tensor '{key}'")
-        if tuple(state[key].shape) != tuple(tensor.shape):
-            raise LoRAError(f"{source}: tensor '{key}' has shape {tuple(state[key].shape)}, "
-                            f"the model expects {tuple(tensor.shape)} (a different rank or model?)")
-    extra = sorted(set(state) - set(expected))
-    if extra:
-        raise LoRAError(f"{source}: unexpected tensor '{extra[0]}' (adapters on other targets?)")
+    if problem := state_mismatch(expected, state):
+        hint = {"tensor": " (a different rank or model?)", "unexpected": " (adapters on other targets?)"}
+        raise LoRAError(f"{source}: {problem}{hint.get(problem.split()[0], '')}")
     with torch.no_grad():
         for key, tensor in expected.items():
             tensor.copy_(state[key])

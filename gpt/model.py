@@ -135,14 +135,17 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.c_fc(x)  # (B, T, hidden) or (B, T, 2 * hidden)
-        if self.kind == "swiglu":
-            gate, up = h.chunk(2, dim=-1)
-            h = F.silu(gate) * up
-        elif self.kind == "relu2":
-            h = F.relu(h).square()
-        else:
-            h = F.gelu(h, approximate="tanh")  # GPT-2's GELU
-        return self.dropout(self.c_proj(h))
+        return self.dropout(self.c_proj(activation(h, self.kind)))  # (B, T, C)
+
+
+def activation(h: torch.Tensor, kind: str) -> torch.Tensor:
+    """The MLP's non-linearity: SwiGLU on [gate; up], ReLU^2, or GPT-2's tanh GELU."""
+    if kind == "swiglu":
+        gate, up = h.chunk(2, dim=-1)
+        return F.silu(gate) * up
+    if kind == "relu2":
+        return F.relu(h).square()
+    return F.gelu(h, approximate="tanh")
 
 
 class Block(nn.Module):
@@ -268,3 +271,14 @@ class GPT(nn.Module):
     def clear_cache(self) -> None:
         for block in self.h:
             block.attn.cache = None
+
+
+def state_mismatch(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> str | None:
+    """The first missing, mis-shaped or unexpected tensor of a state dict against the expected one, or None."""
+    for key, tensor in expected.items():
+        if key not in state:
+            return f"missing tensor '{key}'"
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            return f"tensor '{key}' has shape {tuple(state[key].shape)}, the model expects {tuple(tensor.shape)}"
+    extra = sorted(set(state) - set(expected))
+    return f"unexpected tensor '{extra[0]}'" if extra else None

@@ -32,7 +32,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Two layers beat four here: in 70 s the shallower model sees 1.5x the tokens (ablations in
     # benchmarks/README.md), and a 10x embedding lr lets the lookup table keep up.
     "shakespeare-cpu": {
-        "tokenizer.vocab_size": 1536, "tokenizer.special_tokens": [],
+        "tokenizer.vocab_size": 1536, "tokenizer.special_tokens": [], "data.qa": "off",
         "model.n_layer": 2, "model.n_head": 4, "model.n_embd": 256, "model.block_size": 128,
         "model.pos": "rope", "model.norm": "rmsnorm", "model.mlp": "relu2", "model.bias": False,
         "model.qk_norm": True, "model.zero_init_proj": True, "model.tie_embeddings": False,

@@ -25,7 +25,7 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gpt.errors import GPTError
+from gpt.errors import InputError
 from gpt.files import atomic_write, jsonl_lines
 
 MAX_ANSWER = 400  # characters; an answer is the first sentences of a section, not the whole section
@@ -75,10 +75,8 @@ _DEFINITION = re.compile(r"^(?P<term>(?:(?:The|A|An)\s+)?[A-Z][\w'’-]*(?:\s+[\
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'“(]?[A-Z])")
 
 
-class QAError(GPTError, ValueError):
+class QAError(InputError):
     """A question/answer file that cannot be read; the CLI prints it as one line."""
-
-    code = 2
 
 
 @dataclass(frozen=True)

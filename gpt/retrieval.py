@@ -24,8 +24,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gpt.errors import GPTError
-from gpt.files import atomic_write
+from gpt.errors import InputError
+from gpt.files import atomic_write, format_problem
 from gpt.qa import HEADING, glossary_entry, heading_title, read_text_file
 
 INDEX_FORMAT = "gpt-passages"
@@ -39,10 +39,8 @@ describe can could you give who how why when where which please i to it this tha
 """.split())
 
 
-class RetrievalError(GPTError, ValueError):
+class RetrievalError(InputError):
     """A passage index file that cannot be used; the CLI prints it as one line."""
-
-    code = 2
 
 
 @dataclass(frozen=True)
@@ -173,11 +171,8 @@ class PassageIndex:
                 record = json.load(fh)
         except (ValueError, UnicodeDecodeError) as exc:
             raise RetrievalError(f"{path} is not a passage index (damaged JSON: {exc})") from None
-        if not isinstance(record, dict) or record.get("format") != INDEX_FORMAT:
-            raise RetrievalError(f"{path} is not a passage index (no \"format\": \"{INDEX_FORMAT}\")")
-        if record.get("version") != INDEX_VERSION:
-            raise RetrievalError(f"{path} is a passage index of version {record.get('version')!r}; this gpt reads "
-                                 f"version {INDEX_VERSION}: build it again")
+        if problem := format_problem(record, INDEX_FORMAT, INDEX_VERSION, "passage index"):
+            raise RetrievalError(f"{path} {problem}")
         try:
             passages = [Passage(str(text), str(source), int(line)) for text, source, line in record["passages"]]
             return cls(passages, float(record["k1"]), float(record["b"]))

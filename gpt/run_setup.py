@@ -35,9 +35,9 @@ from gpt.conversations import (
     read_conversations,
     too_long,
 )
-from gpt.data import BUILTIN, TokenData, collect_files, iter_texts, open_prepared, prepare
+from gpt.data import BUILTIN, TokenData, check_sizes, collect_files, iter_texts, open_prepared, prepare
 from gpt.errors import GPTError
-from gpt.files import atomic_write
+from gpt.files import RunLock, atomic_write
 from gpt.lora import apply_lora, trainable_parameters
 from gpt.model import GPT
 from gpt.qa_mix import augmentation_file, conversations, derived_pairs
@@ -362,3 +362,18 @@ def batch_source(cfg: Config, prepared: Prepared, per_rank: int, dist: Dist, dev
                                            per_rank, cfg.train.seed, dist.rank, dist.world_size, device))
         weights.append(cfg.data.chat_weight if prepared.data is not None else 1.0)
     return sources[0] if len(sources) == 1 else MixedBatches(sources, weights, cfg.train.seed)
+
+
+def prepare_only(cfg: Config, run_dir: Path, progress: bool = False) -> TokenData:
+    """`gpt prepare`: the tokenizer and the token cache, under the run's lock; a new run records its config."""
+    lock = RunLock(run_dir).acquire()
+    try:
+        prepared = prepare_run(cfg, run_dir, Dist(), progress=progress)
+        if prepared.data is None:
+            raise SetupError("gpt prepare tokenizes text; conversation files are read when training starts")
+        check_sizes(prepared.data, cfg.model.block_size)
+        if prepared.checkpoint is None:  # a trained run keeps its files
+            commit_run(run_dir, cfg, prepared, fresh=False)
+    finally:
+        lock.release()
+    return prepared.data

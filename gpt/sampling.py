@@ -8,7 +8,7 @@ block_size the window slides: its last 3/4 is read again into a fresh cache.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -47,35 +47,39 @@ def sample_next(logits: torch.Tensor, opts: SampleConfig, context: torch.Tensor 
     return torch.multinomial(logits_to_probs(logits, opts), 1, generator=generator)
 
 
-def prefill(model: GPT, idx: torch.Tensor) -> torch.Tensor:
-    """Read a prompt (B, T) into a fresh KV cache; the last position's logits (B, vocab)."""
+def prefill(model: GPT, idx: torch.Tensor) -> tuple[torch.Tensor, None]:
+    """Read a prompt (B, T) into the model's own fresh KV cache; the last position's logits (B, vocab)."""
     model.setup_cache(idx.size(0))
-    return model(idx, pos=0)[0][:, -1, :]
+    return model(idx, pos=0)[0][:, -1, :], None
 
 
-def decode_one(model: GPT, token: torch.Tensor, pos: int) -> torch.Tensor:
-    """One new token (B, 1) at position pos through the cache; its logits (B, vocab)."""
+def decode_one(model: GPT, cache: None, token: torch.Tensor, pos: int) -> torch.Tensor:
+    """One new token (B, 1) at position pos through the model's cache; its logits (B, vocab)."""
     return model(token, pos=pos)[0][:, -1, :]
 
 
 @torch.no_grad()
-def generate_stream(model: GPT, idx: torch.Tensor, opts: SampleConfig,
-                    generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
-    """Yield (B, 1) next tokens, up to opts.max_new_tokens, one forward of one position each."""
+def generate_stream(model: GPT, idx: torch.Tensor, opts: SampleConfig, generator: torch.Generator | None = None,
+                    read: Callable = prefill, step: Callable = decode_one) -> Iterator[torch.Tensor]:
+    """Yield (B, 1) next tokens, up to opts.max_new_tokens: read the prompt once, then one step per token.
+
+    read(model, idx) -> (logits, cache) and step(model, cache, token, pos) -> logits are the decoding
+    path: by default GPT.forward with the model's KV cache (readable); gpt/decode.py passes a faster one.
+    """
     block = model.config.block_size
     keep = max(1, block * 3 // 4)
     seq = idx[:, -block:]
     try:
-        logits = prefill(model, seq)
+        logits, cache = read(model, seq)
         for _ in range(opts.max_new_tokens):
             nxt = sample_next(logits, opts, seq, generator)
             yield nxt
             seq = torch.cat([seq, nxt], dim=1)
             if seq.size(1) > block:  # the cache is full: slide the window and read it again
                 seq = seq[:, -keep:]
-                logits = prefill(model, seq)
+                logits, cache = read(model, seq)
             else:
-                logits = decode_one(model, nxt, seq.size(1) - 1)
+                logits = step(model, cache, nxt, seq.size(1) - 1)
     finally:
         model.clear_cache()
 

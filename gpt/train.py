@@ -137,13 +137,9 @@ class Trainer:
         The epoch cap keeps a faster machine from overfitting a small corpus inside the same time budget:
         the run (and its lr decay) ends after max_epochs passes however fast the steps are.
         """
-        tr = self.cfg.train
-        fractions = [self.step / tr.max_iters]
-        if tr.max_time:
-            fractions.append(self.elapsed / tr.max_time)
-        if tr.max_epochs:
-            fractions.append(self.tokens_seen / (tr.max_epochs * len(self.data.train)))
-        return max(fractions)
+        tr, text = self.cfg.train, len(self.data.train) if self.data is not None else 0
+        return max(self.step / tr.max_iters, self.elapsed / tr.max_time if tr.max_time else 0.0,
+                   self.tokens_seen / (tr.max_epochs * text) if tr.max_epochs and text else 0.0)
 
     def train_step(self) -> float:
         """One optimizer step over grad_accum micro-batches; returns the loss per target token.

@@ -8,6 +8,7 @@ import torch
 
 from gpt.batches import Batches
 from gpt.bpe import Tokenizer
+from gpt.bpe_formats import save_hf_tokenizer
 from gpt.chat import (
     CHAT_TEMPLATE,
     CHAT_TOKENS,
@@ -113,7 +114,7 @@ def test_render_needs_chat_tokens():
 def hf_tok(tok, tmp_path_factory):
     transformers = pytest.importorskip("transformers")
     folder = tmp_path_factory.mktemp("hf")
-    tok.save_hf(folder / "tokenizer.json")
+    save_hf_tokenizer(tok, folder / "tokenizer.json")
     fast = transformers.PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"),
                                                 **chat_template_for_export(tok))
     fast.save_pretrained(folder / "saved")  # and back, as a user of the exported directory gets it
