@@ -63,7 +63,7 @@ def test_fine_tuning_a_base_run_on_conversations_grows_its_vocabulary(corpus_fil
     from safetensors.torch import load_file
     base = tmp_path / "base"
     run_gpt("train", *TINY, "--input", str(corpus_file), "--out", str(base), "--train.max_iters", "10",
-            "--model.n_embd", "64", "--model.block_size", "64", check=True)
+            "--model.n_embd", "64", "--model.block_size", "64", "--data.qa", "off", check=True)
     tuned = tmp_path / "tuned"
     proc = run_gpt("train", *TINY, "--init-from", str(base), "--input", str(qa_file), "--out", str(tuned),
                    "--train.max_iters", "400", "--train.eval_interval", "200", "--train.sample_tokens", "0", check=True)

@@ -12,10 +12,11 @@ import regex
 import torch
 
 from gpt.bpe import PATTERNS, Tokenizer
-from gpt.config import ModelConfig
+from gpt.config import ModelConfig, SampleConfig
 from gpt.errors import GPTError
 from gpt.gguf_export import GGUFExportError, export_gguf, gguf_arch
 from gpt.model import GPT
+from gpt.sampling import generate
 
 pytest.importorskip("gguf")
 llama_cpp = pytest.importorskip("llama_cpp")
@@ -174,7 +175,7 @@ def test_logits_and_greedy_continuation_match_llama_cpp(arch, dtype, tokenizers,
 
     n = 32
     theirs = llama_greedy(llm, ids[:16], n)
-    expected = model.generate(torch.tensor([ids[:16]]), n, temperature=0)[0, 16:].tolist()
+    expected = generate(model, torch.tensor([ids[:16]]), SampleConfig(max_new_tokens=n, temperature=0))[0, 16:].tolist()
     if dtype == "f32":
         assert theirs == expected
         return

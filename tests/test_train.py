@@ -188,7 +188,7 @@ def test_time_budget_stops_on_time(corpus_file, tmp_path):
 
 
 def test_ddp_two_gloo_processes_equal_one(corpus_file, tmp_path):
-    common = ("--train.max_iters", "8", "--train.batch_size", "8", "--train.precision", "fp32",
+    common = ("--train.max_iters", "8", "--train.batch_size", "8", "--train.precision", "fp32", "--data.qa", "off",
               "--train.eval_interval", "1000", "--train.ckpt_interval", "1000", "--train.sample_tokens", "0")
     single = tmp_path / "single"
     run_gpt(*train_args(corpus_file, single, *common), check=True)

@@ -48,7 +48,8 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server(corpus_file, tmp_path_factory):
     run = tmp_path_factory.mktemp("web") / "plants"
-    run_gpt("train", *TINY, "--input", str(corpus_file), "--out", str(run), "--train.max_iters", "30", check=True)
+    run_gpt("train", *TINY, "--input", str(corpus_file), "--out", str(run), "--train.max_iters", "30",
+            "--data.qa", "off", check=True)  # a base run: its answers run long enough to be stopped
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "gpt", "serve", "--out", str(run), "--port", str(port),
                              "--api-key", KEY, "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
