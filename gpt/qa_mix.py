@@ -30,14 +30,15 @@ RENDERINGS = 2  # extra renderings of the entries added to the text
 
 
 def documents(files: list[str], jsonl_field: str = "text") -> list[tuple[str, str]]:
-    """(source, text) of each document, up to MAX_CHARS in all."""
+    """(source file, text) of each document, up to MAX_CHARS in all."""
     out, total = [], 0
-    for i, doc in enumerate(iter_documents(files, jsonl_field)):
-        text = "".join(doc)
-        out.append((f"document {i + 1}", text))
-        total += len(text)
-        if total >= MAX_CHARS:
-            break
+    for path in files:
+        for doc in iter_documents([path], jsonl_field):
+            text = "".join(doc)
+            out.append((path, text))
+            total += len(text)
+            if total >= MAX_CHARS:
+                return out
     return out
 
 

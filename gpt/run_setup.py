@@ -290,7 +290,9 @@ def render_conversations(cfg: Config, files: list[str], tokenizer: Tokenizer, lo
     if not rendered:
         raise SetupError("no conversations left to train on" + (f" ({bad} bad, {len(long)} too long)"))
     n_val = max(1, round(len(rendered) * cfg.data.val_fraction)) if len(rendered) >= 10 else 0
-    log(f"conversations: {len(rendered) - n_val:,} to train on, {n_val:,} held out"
+    trained = sum(sum(mask) for _, mask in rendered) / max(1, sum(len(ids) for ids, _ in rendered))
+    log(f"conversations: {len(rendered) - n_val:,} to train on, {n_val:,} held out, {trained:.0%} of their tokens "
+        "in the loss"
         + (f"; skipped {bad} bad record(s)" if bad else "") + (f"; skipped {len(long)} too long" if long else ""))
     return rendered[:len(rendered) - n_val], rendered[len(rendered) - n_val:]
 
