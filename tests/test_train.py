@@ -274,3 +274,29 @@ def test_epoch_cap_ends_the_run_after_that_many_passes(corpus_file, tmp_path):
     expected = math.ceil(0.5 * len(trainer.data.train) / trainer.tokens_per_step)
     assert trainer.step == expected
     assert trainer.progress_fraction() >= 1.0
+
+
+def test_the_step_weighs_every_target_token_the_same_across_micro_batches(corpus_file, tmp_path):
+    cfg = resolve(preset="tiny", overrides={"data.input": [str(corpus_file)], "train.grad_accum": 2,
+                                            "train.precision": "fp32", "data.qa": "off", "train.grad_clip": 0.0})
+    trainer = Trainer(cfg, tmp_path / "run", progress=False, log=lambda *a: None)
+    torch.manual_seed(0)
+    x = torch.randint(0, 300, (2, 8, 32))
+    y = torch.randint(0, 300, (2, 8, 32))
+    y[0, :, 4:] = -1  # the first micro-batch scores 4 tokens a row, the second all 32
+    batches = iter([(x[0], y[0]), (x[1], y[1])])
+    trainer.batches = type("Fixed", (), {"next": lambda self: next(batches)})()
+    model = trainer.model
+    _, pooled = model(torch.cat([x[0], x[1]]), torch.cat([y[0], y[1]]))  # the mean over every scored token
+    expected = torch.autograd.grad(pooled, [p for p in model.parameters() if p.requires_grad])
+    seen = {}
+    opt = trainer.optimizers[0]
+    real_step = opt.step
+    opt.step = lambda *a, **k: (seen.setdefault("grads", [p.grad.clone() for g in opt.param_groups
+                                                           for p in g["params"]]), real_step(*a, **k))[1]
+    loss = trainer.train_step()
+    assert loss == pytest.approx(pooled.item(), rel=1e-5)
+    by_id = {id(p): e for p, e in zip([p for p in model.parameters() if p.requires_grad], expected)}
+    order = [by_id[id(p)] for g in opt.param_groups for p in g["params"]]
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(seen["grads"], order))
+    trainer.close()

@@ -1,0 +1,53 @@
+"""Run set-up: the resume point, reuse of what `gpt prepare` made, one verification of the cache per start."""
+
+import pytest
+
+import gpt.data
+from gpt.config import resolve
+from gpt.run_setup import SetupError, resume_point
+from gpt.train import Trainer
+
+from .conftest import TINY, run_gpt
+
+
+def tiny(corpus, **overrides):
+    return resolve(preset="tiny", overrides={"data.input": [str(corpus)], "data.qa": "off", **overrides})
+
+
+def test_a_speed_setting_may_change_on_resume_but_not_the_data(corpus_file, tmp_path):
+    run = tmp_path / "run"
+    Trainer(tiny(corpus_file, **{"train.max_iters": 10}), run, progress=False, log=lambda *a: None).run()
+    assert resume_point(run, tiny(corpus_file, **{"data.workers": 2}), "auto", warn=print) is not None
+    with pytest.raises(SetupError, match="another config.*data.val_fraction"):
+        resume_point(run, tiny(corpus_file, **{"data.val_fraction": 0.2}), "auto", warn=print)
+
+
+def test_a_resume_hashes_the_token_cache_once(corpus_file, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    Trainer(tiny(corpus_file, **{"train.max_iters": 10}), run, progress=False, log=lambda *a: None).run()
+    calls = []
+    real = gpt.data.sha256_file
+    monkeypatch.setattr(gpt.data, "sha256_file", lambda path: calls.append(path) or real(path))
+    Trainer(tiny(corpus_file, **{"train.max_iters": 12}), run, progress=False, log=lambda *a: None).run()
+    assert [p.name for p in calls] == ["tokens.bin"]
+
+
+def test_prepare_then_train_reuses_the_tokenizer_and_the_cache(corpus_file, tmp_path):
+    run = tmp_path / "run"
+    run_gpt("prepare", *TINY[:2], "--input", str(corpus_file), "--out", str(run), check=True)
+    tokenizer = (run / "tokenizer.json").read_bytes()
+    proc = run_gpt("train", *TINY, "--input", str(corpus_file), "--out", str(run), "--train.max_iters", "3",
+                   check=True)
+    assert "tokenizer: training" not in proc.stdout and "reusing the token cache" in proc.stdout
+    assert (run / "tokenizer.json").read_bytes() == tokenizer
+
+
+def test_every_damaged_checkpoint_is_refused_not_retrained_over(corpus_file, tmp_path):
+    run = tmp_path / "run"
+    Trainer(tiny(corpus_file, **{"train.max_iters": 20}), run, progress=False, log=lambda *a: None).run()
+    for state in (run / "checkpoints").glob("step-*/state.pt"):
+        state.write_bytes(b"damaged")
+    weights = (run / "model.safetensors").read_bytes()
+    with pytest.raises(SetupError, match="every checkpoint .* is damaged.*--fresh"):
+        resume_point(run, tiny(corpus_file), "auto", warn=lambda m: None)
+    assert (run / "model.safetensors").read_bytes() == weights
