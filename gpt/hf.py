@@ -11,11 +11,10 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from gpt.bpe import Tokenizer
 from gpt.bpe_formats import load_tokenizer, save_hf_tokenizer
-from gpt.checkpoint import CheckpointError, check_state
+from gpt.checkpoint import CheckpointError, check_state, read_weights
 from gpt.config import ModelConfig
 from gpt.model import GPT, mlp_hidden
 
@@ -166,7 +165,7 @@ def _read_dir(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
         raise CheckpointError(f"{root} has no .safetensors weights (pickled .bin files are not loaded: unsafe)")
     sd: dict[str, torch.Tensor] = {}
     for f in files:
-        sd.update(load_file(str(f)))
+        sd.update(read_weights(f))  # a damaged or non-finite file is one line, as for our own weights
     return hf, sd
 
 

@@ -96,6 +96,8 @@ class Metrics:
         records = self.records()
         train = [(r["step"], r["loss"]) for r in records if "loss" in r]
         val = [(r["step"], r["val_loss"]) for r in records if "val_loss" in r]
+        if not (train or val):  # e.g. a full disk kept log.jsonl from being written: nothing to draw
+            return
         fig, ax = plt.subplots(figsize=(7, 4))
         if train:
             ax.plot(*zip(*train), label="train", alpha=0.7)

@@ -198,8 +198,8 @@ class Trainer:
             if bar is not None:
                 bar.update(1)
             if self.stop_signal:
-                self.save()
-                raise TrainError(f"stopped by {self.stop_signal} at step {self.step}; checkpoint saved in "
+                saved = "checkpoint saved in" if self.save() is None else "the last intact checkpoint is kept in"
+                raise TrainError(f"stopped by {self.stop_signal} at step {self.step}; {saved} "
                                  f"{self.run_dir} (run the same command again to resume)", 130)
             if self.step % tr.eval_interval == 0:
                 self.save()  # save first: an eval must never cost a checkpoint
@@ -208,7 +208,9 @@ class Trainer:
                 self.save()
         if bar is not None:
             bar.close()
-        self.save()
+        problem = self.save()
+        if problem:  # the run outlived failed saves on the way; its result must not be lost in silence
+            raise self._unsaved(problem)
         done_before = self.eval_history and self.eval_history[-1]["step"] == self.step
         return dict(self.eval_history[-1], final=True) if done_before else self.evaluate_and_log(final=True)
 
@@ -293,17 +295,32 @@ class Trainer:
         self.elapsed, self.best_val = state["elapsed"], state["best_val"]
         self.log(f"resume: continuing from {checkpoint} at step {self.step}")
 
-    def save(self) -> None:
-        """A checkpoint, then model.safetensors; a full disk costs this save only (rank 0 writes)."""
+    def save(self) -> str | None:
+        """A checkpoint, then model.safetensors; a full disk costs this save only (rank 0 writes).
+
+        Returns the warning of a write that failed, None when both were written.
+        """
         if not self.dist.master:
-            return
+            return None
         if not all(torch.isfinite(p).all() for p in self.model.parameters()):
             raise TrainError("weights are not finite; keeping the previous checkpoint", 3)
-        step, model = self.step, self.model
+        step, model, failed = self.step, self.model, []
+
+        def warn(message: str) -> None:
+            failed.append(message)
+            self.log(message)
         if guarded(f"a checkpoint at step {step}", lambda: self.checkpointer.save(model, self.state_dict(), step),
-                   self.log):
+                   warn):
             guarded(f"model.safetensors at step {step}",
-                    lambda: save_weights(model, self.run_dir / "model.safetensors", {"step": str(step)}), self.log)
+                    lambda: save_weights(model, self.run_dir / "model.safetensors", {"step": str(step)}), warn)
+        return failed[0] if failed else None
+
+    def _unsaved(self, problem: str) -> TrainError:
+        """The error that ends a run whose last save failed (a full disk): what was lost, what is kept."""
+        last = self.checkpointer.latest_good(warn=self.log)
+        kept = f"the last intact checkpoint is {last.name}" if last else "no checkpoint was written"
+        reason = problem.removeprefix("warning: ").split("; the previous")[0]
+        return TrainError(f"{reason}; {kept}: free space and run the same command again", 1)
 
     def _nan_stop(self, loss: float) -> None:
         last = self.checkpointer.latest_good(warn=self.log)
