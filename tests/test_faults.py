@@ -357,7 +357,7 @@ def test_damaged_latest_checkpoint_falls_back(run, corpus_file):
 # ----------------------------------------------------------------------------- two processes on one run
 
 def test_second_trainer_is_refused_and_readers_keep_working(run, corpus_file, tmp_path):
-    first = start_training(run, corpus_file, "--train.max_iters", "100000", "--train.max_time", "20s",
+    first = start_training(run, corpus_file, "--train.max_iters", "100000", "--train.max_time", "15s",
                            "--train.ckpt_interval", "5")
     wait_for(first, "resume: continuing")
     second = run_gpt("train", *TINY, "--input", str(corpus_file), "--out", str(run), env=ENV)
@@ -427,19 +427,19 @@ def test_full_disk_costs_a_save_never_the_run(what, code, corpus_file, tmp_path)
         assert_one_line(proc, 1, "No space left", "disk is full")
 
 
-@pytest.mark.parametrize("size", ["150k", "300k", "700k"])
-def test_small_filesystem(size, corpus_file, tmp_path, mounts):
-    """A real full disk: whatever the size, the run ends in 0 or one 'disk' line, and what it saved is whole."""
+@pytest.mark.parametrize("size,code", [("150k", 1), ("700k", 1), ("2m", 0)])
+def test_small_filesystem(size, code, corpus_file, tmp_path, mounts):
+    """A real full disk: the run goes on past failed saves, then ends in 0 or one line saying what is kept."""
     mount_tmpfs(tmp_path / "small", f"size={size}")
     mounts.append(tmp_path / "small")
     out = tmp_path / "small" / "run"
     proc = run_gpt("train", *TINY, "--input", str(corpus_file), "--out", str(out), env=ENV)
-    assert "Traceback" not in proc.stderr and proc.returncode in (0, 1), proc.stderr
-    if proc.returncode:
-        assert_one_line(proc, 1, "No space left", "disk is full")
     from gpt.checkpoint import Checkpointer, verify_checkpoint
-    assert all(verify_checkpoint(p) is None for p in Checkpointer(out).list())
-    if proc.returncode == 0:
+    assert all(verify_checkpoint(p) is None for p in Checkpointer(out).list())  # what was written is whole
+    if code:
+        assert_one_line(proc, 1, "No space left on device; ")
+    else:
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr
         assert (out / "model.safetensors").exists() and Checkpointer(out).list()[-1].name == "step-00000020"
 
 
