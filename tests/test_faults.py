@@ -254,6 +254,7 @@ def test_fault_is_one_line_and_loses_nothing(case, setup, argv, code, needle, ru
     args = [a.format(run=run, tmp=tmp_path, corpus=corpus_file) for a in argv]
     proc = run_gpt(*args, cwd=tmp_path, env=ENV)
     line = assert_one_line(proc, code, needle)
+    print(f"| {case} | gpt {' '.join(argv)} | {proc.returncode} | {line} |")  # the report's table (pytest -rP)
     assert "weights_only" not in line  # never the advice to unpickle unsafely
     assert not (tmp_path / "MARKER").exists(), "a hostile pickle ran"
     assert_kept(run, before)
