@@ -209,10 +209,13 @@ class Trainer:
         if bar is not None:
             bar.close()
         problem = self.save()
-        if problem:  # the run outlived failed saves on the way; its result must not be lost in silence
-            raise self._unsaved(problem)
         done_before = self.eval_history and self.eval_history[-1]["step"] == self.step
-        return dict(self.eval_history[-1], final=True) if done_before else self.evaluate_and_log(final=True)
+        result = dict(self.eval_history[-1], final=True) if done_before else self.evaluate_and_log(final=True)
+        # The run outlived failed saves; a result it could not save must not pass in silence. Raised after
+        # the evaluation, which every process takes part in, so no process waits on rank 0.
+        if problem:
+            raise self._unsaved(problem)
+        return result
 
     def close(self, clean: bool = True) -> None:
         """End the run's resources: sinks, the process group (after a barrier if clean), the run's lock."""
