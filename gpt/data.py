@@ -136,8 +136,11 @@ def _parquet_records(path: str, field: str) -> Iterator[str]:
         raise DataError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
     if field not in table.schema_arrow.names:
         raise DataError(f"{path}: no column {field!r} (set --data.jsonl_field)")
-    for batch in table.iter_batches(columns=[field]):
-        yield from (t for t in batch.column(0).to_pylist() if isinstance(t, str))
+    try:
+        for batch in table.iter_batches(columns=[field]):
+            yield from (t for t in batch.column(0).to_pylist() if isinstance(t, str))
+    except (OSError, ValueError) as exc:  # damaged data pages (ArrowInvalid is a ValueError): found only when read
+        raise DataError(f"{path}: damaged Parquet data ({str(exc).splitlines()[0]})") from None
 
 
 def iter_documents(files: list[str], jsonl_field: str = "text") -> Iterator[Iterable[str]]:

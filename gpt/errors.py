@@ -27,9 +27,9 @@ def describe(exc: BaseException) -> tuple[str, int] | None:
     if isinstance(exc, GPTError):
         return str(exc), exc.code
     if isinstance(exc, OSError):
-        if exc.errno == errno.ENOSPC:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             return f"the disk is full ({exc.filename or 'while writing'}); free space and run again", 1
-        if exc.errno in (errno.ENOENT, errno.EACCES, errno.EISDIR, errno.ENOTDIR):
+        if exc.errno in (errno.ENOENT, errno.EACCES, errno.EISDIR, errno.ENOTDIR, errno.EROFS, errno.EPERM):
             return f"{exc.strerror}: {exc.filename}", 2
         if exc.errno == errno.EADDRINUSE:
             return f"address already in use: {exc}", 1

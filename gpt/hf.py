@@ -16,12 +16,11 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from gpt.bpe import Tokenizer
 from gpt.bpe_formats import load_tokenizer, save_hf_tokenizer
 from gpt.chat import chat_template_for_export, has_chat_tokens, stop_ids
-from gpt.checkpoint import CheckpointError, check_state
+from gpt.checkpoint import CheckpointError, check_state, read_weights
 from gpt.config import ModelConfig
 from gpt.model import GPT, mlp_hidden
 
@@ -259,7 +258,7 @@ def _read_dir(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
         raise CheckpointError(f"{root} has no .safetensors weights (pickled .bin files are not loaded: unsafe)")
     sd: dict[str, torch.Tensor] = {}
     for f in files:
-        sd.update(load_file(str(f)))
+        sd.update(read_weights(f))  # a damaged or non-finite file is one line, as for our own weights
     return hf, sd
 
 

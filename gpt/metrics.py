@@ -96,6 +96,8 @@ class Metrics:
         records = self.records()
         train = [(r["step"], r["loss"]) for r in records if "loss" in r]
         val = [(r["step"], r["val_loss"]) for r in records if "val_loss" in r]
+        if not (train or val):  # e.g. a full disk kept log.jsonl from being written: nothing to draw
+            return
         fig, ax = plt.subplots(figsize=(7, 4))
         if train:
             ax.plot(*zip(*train), label="train", alpha=0.7)
@@ -114,3 +116,28 @@ class Metrics:
         for close in self.closers:
             close()
         self.closers, self.sinks = [], []
+
+
+class ProgressLine:
+    """The terminal's view of a run: a tqdm bar on a terminal, else a line every 10 logged steps."""
+
+    def __init__(self, bar: bool, total: int | None, initial: int, every: int, log: Callable[[str], None]):
+        self.bar, self.every, self.log = None, every, log
+        if bar:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, initial=initial, desc="train", unit="step", dynamic_ncols=True, disable=None)
+
+    def show(self, record: dict) -> None:
+        text = f"loss {record['loss']:.4f} lr {record['lr']:.2e} {record['tokens_per_s']:,} tok/s"
+        if self.bar is not None:
+            self.bar.set_postfix_str(text, refresh=False)
+        elif record["step"] % (10 * self.every) == 0 or record["step"] == 1:
+            self.log(f"step {record['step']}: {text} ({record['elapsed']:.0f}s)")
+
+    def update(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

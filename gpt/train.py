@@ -29,7 +29,7 @@ from gpt.data import check_sizes, token_byte_lengths
 from gpt.errors import GPTError
 from gpt.evaluate import evaluate
 from gpt.files import RunLock
-from gpt.metrics import Metrics, guarded
+from gpt.metrics import Metrics, ProgressLine, guarded
 from gpt.model import IGNORE_INDEX
 from gpt.optim import build_optimizers, lr_multiplier, set_lr
 from gpt.run_setup import batch_source, build_model, commit_run, prepare_run
@@ -182,7 +182,8 @@ class Trainer:
 
     def _loop(self) -> dict[str, Any]:
         tr = self.cfg.train
-        bar = self._bar()
+        bar = ProgressLine(self.progress and self.dist.master, None if tr.max_time else tr.max_iters, self.step,
+                           tr.log_interval, self.log)
         flops_per_step = self.model.flops_per_token() * self.tokens_per_step
         last_time, last_step = time.perf_counter(), self.step
         loop_start = time.perf_counter() - self.elapsed
@@ -199,26 +200,31 @@ class Trainer:
                 now = time.perf_counter()
                 dt = (now - last_time) / max(1, self.step - last_step)
                 last_time, last_step = now, self.step
-                self._log_step({"step": self.step, "loss": round(loss, 5), "lr": lr,
-                                "tokens_per_s": round(self.tokens_per_step / dt),
-                                "flops_per_s": round(flops_per_step / dt), "elapsed": round(self.elapsed, 2),
-                                "tokens": self.tokens_seen}, bar)
-            if bar is not None:
-                bar.update(1)
+                record = {"step": self.step, "loss": round(loss, 5), "lr": lr,
+                          "tokens_per_s": round(self.tokens_per_step / dt), "flops_per_s": round(flops_per_step / dt),
+                          "elapsed": round(self.elapsed, 2), "tokens": self.tokens_seen}
+                if self.dist.master:
+                    self.metrics.log(record)
+                    bar.show(record)
+            bar.update()
             if self.stop_signal:
-                self.save()
-                raise TrainError(f"stopped by {self.stop_signal} at step {self.step}; checkpoint saved in "
+                saved = "checkpoint saved in" if self.save() is None else "the last intact checkpoint is kept in"
+                raise TrainError(f"stopped by {self.stop_signal} at step {self.step}; {saved} "
                                  f"{self.run_dir} (run the same command again to resume)", 130)
             if self.step % tr.eval_interval == 0:
                 self.save()  # save first: an eval must never cost a checkpoint
                 self.evaluate_and_log()
             elif self.step % tr.ckpt_interval == 0:
                 self.save()
-        if bar is not None:
-            bar.close()
-        self.save()
+        bar.close()
+        problem = self.save()
         done_before = self.eval_history and self.eval_history[-1]["step"] == self.step
-        return dict(self.eval_history[-1], final=True) if done_before else self.evaluate_and_log(final=True)
+        result = dict(self.eval_history[-1], final=True) if done_before else self.evaluate_and_log(final=True)
+        # The run outlived failed saves; a result it could not save must not pass in silence. Raised after
+        # the evaluation, which every process takes part in, so no process waits on rank 0.
+        if problem:
+            raise self._unsaved(problem)
+        return result
 
     def close(self, clean: bool = True) -> None:
         """End the run's resources: sinks, the process group (after a barrier if clean), the run's lock."""
@@ -301,22 +307,31 @@ class Trainer:
         self.elapsed, self.best_val = state["elapsed"], state["best_val"]
         self.log(f"resume: continuing from {checkpoint} at step {self.step}")
 
-    def save(self) -> None:
-        """A checkpoint, then model.safetensors; a full disk costs this save only (rank 0 writes)."""
+    def save(self) -> str | None:
+        """A checkpoint, then model.safetensors (rank 0). A full disk costs this save only: returns its warning."""
         if not self.dist.master:
-            return
+            return None
         if not all(torch.isfinite(p).all() for p in self.model.parameters()):
             raise TrainError("weights are not finite; keeping the previous checkpoint", 3)
-        step, model = self.step, self.model
+        step, model, failed = self.step, self.model, []
+        warn = lambda message: (failed.append(message), self.log(message))
         if guarded(f"a checkpoint at step {step}", lambda: self.checkpointer.save(model, self.state_dict(), step),
-                   self.log):
+                   warn):
             guarded(f"model.safetensors at step {step}",
-                    lambda: save_weights(model, self.run_dir / "model.safetensors", {"step": str(step)}), self.log)
+                    lambda: save_weights(model, self.run_dir / "model.safetensors", {"step": str(step)}), warn)
+        return failed[0] if failed else None
+
+    def _kept(self) -> str:
+        last = self.checkpointer.latest_good(warn=self.log)
+        return f"the last intact checkpoint is {last.name}" if last else "no checkpoint was written"
+
+    def _unsaved(self, problem: str) -> TrainError:
+        """The error that ends a run whose last save failed (a full disk): what was lost, what is kept."""
+        reason = problem.removeprefix("warning: ").split("; the previous")[0]
+        return TrainError(f"{reason}; {self._kept()}: free space and run the same command again", 1)
 
     def _nan_stop(self, loss: float) -> None:
-        last = self.checkpointer.latest_good(warn=self.log)
-        where = f"the last good checkpoint ({last.name}) is kept" if last else "no checkpoint was written"
-        raise TrainError(f"loss became {loss} at step {self.step}; stopping ({where}). "
+        raise TrainError(f"loss became {loss} at step {self.step}; stopping ({self._kept()}). "
                          "Try a lower --train.lr or --train.precision fp32", 3)
 
     def _install_signal_handlers(self) -> dict:
@@ -330,19 +345,3 @@ class Trainer:
         return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
 
     # -- logging
-    def _bar(self):
-        if not (self.progress and self.dist.master):
-            return None
-        from tqdm import tqdm
-        total = None if self.cfg.train.max_time else self.cfg.train.max_iters
-        return tqdm(total=total, initial=self.step, desc="train", unit="step", dynamic_ncols=True, disable=None)
-
-    def _log_step(self, record: dict, bar) -> None:
-        if not self.dist.master:
-            return
-        self.metrics.log(record)
-        text = f"loss {record['loss']:.4f} lr {record['lr']:.2e} {record['tokens_per_s']:,} tok/s"
-        if bar is not None:
-            bar.set_postfix_str(text, refresh=False)
-        elif record["step"] % (10 * self.cfg.train.log_interval) == 0 or record["step"] == 1:
-            self.log(f"step {record['step']}: {text} ({record['elapsed']:.0f}s)")

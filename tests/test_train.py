@@ -226,7 +226,8 @@ def test_full_disk_keeps_the_previous_checkpoint(corpus_file, tmp_path, monkeypa
     monkeypatch.setattr(ckpt, "save_file", disk_fills_after_step_10)
     with open(tmp_path / "run" / "log.jsonl", "a") as fh:
         fh.write('{"step": 0, "lo')  # an append the full disk cut short: the loss plot must pass over it
-    trainer.run()
+    with pytest.raises(TrainError, match="No space left on device; the last intact checkpoint is step-00000010"):
+        trainer.run()  # the run outlives the failed save; as it was the last one, it says so (exit 1)
     assert any("could not write a checkpoint at step 20: No space left on device" in m for m in messages)
     run = tmp_path / "run"
     good = ckpt.Checkpointer(run).latest_good()
