@@ -45,3 +45,58 @@ def run_gpt(*args: str, cwd: str | Path | None = None, timeout: float = 300, env
 
 
 TINY = ["--preset", "tiny", "--device", "cpu"]
+
+
+def kill_after(args: list[str], marker: Path, timeout: float = 120) -> None:
+    """Start `gpt ARGS`, SIGKILL it as soon as `marker` exists (e.g. a checkpoint folder), and reap it."""
+    import signal
+    import time
+    proc = subprocess.Popen([sys.executable, "-m", "gpt", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while not marker.exists():
+        assert proc.poll() is None and time.time() < deadline, "run ended before it could be killed"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(run: Path, *extra: str, timeout: float = 60) -> tuple[subprocess.Popen, str]:
+    """A real `gpt serve` process on 127.0.0.1 for run, once its /health answers: (process, base URL)."""
+    import time
+    import urllib.request
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "gpt", "serve", "--out", str(run), "--port", str(port),
+                             "--device", "cpu", *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(base + "/health", timeout=1)
+            return proc, base
+        except OSError:
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.time() < deadline, "server did not start"
+            time.sleep(0.2)
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def losses(run_dir: Path) -> dict[int, float]:
+    """step -> loss, the last record for each step (a resumed run logs the steps after its checkpoint again)."""
+    import json
+    out = {}
+    for line in (run_dir / "log.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if "loss" in record:
+            out[record["step"]] = record["loss"]
+    return out

@@ -1,15 +1,10 @@
 """From document completer to assistant, through the real CLI: train on conversations, ask, chat, serve, export."""
 
 import json
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 
-from .conftest import TINY, run_gpt
+from .conftest import TINY, run_gpt, start_server, stop_server
 
 QA = [(f"What is {a} plus {b}?", f"{a} plus {b} is {a + b}.") for a, b in
       [(1, 2), (3, 4), (5, 6), (7, 8), (2, 9), (4, 4), (6, 1), (8, 3), (9, 9), (3, 7)]] + \
@@ -111,21 +106,9 @@ def test_hugging_face_chat_template_gives_our_ids(chat_run, tmp_path):
 def test_server_chat_uses_the_template(chat_run):
     openai = pytest.importorskip("openai")
     pytest.importorskip("fastapi")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "gpt", "serve", "--out", str(chat_run), "--port", str(port),
-                             "--device", "cpu"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, base = start_server(chat_run)
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except OSError:
-                assert proc.poll() is None and time.time() < deadline
-                time.sleep(0.2)
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0, timeout=60)
+        client = openai.OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0, timeout=60)
         question, answer = TRAINED[3]
         messages = [{"role": "user", "content": question}]
         out = client.chat.completions.create(model="chat", messages=messages, temperature=0, max_tokens=30)
@@ -134,5 +117,4 @@ def test_server_chat_uses_the_template(chat_run):
                                                 stream=True)
         assert "".join(c.choices[0].delta.content or "" for c in stream) == answer
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        stop_server(proc)

@@ -5,10 +5,6 @@ itself, tokenizer.json and a tokenizer_config.json with special tokens and a cha
 """
 
 import json
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +16,7 @@ from gpt.bpe_formats import save_hf_tokenizer
 from gpt.config import ConfigError, resolve
 from gpt.hf import from_hf_state, load_hf, save_hf
 
-from .conftest import TINY, pydoc_text, run_gpt
+from .conftest import TINY, kill_after, losses, pydoc_text, run_gpt
 
 transformers = pytest.importorskip("transformers")
 
@@ -63,15 +59,6 @@ def tune_args(hf_dir, notes, out, *extra):
     return ["train", *TINY, "--init-from", str(hf_dir), "--input", str(notes), "--out", str(out),
             "--train.lora_rank", str(RANK), "--train.lora_alpha", str(ALPHA), "--train.precision", "fp32",
             "--train.log_interval", "1", "--train.sample_tokens", "0", *extra]
-
-
-def losses(run_dir: Path) -> dict[int, float]:
-    out = {}
-    for line in (run_dir / "log.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        if "loss" in record:
-            out[record["step"]] = record["loss"]
-    return out
 
 
 def test_lora_fine_tune_of_a_hf_llama_then_generate_and_export(hf_dir, notes, tmp_path):
@@ -148,14 +135,7 @@ def test_lora_resume_after_sigkill_equals_uninterrupted(hf_dir, notes, tmp_path)
     run_gpt(*tune_args(hf_dir, notes, straight, *common), check=True)
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "gpt", *tune_args(hf_dir, notes, killed, *common)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not (killed / "checkpoints" / "step-00000020").exists():
-        assert proc.poll() is None and time.time() < deadline, "run ended before it could be killed"
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after(tune_args(hf_dir, notes, killed, *common), killed / "checkpoints" / "step-00000020")
     assert not (killed / "checkpoints" / "step-00000160").exists()
     resumed = run_gpt(*tune_args(hf_dir, notes, killed, *common), check=True)
     assert "resume: continuing from" in resumed.stdout

@@ -1,17 +1,13 @@
 """A real `gpt serve` process on 127.0.0.1, driven by the real `openai` client and by raw HTTP."""
 
 import json
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from .conftest import TINY, run_gpt
+from .conftest import TINY, run_gpt, start_server, stop_server
 
 openai = pytest.importorskip("openai")
 pytest.importorskip("fastapi")
@@ -20,33 +16,14 @@ pytest.importorskip("uvicorn")
 KEY = "test-key"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def server(corpus_file, tmp_path_factory):
     run = tmp_path_factory.mktemp("serve") / "plants"
     run_gpt("train", *TINY, "--input", str(corpus_file), "--out", str(run), "--train.max_iters", "30", check=True)
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gpt", "serve", "--out", str(run), "--port", str(port),
-                             "--api-key", KEY, "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            urllib.request.urlopen(base + "/health", timeout=1)
-            break
-        except OSError:
-            assert proc.poll() is None, proc.stdout.read()
-            assert time.time() < deadline, "server did not start"
-            time.sleep(0.2)
+    proc, base = start_server(run, "--api-key", KEY)
     yield base
-    proc.terminate()
-    proc.wait(timeout=20)
+    stop_server(proc)
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,9 @@
-import json
 import math
 import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,17 +13,7 @@ from gpt.model import GPT
 from gpt.optim import build_optimizers, lr_multiplier
 from gpt.train import Trainer, TrainError
 
-from .conftest import TINY, run_gpt
-
-
-def losses(run_dir: Path) -> dict[int, float]:
-    """step -> loss, the last record for each step (a resumed run logs the steps after its checkpoint again)."""
-    out = {}
-    for line in (run_dir / "log.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        if "loss" in record:
-            out[record["step"]] = record["loss"]
-    return out
+from .conftest import TINY, kill_after, losses, run_gpt
 
 
 def train_args(corpus, out, *extra):
@@ -49,14 +37,7 @@ def test_resume_after_sigkill_equals_uninterrupted(corpus_file, tmp_path):
     run_gpt(*train_args(corpus_file, straight, *common), check=True)
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "gpt", *train_args(corpus_file, killed, *common)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not (killed / "checkpoints" / "step-00000050").exists():
-        assert proc.poll() is None and time.time() < deadline, "run ended before it could be killed"
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after(train_args(corpus_file, killed, *common), killed / "checkpoints" / "step-00000050")
     assert not (killed / "checkpoints" / "step-00000400").exists()
     resumed = run_gpt(*train_args(corpus_file, killed, *common), check=True)
     assert "resume: continuing from" in resumed.stdout

@@ -2,16 +2,13 @@
 
 import json
 import shutil
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-from .conftest import TINY, run_gpt
+from .conftest import TINY, run_gpt, start_server, stop_server
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -39,34 +36,15 @@ new MutationObserver(() => {
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def server(corpus_file, tmp_path_factory):
     run = tmp_path_factory.mktemp("web") / "plants"
     run_gpt("train", *TINY, "--input", str(corpus_file), "--out", str(run), "--train.max_iters", "30",
             "--data.qa", "off", check=True)  # a base run: its answers run long enough to be stopped
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gpt", "serve", "--out", str(run), "--port", str(port),
-                             "--api-key", KEY, "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            urllib.request.urlopen(base + "/health", timeout=1)
-            break
-        except OSError:
-            assert proc.poll() is None, proc.stdout.read()
-            assert time.time() < deadline, "server did not start"
-            time.sleep(0.2)
+    proc, base = start_server(run, "--api-key", KEY)
     yield base
-    proc.terminate()
-    proc.wait(timeout=20)
+    stop_server(proc)
 
 
 @pytest.fixture(scope="module")
