@@ -247,9 +247,14 @@ def evaluate_run(run: Path, corpus: Path, trained: list, held: list, chat: bool)
            "recall": score(lambda t: gen.complete(f"{t}:", opts).text, held)}
     if chat:
         out["open-book"] = score(open_book, held)
-        out["retrieval top-1"] = {"f1": sum(any(h.text.find(p[:40]) >= 0 for h in index.search(f"What is {t}?", k=1))
-                                            for t, p in held) / max(len(held), 1), "n": len(held)}
+        out["retrieval top-1"] = {"f1": retrieval_hits(index, held), "n": len(held)}
     return out
+
+
+def retrieval_hits(index, items: list[tuple[str, str]]) -> float:
+    """Share of "What is X?" whose top passage holds the start of X's first sentence."""
+    hits = sum(any(first_sentence(p)[:40] in h.text for h in index.search(f"What is {t}?", k=1)) for t, p in items)
+    return hits / max(len(items), 1)
 
 
 def open_book_ids(gen, index, question: str, k: int = 2) -> list[int]:
@@ -306,7 +311,8 @@ def print_table(form: str, budget: str, results: dict[str, dict]) -> None:
     print(f"\n== {form}, budget {budget}: token-F1 (exact share) ==")
     print(f"{'run':<28}" + "".join(f"{n:>18}" for n in names) + f"{'val bpb':>9}{'chat loss':>10}{'steps':>7}")
     for run, r in results.items():
-        cells = [f"{r[n]['f1']:.3f} ({r[n].get('exact', 0):.2f})" if n in r else "-" for n in names]
+        cells = ["-" if n not in r else f"{r[n]['f1']:.3f}" + (f" ({r[n]['exact']:.2f})" if "exact" in r[n] else "")
+                 for n in names]
         chat_loss = r["train"].get("val_chat_loss")
         print(f"{run:<28}" + "".join(f"{c:>18}" for c in cells) + f"{r['train']['val_bpb']:>9.4f}"
               + (f"{chat_loss:>10.4f}" if chat_loss is not None else f"{'-':>10}") + f"{r['train']['steps']:>7}")
