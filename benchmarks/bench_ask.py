@@ -20,7 +20,10 @@ or articles, bag of tokens) of its greedy answer, cut at its first sentence, aga
 plus the run's final val bits/byte and val_chat_loss, and gpt ask latency (retrieval included).
 
     python benchmarks/bench_ask.py [--forms wiki glossary] [--budget 5m] [--n 100] [--chat-weight 0.5]
-        [--dropout 0.1] [--no-base] [--keep DIR]
+        [--dropout 0.1] [--set section.key=value ...] [--no-base] [--no-latency] [--keep DIR]
+
+Open-book prompts are fitted to the context (fewer, then shorter passages: open_book_ids), since two
+whole passages overflow the cpu preset's 128 tokens.
 """
 
 from __future__ import annotations
