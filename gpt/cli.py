@@ -274,16 +274,17 @@ def cmd_ask(args: argparse.Namespace, extra: list[str]) -> int:
     if not gen.chat_format:
         print(f"note: {args.out} is a base run without a chat format; answering as the continuation of "
               "'User: ...\nAssistant:'", file=sys.stderr)
+    system = [{"role": "system", "content": args.system}] if args.system else []
     question = args.question
-    if args.source:
+    if args.source:  # open-book: the best passages that fit the context go before the question
         from gpt.data import collect_files
-        from gpt.retrieval import PassageIndex, open_book_question
+        from gpt.retrieval import PassageIndex, fitted_question
         hits = PassageIndex.build(collect_files(args.source)).search(args.question, k=args.passages)
-        question = open_book_question(args.question, [h.text for h in hits])
-        for h in hits:
+        question, used = fitted_question(args.question, [h.text for h in hits],
+                                         lambda text: gen.fits([*system, {"role": "user", "content": text}]))
+        for h in hits[:used]:
             print(f"source: {h.source}:{h.line}", file=sys.stderr)
-    messages = ([{"role": "system", "content": args.system}] if args.system else []) + \
-        [{"role": "user", "content": question}]
+    messages = [*system, {"role": "user", "content": question}]
     _write_stream(gen.stream_chat(messages, opts))
     return 0
 

@@ -140,6 +140,15 @@ class Generator:
                             f"{self.block_size} tokens")
         return ids
 
+    def fits(self, messages: list[dict]) -> bool:
+        """Whether a conversation leaves room for an answer in the context, as it will be rendered."""
+        if not self.chat_format:
+            return len(self.encode_prompt(plain_chat_prompt(messages), warn=lambda m: None)) < self.block_size - 1
+        try:
+            return len(render(self.tokenizer, messages, add_generation_prompt=True)[0]) < self.block_size
+        except ChatError:
+            return False
+
     def stream_chat(self, messages: list[dict], opts: SampleConfig, info: dict | None = None) -> Iterator[str]:
         """The assistant's reply, streamed: through the chat format, or a plain 'User:/Assistant:' prompt."""
         if self.chat_format:

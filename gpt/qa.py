@@ -63,7 +63,9 @@ _FENCE = re.compile(r"^ {0,3}(```|~~~)")
 _GLOSSARY = re.compile(
     rf"^ {{0,3}}(?:[-*+][ \t]+)?(?:\*\*|__)?(?P<term>{_TERM_WORD}(?:[ \t]+{_TERM_WORD}){{0,4}}?)(?:\*\*|__)?"
     r"(?::[ \t]+|[ \t]*[—–][ \t]*|[ \t]+-[ \t]+)(?:\*\*|__)?[ \t]*(?P<definition>\S.*)$")
-_CODE = re.compile(r"[{};=<>`]|(?:^|\s)#\s|\(\)|^\s*[\[\"']|^return\b")  # a definition that looks like code
+# a definition that looks like code; a semicolon followed by a space is prose ("a loser; an obnoxious person")
+_CODE = re.compile(r"[{}=<>`]|;(?!\s)|(?:^|\s)#\s|\(\)|^\s*[\[\"']|^return\b")
+_LABEL = re.compile(r"^ {0,3}\S[^:\n]{0,59}:[ \t]+\S")  # "label: text", the shape of a glossary line
 _BULLET = re.compile(r"^ {0,3}[-*+][ \t]")
 _CALL = re.compile(r"\w\(")  # a "term" such as "def water(plant)" is code
 _QUESTION = re.compile(r"^ {0,3}(?:[-*+][ \t]+)?(?:\*\*|__)?(?:Q|Question)(?:\*\*|__)?[ \t]*:(?:\*\*|__)?[ \t]*(.*)$",
@@ -280,7 +282,7 @@ def derive_entries(text: str, source: str = "") -> list[Entry]:
         for j, line in enumerate(para):
             if entry := glossary_entry(line, start + j + 1, opens):
                 found.append(entry)
-            opens = entry is not None
+            opens = entry is not None or _LABEL.match(line) is not None  # a refused entry still keeps a glossary going
     entries, seen = [], set()
     for entry in sorted(found, key=lambda e: e.line):
         key = (entry.kind == "faq", _bare(entry.term).lower())

@@ -21,12 +21,13 @@ from gpt.config import Config
 from gpt.data import iter_documents
 from gpt.files import atomic_write
 from gpt.qa import QAPair, augmented_text, derive_pairs
-from gpt.retrieval import PassageIndex, open_book_question
+from gpt.retrieval import PassageIndex, fitted_question
 
 MIN_PAIRS = 10  # fewer facts than this: the text has no structure worth a recipe
 MAX_CHARS = 64 << 20  # derive from the first 64 MB of text: enough facts, bounded time
 OPEN_BOOK_SHARE = 0.25  # of the derived questions, also asked with retrieved passages in the context
 RENDERINGS = 2  # extra renderings of the entries added to the text
+CHARS_PER_TOKEN = 3  # about what a small BPE vocabulary gives on English (benchmarks/README.md): fits by length
 
 
 def documents(files: list[str], jsonl_field: str = "text") -> list[tuple[str, str]]:
@@ -61,11 +62,13 @@ def conversations(pairs: list[QAPair], files: list[str], cfg: Config) -> list[li
         return chats
     index = PassageIndex.build(documents(files, cfg.data.jsonl_field))
     rng = random.Random(cfg.train.seed)
+    room = CHARS_PER_TOKEN * cfg.model.block_size  # a conversation longer than the context is not trained on
     for p in rng.sample(pairs, max(1, int(len(pairs) * OPEN_BOOK_SHARE))):
         passages = [h.text for h in index.search(p.question, k=2)]
-        if passages:
-            chats.append([{"role": "user", "content": open_book_question(p.question, passages)},
-                          {"role": "assistant", "content": p.answer}])
+        budget = room - len(p.answer) - 40  # the chat tokens and the answer need their room too
+        question, used = fitted_question(p.question, passages, lambda text, budget=budget: len(text) < budget)
+        if used:
+            chats.append([{"role": "user", "content": question}, {"role": "assistant", "content": p.answer}])
     return chats
 
 

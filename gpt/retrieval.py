@@ -21,7 +21,7 @@ import os
 import re
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from gpt.errors import InputError
@@ -184,3 +184,21 @@ def open_book_question(question: str, passages: list[str]) -> str:
     """A question with its retrieved passages before it: the form open-book examples are trained in."""
     context = "\n\n".join(passages)
     return f"Context:\n{context}\n\nQuestion: {question}"
+
+
+def fitted_question(question: str, passages: list[str], fits: Callable[[str], bool]) -> tuple[str, int]:
+    """The open-book question with as many of the best passages as fit (the last one cut if need be).
+
+    fits(text) says whether a question text fits the model's context. Returns (text, passages used);
+    with no room for any passage, the bare question and 0.
+    """
+    for k in range(len(passages), 0, -1):
+        text = open_book_question(question, passages[:k])
+        if fits(text):
+            return text, k
+    best = passages[0] if passages else ""
+    while len(best) > 40:
+        best = best[:len(best) // 2].rsplit(" ", 1)[0] + " ..."
+        if fits(text := open_book_question(question, [best])):
+            return text, 1
+    return question, 0

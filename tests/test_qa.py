@@ -242,3 +242,13 @@ def test_property_never_raises_and_answers_come_from_the_text(lines, phrasings, 
         assert pair.answer and _flat(pair.answer) in _flat(text)
         assert any(c.isalnum() for c in pair.question)
         assert pair.kind in {"heading", "glossary", "faq", "definition"}
+
+
+def test_a_refused_glossary_line_does_not_end_the_glossary():
+    text = ("(TM): a mark that means trademark, in hacker usage.\n"
+            "Kluge: a clever programming trick intended to solve a problem; an ugly hack.\n"
+            "Cruft: an unpleasant substance, the dust that gathers under your bed.\n")
+    pairs = {(p.question, p.answer) for p in derive_pairs(text, phrasings=1)}
+    assert pairs == {("What is Kluge?", "a clever programming trick intended to solve a problem; an ugly hack."),
+                     ("What is Cruft?", "an unpleasant substance, the dust that gathers under your bed.")}
+    assert derive_pairs("Loop: i = 0;i++ until it stops.\n", phrasings=1) == []  # a semicolon in code is code

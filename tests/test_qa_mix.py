@@ -27,13 +27,15 @@ def notes(tmp_path):
 
 
 def test_pairs_and_open_book_conversations_come_from_the_structure(notes):
-    cfg = resolve(preset="tiny", overrides={"data.input": [str(notes)]})
+    cfg = resolve(preset="tiny", overrides={"data.input": [str(notes)], "model.block_size": 128})
     pairs = derived_pairs(cfg, [str(notes)], log=lambda m: None)
     assert ("What is Monstera?", "a climbing plant with split leaves.") in {(p.question, p.answer) for p in pairs}
     chats = conversations(pairs, [str(notes)], cfg)
     open_book = [c for c in chats if c[0]["content"].startswith("Context:")]
     assert len(chats) == len(pairs) + len(open_book) and open_book
     assert all(c[1]["content"] in c[0]["content"] for c in open_book[:3])  # the answer's passage was retrieved
+    tiny = resolve(preset="tiny", overrides={"data.input": [str(notes)]})  # a 32-token context: no room for them
+    assert not [c for c in conversations(pairs, [str(notes)], tiny) if c[0]["content"].startswith("Context:")]
     off = resolve(preset="tiny", overrides={"data.input": [str(notes)], "data.qa": "off"})
     assert derived_pairs(off, [str(notes)], log=lambda m: None) == []
 
@@ -60,6 +62,21 @@ def test_a_run_on_notes_answers_a_derived_question(notes, tmp_path):
         got = run_gpt("ask", question, "--out", str(run), "--temperature", "0", check=True).stdout.strip()
         answers += got == answer
     assert answers >= 2  # held-out questions may miss; trained ones are recalled
+    book = run_gpt("ask", "What is Monstera?", "--out", str(run), "--source", str(notes), "--temperature", "0",
+                   check=True)  # open-book: passages fitted to the 64-token context, and named
+    assert book.stderr.startswith(f"source: {notes}:") and book.stdout.strip()
+
+
+def test_open_book_questions_are_fitted_to_the_context():
+    from gpt.retrieval import fitted_question
+    passages = ["Monstera: a climbing plant with split leaves. " * 4, "Pothos: a trailing vine. " * 4]
+    text, used = fitted_question("What is Monstera?", passages, lambda t: len(t) < 10_000)
+    assert used == 2 and text.startswith("Context:\n") and text.endswith("Question: What is Monstera?")
+    text, used = fitted_question("What is Monstera?", passages, lambda t: len(t) < 250)
+    assert used == 1 and "Pothos" not in text and len(text) < 250
+    text, used = fitted_question("What is Monstera?", passages, lambda t: len(t) < 120)
+    assert used == 1 and text.count("...") == 1 and len(text) < 120
+    assert fitted_question("What is Monstera?", passages, lambda t: len(t) < 20) == ("What is Monstera?", 0)
 
 
 def test_gpt_qa_writes_pairs_and_refuses_notes_without_structure(notes, tmp_path):
