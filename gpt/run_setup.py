@@ -25,7 +25,15 @@ from gpt.batches import Batches, BatchSource
 from gpt.bpe import Tokenizer
 from gpt.bpe_formats import load_tokenizer, read_tokenizer_config
 from gpt.chat import CHAT_TEMPLATE, add_chat_tokens, grow_embeddings, has_chat_tokens, render
-from gpt.checkpoint import BASE_WEIGHTS, Checkpointer, load_weights, read_config, verify_checkpoint, write_run_files
+from gpt.checkpoint import (
+    BASE_WEIGHTS,
+    Checkpointer,
+    load_state,
+    load_weights,
+    read_config,
+    verify_checkpoint,
+    write_run_files,
+)
 from gpt.config import Config, ModelConfig, result_changes
 from gpt.conversations import (
     ConversationBatches,
@@ -218,6 +226,7 @@ class Prepared:
     chat_train: Rendered
     chat_val: Rendered
     checkpoint: Path | None
+    state: dict | None  # the checkpoint's state.pt, read (and so checked) before anything is written
     base_vocab: int  # the --init-from model's vocabulary, before chat tokens grew it (else the model's)
     chat: dict | None = None  # --init-from's chat template and special tokens (read_chat_files)
 
@@ -242,6 +251,7 @@ def prepare_run(cfg: Config, run_dir: Path, dist: Dist, resume: str = "auto", in
     if adopted is not None:
         cfg.model.vocab_size = max(base_vocab, adopted.vocab_size)
     checkpoint = resume_point(run_dir, cfg, resume, warn=log)
+    state = load_state(checkpoint) if checkpoint else None  # a damaged or hostile state.pt stops here, untouched
     run_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = load_tokenizer(run_dir / "tokenizer.json") if checkpoint else adopted
     if tokenizer is None and resume != "never":
@@ -261,8 +271,8 @@ def prepare_run(cfg: Config, run_dir: Path, dist: Dist, resume: str = "auto", in
         text_files = [str(run_dir / "data" / "augmented.txt"), *text_files]
     data = prepare_tokens(cfg, text_files, tokenizer, run_dir / "data", dist, progress, log) if text_files else None
     chat_train, chat_val = render_conversations(cfg, chat_files, tokenizer, log, derived) if needs_chat else ([], [])
-    return Prepared(files, tokenizer, data, chat_train, chat_val, checkpoint, base_vocab or cfg.model.vocab_size,
-                    chat)
+    return Prepared(files, tokenizer, data, chat_train, chat_val, checkpoint, state,
+                    base_vocab or cfg.model.vocab_size, chat)
 
 
 def render_conversations(cfg: Config, files: list[str], tokenizer: Tokenizer, log: Callable[[str], None],

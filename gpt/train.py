@@ -22,7 +22,7 @@ import torch
 
 from gpt import __version__
 from gpt.batches import eval_windows
-from gpt.checkpoint import BASE_WEIGHTS, Checkpointer, load_checkpoint_weights, load_state, save_weights
+from gpt.checkpoint import BASE_WEIGHTS, Checkpointer, load_checkpoint_weights, save_weights
 from gpt.config import Config, to_dict
 from gpt.conversations import eval_batches
 from gpt.data import check_sizes, token_byte_lengths
@@ -89,7 +89,7 @@ class Trainer:
         self.byte_lengths = token_byte_lengths(self.tokenizer)
         self.checkpointer = Checkpointer(self.run_dir)
         if prepared.checkpoint is not None:
-            self._restore(prepared.checkpoint)
+            self._restore(prepared.checkpoint, prepared.state)
         self.train_model = wrap_model(self.model, self.device, self.dist, self._want_compile())
         if self.dist.master:
             commit_run(self.run_dir, cfg, prepared, fresh=resume == "never")
@@ -291,8 +291,7 @@ class Trainer:
                 "optimizers": [opt.state_dict() for opt in self.optimizers], "scaler": self.scaler.state_dict(),
                 "sampler": self.batches.state_dict(), "rng": rng_state(), "config": to_dict(self.cfg)}
 
-    def _restore(self, checkpoint: Path) -> None:
-        state = load_state(checkpoint)
+    def _restore(self, checkpoint: Path, state: dict[str, Any]) -> None:
         try:
             load_checkpoint_weights(self.model, checkpoint)
             for opt, opt_state in zip(self.optimizers, state["optimizers"]):

@@ -315,7 +315,7 @@ def post(conn, path: str, body: str) -> tuple[int, dict]:
 @pytest.mark.parametrize("path,body,param", [
     ("/v1/completions", '{"model": "gpt", "prompt": "hi", "seed": ' + str(2**70) + '}', "seed"),
     ("/v1/completions", '{"model": "gpt", "prompt": "a \\ud800 b"}', "prompt"),
-    ("/v1/chat/completions", '{"model": "gpt", "messages": [{"role": "user", "content": "\\udfff"}]}', "prompt"),
+    ("/v1/chat/completions", '{"model": "gpt", "messages": [{"role": "user", "content": "\\udfff"}]}', "messages"),
     ("/v1/completions", json.dumps({"model": "gpt", "prompt": ["a"] * 1000, "n": 8, "max_tokens": 1}), "n"),
     ("/v1/completions", json.dumps({"model": "gpt", "prompt": ["a"] * 8, "max_tokens": 4096}), "max_tokens"),
     ("/v1/completions", json.dumps({"model": "gpt", "prompt": "hi", "temperature": -1}), "temperature"),
