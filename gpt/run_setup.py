@@ -256,6 +256,8 @@ def prepare_run(cfg: Config, run_dir: Path, dist: Dist, resume: str = "auto", in
     tokenizer = load_tokenizer(run_dir / "tokenizer.json") if checkpoint else adopted
     if tokenizer is None and resume != "never":
         tokenizer = reusable_tokenizer(run_dir, cfg)
+        if tokenizer is not None and needs_chat:  # prepared without questions: the same ids, plus chat tokens
+            tokenizer = add_chat_tokens(tokenizer)
     if tokenizer is None:
         if dist.master:
             tokenizer = train_tokenizer(files, cfg, cfg.data.workers, progress, log, chat=needs_chat)

@@ -42,6 +42,15 @@ def test_prepare_then_train_reuses_the_tokenizer_and_the_cache(corpus_file, tmp_
     assert (run / "tokenizer.json").read_bytes() == tokenizer
 
 
+def test_a_run_prepared_without_questions_trains_with_them(corpus_file, tmp_path):
+    run = tmp_path / "run"
+    run_gpt("prepare", *TINY[:2], "--input", str(corpus_file), "--out", str(run), "--data.qa", "off", check=True)
+    proc = run_gpt("train", *TINY, "--input", str(corpus_file), "--out", str(run), "--train.max_iters", "3",
+                   check=True)
+    assert "tokenizer: training" not in proc.stdout and "questions:" in proc.stdout
+    assert (run / "chat_template.jinja").exists()
+
+
 def test_every_damaged_checkpoint_is_refused_not_retrained_over(corpus_file, tmp_path):
     run = tmp_path / "run"
     Trainer(tiny(corpus_file, **{"train.max_iters": 20}), run, progress=False, log=lambda *a: None).run()
