@@ -291,10 +291,8 @@ def cmd_ask(args: argparse.Namespace, extra: list[str]) -> int:
 
 def cmd_qa(args: argparse.Namespace, extra: list[str]) -> int:
     from gpt.data import DataError, collect_files
-    from gpt.qa import derive_pairs, write_jsonl
-    from gpt.qa_mix import documents
-    pairs = [p for source, text in documents(collect_files(args.input))
-             for p in derive_pairs(text, source, args.phrasings, args.seed)]
+    from gpt.qa import derive_from_files, write_jsonl
+    pairs = derive_from_files(collect_files(args.input), args.phrasings, args.seed)
     if not pairs:
         raise DataError("no questions found: the notes have no headings, glossary lines (Term: definition), "
                         "Q:/A: blocks or definitions")

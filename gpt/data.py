@@ -162,6 +162,20 @@ def iter_documents(files: list[str], jsonl_field: str = "text") -> Iterator[Iter
                 warn(f"skipping unreadable file {path}: {exc.strerror}")
 
 
+def read_documents(files: list[str], jsonl_field: str = "text",
+                   max_chars: int = 0) -> list[tuple[str, str]]:
+    """(source file, text) of each document, whole, up to max_chars in all (0: no limit)."""
+    out, total = [], 0
+    for path in files:
+        for doc in iter_documents([path], jsonl_field):
+            text = "".join(doc)
+            out.append((path, text))
+            total += len(text)
+            if max_chars and total >= max_chars:
+                return out
+    return out
+
+
 def iter_texts(files: list[str], jsonl_field: str = "text") -> Iterator[str]:
     """All text pieces, in order: what the tokenizer trains on."""
     for doc in iter_documents(files, jsonl_field):

@@ -21,10 +21,10 @@ import json
 import os
 import random
 import re
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from gpt.data import read_documents
 from gpt.errors import InputError
 from gpt.files import atomic_write, jsonl_lines
 
@@ -310,25 +310,9 @@ def derive_pairs(text: str, source: str = "", phrasings: int = 3, seed: int = 0)
             for e in derive_entries(text, source) for q in questions_for(e, phrasings, seed)]
 
 
-def read_text_file(path: str) -> str | None:
-    """A file's text (invalid UTF-8 replaced), or None for a binary file (NUL bytes in its first 8 KiB)."""
-    with open(path, "rb") as fh:
-        if b"\0" in fh.read(8192):
-            return None
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        return fh.read()
-
-
 def derive_from_files(files: list[str], phrasings: int = 3, seed: int = 0) -> list[QAPair]:
-    """derive_pairs over text files (.md, .txt, any text); binary files are skipped with a warning."""
-    pairs: list[QAPair] = []
-    for path in files:
-        text = read_text_file(path)
-        if text is None:
-            print(f"warning: skipping binary file {path}", file=sys.stderr)
-            continue
-        pairs += derive_pairs(text, source=path, phrasings=phrasings, seed=seed)
-    return pairs
+    """derive_pairs over every document of files (text, JSONL, Parquet, the built-in corpus; binary skipped)."""
+    return [p for source, text in read_documents(files) for p in derive_pairs(text, source, phrasings, seed)]
 
 
 # ----------------------------------------------------------------------------- JSONL in the chat format

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gpt.config import Config
-from gpt.data import iter_documents
+from gpt.data import read_documents
 from gpt.files import atomic_write
 from gpt.qa import QAPair, augmented_text, derive_pairs
 from gpt.retrieval import PassageIndex, fitted_question
@@ -30,24 +30,11 @@ RENDERINGS = 2  # extra renderings of the entries added to the text
 CHARS_PER_TOKEN = 3  # about what a small BPE vocabulary gives on English (benchmarks/README.md): fits by length
 
 
-def documents(files: list[str], jsonl_field: str = "text") -> list[tuple[str, str]]:
-    """(source file, text) of each document, up to MAX_CHARS in all."""
-    out, total = [], 0
-    for path in files:
-        for doc in iter_documents([path], jsonl_field):
-            text = "".join(doc)
-            out.append((path, text))
-            total += len(text)
-            if total >= MAX_CHARS:
-                return out
-    return out
-
-
 def derived_pairs(cfg: Config, files: list[str], log: Callable[[str], None]) -> list[QAPair]:
     """The question/answer pairs the text's structure gives, or none when data.qa is off or they are too few."""
     if cfg.data.qa == "off" or not files:
         return []
-    pairs = [p for source, text in documents(files, cfg.data.jsonl_field)
+    pairs = [p for source, text in read_documents(files, cfg.data.jsonl_field, MAX_CHARS)
              for p in derive_pairs(text, source, phrasings=2, seed=cfg.train.seed)]
     if len(pairs) < MIN_PAIRS and cfg.data.qa == "auto":
         return []
@@ -60,7 +47,7 @@ def conversations(pairs: list[QAPair], files: list[str], cfg: Config) -> list[li
     chats = [[{"role": "user", "content": p.question}, {"role": "assistant", "content": p.answer}] for p in pairs]
     if not pairs:
         return chats
-    index = PassageIndex.build(documents(files, cfg.data.jsonl_field))
+    index = PassageIndex.build(read_documents(files, cfg.data.jsonl_field, MAX_CHARS))
     rng = random.Random(cfg.train.seed)
     room = CHARS_PER_TOKEN * cfg.model.block_size  # a conversation longer than the context is not trained on
     for p in rng.sample(pairs, max(1, int(len(pairs) * OPEN_BOOK_SHARE))):

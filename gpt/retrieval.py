@@ -19,14 +19,14 @@ import json
 import math
 import os
 import re
-import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from gpt.data import read_documents
 from gpt.errors import InputError
 from gpt.files import atomic_write, format_problem
-from gpt.qa import HEADING, glossary_entry, heading_title, read_text_file
+from gpt.qa import HEADING, glossary_entry, heading_title
 
 INDEX_FORMAT = "gpt-passages"
 INDEX_VERSION = 1
@@ -129,14 +129,9 @@ class PassageIndex:
         """Index files (paths; binary ones skipped with a warning) and (source, text) pairs."""
         passages: list[Passage] = []
         for item in files_or_texts:
-            if isinstance(item, tuple):
-                source, text = item
-            else:
-                source, text = os.fspath(item), read_text_file(os.fspath(item))
-                if text is None:
-                    print(f"warning: skipping binary file {source}", file=sys.stderr)
-                    continue
-            passages += passages_of(text, source, max_chars)
+            documents = [item] if isinstance(item, tuple) else read_documents([os.fspath(item)])
+            for source, text in documents:
+                passages += passages_of(text, source, max_chars)
         return cls(passages)
 
     def _idf(self, word: str) -> float:
