@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gpt.batches import to_device
 from gpt.bpe import Tokenizer
 from gpt.chat import ChatError, check_messages, render
 from gpt.files import jsonl_lines
@@ -141,15 +142,22 @@ def pack(rendered: Sequence[tuple[list[int], list[int]]], block_size: int, pad_i
     return tokens[:, :-1].copy(), targets[:, 1:].copy()
 
 
-def pack_files(files: Sequence[str | Path], tokenizer: Tokenizer, block_size: int, skip_bad: bool = False,
-               skip_long: bool = False, log=print) -> tuple[np.ndarray, np.ndarray]:
-    """Conversation JSONL files -> packed (inputs, targets): read, render, pack, and report what was skipped."""
+def read_rendered(files: Sequence[str | Path], tokenizer: Tokenizer,
+                  skip_bad: bool = False) -> tuple[list[tuple[list[int], list[int]]], list[str], int]:
+    """Every conversation of the files rendered as (ids, mask), with a name for each and the bad records skipped."""
     rendered, names, bad = [], [], 0
     for path in files:
         conversations, skipped = read_conversations(path, skip_bad)
         bad += skipped
         rendered += [render(tokenizer, c) for c in conversations]
         names += [f"{path} conversation {k}" for k in range(1, len(conversations) + 1)]
+    return rendered, names, bad
+
+
+def pack_files(files: Sequence[str | Path], tokenizer: Tokenizer, block_size: int, skip_bad: bool = False,
+               skip_long: bool = False, log=print) -> tuple[np.ndarray, np.ndarray]:
+    """Conversation JSONL files -> packed (inputs, targets): read, render, pack, and report what was skipped."""
+    rendered, names, bad = read_rendered(files, tokenizer, skip_bad)
     inputs, targets = pack(rendered, block_size, tokenizer.eot_id, skip_long, names)
     long = len(too_long(rendered, block_size))
     log(f"conversations: {len(rendered) - long:,} in {len(inputs):,} windows of {block_size + 1} tokens, "
@@ -159,12 +167,6 @@ def pack_files(files: Sequence[str | Path], tokenizer: Tokenizer, block_size: in
 
 
 # ----------------------------------------------------------------------------- batch sources
-
-def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    if device.type == "cuda":
-        return t.pin_memory().to(device, non_blocking=True)
-    return t if device.type == "cpu" else t.to(device)
-
 
 class PackedBatches:
     """Batches of packed windows, epoch by epoch in a seeded order: every window once per epoch.
@@ -204,7 +206,7 @@ class PackedBatches:
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = self._take(self.batch_size * self.world_size)
         mine = slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
-        return _to_device(x[mine], self.device), _to_device(y[mine], self.device)
+        return to_device(x[mine], self.device), to_device(y[mine], self.device)
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "pos": self.pos, "windows": len(self.inputs)}

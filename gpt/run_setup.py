@@ -40,7 +40,7 @@ from gpt.conversations import (
     MixedBatches,
     conversation_texts,
     is_conversation_file,
-    read_conversations,
+    read_rendered,
     too_long,
 )
 from gpt.data import BUILTIN, TokenData, check_sizes, collect_files, iter_texts, open_prepared, prepare
@@ -284,11 +284,7 @@ def render_conversations(cfg: Config, files: list[str], tokenizer: Tokenizer, lo
     derived conversations (questions from the text) are shuffled in after the user's own; those too long
     for the context are left out without complaint: the user did not write them.
     """
-    rendered, bad = [], 0
-    for path in files:
-        found, skipped = read_conversations(path, cfg.data.skip_bad)
-        bad += skipped
-        rendered += [render(tokenizer, c) for c in found]
+    rendered, _, bad = read_rendered(files, tokenizer, cfg.data.skip_bad)
     extra = [r for r in (render(tokenizer, c) for c in derived) if len(r[0]) <= cfg.model.block_size + 1]
     random.Random(cfg.train.seed).shuffle(extra)
     rendered += extra
