@@ -33,8 +33,8 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from gpt.bpe import Tokenizer
 from gpt.bpe_formats import load_tokenizer
@@ -94,12 +94,12 @@ def save_weights(model: nn.Module, path: str | Path, metadata: dict[str, str] | 
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of a safetensors file, refusing a damaged file, a hash mismatch and non-finite values."""
     try:
-        state = load_file(str(path))
-        with open(path, "rb") as fh:  # the header's metadata: safetensors' own reader has no API for it
-            header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))
+        with safe_open(str(path), framework="pt") as fh:  # one read: the tensors and the header's metadata
+            state = {name: fh.get_tensor(name) for name in fh.keys()}
+            metadata = fh.metadata() or {}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"cannot read weights {path}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
-    recorded = (header.get("__metadata__") or {}).get("sha256")
+    recorded = metadata.get("sha256")
     if recorded and recorded != tensors_digest(state):
         raise CheckpointError(f"weights {path} are damaged (their hash does not match)")
     for name, tensor in state.items():
