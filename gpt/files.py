@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from gpt.errors import GPTError
+from gpt.errors import InputError
 
 
 def fsync_dir(path: str | Path) -> None:
@@ -99,8 +99,8 @@ def jsonl_lines(path: str | Path) -> Iterator[tuple[int, str]]:
                 yield number, line
 
 
-class RunInUse(GPTError):
-    code = 2
+class RunInUse(InputError):
+    """A run directory another trainer holds."""
 
 
 class RunLock:

@@ -44,7 +44,7 @@ from gpt.conversations import (
     too_long,
 )
 from gpt.data import BUILTIN, TokenData, check_sizes, collect_files, iter_texts, open_prepared, prepare
-from gpt.errors import GPTError
+from gpt.errors import InputError
 from gpt.files import RunLock, atomic_write
 from gpt.lora import apply_lora, trainable_parameters
 from gpt.model import GPT
@@ -59,8 +59,8 @@ RUN_FILES = ("checkpoints", "model.safetensors", "best.safetensors", "tokenizer.
 FINE_TUNE_MAY_CHANGE = {"dropout"}  # model keys --init-from lets a user change: not the architecture
 
 
-class SetupError(GPTError):
-    code = 2
+class SetupError(InputError):
+    """A run that cannot be set up as asked (inputs, --init-from, the resume point)."""
 
 
 def default_inputs(cfg: Config) -> list[str]:

@@ -18,11 +18,11 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from gpt.errors import GPTError
+from gpt.errors import InputError
 
 
-class RuntimeSetupError(GPTError):
-    code = 2
+class RuntimeSetupError(InputError):
+    """A device or precision this machine does not have."""
 
 
 # ----------------------------------------------------------------------------- device and precision

@@ -11,6 +11,7 @@ OpenAI-style JSON error, and one request's total work is bounded.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import secrets
 import threading
@@ -105,6 +106,11 @@ def chat_choice(i: int, c: Completion) -> dict:
             "finish_reason": c.finish_reason}
 
 
+def seeded(opts: SampleConfig, i: int) -> SampleConfig:
+    """The i-th of n choices: seed + i, so a seeded request's choices differ but repeat (0 stays random)."""
+    return dataclasses.replace(opts, seed=opts.seed + i if opts.seed else 0)
+
+
 # ----------------------------------------------------------------------------- the service
 
 class Service:
@@ -148,8 +154,7 @@ class Service:
     async def complete_all(self, prompts: list[str], opts: SampleConfig) -> list[Completion]:
         out = []
         for i, prompt in enumerate(prompts):
-            seeded = SampleConfig(**{**opts.__dict__, "seed": opts.seed + i if opts.seed else 0})
-            out.append(await run_in_threadpool(self.generator.complete, prompt, seeded, lambda m: None))
+            out.append(await run_in_threadpool(self.generator.complete, prompt, seeded(opts, i), lambda m: None))
         return out
 
     async def pieces(self, stream: Callable[[dict], Iterator[str]], info: dict) -> AsyncIterator[str]:
@@ -225,8 +230,7 @@ class Service:
             return StreamingResponse(self.stream_chat(messages, opts, req.model), media_type="text/event-stream")
         done = []
         for i in range(req.n):
-            seeded = SampleConfig(**{**opts.__dict__, "seed": opts.seed + i if opts.seed else 0})
-            done.append(await run_in_threadpool(self.generator.chat, messages, seeded))
+            done.append(await run_in_threadpool(self.generator.chat, messages, seeded(opts, i)))
         return build_response("chat.completion", req.model, done, chat_choice)
 
     def check_conversation(self, messages: list[dict]) -> None:
