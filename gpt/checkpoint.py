@@ -4,7 +4,8 @@ A run directory holds everything needed to use or continue a model without the o
 
     config.toml          the resolved config (feed it back with --config)
     tokenizer.json       the tokenizer (gpt-bpe JSON)
-    model.safetensors    the latest weights, for generate / eval / serve / export
+    model.safetensors    the weights to use (generate / eval / serve / export): the last step's, or at the
+                         end of a run whose validation got worse, the best evaluated ones
     best.safetensors     the weights with the best validation loss so far
     checkpoints/step-N/  model.safetensors + state.pt (optimizer, step, RNG, sampler) + meta.json (hashes)
     base.safetensors     with LoRA only: the frozen model, once; checkpoints then hold adapters.safetensors

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import platform
+import shutil
 import signal
 import threading
 import time
@@ -28,7 +29,7 @@ from gpt.conversations import eval_batches
 from gpt.data import check_sizes, token_byte_lengths
 from gpt.errors import GPTError
 from gpt.evaluate import evaluate
-from gpt.files import RunLock
+from gpt.files import RunLock, atomic_write
 from gpt.metrics import Metrics, ProgressLine, guarded
 from gpt.model import IGNORE_INDEX
 from gpt.optim import build_optimizers, lr_multiplier, set_lr
@@ -66,6 +67,7 @@ class Trainer:
         self.lock = RunLock(self.run_dir).acquire() if self.dist.master else None
         self.metrics: Metrics | None = None
         self.step, self.tokens_seen, self.elapsed, self.best_val = 0, 0, 0.0, float("inf")
+        self.best_record: dict[str, Any] | None = None  # the evaluation of the weights in best.safetensors
         self.eval_history: list[dict] = []
         self.stop_signal: str | None = None
         try:
@@ -118,6 +120,8 @@ class Trainer:
                  f"{m.num_params() / 1e6:.2f}M parameters ({m.wte.weight.numel() / 1e6:.2f}M in the token embedding"
                  f"{', tied to the LM head' if cfg.model.tie_embeddings else ''})")
         budget = f", time budget {tr.max_time:.0f}s" if tr.max_time else ""
+        if tr.max_epochs and self.data is not None:
+            budget += f", {tr.max_epochs:g} passes over the text ({tr.max_epochs * len(self.data.train):,.0f} tokens)"
         warmup = tr.warmup_iters if tr.warmup_iters >= 0 else "2% of the run"
         data = f"{len(self.data.train):,} tokens, val {len(self.data.val):,} tokens" if self.data is not None else ""
         if self.chat_conversations:
@@ -224,7 +228,23 @@ class Trainer:
         # the evaluation, which every process takes part in, so no process waits on rank 0.
         if problem:
             raise self._unsaved(problem)
-        return result
+        return self._use_best_weights(result)
+
+    def _use_best_weights(self, last: dict[str, Any]) -> dict[str, Any]:
+        """If validation got worse towards the end (a small corpus seen too often), model.safetensors
+        becomes the best evaluated weights, so more steps never leave a worse model to use; the
+        checkpoints keep the last step, to resume from. Returns the metrics of the weights kept."""
+        best = self.run_dir / "best.safetensors"
+        kept = self.best_record
+        if kept is None or not (kept["val_loss"] < last["val_loss"] and kept["step"] < self.step and best.exists()):
+            return last
+        if self.dist.master:
+            if not guarded("model.safetensors (the best weights)", lambda: atomic_write(
+                    self.run_dir / "model.safetensors", lambda tmp: shutil.copyfile(best, tmp)), self.log):
+                return last
+            self.log(f"model.safetensors: the best weights, from step {kept['step']} (val loss "
+                     f"{kept['val_loss']:.4f}), not the last step's ({last['val_loss']:.4f})")
+        return dict(kept, final=True, last_step=self.step, last_val_loss=last["val_loss"])
 
     def close(self, clean: bool = True) -> None:
         """End the run's resources: sinks, the process group (after a barrier if clean), the run's lock."""
@@ -265,10 +285,10 @@ class Trainer:
         self.eval_history.append(record)
         if self.dist.master:
             self.metrics.log(record)
-            if metrics["val_loss"] < self.best_val:
-                self.best_val = metrics["val_loss"]
-                guarded("best.safetensors", lambda: save_weights(self.model, self.run_dir / "best.safetensors",
-                                                                 {"step": str(self.step)}), self.log)
+            if metrics["val_loss"] < self.best_val and guarded(
+                    "best.safetensors", lambda: save_weights(self.model, self.run_dir / "best.safetensors",
+                                                             {"step": str(self.step)}), self.log):
+                self.best_val, self.best_record = metrics["val_loss"], record
             self.log(f"step {self.step}: val loss {metrics['val_loss']:.4f}, {metrics['val_bpb']:.4f} bits/byte")
             self.metrics.plot()
             if self.cfg.train.sample_tokens:
@@ -288,7 +308,8 @@ class Trainer:
     # -- state
     def state_dict(self) -> dict[str, Any]:
         return {"step": self.step, "tokens_seen": self.tokens_seen, "elapsed": self.elapsed, "best_val": self.best_val,
-                "optimizers": [opt.state_dict() for opt in self.optimizers], "scaler": self.scaler.state_dict(),
+                "best_record": self.best_record, "optimizers": [opt.state_dict() for opt in self.optimizers],
+                "scaler": self.scaler.state_dict(),
                 "sampler": self.batches.state_dict(), "rng": rng_state(), "config": to_dict(self.cfg)}
 
     def _restore(self, checkpoint: Path, state: dict[str, Any]) -> None:
@@ -304,6 +325,7 @@ class Trainer:
             raise TrainError(f"cannot resume from {checkpoint}: {exc}", 2) from None
         self.step, self.tokens_seen = state["step"], state["tokens_seen"]
         self.elapsed, self.best_val = state["elapsed"], state["best_val"]
+        self.best_record = state.get("best_record")
         self.log(f"resume: continuing from {checkpoint} at step {self.step}")
 
     def save(self) -> str | None:

@@ -259,6 +259,28 @@ def test_epoch_cap_ends_the_run_after_that_many_passes(corpus_file, tmp_path):
     assert trainer.progress_fraction() >= 1.0
 
 
+@pytest.mark.parametrize("last_is_better", [False, True])
+def test_model_file_holds_the_best_evaluated_weights(corpus_file, tmp_path, monkeypatch, last_is_better):
+    from gpt.checkpoint import read_weights
+    cfg = resolve(preset="tiny", overrides={"data.input": [str(corpus_file)], "train.max_iters": 20,
+                                            "train.eval_interval": 10, "train.sample_tokens": 0})
+    messages = []
+    trainer = Trainer(cfg, tmp_path / "run", progress=False, log=messages.append)
+    val = {10: 2.0, 20: 1.0} if last_is_better else {10: 1.0, 20: 2.0}  # an overfitting run: worse at the end
+    monkeypatch.setattr(trainer, "evaluate", lambda: {"val_loss": val[trainer.step], "val_bpb": val[trainer.step] / 2})
+    result = trainer.run()
+    run = tmp_path / "run"
+    chosen = read_weights(run / "model.safetensors")
+    step = 20 if last_is_better else 10
+    at_step = read_weights(run / "checkpoints" / f"step-{step:08d}" / "model.safetensors")
+    assert chosen.keys() == at_step.keys() and all(torch.equal(chosen[k], at_step[k]) for k in chosen)
+    assert result["val_loss"] == 1.0 and result["step"] == step
+    if not last_is_better:
+        assert result["last_val_loss"] == 2.0 and result["last_step"] == 20
+        assert any("the best weights, from step 10" in m for m in messages)
+        assert trainer.checkpointer.latest_good().name == "step-00000020"  # resuming continues from the last step
+
+
 def test_the_step_weighs_every_target_token_the_same_across_micro_batches(corpus_file, tmp_path):
     cfg = resolve(preset="tiny", overrides={"data.input": [str(corpus_file)], "train.grad_accum": 2,
                                             "train.precision": "fp32", "data.qa": "off", "train.grad_clip": 0.0})
