@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -60,6 +61,11 @@ def atomic_write(path: str | Path, data: bytes | str | Callable[[Path], None]) -
     finally:
         tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)
+
+
+def atomic_copy(source: str | Path, path: str | Path) -> None:
+    """Copy a file over path atomically: readers see the old file or the whole new one."""
+    atomic_write(path, lambda tmp: shutil.copyfile(source, tmp))
 
 
 def format_problem(record: object, fmt: str, version: int, what: str) -> str | None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import random
+import signal
+import threading
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,3 +174,27 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     """The plain module inside DDP and torch.compile wrappers (what checkpoints save)."""
     model = getattr(model, "module", model)
     return getattr(model, "_orig_mod", model)
+
+
+class StopRequest:
+    """Catches Ctrl-C and SIGTERM while a block runs, so a loop can save before it stops: ``signal`` names
+    the first one; a second Ctrl-C stops at once. Outside the main thread, signals stay as they were."""
+
+    def __init__(self):
+        self.signal: str | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.signal:
+            raise KeyboardInterrupt
+        self.signal = signal.Signals(signum).name
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}

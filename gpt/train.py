@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import math
 import platform
-import shutil
-import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -29,12 +26,13 @@ from gpt.conversations import eval_batches
 from gpt.data import check_sizes, token_byte_lengths
 from gpt.errors import GPTError
 from gpt.evaluate import evaluate
-from gpt.files import RunLock, atomic_write
+from gpt.files import RunLock, atomic_copy
 from gpt.metrics import Metrics, ProgressLine, guarded
 from gpt.model import IGNORE_INDEX
 from gpt.optim import build_optimizers, lr_multiplier, set_lr
 from gpt.run_setup import batch_source, build_model, commit_run, prepare_run
 from gpt.runtime import (
+    StopRequest,
     autocast,
     configure,
     grad_scaler,
@@ -69,7 +67,7 @@ class Trainer:
         self.step, self.tokens_seen, self.elapsed, self.best_val = 0, 0, 0.0, float("inf")
         self.best_record: dict[str, Any] | None = None  # the evaluation of the weights in best.safetensors
         self.eval_history: list[dict] = []
-        self.stop_signal: str | None = None
+        self.stop = StopRequest()  # Ctrl-C / SIGTERM while training: save, then stop
         try:
             self._set_up(resume, init_from, explicit)
         except BaseException:
@@ -176,12 +174,10 @@ class Trainer:
 
     def run(self) -> dict[str, Any]:
         """Train until max_iters or max_time, then evaluate and save; returns the final metrics."""
-        previous = self._install_signal_handlers()
         try:
-            return self._loop()
+            with self.stop:
+                return self._loop()
         finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
             self.close()
 
     def _loop(self) -> dict[str, Any]:
@@ -211,9 +207,9 @@ class Trainer:
                     self.metrics.log(record)
                     bar.show(record)
             bar.update()
-            if self.stop_signal:
+            if self.stop.signal:
                 saved = "checkpoint saved in" if self.save() is None else "the last intact checkpoint is kept in"
-                raise TrainError(f"stopped by {self.stop_signal} at step {self.step}; {saved} "
+                raise TrainError(f"stopped by {self.stop.signal} at step {self.step}; {saved} "
                                  f"{self.run_dir} (run the same command again to resume)", 130)
             if self.step % tr.eval_interval == 0:
                 self.save()  # save first: an eval must never cost a checkpoint
@@ -231,19 +227,16 @@ class Trainer:
         return self._use_best_weights(result)
 
     def _use_best_weights(self, last: dict[str, Any]) -> dict[str, Any]:
-        """If validation got worse towards the end (a small corpus seen too often), model.safetensors
-        becomes the best evaluated weights, so more steps never leave a worse model to use; the
-        checkpoints keep the last step, to resume from. Returns the metrics of the weights kept."""
-        best = self.run_dir / "best.safetensors"
-        kept = self.best_record
+        """If validation got worse by the end (a small corpus seen too often), model.safetensors takes the best
+        evaluated weights; checkpoints keep the last step to resume from. Returns the kept weights' metrics."""
+        best, kept = self.run_dir / "best.safetensors", self.best_record  # None but on rank 0
         if kept is None or not (kept["val_loss"] < last["val_loss"] and kept["step"] < self.step and best.exists()):
             return last
-        if self.dist.master:
-            if not guarded("model.safetensors (the best weights)", lambda: atomic_write(
-                    self.run_dir / "model.safetensors", lambda tmp: shutil.copyfile(best, tmp)), self.log):
-                return last
-            self.log(f"model.safetensors: the best weights, from step {kept['step']} (val loss "
-                     f"{kept['val_loss']:.4f}), not the last step's ({last['val_loss']:.4f})")
+        if not guarded("model.safetensors (the best weights)",
+                       lambda: atomic_copy(best, self.run_dir / "model.safetensors"), self.log):
+            return last
+        self.log(f"model.safetensors: the best weights, from step {kept['step']} (val loss {kept['val_loss']:.4f}), "
+                 f"not the last step's ({last['val_loss']:.4f})")
         return dict(kept, final=True, last_step=self.step, last_val_loss=last["val_loss"])
 
     def close(self, clean: bool = True) -> None:
@@ -292,18 +285,18 @@ class Trainer:
             self.log(f"step {self.step}: val loss {metrics['val_loss']:.4f}, {metrics['val_bpb']:.4f} bits/byte")
             self.metrics.plot()
             if self.cfg.train.sample_tokens:
-                self.log("sample: " + self.sample(self.cfg.train.sample_tokens).replace("\n", "\n        "))
+                self.log("sample: " + self._sample().replace("\n", "\n        "))
         return record
 
-    def sample(self, n_tokens: int, prompt: str = "") -> str:
-        start = self.tokenizer.encode(prompt) if prompt else [self.tokenizer.eot_id or 10]
-        gen = torch.Generator(device=self.device).manual_seed(self.cfg.train.seed)
-        opts = type(self.cfg.sample)(max_new_tokens=n_tokens, temperature=0.8, top_k=50)
+    def _sample(self) -> str:
+        """A few tokens from the model as it is, logged at each evaluation."""
+        start = torch.tensor([[self.tokenizer.eot_id or 10]], device=self.device)
+        opts = type(self.cfg.sample)(max_new_tokens=self.cfg.train.sample_tokens, temperature=0.8, top_k=50)
         self.model.eval()
         with autocast(self.device, self.precision):
-            out = generate(self.model, torch.tensor([start], device=self.device), opts, gen)
+            out = generate(self.model, start, opts, torch.Generator(self.device).manual_seed(self.cfg.train.seed))
         self.model.train()
-        return self.tokenizer.decode(out[0, len(start):].tolist())
+        return self.tokenizer.decode(out[0, 1:].tolist())
 
     # -- state
     def state_dict(self) -> dict[str, Any]:
@@ -355,14 +348,3 @@ class Trainer:
         raise TrainError(f"loss became {loss} at step {self.step}; stopping ({self._kept()}). "
                          "Try a lower --train.lr or --train.precision fp32", 3)
 
-    def _install_signal_handlers(self) -> dict:
-        """Ctrl-C / SIGTERM ask the loop to save and stop; returns the handlers to put back afterwards."""
-        def handler(signum, frame):
-            if self.stop_signal:  # a second Ctrl-C stops at once
-                raise KeyboardInterrupt
-            self.stop_signal = signal.Signals(signum).name
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-
-    # -- logging
