@@ -20,10 +20,12 @@ or articles, bag of tokens) of its greedy answer, cut at its first sentence, aga
 plus the run's final val bits/byte and val_chat_loss, and gpt ask latency (retrieval included).
 
     python benchmarks/bench_ask.py [--forms wiki glossary] [--budget 5m] [--n 100] [--chat-weight 0.5]
-        [--dropout 0.1] [--set section.key=value ...] [--no-base] [--no-latency] [--keep DIR]
+        [--dropout 0.1] [--open-book SHARE] [--steps N] [--set section.key=value ...] [--no-base] [--no-latency]
+        [--keep DIR]
 
-Open-book prompts are fitted to the context (fewer, then shorter passages: open_book_ids), since two
-whole passages overflow the cpu preset's 128 tokens.
+Open-book prompts are built as gpt ask --source builds them (gpt.retrieval.open_book): the best passage
+first, cut to leave room for the answer in the cpu preset's 128 tokens. For A/B comparisons on a shared
+machine, --steps N trains a fixed number of steps instead of a time budget.
 """
 
 from __future__ import annotations
@@ -146,7 +148,8 @@ def split_entries(corpus: Path, entries: list[tuple[str, str]], holdout: float, 
     return ([e for i, e in enumerate(usable) if i not in held], [e for i, e in enumerate(usable) if i in held])
 
 
-def recipe_inputs(corpus: Path, held_out: list[tuple[str, str]], folder: Path, seed: int) -> list[str]:
+def recipe_inputs(corpus: Path, held_out: list[tuple[str, str]], folder: Path, seed: int,
+                  share: float | None = None) -> list[str]:
     """What --data.qa on builds for this corpus, minus the questions about held-out entries."""
     from gpt.config import Config
     from gpt.qa import QAPair, derive_entries, questions_for
@@ -162,7 +165,7 @@ def recipe_inputs(corpus: Path, held_out: list[tuple[str, str]], folder: Path, s
         pairs += mine
         if e.term.lower() not in held_terms and e.definition not in held_text:
             asked += mine
-    chats = conversations(asked, [str(corpus)], cfg)
+    chats = conversations(asked, [str(corpus)], cfg, *([] if share is None else [share]))
     random.Random(seed).shuffle(chats)  # as render_conversations shuffles derived ones: the held-out 10% is random
     chat_file = folder / f"{corpus.stem}_questions.jsonl"
     chat_file.write_text("".join(json.dumps({"messages": c}, ensure_ascii=False) + "\n" for c in chats),
@@ -261,24 +264,10 @@ def retrieval_hits(index, items: list[tuple[str, str]]) -> float:
 
 
 def open_book_ids(gen, index, question: str, k: int = 2) -> list[int]:
-    """The open-book prompt in ids, fitted to the context: fewer passages, then shorter ones, until it fits.
-
-    gpt ask --source puts two whole passages in (up to 800 characters each) and fails on a context of
-    128 tokens (the cpu preset); answering needs the best passage's start, so the end gives way.
-    """
-    from gpt.chat import ChatError
-    from gpt.retrieval import open_book_question
-    passages = [h.text for h in index.search(question, k=k)]
-    while True:
-        try:
-            return gen.chat_ids([{"role": "user", "content": open_book_question(question, passages)}])
-        except ChatError:
-            if len(passages) > 1:
-                passages = passages[:1]
-            elif len(passages[0]) > 40:
-                passages = [passages[0][:len(passages[0]) * 3 // 4]]
-            else:
-                raise
+    """The open-book prompt in ids, built as gpt ask --source builds it (retrieval.open_book, fitted by gen.fits)."""
+    from gpt.retrieval import asked_open_book
+    book = asked_open_book(gen, index, question, k)
+    return gen.chat_ids([{"role": "user", "content": book.prompt}])
 
 
 def answer_of(pieces) -> str:
@@ -340,10 +329,12 @@ def run_form(form: str, corpus: Path, entries: list, args: argparse.Namespace, w
     held_sample = rng.sample(held, min(args.n, len(held)))
     print(f"\n[{form}] {corpus.stat().st_size / 1e6:.2f} MB, {len(trained) + len(held)} usable entries, "
           f"{len(held)} held out; scoring {len(trained_sample)} trained + {len(held_sample)} held-out", flush=True)
-    overrides = {"model.dropout": args.dropout, "train.seed": args.seed, **dict(kv.split("=", 1) for kv in args.set)}
+    steps = {"train.max_time": 0, "train.max_iters": args.steps} if args.steps else {}
+    overrides = {"model.dropout": args.dropout, "train.seed": args.seed, **steps,
+                 **dict(kv.split("=", 1) for kv in args.set)}
     results: dict[str, dict] = {}
     label = f"recipe cw{args.chat_weight} do{args.dropout}"
-    inputs = recipe_inputs(corpus, held, work, args.seed)
+    inputs = recipe_inputs(corpus, held, work, args.seed, args.open_book)
     info = train(inputs, work / f"{form}_recipe", args.budget,
                  {**overrides, "data.qa": "off", "data.skip_long": "true", "data.chat_weight": args.chat_weight})
     results[label] = {"train": info, **evaluate_run(work / f"{form}_recipe", corpus, trained_sample, held_sample,
@@ -370,6 +361,9 @@ def main() -> None:
     parser.add_argument("--holdout", type=float, default=0.1, help="share of entries whose questions are not trained")
     parser.add_argument("--chat-weight", type=float, default=0.5)
     parser.add_argument("--dropout", type=float, default=0.1, help="model.dropout (the cpu preset's is 0.1)")
+    parser.add_argument("--open-book", type=float, help="open-book conversations per derived question "
+                        "(default: gpt.qa_mix.OPEN_BOOK_SHARE)")
+    parser.add_argument("--steps", type=int, help="train this many steps, no time budget (A/B on a busy machine)")
     parser.add_argument("--set", nargs="*", default=[], help="more overrides for both runs: section.key=value")
     parser.add_argument("--no-base", action="store_true", help="skip today's flow (the base run)")
     parser.add_argument("--no-latency", dest="latency", action="store_false")

@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ask", help="ask a trained run one question; the answer streams, then it exits")
     p.add_argument("question")
-    p.add_argument("--source", nargs="+", help="answer open-book: retrieve passages from these files/folders")
+    p.add_argument("--source", nargs="+", help="answer open-book: retrieve passages from these files/folders "
+                   "(greedy unless --temperature is given)")
     p.add_argument("--passages", type=int, default=2, help="passages put in the context with --source (default 2)")
     p.add_argument("--system", help="a system message before the question")
     p.add_argument("--best", action="store_true", help="use best.safetensors (best validation loss)")
@@ -270,19 +271,21 @@ def cmd_chat(args: argparse.Namespace, extra: list[str]) -> int:
 def cmd_ask(args: argparse.Namespace, extra: list[str]) -> int:
     from gpt.generate import Generator
     gen = Generator(args.out, args.device, weights="best.safetensors" if args.best else "model.safetensors")
+    if args.source and args.temperature is None:
+        args.temperature = 0.0  # an answer copied out of a passage: greedy, not a draw that may stray from it
     opts = _sample_options(gen, args)
     if not gen.chat_format:
         print(f"note: {args.out} is a base run without a chat format; answering as the continuation of "
               "'User: ...\nAssistant:'", file=sys.stderr)
     system = [{"role": "system", "content": args.system}] if args.system else []
     question = args.question
-    if args.source:  # open-book: the best passages that fit the context go before the question
+    if args.source:  # open-book: the prompt the run's open-book questions were trained in (retrieval.open_book)
         from gpt.data import collect_files
-        from gpt.retrieval import PassageIndex, fitted_question
-        hits = PassageIndex.build(collect_files(args.source)).search(args.question, k=args.passages)
-        question, used = fitted_question(args.question, [h.text for h in hits],
-                                         lambda text: gen.fits([*system, {"role": "user", "content": text}]))
-        for h in hits[:used]:
+        from gpt.retrieval import PassageIndex, asked_open_book
+        book = asked_open_book(gen, PassageIndex.build(collect_files(args.source)), args.question, args.passages,
+                               system)
+        question = book.prompt
+        for h in book.passages:
             print(f"source: {h.source}:{h.line}", file=sys.stderr)
     messages = [*system, {"role": "user", "content": question}]
     _write_stream(gen.stream_chat(messages, opts))

@@ -140,11 +140,16 @@ class Generator:
                             f"{self.block_size} tokens")
         return ids
 
-    def fits(self, messages: list[dict]) -> bool:
-        """Whether a conversation leaves room for an answer in the context, as it will be rendered."""
+    def fits(self, messages: list[dict], answer: str | None = None) -> bool:
+        """Whether a conversation leaves room for an answer in the context, as it will be rendered; with `answer`,
+        whether that answer fits too (the rule training applies: block_size + 1 tokens, its <|end|> included)."""
         if not self.chat_format:
-            return len(self.encode_prompt(plain_chat_prompt(messages), warn=lambda m: None)) < self.block_size - 1
+            prompt = plain_chat_prompt(messages) + (f" {answer}" if answer else "")
+            return len(self.encode_prompt(prompt, warn=lambda m: None)) < self.block_size - 1
         try:
+            if answer:
+                turns = [*messages, {"role": "assistant", "content": answer}]
+                return len(render(self.tokenizer, turns)[0]) <= self.block_size + 1
             return len(render(self.tokenizer, messages, add_generation_prompt=True)[0]) < self.block_size
         except ChatError:
             return False

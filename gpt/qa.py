@@ -72,9 +72,11 @@ _QUESTION = re.compile(r"^ {0,3}(?:[-*+][ \t]+)?(?:\*\*|__)?(?:Q|Question)(?:\*\
                        re.IGNORECASE)
 _ANSWER = re.compile(r"^ {0,3}(?:[-*+][ \t]+)?(?:\*\*|__)?(?:A|Answer)(?:\*\*|__)?[ \t]*:(?:\*\*|__)?[ \t]*(.*)$",
                      re.IGNORECASE)
+QUESTION_LINE, ANSWER_LINE = _QUESTION, _ANSWER  # "Q: ..." and "A: ..." lines, for gpt/retrieval.py's titles
 _DEFINITION = re.compile(r"^(?P<term>(?:(?:The|A|An)\s+)?[A-Z][\w'’-]*(?:\s+[\w'’-]+){0,3}?)\s+(?P<verb>is|are)\s+"
                          r"(?:a|an|the)\s+\w")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'“(]?[A-Z])")
+SENTENCE_END = _SENTENCE_END
 
 
 class QAError(InputError):

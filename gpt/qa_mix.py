@@ -5,8 +5,9 @@ Language Models 3.1*). So when the text has structure (headings, glossary lines,
 definitions; see gpt/qa.py), a run also trains on:
 
 - closed-book conversations: "What is X?" answered by X's entry, in the chat format (gpt/chat.py);
-- open-book conversations: the same question with the passages retrieval finds for it in the context
-  (gpt/retrieval.py), so that `gpt ask --source` answers from a passage;
+- open-book conversations: the question with the passages retrieval finds for it in the context, built by
+  gpt/retrieval.py's open_book() exactly as `gpt ask --source` builds it, answered with the best passage's
+  first sentence: a small model learns to copy the answer out of the passage;
 - the entries re-rendered in other recognised forms ("X: ...", "## X", "X is ..."), in a new order per
   rendering, as extra text: knowledge seen in several forms is the knowledge questions can extract.
 """
@@ -17,17 +18,18 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
+from gpt.bpe import Tokenizer
+from gpt.chat import render
 from gpt.config import Config
 from gpt.data import read_documents
 from gpt.files import atomic_write
 from gpt.qa import QAPair, augmented_text, derive_pairs
-from gpt.retrieval import PassageIndex, fitted_question
+from gpt.retrieval import PassageIndex, open_book
 
 MIN_PAIRS = 10  # fewer facts than this: the text has no structure worth a recipe
 MAX_CHARS = 64 << 20  # derive from the first 64 MB of text: enough facts, bounded time
-OPEN_BOOK_SHARE = 0.25  # of the derived questions, also asked with retrieved passages in the context
+OPEN_BOOK_SHARE = 1.0  # open-book conversations per derived question (a seeded sample when below 1)
 RENDERINGS = 2  # extra renderings of the entries added to the text
-CHARS_PER_TOKEN = 3  # about what a small BPE vocabulary gives on English (benchmarks/README.md): fits by length
 
 
 def derived_pairs(cfg: Config, files: list[str], log: Callable[[str], None]) -> list[QAPair]:
@@ -42,20 +44,27 @@ def derived_pairs(cfg: Config, files: list[str], log: Callable[[str], None]) -> 
     return pairs
 
 
-def conversations(pairs: list[QAPair], files: list[str], cfg: Config) -> list[list[dict]]:
-    """Closed-book conversations for every pair, open-book ones for a seeded share of them."""
+def conversations(pairs: list[QAPair], files: list[str], cfg: Config, share: float = OPEN_BOOK_SHARE,
+                  tokenizer: Tokenizer | None = None) -> list[list[dict]]:
+    """Closed-book conversations for every pair, then open-book ones for a seeded `share` of them.
+
+    An open-book conversation is kept when the best passage retrieved is the pair's own entry (its first
+    sentence starts the pair's answer): the model is taught to copy the right passage, not a neighbour's.
+    With the run's tokenizer, each is checked to fit the context as gpt ask --source checks it
+    (Generator.fits); without, the room is counted in characters only.
+    """
     chats = [[{"role": "user", "content": p.question}, {"role": "assistant", "content": p.answer}] for p in pairs]
     if not pairs:
         return chats
     index = PassageIndex.build(read_documents(files, cfg.data.jsonl_field, MAX_CHARS))
     rng = random.Random(cfg.train.seed)
-    room = CHARS_PER_TOKEN * cfg.model.block_size  # a conversation longer than the context is not trained on
-    for p in rng.sample(pairs, max(1, int(len(pairs) * OPEN_BOOK_SHARE))):
-        passages = [h.text for h in index.search(p.question, k=2)]
-        budget = room - len(p.answer) - 40  # the chat tokens and the answer need their room too
-        question, used = fitted_question(p.question, passages, lambda text, budget=budget: len(text) < budget)
-        if used:
-            chats.append([{"role": "user", "content": question}, {"role": "assistant", "content": p.answer}])
+    fits = None if tokenizer is None else lambda text, answer: len(render(tokenizer, [
+        {"role": "user", "content": text}, {"role": "assistant", "content": answer}])[0]) <= cfg.model.block_size + 1
+    asked = pairs * int(share) + rng.sample(pairs, round(len(pairs) * (share % 1)))
+    for p in asked:
+        book = open_book(index, p.question, cfg.model.block_size, fits=fits)
+        if book.answer and " ".join(p.answer.split()).startswith(book.answer):
+            chats.append([{"role": "user", "content": book.prompt}, {"role": "assistant", "content": book.answer}])
     return chats
 
 

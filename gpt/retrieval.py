@@ -10,10 +10,20 @@ explainable. BM25 scores a passage by how often it contains each query word (sat
 
 Passages are the text cut at its structure: a markdown paragraph, or one glossary line, each prefixed with the
 heading path above it and bounded to `max_chars`, each remembering its source file and first line.
+
+A question about a named thing ("What is X?", "Tell me about X.", an FAQ's own question) is answered first by
+the passage whose title is X: the heading it opens, its glossary term or its FAQ question (compared without
+case, articles or end punctuation). BM25 ranks the rest: words alone cannot tell "foo" from "foo bar" or from
+an entry that merely mentions foo, and a title can.
+
+open_book() builds the prompt an open-book answer is given and trained with (`gpt ask --source` and
+gpt/qa_mix.py both call it, so a model is asked in exactly the form it learnt): the best passage first, cut to
+leave room in the context for an answer copied out of it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import json
 import math
@@ -26,10 +36,10 @@ from dataclasses import dataclass
 from gpt.data import read_documents
 from gpt.errors import InputError
 from gpt.files import atomic_write, format_problem
-from gpt.qa import HEADING, glossary_entry, heading_title
+from gpt.qa import ANSWER_LINE, HEADING, QUESTION_LINE, SENTENCE_END, TEMPLATES, glossary_entry, heading_title
 
 INDEX_FORMAT = "gpt-passages"
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: passages keep their titles and where their body starts
 MAX_CHARS = 800  # a passage is a paragraph or entry, not a chapter: it must fit in a small model's context
 _WORD = re.compile(r"\w+")
 # Words that shape a question but say nothing about its subject; dropped from queries (unless nothing else is left).
@@ -49,12 +59,38 @@ class Passage:
     source: str
     line: int  # 1-based line of the passage's first text line in its source
     score: float = 0.0
+    titles: tuple[str, ...] = ()  # the heading, glossary term or FAQ question this passage opens, if any
+    body: int = 0  # where the entry's own text starts in `text`: after the heading path, "Term: " or "A: "
 
 
 def words(text: str) -> list[str]:
     """Lowercase word tokens with a plural "s" cut ("plants" finds "plant"); used for passages and queries alike."""
     return [w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
             for w in _WORD.findall(text.lower())]
+
+
+# "What is X?" and the other ways gpt/qa.py asks about a term, longest first ("What is meant by X?" before "What
+# is X?"), read without case and with any end punctuation: the X of a question is its subject.
+_ASKED = [re.compile(re.escape(head).replace("\\ ", r"\s+") + r"(.+?)" + re.escape(tail.rstrip("?.")) + r"\s*[?.!]*",
+                     re.IGNORECASE)
+          for head, tail in sorted((t.split("{t}") for t in (*TEMPLATES, "What are {t}?", "What's {t}?")),
+                                   key=lambda parts: -len(parts[0]))]
+_ARTICLE = re.compile(r"^(?:the|a|an)\s+")
+
+
+def question_subject(question: str) -> str:
+    """What a question asks about: the X of "What is X?", "Tell me about X." ...; else the whole question."""
+    question = " ".join(question.split())
+    for asked in _ASKED:
+        if match := asked.fullmatch(question):
+            return match.group(1)
+    return question
+
+
+def title_key(title: str) -> str:
+    """A title or subject as compared: no case, markup, leading article or end punctuation."""
+    text = " ".join(title.replace("**", "").replace("`", "").split()).casefold().rstrip("?.!: ")
+    return _ARTICLE.sub("", text)
 
 
 # ----------------------------------------------------------------------------- cutting text into passages
@@ -76,34 +112,59 @@ def _pieces(text: str, limit: int) -> list[tuple[int, str]]:
     return pieces
 
 
-def _units(lines: list[str]) -> Iterable[tuple[int, str, str]]:
-    """(index of first line, heading path, text) of every paragraph, with glossary lines as units of their own."""
+def _opened(text: str, under: str) -> tuple[tuple[str, ...], int]:
+    """(titles, body offset) of a paragraph: the heading right above it (`under`), an FAQ block's question."""
+    titles = (under,) if under else ()
+    lines = text.split("\n")
+    if question := QUESTION_LINE.match(lines[0]):
+        at = 0
+        for line in lines:
+            if answer := ANSWER_LINE.match(line):
+                return titles + (question.group(1).strip(),), at + answer.start(1)
+            at += len(line) + 1
+    return titles, 0
+
+
+def _units(lines: list[str]) -> Iterable[tuple[int, str, str, tuple[str, ...], int]]:
+    """(index of first line, heading path, text, titles, body offset) of every paragraph, glossary lines as units
+    of their own. A unit's titles name the entry it is: the heading above it when it comes first under that
+    heading, its glossary term, its FAQ question; the body offset is where that entry's own text starts."""
     path: list[tuple[int, str]] = []  # (level, title) of the headings above
     block: list[str] = []
+    under = ""  # the title of a heading no unit has followed yet
     for i, line in enumerate(lines + [""]):
         heading = HEADING.match(line) if i < len(lines) else None
         entry = glossary_entry(line, 0, opens=not block)
         if block and (heading or not line.strip() or entry):
-            yield i - len(block), " > ".join(t for _, t in path), "\n".join(block)
-            block = []
+            text = "\n".join(block)
+            yield i - len(block), " > ".join(t for _, t in path), text, *_opened(text, under)
+            block, under = [], ""
         if heading:
             level = len(heading.group(1))
             path = [(lv, t) for lv, t in path if lv < level] + [(level, heading_title(heading.group(2)))]
+            under = path[-1][1]
         elif entry:
-            yield i, " > ".join(t for _, t in path), line.strip()
+            text = line.strip()
+            after = text.find(entry.term) + len(entry.term)
+            body = text.find(entry.definition.split()[0], after) if after >= len(entry.term) else -1
+            yield i, " > ".join(t for _, t in path), text, (under, entry.term) if under else (entry.term,), max(body, 0)
+            under = ""
         elif line.strip():
             block.append(line)
 
 
 def passages_of(text: str, source: str, max_chars: int = MAX_CHARS) -> list[Passage]:
-    """The passages of one text; each keeps its heading path as a first line."""
+    """The passages of one text; each keeps its heading path as a first line, the first piece of a unit its titles."""
     lines = text.splitlines()
     found = []
-    for start, heading, body in _units(lines):
+    for start, heading, body, titles, at in _units(lines):
         room = max(max_chars - len(heading) - 1, max_chars // 2)
-        for offset, piece in _pieces(body, room):
+        prefix = f"{heading}\n" if heading else ""
+        for n, (offset, piece) in enumerate(_pieces(body, room)):
             line = start + 1 + body.count("\n", 0, offset)
-            found.append(Passage(f"{heading}\n{piece}" if heading else piece, source, line))
+            opens = n == 0 and at < len(piece)
+            found.append(Passage(prefix + piece, source, line, titles=titles if opens else (),
+                                 body=len(prefix) + (at if opens else 0)))
     return found
 
 
@@ -122,6 +183,10 @@ class PassageIndex:
             for word, count in counts.items():
                 self._postings[word].append((i, count))
         self._average = sum(self._lengths) / len(self._lengths) if passages else 0.0
+        self._titled: dict[str, list[int]] = defaultdict(list)  # title key -> passages with that title, in order
+        for i, passage in enumerate(passages):
+            for key in dict.fromkeys(title_key(t) for t in passage.titles):
+                self._titled[key].append(i)
 
     @classmethod
     def build(cls, files_or_texts: Iterable[str | os.PathLike | tuple[str, str]],
@@ -139,7 +204,11 @@ class PassageIndex:
         return math.log(1 + (len(self.passages) - n + 0.5) / (n + 0.5))
 
     def search(self, query: str, k: int = 3) -> list[Passage]:
-        """The k best passages for `query`, best first (ties: earlier passage first); [] when nothing matches."""
+        """The k best passages for `query`, best first; [] when nothing matches.
+
+        Passages titled with the question's subject come first (in text order), then the others by BM25 score
+        (ties: earlier passage first).
+        """
         asked = _WORD.findall(query.lower())
         terms = list(dict.fromkeys(words(" ".join([w for w in asked if w not in QUESTION_WORDS] or asked))))
         scores: dict[int, float] = defaultdict(float)
@@ -148,13 +217,15 @@ class PassageIndex:
             for i, tf in self._postings.get(word, ()):
                 norm = 1 - self.b + self.b * self._lengths[i] / self._average
                 scores[i] += idf * tf * (self.k1 + 1) / (tf + self.k1 * norm)
-        best = heapq.nsmallest(max(k, 0), scores.items(), key=lambda item: (-item[1], item[0]))
-        return [Passage(p.text, p.source, p.line, round(s, 6)) for i, s in best if s > 0 for p in [self.passages[i]]]
+        titled = {i: rank for rank, i in enumerate(self._titled.get(title_key(question_subject(query)), ()))}
+        found = [i for i, s in scores.items() if s > 0] + [i for i in titled if i not in scores]
+        best = heapq.nsmallest(max(k, 0), found, key=lambda i: (titled.get(i, len(titled)), -scores.get(i, 0), i))
+        return [dataclasses.replace(self.passages[i], score=round(scores.get(i, 0.0), 6)) for i in best]
 
     def save(self, path: str | os.PathLike) -> None:
         """JSON with a format name and version, written to a temporary file and renamed into place."""
         record = {"format": INDEX_FORMAT, "version": INDEX_VERSION, "k1": self.k1, "b": self.b,
-                  "passages": [[p.text, p.source, p.line] for p in self.passages]}
+                  "passages": [[p.text, p.source, p.line, list(p.titles), p.body] for p in self.passages]}
         atomic_write(path, json.dumps(record, ensure_ascii=False))
 
     @classmethod
@@ -169,7 +240,8 @@ class PassageIndex:
         if problem := format_problem(record, INDEX_FORMAT, INDEX_VERSION, "passage index"):
             raise RetrievalError(f"{path} {problem}")
         try:
-            passages = [Passage(str(text), str(source), int(line)) for text, source, line in record["passages"]]
+            passages = [Passage(str(text), str(source), int(line), titles=tuple(map(str, titles)), body=int(body))
+                        for text, source, line, titles, body in record["passages"]]
             return cls(passages, float(record["k1"]), float(record["b"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise RetrievalError(f"{path} is a damaged passage index ({type(exc).__name__}: {exc})") from None
@@ -181,19 +253,81 @@ def open_book_question(question: str, passages: list[str]) -> str:
     return f"Context:\n{context}\n\nQuestion: {question}"
 
 
-def fitted_question(question: str, passages: list[str], fits: Callable[[str], bool]) -> tuple[str, int]:
-    """The open-book question with as many of the best passages as fit (the last one cut if need be).
+CHARS_PER_TOKEN = 3  # about what a small BPE vocabulary gives on English (benchmarks/README.md): room by length
+PROMPT_TOKENS = 12  # the chat tokens, "Context:" and "Question:" around an open-book conversation
+MIN_ANSWER = 30  # characters: with less room than two of these (a short sentence each), no open book
+MIN_PASSAGE = 80  # characters: a further passage cut shorter than this says nothing
 
-    fits(text) says whether a question text fits the model's context. Returns (text, passages used);
-    with no room for any passage, the bare question and 0.
+
+@dataclass(frozen=True)
+class OpenBook:
+    """An open-book question: the prompt, the passages in it (best first), and the answer copied from it."""
+
+    prompt: str
+    passages: list[Passage]
+    answer: str  # the best passage's first sentence as the prompt shows it; "" when there is no passage
+
+
+def first_sentence(text: str, limit: int) -> str:
+    """The first sentence of `text`, whitespace collapsed, cut at a word to at most `limit` characters."""
+    text = " ".join(text.split())
+    if end := SENTENCE_END.search(text):
+        text = text[:end.start()]
+    if len(text) > limit:
+        cut = text.rfind(" ", 0, limit + 1)
+        text = text[:cut if cut > 0 else limit]
+    return text.rstrip()
+
+
+def _shown(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters: after a sentence, else at a word with " ..." to say so."""
+    if len(text) <= limit:
+        return text
+    piece = _pieces(text, max(limit - 4, 1))[0][1].rstrip()
+    return piece if piece.endswith((".", "!", "?")) else piece + " ..."
+
+
+def _fill(question: str, hits: list[Passage], room: int) -> OpenBook | None:
+    """The prompt within `room` characters (answer included): the best passage first, cut to leave room for
+    its first sentence copied as the answer, then further passages, cut, in what is left."""
+    best = hits[0]
+    head, body = best.text[:best.body], " ".join(best.text[best.body:].split())
+    left = room - len(question) - len(head)
+    answer = first_sentence(body, (left - 5) // 2)  # 5: what _shown may cut before the limit, " ..." included
+    if left < 2 * MIN_ANSWER or not answer:
+        return None
+    shown = _shown(body, left - len(answer))
+    texts = [head + (shown if shown.startswith(answer) else answer + " ...")]
+    left -= len(answer) + len(texts[0]) - len(head)
+    for hit in hits[1:]:
+        left -= 2  # the blank line between passages
+        if left < MIN_PASSAGE:
+            break
+        texts.append(_shown(hit.text, left))
+        left -= len(texts[-1])
+    return OpenBook(open_book_question(question, texts), hits[:len(texts)], answer)
+
+
+def open_book(index: PassageIndex, question: str, block_size: int, k: int = 2,
+              fits: Callable[[str, str], bool] | None = None) -> OpenBook:
+    """The open-book question `gpt ask --source` asks and gpt/qa_mix.py trains: k passages retrieved, fitted
+    to a context of block_size tokens with room left for the answer.
+
+    The room is counted in characters (CHARS_PER_TOKEN), so training and asking build the same prompt without
+    a tokenizer; fits(prompt, answer), when given, checks the real conversation and the room shrinks until it
+    passes. With no passage, or no room for one, the bare question (OpenBook.passages empty).
     """
-    for k in range(len(passages), 0, -1):
-        text = open_book_question(question, passages[:k])
-        if fits(text):
-            return text, k
-    best = passages[0] if passages else ""
-    while len(best) > 40:
-        best = best[:len(best) // 2].rsplit(" ", 1)[0] + " ..."
-        if fits(text := open_book_question(question, [best])):
-            return text, 1
-    return question, 0
+    hits = index.search(question, k)
+    room = CHARS_PER_TOKEN * (block_size - PROMPT_TOKENS)
+    while hits and (book := _fill(question, hits, room)):
+        if fits is None or fits(book.prompt, book.answer):
+            return book
+        room = room * 7 // 8
+    return OpenBook(question, [], "")
+
+
+def asked_open_book(gen, index: PassageIndex, question: str, k: int = 2, system: list[dict] = ()) -> OpenBook:
+    """open_book() for a loaded run (a gpt.generate.Generator), checked against its tokenizer and context:
+    the question `gpt ask --source` asks."""
+    return open_book(index, question, gen.block_size, k,
+                     lambda text, answer: gen.fits([*system, {"role": "user", "content": text}], answer))

@@ -265,7 +265,7 @@ def prepare_run(cfg: Config, run_dir: Path, dist: Dist, resume: str = "auto", in
         dist.barrier()
         tokenizer = tokenizer or load_tokenizer(run_dir / PENDING_TOKENIZER)
     derive_vocab_size(cfg, tokenizer)
-    derived = conversations(pairs, text_files, cfg)
+    derived = conversations(pairs, text_files, cfg, tokenizer=tokenizer)  # fitted as gpt ask --source fits them
     if pairs:  # the entries in other forms, first: the validation split stays the end of the user's text
         if dist.master:
             augmentation_file(pairs, run_dir / "data", cfg.train.seed)

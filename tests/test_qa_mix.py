@@ -32,8 +32,13 @@ def test_pairs_and_open_book_conversations_come_from_the_structure(notes):
     assert ("What is Monstera?", "a climbing plant with split leaves.") in {(p.question, p.answer) for p in pairs}
     chats = conversations(pairs, [str(notes)], cfg)
     open_book = [c for c in chats if c[0]["content"].startswith("Context:")]
-    assert len(chats) == len(pairs) + len(open_book) and open_book
-    assert all(c[1]["content"] in c[0]["content"] for c in open_book[:3])  # the answer's passage was retrieved
+    assert len(chats) == 2 * len(pairs) and len(open_book) == len(pairs)  # OPEN_BOOK_SHARE 1: one per question
+    assert open_book[0] == [
+        {"role": "user", "content": "Context:\nMonstera: a climbing plant with split leaves.\n\n"
+                                    "Question: What is Monstera?"},  # no other passage says "monstera"
+        {"role": "assistant", "content": "a climbing plant with split leaves."}]
+    assert all(c[1]["content"] in c[0]["content"].split("\n")[1] for c in open_book)  # copied from the best one
+    assert len(conversations(pairs, [str(notes)], cfg, share=0.5)) == len(pairs) + len(pairs) // 2
     tiny = resolve(preset="tiny", overrides={"data.input": [str(notes)]})  # a 32-token context: no room for them
     assert not [c for c in conversations(pairs, [str(notes)], tiny) if c[0]["content"].startswith("Context:")]
     off = resolve(preset="tiny", overrides={"data.input": [str(notes)], "data.qa": "off"})
@@ -52,7 +57,7 @@ def test_a_run_on_notes_answers_a_derived_question(notes, tmp_path):
     text = notes.read_text() * 20  # enough text for the tiny preset's validation split
     notes.write_text(text)
     proc = run_gpt("train", *TINY, "--input", str(notes), "--out", str(run), "--train.max_iters", "400",
-                   "--model.n_embd", "64", "--model.block_size", "64", "--data.chat_weight", "0.7",
+                   "--model.n_embd", "64", "--model.block_size", "96", "--data.chat_weight", "0.7",
                    "--train.eval_interval", "200", "--train.sample_tokens", "0", check=True)
     assert "derived from the text's structure" in proc.stdout
     answers = 0
@@ -63,20 +68,44 @@ def test_a_run_on_notes_answers_a_derived_question(notes, tmp_path):
         answers += got == answer
     assert answers >= 2  # held-out questions may miss; trained ones are recalled
     book = run_gpt("ask", "What is Monstera?", "--out", str(run), "--source", str(notes), "--temperature", "0",
-                   check=True)  # open-book: passages fitted to the 64-token context, and named
+                   check=True)  # open-book: passages fitted to the 96-token context, and named
     assert book.stderr.startswith(f"source: {notes}:") and book.stdout.strip()
+    from gpt.generate import Generator
+    from gpt.retrieval import PassageIndex, asked_open_book
+    gen, index = Generator(run, "cpu"), PassageIndex.build([notes])
+    pairs = derived_pairs(gen.config, [str(notes)], print)
+    trained = [c for c in conversations(pairs, [str(notes)], gen.config, tokenizer=gen.tokenizer)
+               if c[0]["content"].startswith("Context:")]  # as prepare_run built them
+    assert len(trained) >= 12
+    for user, answer in trained:  # the run was trained on exactly the prompt gpt ask --source builds for it
+        book = asked_open_book(gen, index, user["content"].rsplit("\nQuestion: ", 1)[1])
+        assert (book.prompt, book.answer) == (user["content"], answer["content"])
 
 
-def test_open_book_questions_are_fitted_to_the_context():
-    from gpt.retrieval import fitted_question
-    passages = ["Monstera: a climbing plant with split leaves. " * 4, "Pothos: a trailing vine. " * 4]
-    text, used = fitted_question("What is Monstera?", passages, lambda t: len(t) < 10_000)
-    assert used == 2 and text.startswith("Context:\n") and text.endswith("Question: What is Monstera?")
-    text, used = fitted_question("What is Monstera?", passages, lambda t: len(t) < 250)
-    assert used == 1 and "Pothos" not in text and len(text) < 250
-    text, used = fitted_question("What is Monstera?", passages, lambda t: len(t) < 120)
-    assert used == 1 and text.count("...") == 1 and len(text) < 120
-    assert fitted_question("What is Monstera?", passages, lambda t: len(t) < 20) == ("What is Monstera?", 0)
+def test_open_book_prompts_keep_the_best_passage_first_and_room_for_its_first_sentence():
+    from gpt.retrieval import PassageIndex, open_book
+    text = ("## Monstera\n\nA climbing plant with split leaves. " + "It grows fast in warm rooms. " * 12 +
+            "\n\n## Pothos\n\nA trailing vine. Monstera cuttings root like it.\n")
+    index = PassageIndex.build([("p.md", text)])
+    big = open_book(index, "Tell me about monstera.", 1024)  # room for both passages, whole
+    assert big.prompt.startswith("Context:\nMonstera\nA climbing plant with split leaves. It grows fast")
+    assert "\n\nPothos\nA trailing vine." in big.prompt and big.prompt.endswith("\n\nQuestion: Tell me about monstera.")
+    assert big.answer == "A climbing plant with split leaves." and [p.line for p in big.passages] == [3, 7]
+    small = open_book(index, "Tell me about monstera.", 64)  # 3 * (64 - 12) characters for prompt and answer
+    assert small.answer == big.answer and len(small.passages) == 1 and "Pothos" not in small.prompt
+    assert small.prompt.startswith("Context:\nMonstera\nA climbing plant with split leaves. It grows fast")
+    assert len(small.prompt) + len(small.answer) <= 3 * (64 - 12) + len("Context:\n\n\nQuestion: ")
+    cut = open_book(index, "Tell me about monstera.", 44)  # the answer itself is cut at a word, the passage says so
+    assert cut.prompt == "Context:\nMonstera\nA climbing plant with split ...\n\nQuestion: Tell me about monstera."
+    assert cut.answer == "A climbing plant with split"
+    assert open_book(index, "Tell me about monstera.", 40) == retrieval_none("Tell me about monstera.")
+    shrunk = open_book(index, "Tell me about monstera.", 64, fits=lambda prompt, answer: len(prompt) < 100)
+    assert len(shrunk.prompt) < 100 and shrunk.answer.startswith("A climbing")
+
+
+def retrieval_none(question):
+    from gpt.retrieval import OpenBook
+    return OpenBook(question, [], "")
 
 
 def test_gpt_qa_writes_pairs_and_refuses_notes_without_structure(notes, tmp_path):

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 
@@ -56,11 +57,11 @@ def test_what_is_x_finds_x_first(index, name):
 
 
 def test_question_words_do_not_dominate(index, monkeypatch):
-    (best,) = index.search("What is the Orchid?", k=1)
+    (best,) = index.search("Which is the Orchid?", k=1)  # not a question the titles answer: BM25 alone
     assert "Orchid" in best.text
-    # "what" and "is" occur only in the Watering paragraph, so their IDF is high: kept, they would win
+    # "which" and "is" occur only in the Watering paragraph, so their IDF is high: kept, they would win
     monkeypatch.setattr(retrieval, "QUESTION_WORDS", frozenset())
-    assert index.search("What is the Orchid?", k=1)[0].line == 26
+    assert index.search("Which is the Orchid?", k=1)[0].line == 26
     monkeypatch.undo()
     assert index.search("what is the")[0].line == 26  # a query of question words only still searches
 
@@ -116,8 +117,9 @@ def test_save_load_round_trip(index, tmp_path):
     ('{"format": "something-else", "version": 1}', "is not a passage index"),
     ('[1, 2, 3]', "is not a passage index"),
     ('{"format": "gpt-passages", "version": 99, "passages": []}', "version 99"),
-    ('{"format": "gpt-passages", "version": 1, "k1": 1.5, "b": 0.75, "passages": [["text", "src"]]}', "damaged"),
-    ('{"format": "gpt-passages", "version": 1, "passages": []}', "damaged"),
+    ('{"format": "gpt-passages", "version": 1, "k1": 1.5, "b": 0.75, "passages": []}', "version 1"),
+    ('{"format": "gpt-passages", "version": 2, "k1": 1.5, "b": 0.75, "passages": [["text", "src", 1]]}', "damaged"),
+    ('{"format": "gpt-passages", "version": 2, "passages": []}', "damaged"),
 ])
 def test_load_refuses_damaged_or_foreign_files_in_one_line(tmp_path, content, says):
     path = tmp_path / "index.json"
@@ -131,5 +133,59 @@ def test_load_refuses_damaged_or_foreign_files_in_one_line(tmp_path, content, sa
 def test_saved_file_is_plain_json(index, tmp_path):
     index.save(tmp_path / "i.json")
     record = json.loads((tmp_path / "i.json").read_text())
-    assert (record["format"], record["version"], record["k1"], record["b"]) == ("gpt-passages", 1, 1.5, 0.75)
-    assert record["passages"][0] == [index.passages[0].text, "plants.md", 3]
+    assert (record["format"], record["version"], record["k1"], record["b"]) == ("gpt-passages", 2, 1.5, 0.75)
+    assert record["passages"][0] == [index.passages[0].text, "plants.md", 3, ["Plant glossary", "Monstera"], 25]
+
+
+TITLED = """# Widgets
+
+## Foo
+
+A widget used for bar. It has two ends.
+
+More about foo, later.
+
+## Foo bar
+
+Foo bar foo bar foo, foo foo: a foo of foos.
+
+Baz: a thing that bazzes now and then.
+
+Q: How do I reset the baz?
+A: Hold its button. Then wait.
+"""
+
+
+def test_passages_know_their_titles_and_where_their_entry_starts():
+    got = [(p.titles, p.text[p.body:]) for p in passages_of(TITLED, "w.md")]
+    assert got == [
+        (("Foo",), "A widget used for bar. It has two ends."),
+        ((), "More about foo, later."),  # not the first paragraph under its heading: no entry of its own
+        (("Foo bar",), "Foo bar foo bar foo, foo foo: a foo of foos."),
+        (("Baz",), "a thing that bazzes now and then."),
+        (("How do I reset the baz?",), "Hold its button. Then wait."),
+    ]
+
+
+@pytest.mark.parametrize("question, line", [
+    ("What is Foo?", 5), ("what does FOO mean", 5), ("Tell me about the foo bar.", 11), ("Define baz.", 13),
+    ("Explain  Baz", 13), ("How do I reset the baz?", 15), ("how do i reset the baz", 15),
+])
+def test_a_passage_titled_with_the_questions_subject_ranks_first(question, line):
+    index = PassageIndex.build([("w.md", TITLED)])
+    assert index.search(question, k=2)[0].line == line
+
+
+def test_without_titles_bm25_would_rank_a_neighbour_first():
+    index = PassageIndex.build([("w.md", TITLED)])
+    untitled = PassageIndex([dataclasses.replace(p, titles=()) for p in index.passages])
+    assert untitled.search("What is Foo?", k=1)[0].line == 11  # "Foo bar foo bar foo ...": more foo
+    assert index.search("What is Foo?", k=3)[0].line == 5 and index.search("What is Foo?", k=3)[1].line == 11
+    assert index.search("What is Qux?") == [] and index.search("Which widget is foo?")[0].line == 11
+
+
+def test_question_subject_and_title_key():
+    assert retrieval.question_subject("What is meant by  the Foo Bar ?") == "the Foo Bar"
+    assert retrieval.question_subject("Can you describe X?") == "X"
+    assert retrieval.question_subject("How do I water it?") == "How do I water it?"
+    assert retrieval.title_key("The **Foo  Bar**:") == "foo bar" == retrieval.title_key("foo bar?")
