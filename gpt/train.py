@@ -63,9 +63,8 @@ class Trainer:
         self.precision = resolve_precision(cfg.train.precision, self.device)
         configure(self.device, cfg.train.threads, seed=cfg.train.seed + self.dist.rank)
         self.lock = RunLock(self.run_dir).acquire() if self.dist.master else None
-        self.metrics: Metrics | None = None
         self.step, self.tokens_seen, self.elapsed, self.best_val = 0, 0, 0.0, float("inf")
-        self.best_record: dict[str, Any] | None = None  # the evaluation of the weights in best.safetensors
+        self.metrics, self.best_record = None, None  # best_record: the evaluation of best.safetensors' weights
         self.eval_history: list[dict] = []
         self.stop = StopRequest()  # Ctrl-C / SIGTERM while training: save, then stop
         try:
@@ -227,10 +226,11 @@ class Trainer:
         return self._use_best_weights(result)
 
     def _use_best_weights(self, last: dict[str, Any]) -> dict[str, Any]:
-        """If validation got worse by the end (a small corpus seen too often), model.safetensors takes the best
-        evaluated weights; checkpoints keep the last step to resume from. Returns the kept weights' metrics."""
+        """If the text's validation got worse by the end (a small corpus seen too often), model.safetensors takes the
+        best evaluated weights (checkpoints keep the last, to resume); conversations alone keep the last: there the
+        trained answers are the point. Returns the metrics of the weights kept."""
         best, kept = self.run_dir / "best.safetensors", self.best_record  # None but on rank 0
-        if kept is None or not (kept["val_loss"] < last["val_loss"] and kept["step"] < self.step and best.exists()):
+        if kept is None or self.data is None or not (kept["val_loss"] < last["val_loss"] and best.exists()):
             return last
         if not guarded("model.safetensors (the best weights)",
                        lambda: atomic_copy(best, self.run_dir / "model.safetensors"), self.log):
