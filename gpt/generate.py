@@ -24,6 +24,7 @@ from gpt.checkpoint import load_run
 from gpt.config import SampleConfig, check_sample
 from gpt.decode import decode_stream, fast_generate, generation_precision
 from gpt.runtime import autocast, resolve_device
+from gpt.sampling import Constraint, Quote
 
 
 @dataclass
@@ -85,8 +86,9 @@ class Generator:
         yield from self.stream_ids(ids, opts, info)
 
     def stream_ids(self, ids: list[int], opts: SampleConfig, info: dict | None = None,
-                   end_ids: set[int] | None = None) -> Iterator[str]:
-        """stream() for a prompt already in ids; end_ids end the text (default: <|endoftext|>)."""
+                   end_ids: set[int] | None = None, constraint: Constraint | None = None) -> Iterator[str]:
+        """stream() for a prompt already in ids; end_ids end the text (default: <|endoftext|>); a constraint
+        (gpt.sampling.Quote) narrows each token's choice."""
         info = info if info is not None else {}
         info.update(prompt_tokens=len(ids), completion_tokens=0, finish_reason="length")
         end_ids = end_ids if end_ids is not None else {self.tokenizer.eot_id}
@@ -95,7 +97,7 @@ class Generator:
         pending = ""
         with self.lock, torch.inference_mode(), autocast(self.device, self.precision):
             idx = torch.tensor([ids], device=self.device)
-            for nxt in decode_stream(self.model, idx, opts, self._generator(opts.seed)):
+            for nxt in decode_stream(self.model, idx, opts, self._generator(opts.seed), constraint):
                 token = nxt.item()
                 info["completion_tokens"] += 1
                 if token in end_ids:
@@ -154,14 +156,27 @@ class Generator:
         except ChatError:
             return False
 
-    def stream_chat(self, messages: list[dict], opts: SampleConfig, info: dict | None = None) -> Iterator[str]:
+    def stream_chat(self, messages: list[dict], opts: SampleConfig, info: dict | None = None,
+                    constraint: Constraint | None = None) -> Iterator[str]:
         """The assistant's reply, streamed: through the chat format, or a plain 'User:/Assistant:' prompt."""
+        ids, end_ids = self.reply_prompt(messages)
+        if not self.chat_format:
+            opts = dataclasses.replace(opts, stop=[*opts.stop, PLAIN_CHAT_STOP])
+        yield from self.stream_ids(ids, opts, info, end_ids, constraint)
+
+    def reply_prompt(self, messages: list[dict]) -> tuple[list[int], set[int]]:
+        """The prompt ids stream_chat() reads for `messages`, and the tokens that end its reply."""
         if self.chat_format:
-            yield from self.stream_ids(self.chat_ids(messages), opts, info, end_ids=stop_ids(self.tokenizer))
-            return
+            return self.chat_ids(messages), stop_ids(self.tokenizer)
         check_messages(messages)
-        plain = dataclasses.replace(opts, stop=[*opts.stop, PLAIN_CHAT_STOP])
-        yield from self.stream(plain_chat_prompt(messages), plain, warn=lambda m: None, info=info)
+        return self.encode_prompt(plain_chat_prompt(messages), warn=lambda m: None), {self.tokenizer.eot_id}
+
+    def quote(self, messages: list[dict], texts: list[str]) -> Quote:
+        """The constraint that makes stream_chat(messages) copy its reply out of one of `texts`, as the prompt
+        holds them: their tokens there (gpt.sampling.Quote; each text where it first occurs after the last)."""
+        ids, end_ids = self.reply_prompt(messages)
+        sources = token_spans(self.tokenizer, ids, texts)
+        return Quote(sources, end_ids, bare_tokens(self.tokenizer, {t for s in sources for t in s}))
 
     def chat(self, messages: list[dict], opts: SampleConfig) -> Completion:
         info: dict = {}
@@ -197,6 +212,45 @@ def plain_chat_prompt(messages: list[dict]) -> str:
     names = {"system": "System", "user": "User", "assistant": "Assistant"}
     lines = [f"{names.get(m['role'], m['role'].title())}: {m['content']}" for m in messages]
     return "\n".join(lines) + "\nAssistant:"
+
+
+def token_spans(tokenizer, ids: list[int], texts: list[str]) -> list[list[int]]:
+    """For each text, in order, the tokens of `ids` lying wholly inside its next occurrence in their bytes.
+
+    A token running past the text's end (".\n\n" after a passage's last sentence) is replaced by the token of
+    its part inside the text ("."), when that is one token.
+    """
+    offsets = [0]  # where each token's bytes start, then where the last one ends
+    for i in ids:
+        offsets.append(offsets[-1] + len(tokenizer.decode_bytes([i])))
+    raw, spans, after = tokenizer.decode_bytes(ids), [], 0
+    for text in texts:
+        wanted = text.encode("utf-8")
+        start = raw.find(wanted, after)
+        if start < 0:
+            spans.append([])
+            continue
+        after = start + len(wanted)
+        span = [t for t, a, b in zip(ids, offsets, offsets[1:]) if a >= start and b <= after]
+        last = next((i for i, (a, b) in enumerate(zip(offsets, offsets[1:])) if a >= start and a < after < b), None)
+        if last is not None:
+            inside = raw[offsets[last]:after]
+            part = tokenizer.encode(inside.decode("utf-8", errors="replace"), disallowed_special=())
+            span += part if len(part) == 1 and tokenizer.decode_bytes(part) == inside else []
+        spans.append(span)
+    return spans
+
+
+def bare_tokens(tokenizer, tokens: set[int]) -> dict[int, int]:
+    """{token: the one token of its text without the leading space} for tokens that start with a space."""
+    bare = {}
+    for t in tokens:
+        text = tokenizer.decode_bytes([t])
+        if text.startswith(b" ") and len(text) > 1:
+            alone = tokenizer.encode(text[1:].decode("utf-8", errors="replace"), disallowed_special=())
+            if len(alone) == 1 and tokenizer.decode_bytes(alone) == text[1:]:
+                bare[t] = alone[0]
+    return bare
 
 
 def _find_stop(text: str, stops: list[str]) -> int | None:

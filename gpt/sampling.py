@@ -4,11 +4,16 @@
 and the server down to ``logits_to_probs``. Generation keeps a static KV cache: the prompt is read once
 (``prefill``), then each new token costs one position's forward (``decode_one``). When the context fills
 block_size the window slides: its last 3/4 is read again into a fresh cache.
+
+A ``Constraint`` narrows what may be sampled, one step at a time: ``Quote`` makes the reply a span copied
+out of given token sequences (an open-book answer quoted from its passage), then an end token.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Protocol
 
 import torch
 
@@ -47,6 +52,67 @@ def sample_next(logits: torch.Tensor, opts: SampleConfig, context: torch.Tensor 
     return torch.multinomial(logits_to_probs(logits, opts), 1, generator=generator)
 
 
+class Constraint(Protocol):
+    """Decoding under a rule: mask() the logits of tokens the rule forbids, then advance() by the token taken."""
+
+    def mask(self, logits: torch.Tensor) -> torch.Tensor: ...
+
+    def advance(self, token: int) -> None: ...
+
+
+class Quote:
+    """The reply is one contiguous span of one of `sources` (token id sequences), then one of `end_ids`.
+
+    Copying needs no search: the state is the set of positions the span copied so far may continue at (a
+    span can occur more than once). Before the first token every source token may start; after it, exactly
+    the tokens that continue some occurrence, or an end. A span never runs from one source into the next,
+    and a span that reaches the end of its source can only end. `bare` maps a source token to the same text
+    without its leading space (" person" -> "person"): a reply's first token has none, since the reply is
+    tokenized on its own, so it may start with the bare form of a token. Each step costs O(occurrences).
+    """
+
+    def __init__(self, sources: Sequence[Sequence[int]], end_ids: Iterable[int], bare: dict[int, int] | None = None):
+        self.end_ids = sorted(set(end_ids))
+        if not self.end_ids:
+            raise ValueError("a quote needs an end token")
+        self.ids: list[int] = []  # the sources back to back, -1 after each: no token continues past a source
+        for source in sources:
+            self.ids += [*source, -1]
+        self.starts: dict[int, list[int]] = defaultdict(list)  # first token -> positions its span continues at
+        for p, token in enumerate(self.ids):
+            if token >= 0:
+                self.starts[token].append(p + 1)
+                if (bare or {}).get(token, token) != token:
+                    self.starts[bare[token]].append(p + 1)
+        self.active: list[int] | None = None  # None: nothing copied yet
+        self.ended = False
+
+    def allowed(self) -> list[int]:
+        """The token ids that may come next."""
+        if self.ended:
+            return self.end_ids
+        if self.active is None:
+            return sorted(self.starts) or self.end_ids  # no source token at all: only an (empty) end
+        return sorted({self.ids[p] for p in self.active if self.ids[p] >= 0} | set(self.end_ids))
+
+    def advance(self, token: int) -> None:
+        """Take `token` (one of allowed()) as the next token of the reply."""
+        if token in self.end_ids and (self.active is not None or not self.starts):
+            self.ended = True
+            return
+        if self.ended or token not in self.allowed():
+            raise ValueError(f"token {token} does not continue the quote")
+        at = self.starts[token] if self.active is None else [p + 1 for p in self.active if self.ids[p] == token]
+        self.active = at
+
+    def mask(self, logits: torch.Tensor) -> torch.Tensor:
+        """(1, vocab) logits with every token but the allowed ones at -inf."""
+        keep = torch.full_like(logits, float("-inf"))
+        allowed = torch.tensor(self.allowed(), device=logits.device)
+        keep[:, allowed] = logits[:, allowed]
+        return keep
+
+
 def prefill(model: GPT, idx: torch.Tensor) -> tuple[torch.Tensor, None]:
     """Read a prompt (B, T) into the model's own fresh KV cache; the last position's logits (B, vocab)."""
     model.setup_cache(idx.size(0))
@@ -60,19 +126,27 @@ def decode_one(model: GPT, cache: None, token: torch.Tensor, pos: int) -> torch.
 
 @torch.no_grad()
 def generate_stream(model: GPT, idx: torch.Tensor, opts: SampleConfig, generator: torch.Generator | None = None,
-                    read: Callable = prefill, step: Callable = decode_one) -> Iterator[torch.Tensor]:
+                    read: Callable = prefill, step: Callable = decode_one,
+                    constraint: Constraint | None = None) -> Iterator[torch.Tensor]:
     """Yield (B, 1) next tokens, up to opts.max_new_tokens: read the prompt once, then one step per token.
 
     read(model, idx) -> (logits, cache) and step(model, cache, token, pos) -> logits are the decoding
     path: by default GPT.forward with the model's KV cache (readable); gpt/decode.py passes a faster one.
+    A constraint (batch 1) masks the logits before each token is chosen and is told which one was.
     """
+    if constraint is not None and idx.size(0) != 1:
+        raise ValueError("a decoding constraint follows one sequence: batch size 1")
     block = model.config.block_size
     keep = max(1, block * 3 // 4)
     seq = idx[:, -block:]
     try:
         logits, cache = read(model, seq)
         for _ in range(opts.max_new_tokens):
+            if constraint is not None:
+                logits = constraint.mask(logits)
             nxt = sample_next(logits, opts, seq, generator)
+            if constraint is not None:
+                constraint.advance(nxt.item())
             yield nxt
             seq = torch.cat([seq, nxt], dim=1)
             if seq.size(1) > block:  # the cache is full: slide the window and read it again
