@@ -282,7 +282,7 @@ def open_book_ask(gen, index, question: str, k: int = 2):
     from gpt.retrieval import asked_open_book
     book = asked_open_book(gen, index, question, k)
     messages = [{"role": "user", "content": book.prompt}]
-    return messages, gen.quote(messages, list(book.shown)) if book.passages else None
+    return messages, gen.quote(messages, list(book.shown), [p.body for p in book.passages]) if book.passages else None
 
 
 def answer_of(pieces) -> str:

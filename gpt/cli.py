@@ -289,8 +289,8 @@ def cmd_ask(args: argparse.Namespace, extra: list[str]) -> int:
         for h in book.passages:
             print(f"source: {h.source}:{h.line}", file=sys.stderr)
     messages = [*system, {"role": "user", "content": question}]
-    if args.source and book.passages and not args.free:  # the answer: a span copied from them (sampling.Quote)
-        quote = gen.quote(messages, list(book.shown))
+    if args.source and book.passages and not args.free:  # the answer: sentences copied from them (sampling.Quote)
+        quote = gen.quote(messages, list(book.shown), [p.body for p in book.passages])
     _write_stream(gen.stream_chat(messages, opts, constraint=quote))
     return 0
 

@@ -23,6 +23,7 @@ from gpt.chat import ChatError, check_messages, has_chat_tokens, render, stop_id
 from gpt.checkpoint import load_run
 from gpt.config import SampleConfig, check_sample
 from gpt.decode import decode_stream, fast_generate, generation_precision
+from gpt.qa import SENTENCE_END
 from gpt.runtime import autocast, resolve_device
 from gpt.sampling import Constraint, Quote
 
@@ -171,12 +172,21 @@ class Generator:
         check_messages(messages)
         return self.encode_prompt(plain_chat_prompt(messages), warn=lambda m: None), {self.tokenizer.eot_id}
 
-    def quote(self, messages: list[dict], texts: list[str]) -> Quote:
+    def quote(self, messages: list[dict], texts: list[str], bodies: list[int] | None = None,
+              sentences: bool = True) -> Quote:
         """The constraint that makes stream_chat(messages) copy its reply out of one of `texts`, as the prompt
-        holds them: their tokens there (gpt.sampling.Quote; each text where it first occurs after the last)."""
+        holds them: their tokens there (gpt.sampling.Quote; each text where it first occurs after the last).
+
+        With `sentences` the quote is whole sentences: it starts where one does (at the body, the character
+        offset `bodies` gives in each text, 0 by default, or after a sentence's end) and ends where one ends.
+        """
         ids, end_ids = self.reply_prompt(messages)
         sources = token_spans(self.tokenizer, ids, texts)
-        return Quote(sources, end_ids, bare_tokens(self.tokenizer, {t for s in sources for t in s}))
+        bare = bare_tokens(self.tokenizer, {t for s in sources for t in s})
+        if not sentences:
+            return Quote(sources, end_ids, bare)
+        bounds = [sentence_bounds(self.tokenizer, s, (bodies or [0] * len(s))[n]) for n, s in enumerate(sources)]
+        return Quote(sources, end_ids, bare, [b[0] for b in bounds], [b[1] for b in bounds])
 
     def chat(self, messages: list[dict], opts: SampleConfig) -> Completion:
         info: dict = {}
@@ -239,6 +249,29 @@ def token_spans(tokenizer, ids: list[int], texts: list[str]) -> list[list[int]]:
             span += part if len(part) == 1 and tokenizer.decode_bytes(part) == inside else []
         spans.append(span)
     return spans
+
+
+def sentence_bounds(tokenizer, tokens: list[int], body: int = 0) -> tuple[list[int], list[int]]:
+    """(the indices of the tokens that start a sentence, of those that end one) in the text `tokens` spell:
+    sentences from character `body` on, split by gpt.qa's SENTENCE_END rule. A token that starts with spaces
+    starts the sentence its first letter does."""
+    text = tokenizer.decode(tokens)
+
+    def to_bytes(chars: int) -> int:
+        return len(text[:chars].encode("utf-8"))
+
+    breaks = [m for m in SENTENCE_END.finditer(text) if m.start() > body]
+    starts = {to_bytes(body)} | {to_bytes(m.end()) for m in breaks}
+    ends = {to_bytes(m.start()) for m in breaks}
+    first, last, at = [], [], 0
+    for i, t in enumerate(tokens):
+        piece = tokenizer.decode_bytes([t])
+        if at + len(piece) - len(piece.lstrip()) in starts:
+            first.append(i)
+        at += len(piece)
+        if at in ends:
+            last.append(i)
+    return first, last
 
 
 def bare_tokens(tokenizer, tokens: set[int]) -> dict[int, int]:

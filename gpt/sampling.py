@@ -68,22 +68,31 @@ class Quote:
     the tokens that continue some occurrence, or an end. A span never runs from one source into the next,
     and a span that reaches the end of its source can only end. `bare` maps a source token to the same text
     without its leading space (" person" -> "person"): a reply's first token has none, since the reply is
-    tokenized on its own, so it may start with the bare form of a token. Each step costs O(occurrences).
+    tokenized on its own, so it may start with the bare form of a token. Per source, `start_at` lists the
+    tokens a quote may start at and `end_after` those it may end after (the source's last always); None:
+    any. Each step costs O(occurrences).
     """
 
-    def __init__(self, sources: Sequence[Sequence[int]], end_ids: Iterable[int], bare: dict[int, int] | None = None):
+    def __init__(self, sources: Sequence[Sequence[int]], end_ids: Iterable[int], bare: dict[int, int] | None = None,
+                 start_at: Sequence[Iterable[int]] | None = None, end_after: Sequence[Iterable[int]] | None = None):
         self.end_ids = sorted(set(end_ids))
         if not self.end_ids:
             raise ValueError("a quote needs an end token")
         self.ids: list[int] = []  # the sources back to back, -1 after each: no token continues past a source
-        for source in sources:
+        self.stops: set[int] | None = None if end_after is None else set()  # positions a quote may end before
+        first: list[int] = []  # positions a quote may start at
+        for n, source in enumerate(sources):
+            first += [len(self.ids) + i for i in (range(len(source)) if start_at is None else start_at[n])]
+            if self.stops is not None:
+                self.stops |= {len(self.ids) + i + 1 for i in (*end_after[n], len(source) - 1)}
             self.ids += [*source, -1]
+        bare = bare or {}
         self.starts: dict[int, list[int]] = defaultdict(list)  # first token -> positions its span continues at
-        for p, token in enumerate(self.ids):
-            if token >= 0:
-                self.starts[token].append(p + 1)
-                if (bare or {}).get(token, token) != token:
-                    self.starts[bare[token]].append(p + 1)
+        for p in first:
+            token = self.ids[p]
+            self.starts[token].append(p + 1)
+            if bare.get(token, token) != token:
+                self.starts[bare[token]].append(p + 1)
         self.active: list[int] | None = None  # None: nothing copied yet
         self.ended = False
 
@@ -93,17 +102,20 @@ class Quote:
             return self.end_ids
         if self.active is None:
             return sorted(self.starts) or self.end_ids  # no source token at all: only an (empty) end
-        return sorted({self.ids[p] for p in self.active if self.ids[p] >= 0} | set(self.end_ids))
+        can_end = self.stops is None or not self.stops.isdisjoint(self.active)
+        return sorted({self.ids[p] for p in self.active if self.ids[p] >= 0} | set(self.end_ids if can_end else ()))
 
     def advance(self, token: int) -> None:
         """Take `token` (one of allowed()) as the next token of the reply."""
-        if token in self.end_ids and (self.active is not None or not self.starts):
-            self.ended = True
-            return
         if self.ended or token not in self.allowed():
             raise ValueError(f"token {token} does not continue the quote")
-        at = self.starts[token] if self.active is None else [p + 1 for p in self.active if self.ids[p] == token]
-        self.active = at
+        if token in self.end_ids:
+            self.ended = True
+            return
+        if self.active is None:
+            self.active = self.starts[token]
+        else:
+            self.active = [p + 1 for p in self.active if self.ids[p] == token]
 
     def mask(self, logits: torch.Tensor) -> torch.Tensor:
         """(1, vocab) logits with every token but the allowed ones at -inf."""

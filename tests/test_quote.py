@@ -68,6 +68,18 @@ def test_the_first_token_may_be_the_bare_form_of_a_spaced_passage_token():
         quote.advance(51)  # the bare form only starts a quote
 
 
+def test_starts_and_ends_can_be_limited_to_given_tokens():
+    quote = Quote([PASSAGE, [20, 21]], {END}, bare={13: 53}, start_at=[[0, 5], [1]], end_after=[[2], []])
+    assert quote.allowed() == [10, 13, 21, 53]  # PASSAGE[0], PASSAGE[5] (or its bare form), the second's [1]
+    quote.advance(10)
+    assert quote.allowed() == [11]  # only the first "10" may start: "10 11" at 3 is not a start
+    quote.advance(11)
+    assert quote.allowed() == [12]  # no end after "11"
+    quote.advance(12)
+    assert quote.allowed() == [10, END]  # PASSAGE[2] ends a sentence
+    assert taken(Quote([PASSAGE], {END}, start_at=[[5]], end_after=[[]]), [13, 14]).allowed() == [END]  # last
+
+
 def test_mask_keeps_exactly_the_allowed_logits():
     logits = torch.arange(100.0).view(1, 100)
     masked = taken(Quote([PASSAGE], {END}), [10]).mask(logits)
@@ -101,19 +113,31 @@ VOCAB = 24
 @settings(max_examples=60, deadline=None)
 @given(sources=st.lists(st.lists(st.integers(0, VOCAB - 3), min_size=1, max_size=12), min_size=1, max_size=3),
        steps=st.lists(st.lists(st.floats(-20, 20), min_size=VOCAB, max_size=VOCAB), min_size=16, max_size=16),
-       temperature=st.sampled_from([0.0, 0.7, 1.5]), top_k=st.sampled_from([0, 3]), seed=st.integers(0, 99))
-def test_whatever_the_logits_the_reply_is_a_span_of_a_passage(sources, steps, temperature, top_k, seed):
+       temperature=st.sampled_from([0.0, 0.7, 1.5]), top_k=st.sampled_from([0, 3]), seed=st.integers(0, 99),
+       bounded=st.booleans(), data=st.data())
+def test_whatever_the_logits_the_reply_is_a_span_of_a_passage(sources, steps, temperature, top_k, seed, bounded,
+                                                                data):
     end, bare = VOCAB - 1, {0: VOCAB - 2}
-    quote = Quote(sources, {end}, bare)
+    starts = ends = None
+    if bounded:  # random sentence bounds, the first source's first token always a start
+        starts = [data.draw(st.sets(st.integers(0, len(s) - 1))) | ({0} if n == 0 else set())
+                  for n, s in enumerate(sources)]
+        ends = [data.draw(st.sets(st.integers(0, len(s) - 1))) for s in sources]
+    quote = Quote(sources, {end}, bare, starts, ends)
     model, read, step = fake_model(steps)
     opts = SampleConfig(max_new_tokens=16, temperature=temperature, top_k=top_k)
     gen = torch.Generator().manual_seed(seed)
-    reply = []
+    reply, ended = [], False
     for token in generate_stream(model, torch.tensor([[1, 2, 3]]), opts, gen, read, step, constraint=quote):
         if token.item() == end:
+            ended = True
             break
         reply.append(token.item())
     assert reply and is_quoted(reply, sources, bare), (reply, sources)
+    if bounded:  # it starts at a start; it ends after an end (or its source's last token), unless cut at 16
+        assert any(a in starts[n] and is_quoted(reply, [s[a:a + len(reply)]], bare)
+                   and (not ended or a + len(reply) - 1 in ends[n] | {len(s) - 1})
+                   for n, s in enumerate(sources) for a in range(len(s) - len(reply) + 1)), (reply, starts, ends)
 
 
 def test_token_spans_find_the_passages_tokens_in_the_prompt(tmp_path):
@@ -126,3 +150,14 @@ def test_token_spans_find_the_passages_tokens_in_the_prompt(tmp_path):
     assert [tok.decode(s) for s in spans] == ["Monstera: A climbing plant.", "Pothos: A vine.", ""]
     bare = bare_tokens(tok, set(ids))
     assert all(tok.decode_bytes([t]) == b" " + tok.decode_bytes([b]) for t, b in bare.items()) and bare
+
+
+def test_sentence_bounds_start_at_the_body_and_after_each_sentence():
+    from gpt.bpe import Tokenizer
+    from gpt.generate import sentence_bounds
+    text = "Monstera: A climbing plant. It has split leaves, e.g. big ones. Grow it in shade."
+    tok = Tokenizer.train([text * 5], 320)
+    ids = tok.encode(text)
+    starts, ends = sentence_bounds(tok, ids, body=len("Monstera: "))
+    pieces = [tok.decode(ids[a:b + 1]).strip() for a, b in zip(starts, ends + [len(ids) - 1])]
+    assert pieces == ["A climbing plant.", "It has split leaves, e.g. big ones.", "Grow it in shade."]
