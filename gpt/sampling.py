@@ -107,7 +107,7 @@ class Quote:
 
     def advance(self, token: int) -> None:
         """Take `token` (one of allowed()) as the next token of the reply."""
-        if self.ended or token not in self.allowed():
+        if token not in self.allowed():
             raise ValueError(f"token {token} does not continue the quote")
         if token in self.end_ids:
             self.ended = True
