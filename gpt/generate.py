@@ -185,7 +185,8 @@ class Generator:
         bare = bare_tokens(self.tokenizer, {t for s in sources for t in s})
         if not sentences:
             return Quote(sources, end_ids, bare)
-        bounds = [sentence_bounds(self.tokenizer, s, (bodies or [0] * len(s))[n]) for n, s in enumerate(sources)]
+        bodies = bodies or [0] * len(sources)
+        bounds = [sentence_bounds(self.tokenizer, s, body) for s, body in zip(sources, bodies)]
         return Quote(sources, end_ids, bare, [b[0] for b in bounds], [b[1] for b in bounds])
 
     def chat(self, messages: list[dict], opts: SampleConfig) -> Completion:

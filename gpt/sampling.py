@@ -64,13 +64,13 @@ class Quote:
     """The reply is one contiguous span of one of `sources` (token id sequences), then one of `end_ids`.
 
     Copying needs no search: the state is the set of positions the span copied so far may continue at (a
-    span can occur more than once). Before the first token every source token may start; after it, exactly
-    the tokens that continue some occurrence, or an end. A span never runs from one source into the next,
-    and a span that reaches the end of its source can only end. `bare` maps a source token to the same text
-    without its leading space (" person" -> "person"): a reply's first token has none, since the reply is
-    tokenized on its own, so it may start with the bare form of a token. Per source, `start_at` lists the
-    tokens a quote may start at and `end_after` those it may end after (the source's last always); None:
-    any. Each step costs O(occurrences).
+    span can occur more than once). Before the first token any start may come (every source token unless
+    `start_at` says otherwise); after it, exactly the tokens that continue some occurrence, or an end. A span
+    never runs from one source into the next, and a span that reaches the end of its source can only end.
+    `bare` maps a source token to the same text without its leading space (" person" -> "person"): a reply's
+    first token has none, since the reply is tokenized on its own, so it may start with the bare form of a
+    token. Per source, `start_at` lists the tokens a quote may start at and `end_after` those it may end
+    after (the source's last always); None: any. Each step costs O(occurrences).
     """
 
     def __init__(self, sources: Sequence[Sequence[int]], end_ids: Iterable[int], bare: dict[int, int] | None = None,
