@@ -15,13 +15,15 @@ Each run is loaded once (gpt.generate.Generator) and scored by token-F1 (SQuAD: 
 or articles, bag of tokens) of its greedy answer, cut at its first sentence, against the entry's first sentence:
   trained   "What is X?" for entries whose questions were trained (a sample)
   held-out  "What is X?" for held-out entries (extraction)
-  open-book the held-out questions with the passages BM25 finds in the written corpus (what gpt ask --source does)
+  open-book the held-out questions with the passages BM25 finds in the written corpus, the answer quoted from
+            them (what gpt ask --source does; gpt.sampling.Quote)
+  open-book free  the same, generated freely (gpt ask --source --free)
   recall    the continuation of "X:"
 plus the run's final val bits/byte and val_chat_loss, and gpt ask latency (retrieval included).
 
     python benchmarks/bench_ask.py [--forms wiki glossary] [--budget 5m] [--n 100] [--chat-weight 0.5]
         [--dropout 0.1] [--open-book SHARE] [--steps N] [--set section.key=value ...] [--no-base] [--no-latency]
-        [--keep DIR]
+        [--keep DIR [--reuse]]
 
 Open-book prompts are built as gpt ask --source builds them (gpt.retrieval.open_book): the best passage
 first, cut to leave room for the answer in the cpu preset's 128 tokens. For A/B comparisons on a shared
@@ -178,8 +180,14 @@ def recipe_inputs(corpus: Path, held_out: list[tuple[str, str]], folder: Path, s
 
 # ----------------------------------------------------------------------------- training
 
-def train(inputs: list[str], out: Path, budget: str, overrides: dict[str, object]) -> dict:
-    """gpt train --preset cpu with a time budget; the last validation record of its log.jsonl."""
+def train(inputs: list[str], out: Path, budget: str, overrides: dict[str, object], reuse: bool = False) -> dict:
+    """gpt train --preset cpu with a time budget; the last validation record of its log.jsonl.
+
+    With reuse, a finished run already in `out` (its model.safetensors) is scored again, not retrained.
+    """
+    if reuse and (out / "model.safetensors").exists():
+        print(f"  reusing {out}", flush=True)
+        return train_record(out, wall_s=None)
     cmd = ["nice", "-n", "10", sys.executable, "-m", "gpt", "train", "--preset", "cpu", "--fresh",
            "--input", *inputs, "--out", str(out), "--train.max_time", budget]
     for key, value in overrides.items():
@@ -192,10 +200,15 @@ def train(inputs: list[str], out: Path, budget: str, overrides: dict[str, object
     for line in done.stdout.splitlines():
         if line.startswith(("questions:", "conversations:", "tokens:", "data:")):
             print("    " + line, flush=True)
+    return train_record(out, wall_s=round(time.perf_counter() - start))
+
+
+def train_record(out: Path, wall_s: int | None) -> dict:
+    """A run's last validation record, its last step and the training wall time."""
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if line.strip()]
     final = [r for r in records if "val_bpb" in r][-1]
     steps = max((r.get("step", 0) for r in records), default=0)
-    return {**final, "steps": steps, "wall_s": round(time.perf_counter() - start)}
+    return {**final, "steps": steps, "wall_s": wall_s}
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -233,7 +246,6 @@ def score(ask, items: list[tuple[str, str]]) -> dict:
 
 def evaluate_run(run: Path, corpus: Path, trained: list, held: list, chat: bool) -> dict:
     """Every measure for one run, the model loaded once."""
-    from gpt.chat import stop_ids
     from gpt.generate import Generator
     from gpt.retrieval import PassageIndex
     gen = Generator(run, "cpu")
@@ -245,14 +257,15 @@ def evaluate_run(run: Path, corpus: Path, trained: list, held: list, chat: bool)
             return gen.chat([{"role": "user", "content": f"What is {term}?"}], opts).text
         return gen.complete(f"What is {term}?", opts).text  # today's flow: gpt generate "What is X?"
 
-    def open_book(term: str) -> str:
-        ids = open_book_ids(gen, index, f"What is {term}?")
-        return answer_of(gen.stream_ids(ids, opts, end_ids=stop_ids(gen.tokenizer)))
+    def open_book(term: str, free: bool = False) -> str:
+        messages, quote = open_book_ask(gen, index, f"What is {term}?")
+        return answer_of(gen.stream_chat(messages, opts, constraint=None if free else quote))
 
     out = {"trained": score(closed, trained), "held-out": score(closed, held),
            "recall": score(lambda t: gen.complete(f"{t}:", opts).text, held)}
     if chat:
         out["open-book"] = score(open_book, held)
+        out["open-book free"] = score(lambda t: open_book(t, free=True), held)
         out["retrieval top-1"] = {"f1": retrieval_hits(index, held), "n": len(held)}
     return out
 
@@ -263,11 +276,13 @@ def retrieval_hits(index, items: list[tuple[str, str]]) -> float:
     return hits / max(len(items), 1)
 
 
-def open_book_ids(gen, index, question: str, k: int = 2) -> list[int]:
-    """The open-book prompt in ids, built as gpt ask --source builds it (retrieval.open_book, fitted by gen.fits)."""
+def open_book_ask(gen, index, question: str, k: int = 2):
+    """(messages, quote) as gpt ask --source builds them: the open-book prompt (retrieval.open_book, fitted by
+    gen.fits) and the constraint that quotes the answer from its passages (None when there is no passage)."""
     from gpt.retrieval import asked_open_book
     book = asked_open_book(gen, index, question, k)
-    return gen.chat_ids([{"role": "user", "content": book.prompt}])
+    messages = [{"role": "user", "content": book.prompt}]
+    return messages, gen.quote(messages, list(book.shown), [p.body for p in book.passages]) if book.passages else None
 
 
 def answer_of(pieces) -> str:
@@ -285,8 +300,9 @@ def ask_latency(run: Path, corpus: Path, term: str, reps: int = 5) -> dict:
         start = time.perf_counter()
         index = PassageIndex.build([corpus])  # gpt ask --source builds it on every call
         builds.append(time.perf_counter() - start)
-        ids = open_book_ids(gen, index, f"What is {term}?")
-        stream = gen.stream_ids(ids, opts, end_ids=set())  # no early stop: always 40 tokens
+        messages, quote = open_book_ask(gen, index, f"What is {term}?")
+        ids = gen.chat_ids(messages)
+        stream = gen.stream_ids(ids, opts, end_ids=set(), constraint=quote)  # no early stop: always 40 tokens
         next(stream)
         firsts.append(time.perf_counter() - start)
         for _ in stream:
@@ -299,7 +315,7 @@ def ask_latency(run: Path, corpus: Path, term: str, reps: int = 5) -> dict:
 # ----------------------------------------------------------------------------- the report
 
 def print_table(form: str, budget: str, results: dict[str, dict]) -> None:
-    names = ["trained", "held-out", "open-book", "recall", "retrieval top-1"]
+    names = ["trained", "held-out", "open-book", "open-book free", "recall", "retrieval top-1"]
     print(f"\n== {form}, budget {budget}: token-F1 (exact share) ==")
     print(f"{'run':<28}" + "".join(f"{n:>18}" for n in names) + f"{'val bpb':>9}{'chat loss':>10}{'steps':>7}")
     for run, r in results.items():
@@ -336,11 +352,12 @@ def run_form(form: str, corpus: Path, entries: list, args: argparse.Namespace, w
     label = f"recipe cw{args.chat_weight} do{args.dropout}"
     inputs = recipe_inputs(corpus, held, work, args.seed, args.open_book)
     info = train(inputs, work / f"{form}_recipe", args.budget,
-                 {**overrides, "data.qa": "off", "data.skip_long": "true", "data.chat_weight": args.chat_weight})
+                 {**overrides, "data.qa": "off", "data.skip_long": "true", "data.chat_weight": args.chat_weight},
+                 args.reuse)
     results[label] = {"train": info, **evaluate_run(work / f"{form}_recipe", corpus, trained_sample, held_sample,
                                                      chat=True)}
     if not args.no_base:
-        info = train([str(corpus)], work / f"{form}_base", args.budget, {**overrides, "data.qa": "off"})
+        info = train([str(corpus)], work / f"{form}_base", args.budget, {**overrides, "data.qa": "off"}, args.reuse)
         results["base (qa off, generate)"] = {"train": info, **evaluate_run(
             work / f"{form}_base", corpus, trained_sample, held_sample, chat=False)}
     print_table(form, args.budget, results)
@@ -369,6 +386,8 @@ def main() -> None:
     parser.add_argument("--no-latency", dest="latency", action="store_false")
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--keep", help="work in this folder (kept) instead of a temporary one")
+    parser.add_argument("--reuse", action="store_true", help="with --keep: score the runs already trained there "
+                        "again instead of training them (scoring changes only)")
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}, "
           f"{os.cpu_count()} CPUs", flush=True)

@@ -81,8 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ask", help="ask a trained run one question; the answer streams, then it exits")
     p.add_argument("question")
-    p.add_argument("--source", nargs="+", help="answer open-book: retrieve passages from these files/folders "
-                   "(greedy unless --temperature is given)")
+    p.add_argument("--source", nargs="+", help="answer open-book: retrieve passages from these files/folders; "
+                   "the answer is quoted from them (greedy unless --temperature is given)")
+    p.add_argument("--free", action="store_true", help="with --source: generate freely instead of quoting")
     p.add_argument("--passages", type=int, default=2, help="passages put in the context with --source (default 2)")
     p.add_argument("--system", help="a system message before the question")
     p.add_argument("--best", action="store_true", help="use best.safetensors (best validation loss)")
@@ -278,7 +279,7 @@ def cmd_ask(args: argparse.Namespace, extra: list[str]) -> int:
         print(f"note: {args.out} is a base run without a chat format; answering as the continuation of "
               "'User: ...\nAssistant:'", file=sys.stderr)
     system = [{"role": "system", "content": args.system}] if args.system else []
-    question = args.question
+    question, quote = args.question, None
     if args.source:  # open-book: the prompt the run's open-book questions were trained in (retrieval.open_book)
         from gpt.data import collect_files
         from gpt.retrieval import PassageIndex, asked_open_book
@@ -288,7 +289,9 @@ def cmd_ask(args: argparse.Namespace, extra: list[str]) -> int:
         for h in book.passages:
             print(f"source: {h.source}:{h.line}", file=sys.stderr)
     messages = [*system, {"role": "user", "content": question}]
-    _write_stream(gen.stream_chat(messages, opts))
+    if args.source and book.passages and not args.free:  # the answer: sentences copied from them (sampling.Quote)
+        quote = gen.quote(messages, list(book.shown), [p.body for p in book.passages])
+    _write_stream(gen.stream_chat(messages, opts, constraint=quote))
     return 0
 
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from gpt.config import SampleConfig
 from gpt.model import GPT, MLP, CausalSelfAttention, activation, apply_rope
 from gpt.runtime import resolve_precision
-from gpt.sampling import generate_stream
+from gpt.sampling import Constraint, generate_stream
 
 Rope = tuple[torch.Tensor, torch.Tensor] | None
 Cache = list[tuple[torch.Tensor, torch.Tensor]]  # (keys, values) per layer, each (B, nkv, block_size, hs)
@@ -77,10 +77,10 @@ def prefill(model: GPT, idx: torch.Tensor) -> tuple[torch.Tensor, Cache]:
 
 
 @torch.inference_mode()
-def decode_stream(model: GPT, idx: torch.Tensor, opts: SampleConfig,
-                  generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
+def decode_stream(model: GPT, idx: torch.Tensor, opts: SampleConfig, generator: torch.Generator | None = None,
+                  constraint: Constraint | None = None) -> Iterator[torch.Tensor]:
     """Yield (B, 1) next tokens exactly as ``gpt.sampling.generate_stream`` does, through ``decode_step``."""
-    yield from generate_stream(model, idx, opts, generator, read=prefill, step=decode_step)
+    yield from generate_stream(model, idx, opts, generator, read=prefill, step=decode_step, constraint=constraint)
 
 
 def fast_generate(model: GPT, idx: torch.Tensor, opts: SampleConfig,

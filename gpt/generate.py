@@ -23,7 +23,9 @@ from gpt.chat import ChatError, check_messages, has_chat_tokens, render, stop_id
 from gpt.checkpoint import load_run
 from gpt.config import SampleConfig, check_sample
 from gpt.decode import decode_stream, fast_generate, generation_precision
+from gpt.qa import SENTENCE_END
 from gpt.runtime import autocast, resolve_device
+from gpt.sampling import Constraint, Quote
 
 
 @dataclass
@@ -85,8 +87,9 @@ class Generator:
         yield from self.stream_ids(ids, opts, info)
 
     def stream_ids(self, ids: list[int], opts: SampleConfig, info: dict | None = None,
-                   end_ids: set[int] | None = None) -> Iterator[str]:
-        """stream() for a prompt already in ids; end_ids end the text (default: <|endoftext|>)."""
+                   end_ids: set[int] | None = None, constraint: Constraint | None = None) -> Iterator[str]:
+        """stream() for a prompt already in ids; end_ids end the text (default: <|endoftext|>); a constraint
+        (gpt.sampling.Quote) narrows each token's choice."""
         info = info if info is not None else {}
         info.update(prompt_tokens=len(ids), completion_tokens=0, finish_reason="length")
         end_ids = end_ids if end_ids is not None else {self.tokenizer.eot_id}
@@ -95,7 +98,7 @@ class Generator:
         pending = ""
         with self.lock, torch.inference_mode(), autocast(self.device, self.precision):
             idx = torch.tensor([ids], device=self.device)
-            for nxt in decode_stream(self.model, idx, opts, self._generator(opts.seed)):
+            for nxt in decode_stream(self.model, idx, opts, self._generator(opts.seed), constraint):
                 token = nxt.item()
                 info["completion_tokens"] += 1
                 if token in end_ids:
@@ -154,14 +157,37 @@ class Generator:
         except ChatError:
             return False
 
-    def stream_chat(self, messages: list[dict], opts: SampleConfig, info: dict | None = None) -> Iterator[str]:
+    def stream_chat(self, messages: list[dict], opts: SampleConfig, info: dict | None = None,
+                    constraint: Constraint | None = None) -> Iterator[str]:
         """The assistant's reply, streamed: through the chat format, or a plain 'User:/Assistant:' prompt."""
+        ids, end_ids = self.reply_prompt(messages)
+        if not self.chat_format:
+            opts = dataclasses.replace(opts, stop=[*opts.stop, PLAIN_CHAT_STOP])
+        yield from self.stream_ids(ids, opts, info, end_ids, constraint)
+
+    def reply_prompt(self, messages: list[dict]) -> tuple[list[int], set[int]]:
+        """The prompt ids stream_chat() reads for `messages`, and the tokens that end its reply."""
         if self.chat_format:
-            yield from self.stream_ids(self.chat_ids(messages), opts, info, end_ids=stop_ids(self.tokenizer))
-            return
+            return self.chat_ids(messages), stop_ids(self.tokenizer)
         check_messages(messages)
-        plain = dataclasses.replace(opts, stop=[*opts.stop, PLAIN_CHAT_STOP])
-        yield from self.stream(plain_chat_prompt(messages), plain, warn=lambda m: None, info=info)
+        return self.encode_prompt(plain_chat_prompt(messages), warn=lambda m: None), {self.tokenizer.eot_id}
+
+    def quote(self, messages: list[dict], texts: list[str], bodies: list[int] | None = None,
+              sentences: bool = True) -> Quote:
+        """The constraint that makes stream_chat(messages) copy its reply out of one of `texts`, as the prompt
+        holds them: their tokens there (gpt.sampling.Quote; each text where it first occurs after the last).
+
+        With `sentences` the quote is whole sentences: it starts where one does (at the body, the character
+        offset `bodies` gives in each text, 0 by default, or after a sentence's end) and ends where one ends.
+        """
+        ids, end_ids = self.reply_prompt(messages)
+        sources = token_spans(self.tokenizer, ids, texts)
+        bare = bare_tokens(self.tokenizer, {t for s in sources for t in s})
+        if not sentences:
+            return Quote(sources, end_ids, bare)
+        bodies = bodies or [0] * len(sources)
+        bounds = [sentence_bounds(self.tokenizer, s, body) for s, body in zip(sources, bodies)]
+        return Quote(sources, end_ids, bare, [b[0] for b in bounds], [b[1] for b in bounds])
 
     def chat(self, messages: list[dict], opts: SampleConfig) -> Completion:
         info: dict = {}
@@ -197,6 +223,68 @@ def plain_chat_prompt(messages: list[dict]) -> str:
     names = {"system": "System", "user": "User", "assistant": "Assistant"}
     lines = [f"{names.get(m['role'], m['role'].title())}: {m['content']}" for m in messages]
     return "\n".join(lines) + "\nAssistant:"
+
+
+def token_spans(tokenizer, ids: list[int], texts: list[str]) -> list[list[int]]:
+    """For each text, in order, the tokens of `ids` lying wholly inside its next occurrence in their bytes.
+
+    A token running past the text's end (".\n\n" after a passage's last sentence) is replaced by the token of
+    its part inside the text ("."), when that is one token.
+    """
+    offsets = [0]  # where each token's bytes start, then where the last one ends
+    for i in ids:
+        offsets.append(offsets[-1] + len(tokenizer.decode_bytes([i])))
+    raw, spans, after = tokenizer.decode_bytes(ids), [], 0
+    for text in texts:
+        wanted = text.encode("utf-8")
+        start = raw.find(wanted, after)
+        if start < 0:
+            spans.append([])
+            continue
+        after = start + len(wanted)
+        span = [t for t, a, b in zip(ids, offsets, offsets[1:]) if a >= start and b <= after]
+        last = next((i for i, (a, b) in enumerate(zip(offsets, offsets[1:])) if a >= start and a < after < b), None)
+        if last is not None:
+            inside = raw[offsets[last]:after]
+            part = tokenizer.encode(inside.decode("utf-8", errors="replace"), disallowed_special=())
+            span += part if len(part) == 1 and tokenizer.decode_bytes(part) == inside else []
+        spans.append(span)
+    return spans
+
+
+def sentence_bounds(tokenizer, tokens: list[int], body: int = 0) -> tuple[list[int], list[int]]:
+    """(the indices of the tokens that start a sentence, of those that end one) in the text `tokens` spell:
+    sentences from character `body` on, split by gpt.qa's SENTENCE_END rule. A token that starts with spaces
+    starts the sentence its first letter does."""
+    text = tokenizer.decode(tokens)
+
+    def to_bytes(chars: int) -> int:
+        return len(text[:chars].encode("utf-8"))
+
+    breaks = [m for m in SENTENCE_END.finditer(text) if m.start() > body]
+    starts = {to_bytes(body)} | {to_bytes(m.end()) for m in breaks}
+    ends = {to_bytes(m.start()) for m in breaks}
+    first, last, at = [], [], 0
+    for i, t in enumerate(tokens):
+        piece = tokenizer.decode_bytes([t])
+        if at + len(piece) - len(piece.lstrip()) in starts:
+            first.append(i)
+        at += len(piece)
+        if at in ends:
+            last.append(i)
+    return first, last
+
+
+def bare_tokens(tokenizer, tokens: set[int]) -> dict[int, int]:
+    """{token: the one token of its text without the leading space} for tokens that start with a space."""
+    bare = {}
+    for t in tokens:
+        text = tokenizer.decode_bytes([t])
+        if text.startswith(b" ") and len(text) > 1:
+            alone = tokenizer.encode(text[1:].decode("utf-8", errors="replace"), disallowed_special=())
+            if len(alone) == 1 and tokenizer.decode_bytes(alone) == text[1:]:
+                bare[t] = alone[0]
+    return bare
 
 
 def _find_stop(text: str, stops: list[str]) -> int | None:

@@ -266,6 +266,7 @@ class OpenBook:
     prompt: str
     passages: list[Passage]
     answer: str  # the best passage's first sentence as the prompt shows it; "" when there is no passage
+    shown: tuple[str, ...] = ()  # the passages as the prompt shows them (cut): what an answer may quote
 
 
 def first_sentence(text: str, limit: int) -> str:
@@ -305,7 +306,7 @@ def _fill(question: str, hits: list[Passage], room: int) -> OpenBook | None:
             break
         texts.append(_shown(hit.text, left))
         left -= len(texts[-1])
-    return OpenBook(open_book_question(question, texts), hits[:len(texts)], answer)
+    return OpenBook(open_book_question(question, texts), hits[:len(texts)], answer, tuple(texts))
 
 
 def open_book(index: PassageIndex, question: str, block_size: int, k: int = 2,

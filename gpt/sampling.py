@@ -4,11 +4,16 @@
 and the server down to ``logits_to_probs``. Generation keeps a static KV cache: the prompt is read once
 (``prefill``), then each new token costs one position's forward (``decode_one``). When the context fills
 block_size the window slides: its last 3/4 is read again into a fresh cache.
+
+A ``Constraint`` narrows what may be sampled, one step at a time: ``Quote`` makes the reply a span copied
+out of given token sequences (an open-book answer quoted from its passage), then an end token.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Protocol
 
 import torch
 
@@ -47,6 +52,79 @@ def sample_next(logits: torch.Tensor, opts: SampleConfig, context: torch.Tensor 
     return torch.multinomial(logits_to_probs(logits, opts), 1, generator=generator)
 
 
+class Constraint(Protocol):
+    """Decoding under a rule: mask() the logits of tokens the rule forbids, then advance() by the token taken."""
+
+    def mask(self, logits: torch.Tensor) -> torch.Tensor: ...
+
+    def advance(self, token: int) -> None: ...
+
+
+class Quote:
+    """The reply is one contiguous span of one of `sources` (token id sequences), then one of `end_ids`.
+
+    Copying needs no search: the state is the set of positions the span copied so far may continue at (a
+    span can occur more than once). Before the first token any start may come (every source token unless
+    `start_at` says otherwise); after it, exactly the tokens that continue some occurrence, or an end. A span
+    never runs from one source into the next, and a span that reaches the end of its source can only end.
+    `bare` maps a source token to the same text without its leading space (" person" -> "person"): a reply's
+    first token has none, since the reply is tokenized on its own, so it may start with the bare form of a
+    token. Per source, `start_at` lists the tokens a quote may start at and `end_after` those it may end
+    after (the source's last always); None: any. Each step costs O(occurrences).
+    """
+
+    def __init__(self, sources: Sequence[Sequence[int]], end_ids: Iterable[int], bare: dict[int, int] | None = None,
+                 start_at: Sequence[Iterable[int]] | None = None, end_after: Sequence[Iterable[int]] | None = None):
+        self.end_ids = sorted(set(end_ids))
+        if not self.end_ids:
+            raise ValueError("a quote needs an end token")
+        self.ids: list[int] = []  # the sources back to back, -1 after each: no token continues past a source
+        self.stops: set[int] | None = None if end_after is None else set()  # positions a quote may end before
+        first: list[int] = []  # positions a quote may start at
+        for n, source in enumerate(sources):
+            first += [len(self.ids) + i for i in (range(len(source)) if start_at is None else start_at[n])]
+            if self.stops is not None:
+                self.stops |= {len(self.ids) + i + 1 for i in (*end_after[n], len(source) - 1)}
+            self.ids += [*source, -1]
+        bare = bare or {}
+        self.starts: dict[int, list[int]] = defaultdict(list)  # first token -> positions its span continues at
+        for p in first:
+            token = self.ids[p]
+            self.starts[token].append(p + 1)
+            if bare.get(token, token) != token:
+                self.starts[bare[token]].append(p + 1)
+        self.active: list[int] | None = None  # None: nothing copied yet
+        self.ended = False
+
+    def allowed(self) -> list[int]:
+        """The token ids that may come next."""
+        if self.ended:
+            return self.end_ids
+        if self.active is None:
+            return sorted(self.starts) or self.end_ids  # no source token at all: only an (empty) end
+        can_end = self.stops is None or not self.stops.isdisjoint(self.active)
+        return sorted({self.ids[p] for p in self.active if self.ids[p] >= 0} | set(self.end_ids if can_end else ()))
+
+    def advance(self, token: int) -> None:
+        """Take `token` (one of allowed()) as the next token of the reply."""
+        if token not in self.allowed():
+            raise ValueError(f"token {token} does not continue the quote")
+        if token in self.end_ids:
+            self.ended = True
+            return
+        if self.active is None:
+            self.active = self.starts[token]
+        else:
+            self.active = [p + 1 for p in self.active if self.ids[p] == token]
+
+    def mask(self, logits: torch.Tensor) -> torch.Tensor:
+        """(1, vocab) logits with every token but the allowed ones at -inf."""
+        keep = torch.full_like(logits, float("-inf"))
+        allowed = torch.tensor(self.allowed(), device=logits.device)
+        keep[:, allowed] = logits[:, allowed]
+        return keep
+
+
 def prefill(model: GPT, idx: torch.Tensor) -> tuple[torch.Tensor, None]:
     """Read a prompt (B, T) into the model's own fresh KV cache; the last position's logits (B, vocab)."""
     model.setup_cache(idx.size(0))
@@ -60,19 +138,27 @@ def decode_one(model: GPT, cache: None, token: torch.Tensor, pos: int) -> torch.
 
 @torch.no_grad()
 def generate_stream(model: GPT, idx: torch.Tensor, opts: SampleConfig, generator: torch.Generator | None = None,
-                    read: Callable = prefill, step: Callable = decode_one) -> Iterator[torch.Tensor]:
+                    read: Callable = prefill, step: Callable = decode_one,
+                    constraint: Constraint | None = None) -> Iterator[torch.Tensor]:
     """Yield (B, 1) next tokens, up to opts.max_new_tokens: read the prompt once, then one step per token.
 
     read(model, idx) -> (logits, cache) and step(model, cache, token, pos) -> logits are the decoding
     path: by default GPT.forward with the model's KV cache (readable); gpt/decode.py passes a faster one.
+    A constraint (batch 1) masks the logits before each token is chosen and is told which one was.
     """
+    if constraint is not None and idx.size(0) != 1:
+        raise ValueError("a decoding constraint follows one sequence: batch size 1")
     block = model.config.block_size
     keep = max(1, block * 3 // 4)
     seq = idx[:, -block:]
     try:
         logits, cache = read(model, seq)
         for _ in range(opts.max_new_tokens):
+            if constraint is not None:
+                logits = constraint.mask(logits)
             nxt = sample_next(logits, opts, seq, generator)
+            if constraint is not None:
+                constraint.advance(nxt.item())
             yield nxt
             seq = torch.cat([seq, nxt], dim=1)
             if seq.size(1) > block:  # the cache is full: slide the window and read it again

@@ -118,3 +118,39 @@ def test_server_chat_uses_the_template(chat_run):
         assert "".join(c.choices[0].delta.content or "" for c in stream) == answer
     finally:
         stop_server(proc)
+
+
+NOTES = """# Sums and colours
+
+Sums: 1 plus 2 is 3, and 3 plus 4 is 7; 5 plus 6 is 11.
+
+Colours: grass is green, the sky is blue and snow is white.
+"""
+
+
+def test_open_book_answers_are_quoted_from_the_passages_unless_free(qa_file, tmp_path):
+    chat_run = tmp_path / "book"  # a context with room for passages; a few steps: quoting holds for any weights
+    run_gpt("train", *TINY, "--input", str(qa_file), "--out", str(chat_run), "--model.block_size", "128",
+            "--train.max_iters", "20", "--train.sample_tokens", "0", check=True)
+    notes = tmp_path / "notes.md"
+    notes.write_text(NOTES)
+    flat = " ".join(NOTES.split())
+    question = TRAINED[0][0]
+    proc = run_gpt("ask", question, "--out", str(chat_run), "--source", str(notes), check=True)
+    assert f"source: {notes}:" in proc.stderr
+    assert proc.stdout.strip() and proc.stdout.strip() in flat, proc.stdout
+    free = run_gpt("ask", question, "--out", str(chat_run), "--source", str(notes), "--free", check=True)
+    from gpt.generate import Generator
+    from gpt.retrieval import PassageIndex, asked_open_book
+    gen = Generator(chat_run, "cpu")
+    index = PassageIndex.build([notes])
+    book = asked_open_book(gen, index, question)
+    messages = [{"role": "user", "content": book.prompt}]
+    assert free.stdout == "".join(gen.stream_chat(messages, gen.options(temperature=0))) + "\n"
+    for question, _ in QA:  # greedy and sampled, every question: a span of one shown passage
+        book = asked_open_book(gen, index, question)
+        messages = [{"role": "user", "content": book.prompt}]
+        for temperature in (0.0, 1.0):
+            opts = gen.options(temperature=temperature, seed=3)
+            reply = "".join(gen.stream_chat(messages, opts, constraint=gen.quote(messages, list(book.shown))))
+            assert reply and any(reply in text for text in book.shown), (question, reply)
