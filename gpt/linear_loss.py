@@ -36,40 +36,41 @@ class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, dtype: torch.dtype,
                 rows: int, need_x: bool, need_w: bool) -> torch.Tensor:
-        with torch.autocast(x.device.type, enabled=False):
-            w = weight.to(dtype)
-            grad_x = torch.empty_like(x) if need_x else None
-            grad_w = torch.zeros(weight.shape, dtype=dtype, device=x.device) if need_w else None
-            total = torch.zeros((), dtype=torch.float32, device=x.device)
-            for start in range(0, x.size(0), rows):
-                xs, t = x[start:start + rows].to(dtype), targets[start:start + rows]
-                keep = t != IGNORE_INDEX
-                t = t.masked_fill(~keep, 0)
-                z = (xs @ w.t()).float()  # (n, vocab): the only logits alive, one chunk's
-                picked = z.gather(1, t[:, None]).squeeze(1)
-                top = z.amax(dim=-1, keepdim=True)
-                e = z.sub_(top).exp_()  # exp(z - max), in z's memory: one exp pass serves loss and gradient
-                sums = e.sum(dim=-1)
-                total += ((sums.log() + top.squeeze(1) - picked) * keep).sum()  # logsumexp(z) - z[t]
+        # Few kernels per chunk: per-row results go into (N, 1) columns with out=, the loss is summed once.
+        n, device = x.size(0), x.device
+        with torch.autocast(device.type, enabled=False):
+            w, xd = weight.to(dtype), x.to(dtype)
+            keep = (targets != IGNORE_INDEX)[:, None].float()  # (N, 1): 0 on ignored rows
+            t = targets.clamp(min=0)[:, None]  # (N, 1); an ignored row points at token 0, weighted 0
+            picked, top, sums = (torch.empty(n, 1, dtype=torch.float32, device=device) for _ in range(3))
+            grad_x = torch.empty_like(xd) if need_x else None
+            grad_w = torch.zeros(weight.shape, dtype=dtype, device=device) if need_w else None
+            for a in range(0, n, rows):
+                b = min(a + rows, n)
+                z = (xd[a:b] @ w.t()).float()  # (rows, vocab): the only logits alive, one chunk's
+                torch.gather(z, 1, t[a:b], out=picked[a:b])
+                torch.amax(z, dim=1, keepdim=True, out=top[a:b])
+                e = z.sub_(top[a:b]).exp_()  # exp(z - max) in z's memory: one exp pass for loss and gradient
+                torch.sum(e, dim=1, keepdim=True, out=sums[a:b])
                 if grad_x is None and grad_w is None:
                     continue
-                g = e.mul_((keep / sums)[:, None])  # softmax, ignored rows zero
-                g[torch.arange(g.size(0), device=g.device), t] -= keep.float()
-                g = g.to(dtype)  # (n, vocab) dloss/dz
+                g = e.mul_(keep[a:b] / sums[a:b])  # softmax, zero on ignored rows
+                g = g.scatter_add_(1, t[a:b], -keep[a:b]).to(dtype)  # - onehot(t): dloss/dz
                 if grad_x is not None:
-                    grad_x[start:start + rows] = g @ w
+                    torch.mm(g, w, out=grad_x[a:b])
                 if grad_w is not None:
-                    grad_w.addmm_(g.t(), xs)  # no (vocab, C) temporary per chunk
-        ctx.grads = grad_x, grad_w, weight.dtype
+                    grad_w.addmm_(g.t(), xd[a:b])  # no (vocab, C) temporary per chunk
+            total = (sums.log_().add_(top).sub_(picked) * keep).sum()  # sum of logsumexp(z) - z[t]
+        ctx.grads = grad_x, grad_w, x.dtype, weight.dtype
         return total
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         if ctx.grads is None:
             raise RuntimeError("linear_cross_entropy: the gradients were already used; backward through it once")
-        grad_x, grad_w, w_dtype = ctx.grads
+        grad_x, grad_w, x_dtype, w_dtype = ctx.grads
         ctx.grads = None  # scaled in place below, and freed with the graph
-        grad_x = grad_x.mul_(grad_out.to(grad_x.dtype)) if grad_x is not None else None
+        grad_x = grad_x.to(x_dtype).mul_(grad_out) if grad_x is not None else None
         grad_w = grad_w.to(w_dtype).mul_(grad_out) if grad_w is not None else None
         return grad_x, grad_w, None, None, None, None, None
 
