@@ -10,10 +10,9 @@ counts the tensor bytes a checkpoint must hold to resume: full = weights + AdamW
 adapters + their AdamW moments (the frozen base is the model it started from, stored once, not in
 every checkpoint).
 
-With bf16, a third variant, lora-bf16base, also stores the frozen matrices in bf16 (adapters, norms and
-optimizer stay fp32). Autocast rounds those weights to bf16 for every matmul anyway, so the matmuls see the
-same numbers; what changes is that the fp32 copies and the per-step casts are gone (the embedding lookup
-does read bf16-rounded rows). It is an experiment to size that option, not what gpt/lora.py does.
+Both variants compute the loss as the Trainer does, in row chunks without the whole logits
+(GPT.forward with return_logits=False, gpt/linear_loss.py). Under bf16 the LoRA variant holds its frozen
+base in bf16 as a LoRA run does (gpt/lora.py store_base); adapters, norms and optimizer stay fp32.
 
     python benchmarks/bench_lora.py [--steps 3] [--batch 4] [--rank 8]
 """
@@ -35,7 +34,7 @@ import torch  # noqa: E402
 
 from gpt.checkpoint import weights_dict  # noqa: E402
 from gpt.config import Config, ModelConfig  # noqa: E402
-from gpt.lora import apply_lora, lora_state_dict, trainable_parameters  # noqa: E402
+from gpt.lora import apply_lora, lora_state_dict, store_base, trainable_parameters  # noqa: E402
 from gpt.model import GPT  # noqa: E402
 from gpt.optim import build_optimizers  # noqa: E402
 from gpt.runtime import autocast, cpu_has_bf16  # noqa: E402
@@ -51,22 +50,14 @@ def optimizer_bytes(optimizers) -> int:
     return sum(tensor_bytes(s.values()) for opt in optimizers for s in opt.state.values())
 
 
-def store_frozen_in_bf16(model: GPT) -> None:
-    """Frozen 2-D weights (wrapped projections, wte / lm_head, wpe) to bf16 in place; trainables untouched."""
-    with torch.no_grad():
-        for p in model.parameters():
-            if not p.requires_grad and p.dim() == 2:
-                p.data = p.data.to(torch.bfloat16)
-
-
 def measure(variant: str, steps: int, batch: int, rank: int, precision: str) -> dict:
     """One variant, in this process: median step time over `steps` steps after one warm-up step."""
     torch.manual_seed(0)
     model = GPT(GPT2_SMALL)
-    if variant.startswith("lora"):
+    if variant == "lora":  # as gpt/run_setup.py build_model sets a LoRA run up
         apply_lora(model, rank=rank, alpha=2 * rank)
-    if variant == "lora-bf16base":
-        store_frozen_in_bf16(model)
+        if precision == "bf16":
+            store_base(model, torch.bfloat16)
     cfg = Config()
     optimizers = build_optimizers(model, cfg, torch.device("cpu"))
     data = torch.randint(0, GPT2_SMALL.vocab_size, (batch, GPT2_SMALL.block_size + 1),
@@ -76,7 +67,7 @@ def measure(variant: str, steps: int, batch: int, rank: int, precision: str) -> 
     for i in range(steps + 1):
         start, cpu_start = time.perf_counter(), time.process_time()
         with autocast(torch.device("cpu"), precision):
-            _, loss = model(x, y)
+            _, loss = model(x, y, return_logits=False)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         for opt in optimizers:
@@ -109,7 +100,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--precision", default="")
-    parser.add_argument("--child", choices=("full", "lora", "lora-bf16base"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("full", "lora"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     precision = args.precision or ("bf16" if cpu_has_bf16() else "fp32")
     if args.child:
@@ -117,10 +108,10 @@ def main() -> None:
         return
     print(f"GPT-2 small shape, random weights, batch {args.batch} x {GPT2_SMALL.block_size}, {precision}, "
           f"{torch.get_num_threads()} threads, median of {args.steps} steps after 1 warm-up")
-    variants = ("full", "lora", "lora-bf16base") if precision == "bf16" else ("full", "lora")
+    variants = ("full", "lora")
     results = {v: in_fresh_process(v, args, precision) for v in variants}
     for r in results.values():
-        print(f"  {r['variant']:>13}: {r['tokens_per_s']:5.0f} tokens/s "
+        print(f"  {r['variant']:>4}: {r['tokens_per_s']:5.0f} tokens/s "
               f"({r['step_s']:.2f} s, {r['cpu_s']:.2f} CPU s a step)  "
               f"peak RSS {r['peak_rss'] / 2**20:6.0f} MiB  checkpoint {r['checkpoint_bytes'] / 2**20:8.1f} MiB  "
               f"trainable {r['trainable']:,} of {r['params']:,}")

@@ -30,7 +30,7 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
     for x, y in batches:
         x, y = x.to(device), y.to(device)
         with autocast(device, precision):
-            _, loss_sum = model(x, y, reduction="sum")
+            _, loss_sum = model(x, y, reduction="sum", return_logits=False)
         scored = y[y != IGNORE_INDEX].cpu()
         nats += loss_sum.item()
         tokens += scored.numel()

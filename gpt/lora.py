@@ -13,6 +13,13 @@ change r and the same alpha and learning rate still work. Dropout, if any, is on
 
 After training, ``merge_lora`` folds s * B A into W and puts plain nn.Linear layers back, so the
 model is an ordinary GPT again: its state dict has the original keys and no extra cost at inference.
+
+Under bf16 autocast, ``store_base`` may hold the frozen matrices (the wrapped W, the embeddings, the LM
+head) in bf16: autocast rounds them to bf16 for every matmul anyway, so the fp32 copies only cost memory
+and a cast per use. Adapters, norms, biases and the optimizer stay in fp32, and merging is done in fp32:
+the merged weight is the bf16-rounded base, upcast, plus s * B A. That rounding is the one thing such a
+run changes in the base: the embedding rows it looks up are bf16-rounded too, while the residual stream
+stays fp32 (gpt/model.py upcasts the lookups).
 """
 
 from __future__ import annotations
@@ -61,9 +68,9 @@ class LoRALinear(nn.Module):
 
     @torch.no_grad()
     def merged_weight(self) -> torch.Tensor:
-        """W + s * B A, summed in fp32 and returned in W's dtype."""
+        """W + s * B A, summed in fp32 and returned in the adapters' dtype (W's, unless store_base lowered W)."""
         delta = (self.lora_B.float() @ self.lora_A.float()) * self.scale
-        return (self.weight.float() + delta).to(self.weight.dtype)
+        return (self.weight.float() + delta).to(self.lora_A.dtype)
 
     def extra_repr(self) -> str:
         return f"in={self.in_features}, out={self.out_features}, rank={self.rank}, scale={self.scale:g}"
@@ -110,15 +117,19 @@ def merge_lora(model: nn.Module) -> nn.Module:
     The result is an ordinary model with the original state-dict keys; all its parameters are
     trainable again, as they were before apply_lora.
     """
-    for name, module in lora_modules(model).items():
+    modules = lora_modules(model)
+    dtype = _adapter_dtype(model)
+    for name, module in modules.items():
         linear = nn.Linear(module.in_features, module.out_features, bias=module.bias is not None,
-                           device=module.weight.device, dtype=module.weight.dtype)
+                           device=module.weight.device, dtype=module.lora_A.dtype)
         linear.weight.copy_(module.merged_weight())
         if module.bias is not None:
             linear.bias.copy_(module.bias)
         parent, _, attr = name.rpartition(".")
         setattr(model.get_submodule(parent), attr, linear)
     for p in model.parameters():
+        if dtype is not None and p.is_floating_point():
+            p.data = p.data.to(dtype)  # a base store_base lowered: back to the model's dtype
         p.requires_grad_(True)
     return model
 
@@ -126,10 +137,34 @@ def merge_lora(model: nn.Module) -> nn.Module:
 @torch.no_grad()
 def merged_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The state dict merge_lora would give, without changing the model (for saving mid-training)."""
-    state = {k: v for k, v in model.state_dict().items() if ".lora_" not in k}
+    dtype = _adapter_dtype(model)
+    state = {k: v.to(dtype) if dtype is not None and v.is_floating_point() else v
+             for k, v in model.state_dict().items() if ".lora_" not in k}
     for name, module in lora_modules(model).items():
         state[f"{name}.weight"] = module.merged_weight()
     return state
+
+
+def store_base(model: nn.Module, dtype: torch.dtype) -> int:
+    """Hold the frozen matrices (the wrapped W, embeddings, LM head) in dtype, in place; returns the bytes freed.
+
+    For a model wrapped by apply_lora that trains under autocast to dtype (see the module docstring).
+    Vectors (norms, biases) and everything trainable keep their dtype; tied weights stay one tensor.
+    """
+    if not lora_modules(model):
+        raise LoRAError("store_base is for a model with LoRA adapters (call apply_lora first)")
+    freed = 0
+    with torch.no_grad():
+        for p in model.parameters():
+            if not p.requires_grad and p.dim() >= 2 and p.is_floating_point() and p.dtype != dtype:
+                freed += p.numel() * (p.element_size() - dtype.itemsize)
+                p.data = p.data.to(dtype)  # the same Parameter object: ties and module references hold
+    return freed
+
+
+def _adapter_dtype(model: nn.Module) -> torch.dtype | None:
+    """The dtype the adapters train in: the model's own, which store_base may have lowered the base from."""
+    return next((p.dtype for p in _adapters(model).values()), None)
 
 
 def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -17,8 +17,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from gpt.config import ModelConfig
+from gpt.linear_loss import IGNORE_INDEX, linear_cross_entropy, plain_cross_entropy
 
-IGNORE_INDEX = -1  # a target the loss skips: padding, and tokens outside a loss mask
+# IGNORE_INDEX (-1), imported from there: a target the loss skips (padding, tokens outside a loss mask)
 
 
 def mlp_hidden(cfg: ModelConfig) -> int:
@@ -210,20 +211,23 @@ class GPT(nn.Module):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, pos: int = 0,
-                reduction: str = "mean") -> tuple[torch.Tensor, torch.Tensor | None]:
+                reduction: str = "mean", return_logits: bool = True) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """idx (B, T) -> logits (B, T, vocab) and the cross-entropy over targets != IGNORE_INDEX.
 
         reduction "mean" averages over the scored targets, "sum" adds them up (the trainer divides by
         the global count of targets itself). pos is the position of idx[:, 0], used with the KV cache.
         Without targets only the last position's logits are computed (B, 1, vocab): all sampling needs.
+        With targets and return_logits=False the logits are None and the loss comes from
+        linear_cross_entropy (gpt/linear_loss.py), which never holds the (B, T, vocab) logits at once.
         """
         B, T = idx.size()
         if pos + T > self.config.block_size:
             raise ValueError(f"sequence of {pos + T} tokens is longer than block_size {self.config.block_size}")
-        x = self.wte(idx)  # (B, T, C)
+        stream = self.ln_f.weight.dtype  # the residual stream's; a LoRA base may hold the tables in bf16
+        x = self.wte(idx).to(stream)  # (B, T, C)
         rope = None
         if self.wpe is not None:
-            x = x + self.wpe(torch.arange(pos, pos + T, device=idx.device))
+            x = x + self.wpe(torch.arange(pos, pos + T, device=idx.device)).to(stream)
         else:
             rope = self.rope_cos[pos:pos + T], self.rope_sin[pos:pos + T]
         x = self.drop(x)
@@ -232,10 +236,18 @@ class GPT(nn.Module):
         x = self.ln_f(x)
         if targets is None:
             return self.lm_head(x[:, -1:, :]), None  # (B, 1, vocab)
+        if not return_logits and type(self.lm_head) is nn.Linear:  # (a wrapped head takes the plain path)
+            return None, linear_cross_entropy(x, self.lm_head.weight, targets, reduction, self.loss_chunks())
         logits = self.lm_head(x)  # (B, T, vocab)
-        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1),
-                               ignore_index=IGNORE_INDEX, reduction=reduction)
-        return logits, loss
+        return logits, plain_cross_entropy(logits, targets, reduction)
+
+    def loss_chunks(self) -> int:
+        """Row chunks for linear_cross_entropy: each chunk's logits (rows x vocab) no larger than the hidden
+        states (rows x n_embd x n_layer) the blocks keep for the backward, so the loss is never what fills
+        the memory; the count depends on the shape only (GPT-2 small: 6). More, smaller chunks cost time
+        in per-chunk overhead and in summing the head's weight gradient once per chunk."""
+        cfg = self.config
+        return math.ceil(cfg.vocab_size / (cfg.n_embd * cfg.n_layer))
 
     def all_logits(self, idx: torch.Tensor) -> torch.Tensor:
         """Logits at every position (B, T, vocab), for tests and inspection."""

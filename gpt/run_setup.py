@@ -46,7 +46,7 @@ from gpt.conversations import (
 from gpt.data import BUILTIN, TokenData, check_sizes, collect_files, iter_texts, open_prepared, prepare
 from gpt.errors import InputError
 from gpt.files import RunLock, atomic_write
-from gpt.lora import apply_lora, trainable_parameters
+from gpt.lora import apply_lora, store_base, trainable_parameters
 from gpt.model import GPT
 from gpt.qa_mix import augmentation_file, conversations, derived_pairs
 from gpt.runtime import Dist
@@ -340,9 +340,11 @@ def commit_run(run_dir: Path, cfg: Config, prepared: Prepared, fresh: bool) -> N
     (run_dir / PENDING_TOKENIZER).unlink(missing_ok=True)
 
 
-def build_model(cfg: Config, prepared: Prepared, init_from: str | None, log: Callable[[str], None]) -> GPT:
+def build_model(cfg: Config, prepared: Prepared, init_from: str | None, log: Callable[[str], None],
+                precision: str = "fp32") -> GPT:
     """A new model, or the --init-from weights (the embedding grown when chat tokens were added); adapters
-    on its projections with --train.lora_rank R (gpt/lora.py), the rest frozen."""
+    on its projections with --train.lora_rank R (gpt/lora.py), the rest frozen, and held in bf16 when the
+    run's precision is bf16 (store_base)."""
     if not init_from or prepared.checkpoint is not None:  # a resumed run has its own weights
         model = GPT(cfg.model)
     else:
@@ -355,8 +357,11 @@ def build_model(cfg: Config, prepared: Prepared, init_from: str | None, log: Cal
     if tr.lora_rank:
         wrapped = apply_lora(model, tr.lora_rank, tr.lora_alpha, tr.lora_dropout, tr.lora_targets)
         trained = sum(p.numel() for p in trainable_parameters(model).values())
+        base = ""
+        if precision == "bf16":  # autocast rounds the frozen matrices to bf16 for every matmul anyway
+            base = f"; the frozen base held in bf16 ({store_base(model, torch.bfloat16) / 2**20:.1f} MiB freed)"
         log(f"lora: rank {tr.lora_rank} adapters on {len(wrapped)} projections, {trained:,} trainable "
-            f"parameters ({100 * trained / model.num_params():.2f}% of the model)")
+            f"parameters ({100 * trained / model.num_params():.2f}% of the model){base}")
     return model
 
 

@@ -81,7 +81,7 @@ class Trainer:
         self.chat_conversations = len(prepared.chat_train)
         if self.data is not None:
             check_sizes(self.data, cfg.model.block_size)
-        self.model = build_model(cfg, prepared, init_from, self.log).to(self.device)
+        self.model = build_model(cfg, prepared, init_from, self.log, self.precision).to(self.device)
         self.optimizers = build_optimizers(self.model, cfg, self.device)
         self.scaler = grad_scaler(self.device, self.precision)
         self.batches = batch_source(cfg, prepared, self._per_rank_batch(), self.dist, self.device)
@@ -156,7 +156,7 @@ class Trainer:
         total = torch.zeros((), device=self.device)
         for x, y in micro:
             with autocast(self.device, self.precision):
-                _, loss_sum = self.train_model(x, y, reduction="sum")
+                _, loss_sum = self.train_model(x, y, reduction="sum", return_logits=False)
             self.scaler.scale(loss_sum * scale).backward()
             total += loss_sum.detach()
         for opt in self.optimizers:

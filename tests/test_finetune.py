@@ -55,9 +55,9 @@ def notes(tmp_path_factory) -> Path:
     return path
 
 
-def tune_args(hf_dir, notes, out, *extra):
+def tune_args(hf_dir, notes, out, *extra, precision="fp32"):
     return ["train", *TINY, "--init-from", str(hf_dir), "--input", str(notes), "--out", str(out),
-            "--train.lora_rank", str(RANK), "--train.lora_alpha", str(ALPHA), "--train.precision", "fp32",
+            "--train.lora_rank", str(RANK), "--train.lora_alpha", str(ALPHA), "--train.precision", precision,
             "--train.log_interval", "1", "--train.sample_tokens", "0", *extra]
 
 
@@ -128,16 +128,25 @@ def test_export_carries_the_chat_template_and_special_tokens(hf_dir, tmp_path):
     assert config["eos_token_id"] == fast.convert_tokens_to_ids("<|im_end|>")
 
 
-def test_lora_resume_after_sigkill_equals_uninterrupted(hf_dir, notes, tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])  # bf16: the frozen base is held (and stored) in bf16
+def test_lora_resume_after_sigkill_equals_uninterrupted(hf_dir, notes, tmp_path, precision):
     common = ("--train.max_iters", "160", "--train.ckpt_interval", "10", "--train.eval_interval", "1000",
               "--train.lora_dropout", "0.1")  # dropout: the RNG state must resume too
     straight = tmp_path / "straight"
-    run_gpt(*tune_args(hf_dir, notes, straight, *common), check=True)
+    proc = run_gpt(*tune_args(hf_dir, notes, straight, *common, precision=precision), check=True)
+    assert ("the frozen base held in bf16" in proc.stdout) == (precision == "bf16")
+    base, merged = load_file(str(straight / "base.safetensors")), load_file(str(straight / "model.safetensors"))
+    matrix = torch.float32 if precision == "fp32" else torch.bfloat16
+    assert base["h.0.attn.c_attn.weight"].dtype == base["wte.weight"].dtype == base["lm_head.weight"].dtype == matrix
+    assert base["h.0.ln_1.weight"].dtype == torch.float32 and merged.keys() == base.keys()
+    assert all(t.dtype == torch.float32 for t in merged.values())  # the export is an ordinary fp32 model
+    assert torch.equal(merged["wte.weight"], base["wte.weight"].float())  # not wrapped: the base, upcast
 
     killed = tmp_path / "killed"
-    kill_after(tune_args(hf_dir, notes, killed, *common), killed / "checkpoints" / "step-00000020")
+    kill_after(tune_args(hf_dir, notes, killed, *common, precision=precision),
+               killed / "checkpoints" / "step-00000020")
     assert not (killed / "checkpoints" / "step-00000160").exists()
-    resumed = run_gpt(*tune_args(hf_dir, notes, killed, *common), check=True)
+    resumed = run_gpt(*tune_args(hf_dir, notes, killed, *common, precision=precision), check=True)
     assert "resume: continuing from" in resumed.stdout
     a, b = losses(straight), losses(killed)
     assert sorted(b) == list(range(1, 161))

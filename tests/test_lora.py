@@ -13,6 +13,7 @@ from gpt.lora import (
     lora_state_dict,
     merge_lora,
     merged_state_dict,
+    store_base,
     trainable_parameters,
 )
 from gpt.model import GPT
@@ -231,3 +232,59 @@ def test_loading_adapters_checks_names_and_shapes():
         load_lora_state_dict(model, {**good, "h.0.attn.c_attn.lora_C": torch.zeros(1)})
     with pytest.raises(LoRAError, match="has no LoRA adapters"):
         load_lora_state_dict(base_model("gpt2"), good)
+
+
+def rounded_to_bf16(model: GPT) -> None:
+    """What store_base does to the values, kept in fp32: every frozen matrix rounded to bf16."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if not p.requires_grad and p.dim() == 2:
+                p.copy_(p.bfloat16().float())
+
+
+@pytest.mark.parametrize("variant", ["gpt2", "llama"])  # tied head + learned positions; untied head + rope
+def test_bf16_base_changes_only_the_rounding(variant, tmp_path):
+    def adapted():
+        model = base_model(variant)
+        apply_lora(model, rank=4, alpha=8)
+        perturb_adapters(model)
+        return model
+
+    model, reference = adapted(), adapted()
+    rounded_to_bf16(reference)
+    matrices = {n: p.numel() for n, p in model.named_parameters() if not p.requires_grad and p.dim() == 2}
+    assert store_base(model, torch.bfloat16) == 2 * sum(matrices.values())  # 2 bytes saved per number
+    dtypes = {n: p.dtype for n, p in model.named_parameters()}
+    assert all(dtypes[n] == torch.bfloat16 for n in matrices) and len(matrices) >= 9
+    assert all(d == torch.float32 for n, d in dtypes.items() if n not in matrices)  # adapters, norms, biases
+    if variant == "gpt2":
+        assert model.lm_head.weight is model.wte.weight  # still one tensor
+    x, y = batch()
+    results = []
+    for m in (model, reference):  # under bf16 autocast the matmuls see the same numbers: bitwise equal
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            _, loss = m(x, y, return_logits=False)
+        loss.backward()
+        results.append((loss, {n: p.grad for n, p in m.named_parameters() if p.requires_grad}))
+    (loss, grads), (ref_loss, ref_grads) = results
+    assert torch.equal(loss, ref_loss) and grads.keys() == ref_grads.keys()
+    assert all(torch.equal(grads[n], ref_grads[n]) for n in grads)
+    # the export: fp32, the bf16 base upcast plus s * B A, bitwise what the rounded fp32 model merges to
+    merged, expected = merged_state_dict(model), merged_state_dict(reference)
+    assert merged.keys() == expected.keys()
+    assert all(v.dtype == torch.float32 and torch.equal(v, expected[k]) for k, v in merged.items())
+    # the base file holds bf16 and loads back into a model set up the same way
+    save_weights(model, tmp_path / "base.safetensors", part="base")
+    assert load_file(str(tmp_path / "base.safetensors"))["h.0.attn.c_attn.weight"].dtype == torch.bfloat16
+    again = adapted()
+    store_base(again, torch.bfloat16)
+    load_weights(again, tmp_path / "base.safetensors", part="base")
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.state_dict().values()))
+    merge_lora(model)
+    assert all(p.dtype == torch.float32 and p.requires_grad for p in model.parameters())
+    assert all(torch.equal(model.state_dict()[k], expected[k]) for k in expected)
+
+
+def test_store_base_needs_adapters():
+    with pytest.raises(LoRAError, match="call apply_lora first"):
+        store_base(base_model("gpt2"), torch.bfloat16)

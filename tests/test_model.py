@@ -162,3 +162,56 @@ def test_bf16_training_forward_matches_fp32():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         _, bf16 = model(idx, idx)
     assert abs(bf16.item() - fp32.item()) / fp32.item() < 0.01
+
+
+# ---------------------------------------------------------------- the chunked loss (gpt/linear_loss.py)
+
+def loss_and_grads(model: GPT, idx, y, fused: bool, reduction: str, bf16: bool):
+    """The loss and the gradients of every trainable parameter, through the plain or the chunked loss."""
+    model.zero_grad(set_to_none=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        logits, loss = model(idx, y, reduction=reduction, return_logits=not fused)
+    assert (logits is None) == fused
+    (loss * 0.7).backward()  # a grad_output other than 1, as the trainer's 1 / count scale
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("tied, frozen_head", [(True, False), (False, False), (False, True), (True, True)])
+def test_chunked_loss_equals_plain_cross_entropy(tied, frozen_head, reduction, bf16):
+    torch.manual_seed(0)
+    model = GPT(small(tie_embeddings=tied, vocab_size=301))  # 301 / (32 x 2): 5 chunks of 10 rows for 48 rows
+    assert model.loss_chunks() == 5
+    if frozen_head:  # as under LoRA: the head (and with it a tied embedding) gets no gradient
+        model.lm_head.weight.requires_grad_(False)
+    idx, y = torch.randint(0, 301, (2, 24)), torch.randint(0, 301, (2, 24))
+    y[0, 3:9] = -1  # ignored targets, some inside a chunk and one whole chunk's worth
+    y[1, :] = torch.where(torch.arange(24) % 3 == 0, -1, y[1, :])
+    loss_p, grads_p = loss_and_grads(model, idx, y, False, reduction, bf16)
+    loss_f, grads_f = loss_and_grads(model, idx, y, True, reduction, bf16)
+    assert loss_f.dtype == torch.float32 and grads_p.keys() == grads_f.keys()
+    assert (("wte.weight" if tied else "lm_head.weight") in grads_f) != frozen_head  # tied: one name, wte's
+    # fp32: the same sums in another order; bf16: the matmuls round differently, softmax and loss stay fp32
+    rtol, atol = (1e-5, 1e-6) if not bf16 else (2e-3, 0.0)
+    assert torch.allclose(loss_f, loss_p, rtol=rtol)
+    for name, g in grads_p.items():
+        err = (grads_f[name] - g).abs().max() / g.abs().max()
+        assert err < (1e-5 if not bf16 else 0.03), (name, err.item())
+
+
+def test_chunked_loss_of_only_ignored_targets_and_without_grad():
+    from gpt.linear_loss import linear_cross_entropy
+    model = GPT(small())
+    idx, y = torch.randint(0, 97, (2, 8)), torch.full((2, 8), -1)
+    assert torch.isnan(model(idx, y, return_logits=False)[1])  # as F.cross_entropy's mean over nothing
+    assert model(idx, y, reduction="sum", return_logits=False)[1].item() == 0.0
+    x, w = torch.randn(6, 4, requires_grad=True), torch.randn(9, 4, requires_grad=True)
+    t = torch.randint(0, 9, (6,))
+    with torch.no_grad():  # evaluation: the loss alone, no gradient work
+        expected = torch.nn.functional.cross_entropy(x @ w.t(), t, reduction="sum")
+        assert torch.allclose(linear_cross_entropy(x, w, t, "sum", chunks=4), expected)
+    loss = linear_cross_entropy(x, w, t, chunks=2)
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="backward through it once"):
+        loss.backward()
