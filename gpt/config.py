@@ -305,8 +305,6 @@ def validate(cfg: Config) -> None:
     if t.vocab_size < min_vocab:
         raise ConfigError(f"tokenizer.vocab_size ({t.vocab_size}) must be >= 256 bytes + "
                           f"{len(t.special_tokens)} special tokens = {min_vocab}")
-    if m.vocab_size and m.vocab_size < t.vocab_size:
-        raise ConfigError(f"model.vocab_size ({m.vocab_size}) must be >= tokenizer.vocab_size ({t.vocab_size})")
     if len(set(t.special_tokens)) != len(t.special_tokens) or any(not tok for tok in t.special_tokens):
         raise ConfigError("tokenizer.special_tokens must be distinct and non-empty")
     if not 0.0 <= m.dropout < 1.0:

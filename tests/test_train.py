@@ -281,6 +281,16 @@ def test_model_file_holds_the_best_evaluated_weights(corpus_file, tmp_path, monk
         assert trainer.checkpointer.latest_good().name == "step-00000020"  # resuming continues from the last step
 
 
+def test_a_tokenizer_that_comes_up_short_still_gives_a_usable_run(tmp_path):
+    text = tmp_path / "repetitive.txt"
+    text.write_text("the cat sat on the mat. " * 400)  # too few distinct pairs for 300 tokens
+    run = tmp_path / "run"
+    proc = run_gpt("train", *TINY, "--input", str(text), "--out", str(run), "--train.max_iters", "4", check=True)
+    assert "tokenizer: 2" in proc.stdout  # fewer tokens than the 300 asked for
+    out = run_gpt("generate", "the", "--out", str(run), "--max-new-tokens", "4", "--seed", "1")
+    assert out.returncode == 0, out.stderr
+
+
 def test_the_step_weighs_every_target_token_the_same_across_micro_batches(corpus_file, tmp_path):
     cfg = resolve(preset="tiny", overrides={"data.input": [str(corpus_file)], "train.grad_accum": 2,
                                             "train.precision": "fp32", "data.qa": "off", "train.grad_clip": 0.0})
