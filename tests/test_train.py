@@ -315,3 +315,19 @@ def test_the_step_weighs_every_target_token_the_same_across_micro_batches(corpus
     order = [by_id[id(p)] for g in opt.param_groups for p in g["params"]]
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(seen["grads"], order))
     trainer.close()
+
+
+def test_only_rank_0_puts_the_best_weights_in_place(tmp_path):
+    """A resumed DDP run restores best_record on every rank (state.pt is shared): the other ranks must not copy
+    best.safetensors too, racing rank 0 on the same temporary file."""
+    from types import SimpleNamespace
+    (tmp_path / "best.safetensors").write_bytes(b"best")
+    (tmp_path / "model.safetensors").write_bytes(b"last")
+    rank1 = SimpleNamespace(run_dir=tmp_path, best_record={"step": 10, "val_loss": 1.0}, data=object(), step=20,
+                            dist=SimpleNamespace(master=False), log=lambda *a: None)
+    last = {"step": 20, "val_loss": 2.0}
+    assert Trainer._use_best_weights(rank1, last) is last
+    assert (tmp_path / "model.safetensors").read_bytes() == b"last"
+    rank0 = SimpleNamespace(**{**vars(rank1), "dist": SimpleNamespace(master=True)})
+    assert Trainer._use_best_weights(rank0, last)["step"] == 10
+    assert (tmp_path / "model.safetensors").read_bytes() == b"best"
