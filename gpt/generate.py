@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from gpt.bpe import Tokenizer
 from gpt.chat import ChatError, check_messages, has_chat_tokens, render, stop_ids
 from gpt.checkpoint import load_run
 from gpt.config import SampleConfig, check_sample
@@ -225,7 +226,7 @@ def plain_chat_prompt(messages: list[dict]) -> str:
     return "\n".join(lines) + "\nAssistant:"
 
 
-def token_spans(tokenizer, ids: list[int], texts: list[str]) -> list[list[int]]:
+def token_spans(tokenizer: Tokenizer, ids: list[int], texts: list[str]) -> list[list[int]]:
     """For each text, in order, the tokens of `ids` lying wholly inside its next occurrence in their bytes.
 
     A token running past the text's end (".\n\n" after a passage's last sentence) is replaced by the token of
@@ -252,7 +253,7 @@ def token_spans(tokenizer, ids: list[int], texts: list[str]) -> list[list[int]]:
     return spans
 
 
-def sentence_bounds(tokenizer, tokens: list[int], body: int = 0) -> tuple[list[int], list[int]]:
+def sentence_bounds(tokenizer: Tokenizer, tokens: list[int], body: int = 0) -> tuple[list[int], list[int]]:
     """(the indices of the tokens that start a sentence, of those that end one) in the text `tokens` spell:
     sentences from character `body` on, split by gpt.qa's SENTENCE_END rule. A token that starts with spaces
     starts the sentence its first letter does."""
@@ -275,7 +276,7 @@ def sentence_bounds(tokenizer, tokens: list[int], body: int = 0) -> tuple[list[i
     return first, last
 
 
-def bare_tokens(tokenizer, tokens: set[int]) -> dict[int, int]:
+def bare_tokens(tokenizer: Tokenizer, tokens: set[int]) -> dict[int, int]:
     """{token: the one token of its text without the leading space} for tokens that start with a space."""
     bare = {}
     for t in tokens:

@@ -30,8 +30,9 @@ import math
 import os
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from gpt.data import read_documents
 from gpt.errors import InputError
@@ -327,7 +328,16 @@ def open_book(index: PassageIndex, question: str, block_size: int, k: int = 2,
     return OpenBook(question, [], "")
 
 
-def asked_open_book(gen, index: PassageIndex, question: str, k: int = 2, system: list[dict] = ()) -> OpenBook:
+class Asker(Protocol):
+    """What asked_open_book needs of a loaded run (gpt.generate.Generator): its context and its fitting rule."""
+
+    block_size: int
+
+    def fits(self, messages: list[dict], answer: str | None = None) -> bool: ...
+
+
+def asked_open_book(gen: Asker, index: PassageIndex, question: str, k: int = 2,
+                    system: Sequence[dict] = ()) -> OpenBook:
     """open_book() for a loaded run (a gpt.generate.Generator), checked against its tokenizer and context:
     the question `gpt ask --source` asks."""
     return open_book(index, question, gen.block_size, k,
