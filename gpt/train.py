@@ -229,10 +229,9 @@ class Trainer:
         """If the text's validation got worse by the end (a small corpus seen too often), model.safetensors takes the
         best evaluated weights (checkpoints keep the last, to resume); conversations alone keep the last: there the
         trained answers are the point. Returns the metrics of the weights kept."""
-        # Rank 0 alone writes the run's files; other ranks hold best_record too once resumed (state.pt is everyone's)
-        best, kept = self.run_dir / "best.safetensors", self.best_record
-        if not self.dist.master or kept is None or self.data is None or not (
-                kept["val_loss"] < last["val_loss"] and best.exists()):
+        kept = self.best_record if self.dist.master else None  # all ranks have it once resumed; rank 0 writes
+        best = self.run_dir / "best.safetensors"
+        if kept is None or self.data is None or not (kept["val_loss"] < last["val_loss"] and best.exists()):
             return last
         if not guarded("model.safetensors (the best weights)",
                        lambda: atomic_copy(best, self.run_dir / "model.safetensors"), self.log):
