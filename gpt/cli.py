@@ -271,6 +271,8 @@ def cmd_chat(args: argparse.Namespace, extra: list[str]) -> int:
 
 def cmd_ask(args: argparse.Namespace, extra: list[str]) -> int:
     from gpt.generate import Generator
+    if args.free and not args.source:
+        raise ConfigError("--free goes with --source (without passages nothing is quoted; the answer is free)")
     gen = Generator(args.out, args.device, weights="best.safetensors" if args.best else "model.safetensors")
     if args.source and args.temperature is None:
         args.temperature = 0.0  # an answer copied out of a passage: greedy, not a draw that may stray from it

@@ -144,3 +144,9 @@ def test_chat_in_a_terminal_answers_and_keeps_history(run_dir):
     assert os.waitstatus_to_exitcode(status) == 0
     assert b"Traceback" not in out
     assert "The value of" in (run_dir / ".chat_history").read_text()
+
+
+def test_ask_free_without_source_is_a_one_line_error(tmp_path):
+    proc = run_gpt("ask", "What is a decorator?", "--out", str(tmp_path / "none"), "--free")
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        "gpt: error: --free goes with --source (without passages nothing is quoted; the answer is free)"]
