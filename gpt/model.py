@@ -236,7 +236,11 @@ class GPT(nn.Module):
         x = self.ln_f(x)
         if targets is None:
             return self.lm_head(x[:, -1:, :]), None  # (B, 1, vocab)
-        if not return_logits and type(self.lm_head) is nn.Linear:  # (a wrapped head takes the plain path)
+        # A wrapped head (LoRA) takes the plain path, and so does fp16: the fused loss sums the head's weight
+        # gradient over all rows before the loss scale applies, which can overflow fp16's range.
+        device = x.device.type
+        fp16 = torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) == torch.float16
+        if not return_logits and type(self.lm_head) is nn.Linear and not fp16:
             return None, linear_cross_entropy(x, self.lm_head.weight, targets, reduction, self.loss_chunks())
         logits = self.lm_head(x)  # (B, T, vocab)
         return logits, plain_cross_entropy(logits, targets, reduction)

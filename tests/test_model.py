@@ -215,3 +215,21 @@ def test_chunked_loss_of_only_ignored_targets_and_without_grad():
     loss.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="backward through it once"):
         loss.backward()
+
+
+def test_fp16_autocast_takes_the_plain_loss(monkeypatch):
+    import gpt.model
+    torch.manual_seed(0)
+    model = GPT(small(vocab_size=301))
+    idx, y = torch.randint(0, 301, (2, 24)), torch.randint(0, 301, (2, 24))
+
+    def fused_loss(*args):
+        raise AssertionError("fp16 must not take the fused loss")
+    monkeypatch.setattr(gpt.model, "linear_cross_entropy", fused_loss)
+    with torch.autocast("cpu", dtype=torch.float16):
+        _, fused = model(idx, y, reduction="sum", return_logits=False)
+        _, plain = model(idx, y, reduction="sum")
+    assert torch.equal(fused, plain)
+    with pytest.raises(AssertionError, match="fused loss"):  # bf16 does take it
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            model(idx, y, reduction="sum", return_logits=False)
