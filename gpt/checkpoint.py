@@ -41,7 +41,7 @@ from gpt.bpe import Tokenizer
 from gpt.bpe_formats import load_tokenizer
 from gpt.config import Config, ConfigError, from_dict, read_toml, to_toml
 from gpt.errors import InputError
-from gpt.files import atomic_write, fsync_dir, sha256_file
+from gpt.files import atomic_copy, atomic_write, fsync_dir, sha256_file
 from gpt.lora import lora_modules, lora_state_dict, merged_state_dict
 from gpt.model import GPT, state_mismatch
 from gpt.runtime import unwrap_model
@@ -107,6 +107,23 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise CheckpointError(f"weights {path} are damaged: tensor '{name}' holds NaN or infinite values")
     return state
+
+
+def use_best_weights(run_dir: str | Path, step: int) -> None:
+    """Copy best.safetensors over model.safetensors atomically, if it holds the weights of `step`.
+
+    The step is checked against the file's own metadata: a run killed between writing best.safetensors and
+    its next checkpoint resumes with an older record of the best than the file, and must not mislabel it.
+    """
+    best, run_dir = Path(run_dir) / "best.safetensors", Path(run_dir)
+    try:
+        with safe_open(str(best), framework="pt") as fh:
+            recorded = (fh.metadata() or {}).get("step")
+    except (SafetensorError, OSError) as exc:
+        raise OSError(f"cannot read {best}: {exc}") from None
+    if recorded != str(step):
+        raise OSError(f"{best} holds step {recorded}, not the best evaluated step {step}")
+    atomic_copy(best, run_dir / "model.safetensors")
 
 
 def load_weights(model: nn.Module, path: str | Path, part: str = "merged") -> None:

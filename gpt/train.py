@@ -20,13 +20,13 @@ import torch
 
 from gpt import __version__
 from gpt.batches import eval_windows
-from gpt.checkpoint import BASE_WEIGHTS, Checkpointer, load_checkpoint_weights, save_weights
+from gpt.checkpoint import BASE_WEIGHTS, Checkpointer, load_checkpoint_weights, save_weights, use_best_weights
 from gpt.config import Config, to_dict
 from gpt.conversations import eval_batches
 from gpt.data import check_sizes, token_byte_lengths
 from gpt.errors import GPTError
 from gpt.evaluate import evaluate
-from gpt.files import RunLock, atomic_copy
+from gpt.files import RunLock
 from gpt.metrics import Metrics, ProgressLine, guarded
 from gpt.model import IGNORE_INDEX
 from gpt.optim import build_optimizers, lr_multiplier, set_lr
@@ -230,11 +230,10 @@ class Trainer:
         best evaluated weights (checkpoints keep the last, to resume); conversations alone keep the last: there the
         trained answers are the point. Returns the metrics of the weights kept."""
         kept = self.best_record if self.dist.master else None  # all ranks have it once resumed; rank 0 writes
-        best = self.run_dir / "best.safetensors"
-        if kept is None or self.data is None or not (kept["val_loss"] < last["val_loss"] and best.exists()):
+        if kept is None or self.data is None or not kept["val_loss"] < last["val_loss"]:
             return last
-        if not guarded("model.safetensors (the best weights)",
-                       lambda: atomic_copy(best, self.run_dir / "model.safetensors"), self.log):
+        if not guarded("model.safetensors (the best weights)", lambda: use_best_weights(self.run_dir, kept["step"]),
+                       self.log):
             return last
         self.log(f"model.safetensors: the best weights, from step {kept['step']} (val loss {kept['val_loss']:.4f}), "
                  f"not the last step's ({last['val_loss']:.4f})")

@@ -281,6 +281,20 @@ def test_model_file_holds_the_best_evaluated_weights(corpus_file, tmp_path, monk
         assert trainer.checkpointer.latest_good().name == "step-00000020"  # resuming continues from the last step
 
 
+def test_best_weights_are_used_only_if_the_file_holds_the_recorded_step(tmp_path):
+    from gpt.checkpoint import save_weights, use_best_weights
+    model = GPT(resolve(preset="tiny").model.__class__(vocab_size=300, block_size=8, n_layer=1, n_head=1, n_embd=8))
+    save_weights(model, tmp_path / "model.safetensors", {"step": "20"})
+    last = (tmp_path / "model.safetensors").read_bytes()
+    torch.nn.init.zeros_(model.lm_head.weight)
+    save_weights(model, tmp_path / "best.safetensors", {"step": "30"})  # newer than the record: a resumed run
+    with pytest.raises(OSError, match="holds step 30, not the best evaluated step 10"):
+        use_best_weights(tmp_path, 10)
+    assert (tmp_path / "model.safetensors").read_bytes() == last
+    use_best_weights(tmp_path, 30)
+    assert (tmp_path / "model.safetensors").read_bytes() == (tmp_path / "best.safetensors").read_bytes()
+
+
 def test_a_tokenizer_that_comes_up_short_still_gives_a_usable_run(tmp_path):
     text = tmp_path / "repetitive.txt"
     text.write_text("the cat sat on the mat. " * 400)  # too few distinct pairs for 300 tokens
@@ -321,13 +335,18 @@ def test_only_rank_0_puts_the_best_weights_in_place(tmp_path):
     """A resumed DDP run restores best_record on every rank (state.pt is shared): the other ranks must not copy
     best.safetensors too, racing rank 0 on the same temporary file."""
     from types import SimpleNamespace
-    (tmp_path / "best.safetensors").write_bytes(b"best")
-    (tmp_path / "model.safetensors").write_bytes(b"last")
+
+    from gpt.checkpoint import save_weights
+    model = GPT(resolve(preset="tiny").model.__class__(vocab_size=300, block_size=8, n_layer=1, n_head=1, n_embd=8))
+    save_weights(model, tmp_path / "model.safetensors", {"step": "20"})
+    last_bytes = (tmp_path / "model.safetensors").read_bytes()
+    torch.nn.init.zeros_(model.lm_head.weight)
+    save_weights(model, tmp_path / "best.safetensors", {"step": "10"})
     rank1 = SimpleNamespace(run_dir=tmp_path, best_record={"step": 10, "val_loss": 1.0}, data=object(), step=20,
                             dist=SimpleNamespace(master=False), log=lambda *a: None)
     last = {"step": 20, "val_loss": 2.0}
     assert Trainer._use_best_weights(rank1, last) is last
-    assert (tmp_path / "model.safetensors").read_bytes() == b"last"
+    assert (tmp_path / "model.safetensors").read_bytes() == last_bytes
     rank0 = SimpleNamespace(**{**vars(rank1), "dist": SimpleNamespace(master=True)})
     assert Trainer._use_best_weights(rank0, last)["step"] == 10
-    assert (tmp_path / "model.safetensors").read_bytes() == b"best"
+    assert (tmp_path / "model.safetensors").read_bytes() == (tmp_path / "best.safetensors").read_bytes()
