@@ -153,9 +153,12 @@ def split_entries(corpus: Path, entries: list[tuple[str, str]], holdout: float, 
 def recipe_inputs(corpus: Path, held_out: list[tuple[str, str]], folder: Path, seed: int,
                   share: float | None = None) -> list[str]:
     """What --data.qa on builds for this corpus, minus the questions about held-out entries."""
+    from gpt.bpe import Tokenizer
+    from gpt.chat import add_chat_tokens
     from gpt.config import Config
+    from gpt.presets import PRESETS
     from gpt.qa import QAPair, derive_entries, questions_for
-    from gpt.qa_mix import augmentation_file, conversations
+    from gpt.qa_mix import OPEN_BOOK_SHARE, augmentation_file, conversations
     cfg = Config()
     cfg.train.seed = seed
     found = derive_entries(corpus.read_text(encoding="utf-8"), "document 1")
@@ -167,7 +170,12 @@ def recipe_inputs(corpus: Path, held_out: list[tuple[str, str]], folder: Path, s
         pairs += mine
         if e.term.lower() not in held_terms and e.definition not in held_text:
             asked += mine
-    chats = conversations(asked, [str(corpus)], cfg, *([] if share is None else [share]))
+    # Open-book conversations are fitted to the context with a tokenizer like the run's (the cpu preset's size,
+    # trained on the corpus), as gpt train does with its own; counted in characters only, 40% did not fit.
+    tokenizer = add_chat_tokens(Tokenizer.train([corpus.read_text(encoding="utf-8")],
+                                                PRESETS["cpu"]["tokenizer.vocab_size"], cfg.tokenizer.pattern,
+                                                cfg.tokenizer.special_tokens))
+    chats = conversations(asked, [str(corpus)], cfg, OPEN_BOOK_SHARE if share is None else share, tokenizer)
     random.Random(seed).shuffle(chats)  # as render_conversations shuffles derived ones: the held-out 10% is random
     chat_file = folder / f"{corpus.stem}_questions.jsonl"
     chat_file.write_text("".join(json.dumps({"messages": c}, ensure_ascii=False) + "\n" for c in chats),
