@@ -31,6 +31,8 @@ def mlp_hidden(cfg: ModelConfig) -> int:
     return 4 * cfg.n_embd
 
 
+FUSED_LOSS_MIN_BYTES = 64 * 2**20  # fp32 logits of a batch from which training's loss is computed in chunks
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -236,11 +238,14 @@ class GPT(nn.Module):
         x = self.ln_f(x)
         if targets is None:
             return self.lm_head(x[:, -1:, :]), None  # (B, 1, vocab)
-        # A wrapped head (LoRA) takes the plain path, and so does fp16: the fused loss sums the head's weight
-        # gradient over all rows before the loss scale applies, which can overflow fp16's range.
+        # The fused loss only where the logits would be large (a big vocabulary): below that they are small
+        # next to the activations, and the plain path keeps training's numerics as they were. A wrapped head
+        # (LoRA) takes the plain path, and so does fp16: the fused loss sums the head's weight gradient over
+        # all rows before the loss scale applies, which can overflow fp16's range.
         device = x.device.type
         fp16 = torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) == torch.float16
-        if not return_logits and type(self.lm_head) is nn.Linear and not fp16:
+        large = targets.numel() * self.config.vocab_size * 4 >= FUSED_LOSS_MIN_BYTES  # fp32 logits of the batch
+        if not return_logits and large and type(self.lm_head) is nn.Linear and not fp16:
             return None, linear_cross_entropy(x, self.lm_head.weight, targets, reduction, self.loss_chunks())
         logits = self.lm_head(x)  # (B, T, vocab)
         return logits, plain_cross_entropy(logits, targets, reduction)

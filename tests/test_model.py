@@ -5,6 +5,13 @@ from gpt.config import PRESETS, ModelConfig, SampleConfig, resolve
 from gpt.model import GPT
 from gpt.sampling import generate, sample_next
 
+
+@pytest.fixture
+def fused_loss_always(monkeypatch):
+    """The fused, chunked loss even for these small test batches (gpt.model uses it for large logits only)."""
+    import gpt.model
+    monkeypatch.setattr(gpt.model, "FUSED_LOSS_MIN_BYTES", 0)
+
 VARIANTS = {
     "gpt2": dict(),
     "llama": dict(norm="rmsnorm", mlp="swiglu", pos="rope", bias=False, tie_embeddings=False, n_kv_head=2),
@@ -179,7 +186,7 @@ def loss_and_grads(model: GPT, idx, y, fused: bool, reduction: str, bf16: bool):
 @pytest.mark.parametrize("bf16", [False, True])
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 @pytest.mark.parametrize("tied, frozen_head", [(True, False), (False, False), (False, True), (True, True)])
-def test_chunked_loss_equals_plain_cross_entropy(tied, frozen_head, reduction, bf16):
+def test_chunked_loss_equals_plain_cross_entropy(tied, frozen_head, reduction, bf16, fused_loss_always):
     torch.manual_seed(0)
     model = GPT(small(tie_embeddings=tied, vocab_size=301))  # 301 / (32 x 2): 5 chunks of 10 rows for 48 rows
     assert model.loss_chunks() == 5
@@ -200,7 +207,7 @@ def test_chunked_loss_equals_plain_cross_entropy(tied, frozen_head, reduction, b
         assert err < (1e-5 if not bf16 else 0.03), (name, err.item())
 
 
-def test_chunked_loss_of_only_ignored_targets_and_without_grad():
+def test_chunked_loss_of_only_ignored_targets_and_without_grad(fused_loss_always):
     from gpt.linear_loss import linear_cross_entropy
     model = GPT(small())
     idx, y = torch.randint(0, 97, (2, 8)), torch.full((2, 8), -1)
@@ -217,7 +224,7 @@ def test_chunked_loss_of_only_ignored_targets_and_without_grad():
         loss.backward()
 
 
-def test_fp16_autocast_takes_the_plain_loss(monkeypatch):
+def test_fp16_autocast_takes_the_plain_loss(monkeypatch, fused_loss_always):
     import gpt.model
     torch.manual_seed(0)
     model = GPT(small(vocab_size=301))
@@ -233,3 +240,14 @@ def test_fp16_autocast_takes_the_plain_loss(monkeypatch):
     with pytest.raises(AssertionError, match="fused loss"):  # bf16 does take it
         with torch.autocast("cpu", dtype=torch.bfloat16):
             model(idx, y, reduction="sum", return_logits=False)
+
+
+def test_the_fused_loss_is_for_large_logits_only(monkeypatch):
+    import gpt.model
+    model = GPT(small(vocab_size=301))
+    idx, y = torch.randint(0, 301, (2, 24)), torch.randint(0, 301, (2, 24))
+    logits, plain = model(idx, y, return_logits=False)  # 2 x 24 x 301 fp32 logits: far below the bar
+    assert logits is not None
+    monkeypatch.setattr(gpt.model, "FUSED_LOSS_MIN_BYTES", 2 * 24 * 301 * 4)  # exactly at the bar: fused
+    none, fused = model(idx, y, return_logits=False)
+    assert none is None and torch.allclose(fused, plain, rtol=1e-5)
