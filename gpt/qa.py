@@ -240,6 +240,15 @@ def _faq_entries(lines: list[str], code: list[bool]) -> list[Entry]:
     return entries
 
 
+def defined_term(sentence: str) -> str | None:
+    """The term a sentence such as "A monstera is a genus of ..." defines (a short noun phrase), else None."""
+    match = _DEFINITION.match(sentence)
+    if not (match and sentence.endswith((".", "!")) and _is_term(match.group("term"), 4)):
+        return None
+    term = match.group("term")
+    return term[0].lower() + term[1:] if _LEADING_ARTICLE.match(term) else term
+
+
 def _definition_entries(paragraphs: list[tuple[int, list[str]]]) -> list[Entry]:
     """Sentences such as "A monstera is a genus of ..." whose subject is a short noun phrase."""
     entries = []
@@ -248,10 +257,7 @@ def _definition_entries(paragraphs: list[tuple[int, list[str]]]) -> list[Entry]:
             continue
         text = _collapse("\n".join(para))
         for sentence in _SENTENCE_END.split(text):
-            match = _DEFINITION.match(sentence)
-            if match and sentence.endswith((".", "!")) and _is_term(match.group("term"), 4):
-                term = match.group("term")
-                term = term[0].lower() + term[1:] if _LEADING_ARTICLE.match(term) else term
+            if term := defined_term(sentence):
                 entries.append(Entry(term, _bounded(sentence), "definition", line=start + 1))
     return entries
 

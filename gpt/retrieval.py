@@ -37,10 +37,19 @@ from typing import Protocol
 from gpt.data import read_documents
 from gpt.errors import InputError
 from gpt.files import atomic_write, format_problem
-from gpt.qa import ANSWER_LINE, HEADING, QUESTION_LINE, SENTENCE_END, TEMPLATES, glossary_entry, heading_title
+from gpt.qa import (
+    ANSWER_LINE,
+    HEADING,
+    QUESTION_LINE,
+    SENTENCE_END,
+    TEMPLATES,
+    defined_term,
+    glossary_entry,
+    heading_title,
+)
 
 INDEX_FORMAT = "gpt-passages"
-INDEX_VERSION = 2  # 2: passages keep their titles and where their body starts
+INDEX_VERSION = 3  # 2: passages keep their titles and where their body starts; 3: definitional titles too
 MAX_CHARS = 800  # a passage is a paragraph or entry, not a chapter: it must fit in a small model's context
 _WORD = re.compile(r"\w+")
 # Words that shape a question but say nothing about its subject; dropped from queries (unless nothing else is left).
@@ -114,7 +123,8 @@ def _pieces(text: str, limit: int) -> list[tuple[int, str]]:
 
 
 def _opened(text: str, under: str) -> tuple[tuple[str, ...], int]:
-    """(titles, body offset) of a paragraph: the heading right above it (`under`), an FAQ block's question."""
+    """(titles, body offset) of a paragraph: the heading right above it (`under`), an FAQ block's question, else
+    the term its first definitional sentence defines ("A suite is ...", the body starting at that sentence)."""
     titles = (under,) if under else ()
     lines = text.split("\n")
     if question := QUESTION_LINE.match(lines[0]):
@@ -123,6 +133,11 @@ def _opened(text: str, under: str) -> tuple[tuple[str, ...], int]:
             if answer := ANSWER_LINE.match(line):
                 return titles + (question.group(1).strip(),), at + answer.start(1)
             at += len(line) + 1
+    if not titles:  # a paragraph under no title of its own: the term its first definitional sentence defines
+        starts = [0] + [m.end() for m in SENTENCE_END.finditer(text)]
+        for start, end in zip(starts, starts[1:] + [len(text)]):
+            if term := defined_term(" ".join(text[start:end].split())):
+                return (term,), start
     return titles, 0
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from gpt import retrieval
 from gpt.errors import describe
-from gpt.retrieval import PassageIndex, RetrievalError, passages_of, words
+from gpt.retrieval import PassageIndex, RetrievalError, open_book, passages_of, words
 
 PLANTS = {
     "Monstera": "a climbing plant with large split leaves from Central America.",
@@ -118,8 +118,8 @@ def test_save_load_round_trip(index, tmp_path):
     ('[1, 2, 3]', "is not a passage index"),
     ('{"format": "gpt-passages", "version": 99, "passages": []}', "version 99"),
     ('{"format": "gpt-passages", "version": 1, "k1": 1.5, "b": 0.75, "passages": []}', "version 1"),
-    ('{"format": "gpt-passages", "version": 2, "k1": 1.5, "b": 0.75, "passages": [["text", "src", 1]]}', "damaged"),
-    ('{"format": "gpt-passages", "version": 2, "passages": []}', "damaged"),
+    ('{"format": "gpt-passages", "version": 3, "k1": 1.5, "b": 0.75, "passages": [["text", "src", 1]]}', "damaged"),
+    ('{"format": "gpt-passages", "version": 3, "passages": []}', "damaged"),
 ])
 def test_load_refuses_damaged_or_foreign_files_in_one_line(tmp_path, content, says):
     path = tmp_path / "index.json"
@@ -133,7 +133,7 @@ def test_load_refuses_damaged_or_foreign_files_in_one_line(tmp_path, content, sa
 def test_saved_file_is_plain_json(index, tmp_path):
     index.save(tmp_path / "i.json")
     record = json.loads((tmp_path / "i.json").read_text())
-    assert (record["format"], record["version"], record["k1"], record["b"]) == ("gpt-passages", 2, 1.5, 0.75)
+    assert (record["format"], record["version"], record["k1"], record["b"]) == ("gpt-passages", 3, 1.5, 0.75)
     assert record["passages"][0] == [index.passages[0].text, "plants.md", 3, ["Plant glossary", "Monstera"], 25]
 
 
@@ -189,3 +189,17 @@ def test_question_subject_and_title_key():
     assert retrieval.question_subject("Can you describe X?") == "X"
     assert retrieval.question_subject("How do I water it?") == "How do I water it?"
     assert retrieval.title_key("The **Foo  Bar**:") == "foo bar" == retrieval.title_key("foo bar?")
+
+
+def test_a_definitional_sentence_titles_its_untitled_paragraph():
+    text = ("Statements come in groups.\n\n"
+            "Compound statements contain other statements. A suite is a group of statements\n"
+            "controlled by a clause. A suite can be one line.\n\n"
+            "The try statement specifies exception handlers for a suite of statements and a clause.\n")
+    index = PassageIndex.build([("lang.rst", text)])
+    best = index.search("What is a suite?", 1)[0]
+    assert best.line == 3 and best.titles == ("a suite",)
+    assert best.text[best.body:].startswith("A suite is a group of statements")
+    assert index.passages[0].titles == index.passages[2].titles == ()  # no sentence there defines a term
+    book = open_book(index, "What is a suite?", 128)
+    assert book.answer == "A suite is a group of statements controlled by a clause."
