@@ -84,9 +84,14 @@ def is_conversation_file(path: str | Path) -> bool:
 
 # ----------------------------------------------------------------------------- packing
 
+def fits_window(ids: Sequence[int], block_size: int) -> bool:
+    """Whether a rendered conversation fits one training window of block_size + 1 tokens (inputs and targets)."""
+    return len(ids) <= block_size + 1
+
+
 def too_long(rendered: Sequence[tuple[list[int], list[int]]], block_size: int) -> list[int]:
     """Indices of the rendered conversations that cannot fit one window of block_size + 1 tokens."""
-    return [i for i, (ids, _) in enumerate(rendered) if len(ids) > block_size + 1]
+    return [i for i, (ids, _) in enumerate(rendered) if not fits_window(ids, block_size)]
 
 
 def _best_fit(lengths: list[int], capacity: int, order: Sequence[int] | None = None) -> list[list[int]]:

@@ -23,6 +23,7 @@ from gpt.bpe import Tokenizer
 from gpt.chat import ChatError, check_messages, has_chat_tokens, render, stop_ids
 from gpt.checkpoint import load_run
 from gpt.config import SampleConfig, check_sample
+from gpt.conversations import fits_window
 from gpt.decode import decode_stream, fast_generate, generation_precision
 from gpt.qa import SENTENCE_END
 from gpt.runtime import autocast, resolve_device
@@ -153,7 +154,7 @@ class Generator:
         try:
             if answer:
                 turns = [*messages, {"role": "assistant", "content": answer}]
-                return len(render(self.tokenizer, turns)[0]) <= self.block_size + 1
+                return fits_window(render(self.tokenizer, turns)[0], self.block_size)
             return len(render(self.tokenizer, messages, add_generation_prompt=True)[0]) < self.block_size
         except ChatError:
             return False

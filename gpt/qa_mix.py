@@ -21,6 +21,7 @@ from pathlib import Path
 from gpt.bpe import Tokenizer
 from gpt.chat import render
 from gpt.config import Config
+from gpt.conversations import fits_window
 from gpt.data import read_documents
 from gpt.files import atomic_write
 from gpt.qa import QAPair, augmented_text, derive_pairs
@@ -58,8 +59,8 @@ def conversations(pairs: list[QAPair], files: list[str], cfg: Config, share: flo
         return chats
     index = PassageIndex.build(read_documents(files, cfg.data.jsonl_field, MAX_CHARS))
     rng = random.Random(cfg.train.seed)
-    fits = None if tokenizer is None else lambda text, answer: len(render(tokenizer, [
-        {"role": "user", "content": text}, {"role": "assistant", "content": answer}])[0]) <= cfg.model.block_size + 1
+    fits = None if tokenizer is None else lambda text, answer: fits_window(render(tokenizer, [
+        {"role": "user", "content": text}, {"role": "assistant", "content": answer}])[0], cfg.model.block_size)
     asked = pairs * int(share) + rng.sample(pairs, round(len(pairs) * (share % 1)))
     for p in asked:
         book = open_book(index, p.question, cfg.model.block_size, fits=fits)
