@@ -115,7 +115,7 @@ def use_best_weights(run_dir: str | Path, step: int) -> None:
     The step is checked against the file's own metadata: a run killed between writing best.safetensors and
     its next checkpoint resumes with an older record of the best than the file, and must not mislabel it.
     """
-    best, run_dir = Path(run_dir) / "best.safetensors", Path(run_dir)
+    best = Path(run_dir) / "best.safetensors"
     try:
         with safe_open(str(best), framework="pt") as fh:
             recorded = (fh.metadata() or {}).get("step")
@@ -123,7 +123,7 @@ def use_best_weights(run_dir: str | Path, step: int) -> None:
         raise OSError(f"cannot read {best}: {exc}") from None
     if recorded != str(step):
         raise OSError(f"{best} holds step {recorded}, not the best evaluated step {step}")
-    atomic_copy(best, run_dir / "model.safetensors")
+    atomic_copy(best, best.with_name("model.safetensors"))
 
 
 def load_weights(model: nn.Module, path: str | Path, part: str = "merged") -> None:
