@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from gpt.config import PRESETS, ModelConfig, SampleConfig, resolve
-from gpt.model import GPT
+from gpt.model import GPT, Dropout, apply_dropout
 from gpt.sampling import generate, sample_next
 
 
@@ -251,3 +251,27 @@ def test_the_fused_loss_is_for_large_logits_only(monkeypatch):
     monkeypatch.setattr(gpt.model, "FUSED_LOSS_MIN_BYTES", 2 * 24 * 301 * 4)  # exactly at the bar: fused
     none, fused = model(idx, y, return_logits=False)
     assert none is None and torch.allclose(fused, plain, rtol=1e-5)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cheap_dropout_is_dropout(p, dtype):
+    """apply_dropout drops a share p of the elements (a binomial count), scales the rest by 1/(1-p), and its
+    gradient is the same mask; the same seed gives the same mask, eval mode none at all."""
+    torch.manual_seed(0)
+    x = (torch.rand(64, 128, 96) + 1.0).to(dtype).requires_grad_(True)  # no zeros: a zero output means dropped
+    y = apply_dropout(x, p)
+    dropped = y == 0
+    n = x.numel()
+    assert abs(dropped.sum().item() - p * n) < 5 * (n * p * (1 - p)) ** 0.5
+    for k in range(4):  # each 16-bit slice of the 64-bit draws is used: none is stuck
+        share = dropped.flatten()[k::4].float().mean().item()
+        assert abs(share - p) < 0.01
+    torch.testing.assert_close(y[~dropped], (x * (1 / (1 - p)))[~dropped])
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, torch.where(dropped, 0.0, 1 / (1 - p)).to(dtype))
+    torch.manual_seed(0)
+    torch.rand(64, 128, 96)
+    assert torch.equal(apply_dropout(x.detach(), p) == 0, dropped)
+    module = Dropout(p).eval()
+    assert module(x) is x
