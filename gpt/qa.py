@@ -265,23 +265,31 @@ def _definition_entries(paragraphs: list[tuple[int, list[str]]]) -> list[Entry]:
 _UNDERLINE = re.compile(r"^ {0,3}([=*~^-])\1{2,}[ \t]*$")
 
 
-def _setext_to_atx(lines: list[str]) -> list[str]:
+def setext_to_atx(lines: list[str]) -> list[str]:
     """'Title' over a line of =, -, *, ~ or ^ (Markdown's setext and reStructuredText headings) as '# Title'.
 
-    The underline becomes an empty line, so line numbers stay those of the input.
+    As in reStructuredText, an underline character met first in the text is a higher level than one met later
+    (Markdown's = before -), written as that many #s. An RST overline above the title goes too. Underlines and
+    overlines become empty lines, so line numbers stay those of the input.
     """
-    out = list(lines)
+    out, levels = list(lines), {}
     for i in range(1, len(lines)):
-        title = lines[i - 1].strip()
-        if _UNDERLINE.match(lines[i]) and title and not HEADING.match(lines[i - 1]) and len(lines[i].strip()) >= \
-                min(len(title), 3) and (i < 2 or not lines[i - 2].strip()):
-            out[i - 1], out[i] = f"# {title}", ""
+        title, mark = lines[i - 1].strip(), _UNDERLINE.match(lines[i])
+        if not (mark and title and not HEADING.match(lines[i - 1]) and len(lines[i].strip()) >= min(len(title), 3)):
+            continue
+        over = i >= 2 and lines[i - 2].strip() == lines[i].strip()
+        if i >= 2 and out[i - 2].strip() and not over and not HEADING.match(out[i - 2]):
+            continue  # the last line of a paragraph, not a title
+        level = levels.setdefault((mark.group(1), over), min(len(levels) + 1, 6))
+        out[i - 1], out[i] = f"{'#' * level} {title}", ""
+        if over:
+            out[i - 2] = ""
     return out
 
 
 def derive_entries(text: str, source: str = "") -> list[Entry]:
     """Every fact the notes state in a recognised form, in document order, one per term (the first wins)."""
-    lines = _setext_to_atx(text.splitlines())
+    lines = setext_to_atx(text.splitlines())
     code = _code_mask(lines)
     paragraphs = _paragraphs(lines, code)
     found = _heading_entries(lines, paragraphs) + _faq_entries(lines, code) + _definition_entries(paragraphs)

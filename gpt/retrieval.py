@@ -46,12 +46,15 @@ from gpt.qa import (
     defined_term,
     glossary_entry,
     heading_title,
+    setext_to_atx,
 )
 
 INDEX_FORMAT = "gpt-passages"
-INDEX_VERSION = 3  # 2: passages keep their titles and where their body starts; 3: definitional titles too
+INDEX_VERSION = 4  # 2: titles and body offsets; 3: definitional titles; 4: setext and RST headings
 MAX_CHARS = 800  # a passage is a paragraph or entry, not a chapter: it must fit in a small model's context
 _WORD = re.compile(r"\w+")
+# a plural's end: -es after s, x, ch, sh ("classes", "boxes"); else -s after three letters, not after s ("lambdas")
+_PLURAL = re.compile(r"(?:(?<=ss|\wx|ch|sh)es|(?<=\w\w[^\Ws])s)$")
 # Words that shape a question but say nothing about its subject; dropped from queries (unless nothing else is left).
 QUESTION_WORDS = frozenset("""
 what whats is are was were the a an of does do did mean means meant by tell me about define definition explain
@@ -98,9 +101,10 @@ def question_subject(question: str) -> str:
 
 
 def title_key(title: str) -> str:
-    """A title or subject as compared: no case, markup, leading article or end punctuation."""
+    """A title or subject as compared: no case, markup, leading article, end punctuation or plural -s
+    ("What is a lambda?" finds the section "Lambdas")."""
     text = " ".join(title.replace("**", "").replace("`", "").split()).casefold().rstrip("?.!: ")
-    return _ARTICLE.sub("", text)
+    return _PLURAL.sub("", _ARTICLE.sub("", text))
 
 
 # ----------------------------------------------------------------------------- cutting text into passages
@@ -171,7 +175,7 @@ def _units(lines: list[str]) -> Iterable[tuple[int, str, str, tuple[str, ...], i
 
 def passages_of(text: str, source: str, max_chars: int = MAX_CHARS) -> list[Passage]:
     """The passages of one text; each keeps its heading path as a first line, the first piece of a unit its titles."""
-    lines = text.splitlines()
+    lines = setext_to_atx(text.splitlines())
     found = []
     for start, heading, body, titles, at in _units(lines):
         room = max(max_chars - len(heading) - 1, max_chars // 2)

@@ -252,3 +252,12 @@ def test_a_refused_glossary_line_does_not_end_the_glossary():
     assert pairs == {("What is Kluge?", "a clever programming trick intended to solve a problem; an ugly hack."),
                      ("What is Cruft?", "an unpleasant substance, the dust that gathers under your bed.")}
     assert derive_pairs("Loop: i = 0;i++ until it stops.\n", phrasings=1) == []  # a semicolon in code is code
+
+
+def test_underlined_titles_are_headings():
+    """Markdown's setext and reStructuredText's underlined (and overlined) titles give heading pairs; a line of
+    dashes under a two-line paragraph is a rule, not a title."""
+    text = ("*******\nLambdas\n*******\n\nA lambda is a small anonymous function.\n\n"
+            "Closures\n========\nA closure keeps its scope.\n\nA paragraph of\ntwo lines\n---\n")
+    assert [(e.term, e.definition, e.line) for e in derive_entries(text) if e.kind == "heading"] == [
+        ("Lambdas", "A lambda is a small anonymous function.", 2), ("Closures", "A closure keeps its scope.", 7)]

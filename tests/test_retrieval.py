@@ -133,7 +133,7 @@ def test_load_refuses_damaged_or_foreign_files_in_one_line(tmp_path, content, sa
 def test_saved_file_is_plain_json(index, tmp_path):
     index.save(tmp_path / "i.json")
     record = json.loads((tmp_path / "i.json").read_text())
-    assert (record["format"], record["version"], record["k1"], record["b"]) == ("gpt-passages", 3, 1.5, 0.75)
+    assert (record["format"], record["version"], record["k1"], record["b"]) == ("gpt-passages", 4, 1.5, 0.75)
     assert record["passages"][0] == [index.passages[0].text, "plants.md", 3, ["Plant glossary", "Monstera"], 25]
 
 
@@ -189,6 +189,8 @@ def test_question_subject_and_title_key():
     assert retrieval.question_subject("Can you describe X?") == "X"
     assert retrieval.question_subject("How do I water it?") == "How do I water it?"
     assert retrieval.title_key("The **Foo  Bar**:") == "foo bar" == retrieval.title_key("foo bar?")
+    assert [retrieval.title_key(t) for t in ("Lambdas", "Classes", "boxes", "class", "bus")] == [
+        "lambda", "class", "box", "class", "bus"]
 
 
 def test_a_definitional_sentence_titles_its_untitled_paragraph():
@@ -203,3 +205,20 @@ def test_a_definitional_sentence_titles_its_untitled_paragraph():
     assert index.passages[0].titles == index.passages[2].titles == ()  # no sentence there defines a term
     book = open_book(index, "What is a suite?", 128)
     assert book.answer == "A suite is a group of statements controlled by a clause."
+
+
+def test_setext_and_rst_headings_title_passages_and_leave_their_text():
+    """Underlined titles (Markdown's setext, reStructuredText with or without an overline) are headings, nested
+    in the order their underline characters first appear; no underline is left in a passage's text."""
+    text = ("*******\nLambdas\n*******\n\nA lambda is a small anonymous function.\n\n"
+            "Syntax\n======\n\nlambda_expr ::= \"lambda\" [parameters] \":\" expression\n\n"
+            "*******\nClosures\n*******\n\nSecond chapter.\n\n"
+            "Details\n-------\nA paragraph of\ntwo lines\n---\n")
+    got = [(p.text, p.titles, p.line) for p in passages_of(text, "ref.rst")]
+    assert got == [
+        ("Lambdas\nA lambda is a small anonymous function.", ("Lambdas",), 5),
+        ("Lambdas > Syntax\nlambda_expr ::= \"lambda\" [parameters] \":\" expression", ("Syntax",), 10),
+        ("Closures\nSecond chapter.", ("Closures",), 16),
+        ("Closures > Details\nA paragraph of\ntwo lines\n---", ("Details",), 20),  # a rule, not an underline
+    ]
+    assert PassageIndex.build([("ref.rst", text)]).search("What is a lambda?", 1)[0].line == 5
