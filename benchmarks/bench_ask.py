@@ -13,11 +13,11 @@ Beside it, today's flow: a base run on the corpus alone (``--data.qa off``), ask
 
 Each run is loaded once (gpt.generate.Generator) and scored by token-F1 (SQuAD: lowercase, no punctuation
 or articles, bag of tokens) of its greedy answer, cut at its first sentence, against the entry's first sentence:
-  trained   "What is X?" for entries whose questions were trained (a sample)
-  held-out  "What is X?" for held-out entries (extraction)
-  open-book the held-out questions with the passages BM25 finds in the written corpus, the answer quoted from
-            them (what gpt ask --source does; gpt.sampling.Quote)
-  open-book free  the same, generated freely (gpt ask --source --free)
+  trained   "What is X?" closed-book (gpt ask --closed) for entries whose questions were trained (a sample)
+  held-out  "What is X?" closed-book for held-out entries (extraction)
+  open-book the held-out questions with the passages retrieval finds in the written corpus, the answer quoted
+            from them (what gpt ask does with the run's own passages, or --source; gpt.sampling.Quote)
+  open-book free  the same, generated freely (gpt ask --free)
   recall    the continuation of "X:"
 plus the run's final val bits/byte and val_chat_loss, and gpt ask latency (retrieval included).
 
@@ -158,7 +158,7 @@ def recipe_inputs(corpus: Path, held_out: list[tuple[str, str]], folder: Path, s
     from gpt.config import Config
     from gpt.presets import PRESETS
     from gpt.qa import QAPair, derive_entries, questions_for
-    from gpt.qa_mix import OPEN_BOOK_SHARE, augmentation_file, conversations
+    from gpt.qa_mix import OPEN_BOOK_SHARE, augmentation_file, conversations, text_passages
     cfg = Config()
     cfg.train.seed = seed
     found = derive_entries(corpus.read_text(encoding="utf-8"), "document 1")
@@ -175,7 +175,8 @@ def recipe_inputs(corpus: Path, held_out: list[tuple[str, str]], folder: Path, s
     tokenizer = add_chat_tokens(Tokenizer.train([corpus.read_text(encoding="utf-8")],
                                                 PRESETS["cpu"]["tokenizer.vocab_size"], cfg.tokenizer.pattern,
                                                 cfg.tokenizer.special_tokens))
-    chats = conversations(asked, [str(corpus)], cfg, OPEN_BOOK_SHARE if share is None else share, tokenizer)
+    share = OPEN_BOOK_SHARE if share is None else share
+    chats = conversations(asked, text_passages([str(corpus)], cfg), cfg, share, tokenizer)
     random.Random(seed).shuffle(chats)  # as render_conversations shuffles derived ones: the held-out 10% is random
     chat_file = folder / f"{corpus.stem}_questions.jsonl"
     chat_file.write_text("".join(json.dumps({"messages": c}, ensure_ascii=False) + "\n" for c in chats),

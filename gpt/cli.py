@@ -81,10 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ask", help="ask a trained run one question; the answer streams, then it exits")
     p.add_argument("question")
-    p.add_argument("--source", nargs="+", help="answer open-book: retrieve passages from these files/folders; "
-                   "the answer is quoted from them (greedy unless --temperature is given)")
-    p.add_argument("--free", action="store_true", help="with --source: generate freely instead of quoting")
-    p.add_argument("--passages", type=int, default=2, help="passages put in the context with --source (default 2)")
+    p.add_argument("--source", nargs="+", help="answer open-book from these files/folders: retrieve passages, "
+                   "quote the answer from them (greedy unless --temperature is given). Default: the run's own "
+                   "text, when it was trained on questions about it (passages.json in the run)")
+    p.add_argument("--closed", action="store_true", help="answer from the weights alone, no passages")
+    p.add_argument("--free", action="store_true", help="open-book, but generate freely instead of quoting")
+    p.add_argument("--passages", type=int, default=2, help="passages put in the context (default 2)")
     p.add_argument("--system", help="a system message before the question")
     p.add_argument("--best", action="store_true", help="use best.safetensors (best validation loss)")
     _sample_args(p)
@@ -269,12 +271,28 @@ def cmd_chat(args: argparse.Namespace, extra: list[str]) -> int:
         messages.append({"role": "assistant", "content": reply or "…"})
 
 
+def _ask_passages(args: argparse.Namespace):
+    """The passages gpt ask answers from: --source's, else the run's own (when it was trained to answer from
+    them), none with --closed. A flag that cannot apply is a one-line error, before the model is loaded."""
+    from gpt.retrieval import RUN_PASSAGES, PassageIndex
+    if args.closed and (args.source or args.free):
+        raise ConfigError("--closed answers without passages: it does not go with --source or --free")
+    own = Path(args.out) / RUN_PASSAGES
+    if args.free and not (args.source or own.exists()):
+        raise ConfigError(f"--free needs passages: --source FILES (the run has no {RUN_PASSAGES}); "
+                          "without passages the answer is always free")
+    if args.source:
+        from gpt.data import collect_files
+        return PassageIndex.build(collect_files(args.source))
+    return None if args.closed or not own.exists() else PassageIndex.load(own)
+
+
 def cmd_ask(args: argparse.Namespace, extra: list[str]) -> int:
     from gpt.generate import Generator
-    if args.free and not args.source:
-        raise ConfigError("--free goes with --source (without passages nothing is quoted; the answer is free)")
+    from gpt.retrieval import asked_open_book
+    index = _ask_passages(args)
     gen = Generator(args.out, args.device, weights="best.safetensors" if args.best else "model.safetensors")
-    if args.source and args.temperature is None:
+    if index is not None and args.temperature is None:
         args.temperature = 0.0  # an answer copied out of a passage: greedy, not a draw that may stray from it
     opts = _sample_options(gen, args)
     if not gen.chat_format:
@@ -282,16 +300,13 @@ def cmd_ask(args: argparse.Namespace, extra: list[str]) -> int:
               "'User: ...\nAssistant:'", file=sys.stderr)
     system = [{"role": "system", "content": args.system}] if args.system else []
     question, quote = args.question, None
-    if args.source:  # open-book: the prompt the run's open-book questions were trained in (retrieval.open_book)
-        from gpt.data import collect_files
-        from gpt.retrieval import PassageIndex, asked_open_book
-        book = asked_open_book(gen, PassageIndex.build(collect_files(args.source)), args.question, args.passages,
-                               system)
+    if index is not None:  # open-book: the prompt the run's open-book questions were trained in (retrieval.open_book)
+        book = asked_open_book(gen, index, args.question, args.passages, system)
         question = book.prompt
         for h in book.passages:
             print(f"source: {h.source}:{h.line}", file=sys.stderr)
     messages = [*system, {"role": "user", "content": question}]
-    if args.source and book.passages and not args.free:  # the answer: sentences copied from them (sampling.Quote)
+    if index is not None and book.passages and not args.free:  # the answer: sentences copied from them (Quote)
         quote = gen.quote(messages, list(book.shown), [p.body for p in book.passages])
     _write_stream(gen.stream_chat(messages, opts, constraint=quote))
     return 0

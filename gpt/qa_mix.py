@@ -45,7 +45,13 @@ def derived_pairs(cfg: Config, files: list[str], log: Callable[[str], None]) -> 
     return pairs
 
 
-def conversations(pairs: list[QAPair], files: list[str], cfg: Config, share: float = OPEN_BOOK_SHARE,
+def text_passages(files: list[str], cfg: Config) -> PassageIndex:
+    """The passages of the text a run trains on (its first MAX_CHARS), indexed: what open-book examples are
+    retrieved from, saved in the run directory so that `gpt ask` answers from them (retrieval.RUN_PASSAGES)."""
+    return PassageIndex.build(read_documents(files, cfg.data.jsonl_field, MAX_CHARS))
+
+
+def conversations(pairs: list[QAPair], index: PassageIndex, cfg: Config, share: float = OPEN_BOOK_SHARE,
                   tokenizer: Tokenizer | None = None) -> list[list[dict]]:
     """Closed-book conversations for every pair, then open-book ones for a seeded `share` of them.
 
@@ -57,7 +63,6 @@ def conversations(pairs: list[QAPair], files: list[str], cfg: Config, share: flo
     chats = [[{"role": "user", "content": p.question}, {"role": "assistant", "content": p.answer}] for p in pairs]
     if not pairs:
         return chats
-    index = PassageIndex.build(read_documents(files, cfg.data.jsonl_field, MAX_CHARS))
     rng = random.Random(cfg.train.seed)
     fits = None if tokenizer is None else lambda text, answer: fits_window(render(tokenizer, [
         {"role": "user", "content": text}, {"role": "assistant", "content": answer}])[0], cfg.model.block_size)

@@ -51,6 +51,7 @@ from gpt.qa import (
 
 INDEX_FORMAT = "gpt-passages"
 INDEX_VERSION = 4  # 2: titles and body offsets; 3: definitional titles; 4: setext and RST headings
+RUN_PASSAGES = "passages.json"  # a run's own text as passages, saved when it trains on open-book questions
 MAX_CHARS = 800  # a passage is a paragraph or entry, not a chapter: it must fit in a small model's context
 _WORD = re.compile(r"\w+")
 # a plural's end: -es after s, x, ch, sh ("classes", "boxes"); else -s after three letters, not after s ("lambdas")

@@ -48,7 +48,8 @@ from gpt.errors import InputError
 from gpt.files import RunLock, atomic_write
 from gpt.lora import apply_lora, store_base, trainable_parameters
 from gpt.model import GPT
-from gpt.qa_mix import augmentation_file, conversations, derived_pairs
+from gpt.qa_mix import augmentation_file, conversations, derived_pairs, text_passages
+from gpt.retrieval import RUN_PASSAGES
 from gpt.runtime import Dist
 
 PENDING_TOKENIZER = ".tokenizer.pending.json"  # a new run's tokenizer, until the run is committed
@@ -265,7 +266,12 @@ def prepare_run(cfg: Config, run_dir: Path, dist: Dist, resume: str = "auto", in
         dist.barrier()
         tokenizer = tokenizer or load_tokenizer(run_dir / PENDING_TOKENIZER)
     derive_vocab_size(cfg, tokenizer)
-    derived = conversations(pairs, text_files, cfg, tokenizer=tokenizer)  # fitted as gpt ask --source fits them
+    passages = text_passages(text_files, cfg) if pairs else None
+    derived = conversations(pairs, passages, cfg, tokenizer=tokenizer)  # fitted as gpt ask --source fits them
+    if dist.master and passages is not None:
+        passages.save(run_dir / RUN_PASSAGES)  # what gpt ask answers from, as the run was trained to
+    elif dist.master:
+        (run_dir / RUN_PASSAGES).unlink(missing_ok=True)  # an earlier run's, in this directory: not this text
     if pairs:  # the entries in other forms, first: the validation split stays the end of the user's text
         if dist.master:
             augmentation_file(pairs, run_dir / "data", cfg.train.seed)

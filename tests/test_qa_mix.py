@@ -5,7 +5,7 @@ import json
 import pytest
 
 from gpt.config import resolve
-from gpt.qa_mix import conversations, derived_pairs
+from gpt.qa_mix import conversations, derived_pairs, text_passages
 
 from .conftest import TINY, run_gpt
 
@@ -30,7 +30,8 @@ def test_pairs_and_open_book_conversations_come_from_the_structure(notes):
     cfg = resolve(preset="tiny", overrides={"data.input": [str(notes)], "model.block_size": 128})
     pairs = derived_pairs(cfg, [str(notes)], log=lambda m: None)
     assert ("What is Monstera?", "a climbing plant with split leaves.") in {(p.question, p.answer) for p in pairs}
-    chats = conversations(pairs, [str(notes)], cfg)
+    index = text_passages([str(notes)], cfg)
+    chats = conversations(pairs, index, cfg)
     open_book = [c for c in chats if c[0]["content"].startswith("Context:")]
     assert len(chats) == 2 * len(pairs) and len(open_book) == len(pairs)  # OPEN_BOOK_SHARE 1: one per question
     assert open_book[0] == [
@@ -38,9 +39,9 @@ def test_pairs_and_open_book_conversations_come_from_the_structure(notes):
                                     "Question: What is Monstera?"},  # no other passage says "monstera"
         {"role": "assistant", "content": "a climbing plant with split leaves."}]
     assert all(c[1]["content"] in c[0]["content"].split("\n")[1] for c in open_book)  # copied from the best one
-    assert len(conversations(pairs, [str(notes)], cfg, share=0.5)) == len(pairs) + len(pairs) // 2
+    assert len(conversations(pairs, index, cfg, share=0.5)) == len(pairs) + len(pairs) // 2
     tiny = resolve(preset="tiny", overrides={"data.input": [str(notes)]})  # a 32-token context: no room for them
-    assert not [c for c in conversations(pairs, [str(notes)], tiny) if c[0]["content"].startswith("Context:")]
+    assert not [c for c in conversations(pairs, index, tiny) if c[0]["content"].startswith("Context:")]
     off = resolve(preset="tiny", overrides={"data.input": [str(notes)], "data.qa": "off"})
     assert derived_pairs(off, [str(notes)], log=lambda m: None) == []
 
@@ -64,9 +65,17 @@ def test_a_run_on_notes_answers_a_derived_question(notes, tmp_path):
     for question, answer in [("What is Monstera?", "a climbing plant with split leaves."),
                              ("What is Pothos?", "a trailing vine for low light."),
                              ("What is Fern?", "a plant that spreads by spores.")]:
-        got = run_gpt("ask", question, "--out", str(run), "--temperature", "0", check=True).stdout.strip()
-        answers += got == answer
+        got = run_gpt("ask", question, "--out", str(run), "--closed", "--temperature", "0", check=True).stdout
+        answers += got.strip() == answer
     assert answers >= 2  # held-out questions may miss; trained ones are recalled
+    own = run_gpt("ask", "What is Ivy?", "--out", str(run), check=True)  # by default from the run's own text
+    assert own.stderr.startswith(f"source: {notes}:") and own.stdout.strip() in " ".join(GLOSSARY.split())
+    assert (run / "passages.json").exists()
+    both = run_gpt("ask", "What is Ivy?", "--out", str(run), "--closed", "--source", str(notes))
+    assert both.returncode != 0 and both.stderr.count("\n") == 1 and "--closed" in both.stderr
+    (run / "passages.json").write_text("{not json")
+    broken = run_gpt("ask", "What is Ivy?", "--out", str(run))
+    assert broken.returncode != 0 and broken.stderr.count("\n") == 1 and "passages.json" in broken.stderr
     book = run_gpt("ask", "What is Monstera?", "--out", str(run), "--source", str(notes), "--temperature", "0",
                    check=True)  # open-book: passages fitted to the 96-token context, and named
     assert book.stderr.startswith(f"source: {notes}:") and book.stdout.strip()
@@ -74,7 +83,8 @@ def test_a_run_on_notes_answers_a_derived_question(notes, tmp_path):
     from gpt.retrieval import PassageIndex, asked_open_book
     gen, index = Generator(run, "cpu"), PassageIndex.build([notes])
     pairs = derived_pairs(gen.config, [str(notes)], print)
-    trained = [c for c in conversations(pairs, [str(notes)], gen.config, tokenizer=gen.tokenizer)
+    trained = [c for c in conversations(pairs, text_passages([str(notes)], gen.config), gen.config,
+                                             tokenizer=gen.tokenizer)
                if c[0]["content"].startswith("Context:")]  # as prepare_run built them
     assert len(trained) >= 12
     for user, answer in trained:  # the run was trained on exactly the prompt gpt ask --source builds for it
