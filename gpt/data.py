@@ -75,10 +75,10 @@ def collect_files(inputs: Iterable[str]) -> list[str]:
     return unique
 
 
-def builtin_documents() -> list[str]:
-    """The default corpus: every topic of Python's reference documentation (pydoc_data.topics)."""
+def builtin_documents() -> dict[str, str]:
+    """The default corpus: every topic of Python's reference documentation (pydoc_data.topics), by name."""
     from pydoc_data.topics import topics
-    return [topics[name] for name in sorted(topics)]
+    return {name: topics[name] for name in sorted(topics)}
 
 
 def _is_binary(path: str) -> bool:
@@ -147,7 +147,7 @@ def iter_documents(files: list[str], jsonl_field: str = "text") -> Iterator[Iter
     """Each document as an iterable of text pieces (one piece unless the file is large)."""
     for path in files:
         if path == BUILTIN:
-            yield from ([doc] for doc in builtin_documents())
+            yield from ([doc] for doc in builtin_documents().values())
         elif path.endswith(".jsonl"):
             yield from ([doc] for doc in _jsonl_records(path, jsonl_field))
         elif path.endswith(".parquet"):
@@ -164,12 +164,15 @@ def iter_documents(files: list[str], jsonl_field: str = "text") -> Iterator[Iter
 
 def read_documents(files: list[str], jsonl_field: str = "text",
                    max_chars: int = 0) -> list[tuple[str, str]]:
-    """(source file, text) of each document, whole, up to max_chars in all (0: no limit)."""
+    """(source, text) of each document, whole, up to max_chars in all (0: no limit). The source is the file,
+    or for a file of records its record ("notes.jsonl#3"), for the built-in corpus its topic ("builtin:pydoc#with")."""
     out, total = [], 0
     for path in files:
-        for doc in iter_documents([path], jsonl_field):
+        names = list(builtin_documents()) if path == BUILTIN else None
+        for n, doc in enumerate(iter_documents([path], jsonl_field)):
             text = "".join(doc)
-            out.append((path, text))
+            records = names is not None or path.endswith((".jsonl", ".parquet"))
+            out.append((f"{path}#{names[n] if names else n + 1}" if records else path, text))
             total += len(text)
             if max_chars and total >= max_chars:
                 return out

@@ -146,6 +146,17 @@ def _opened(text: str, under: str) -> tuple[tuple[str, ...], int]:
     return titles, 0
 
 
+def _split_at_definition(start: int, heading: str, text: str, under: str) -> Iterable[tuple]:
+    """A paragraph as one unit, or two when its entry is a definitional sentence after others: the sentences
+    before it, untitled, then the definition on, titled (a passage that opens with the entry it answers)."""
+    titles, at = _opened(text, under)
+    if at and not under and not QUESTION_LINE.match(text.split("\n", 1)[0]):
+        yield start, heading, text[:at].rstrip(), (), 0
+        yield start + text.count("\n", 0, at), heading, text[at:], titles, 0
+    else:
+        yield start, heading, text, titles, at
+
+
 def _units(lines: list[str]) -> Iterable[tuple[int, str, str, tuple[str, ...], int]]:
     """(index of first line, heading path, text, titles, body offset) of every paragraph, glossary lines as units
     of their own. A unit's titles name the entry it is: the heading above it when it comes first under that
@@ -157,8 +168,7 @@ def _units(lines: list[str]) -> Iterable[tuple[int, str, str, tuple[str, ...], i
         heading = HEADING.match(line) if i < len(lines) else None
         entry = glossary_entry(line, 0, opens=not block)
         if block and (heading or not line.strip() or entry):
-            text = "\n".join(block)
-            yield i - len(block), " > ".join(t for _, t in path), text, *_opened(text, under)
+            yield from _split_at_definition(i - len(block), " > ".join(t for _, t in path), "\n".join(block), under)
             block, under = [], ""
         if heading:
             level = len(heading.group(1))
@@ -228,7 +238,8 @@ class PassageIndex:
         """The k best passages for `query`, best first; [] when nothing matches.
 
         Passages titled with the question's subject come first (in text order), then the others by BM25 score
-        (ties: earlier passage first).
+        (ties: earlier passage first). A passage whose entry repeats a better one's word for word (the same
+        section included in two documents) is left out.
         """
         asked = _WORD.findall(query.lower())
         terms = list(dict.fromkeys(words(" ".join([w for w in asked if w not in QUESTION_WORDS] or asked))))
@@ -240,8 +251,14 @@ class PassageIndex:
                 scores[i] += idf * tf * (self.k1 + 1) / (tf + self.k1 * norm)
         titled = {i: rank for rank, i in enumerate(self._titled.get(title_key(question_subject(query)), ()))}
         found = [i for i, s in scores.items() if s > 0] + [i for i in titled if i not in scores]
-        best = heapq.nsmallest(max(k, 0), found, key=lambda i: (titled.get(i, len(titled)), -scores.get(i, 0), i))
-        return [dataclasses.replace(self.passages[i], score=round(scores.get(i, 0.0), 6)) for i in best]
+        rank = lambda i: (titled.get(i, len(titled)), -scores.get(i, 0), i)  # noqa: E731
+        best, seen = [], set()
+        for i in heapq.nsmallest(4 * max(k, 0), found, key=rank) if k > 0 else ():
+            entry = self.passages[i].text[self.passages[i].body:]
+            if entry not in seen and len(best) < k:
+                seen.add(entry)
+                best.append(dataclasses.replace(self.passages[i], score=round(scores.get(i, 0.0), 6)))
+        return best
 
     def save(self, path: str | os.PathLike) -> None:
         """JSON with a format name and version, written to a temporary file and renamed into place."""

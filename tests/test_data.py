@@ -8,7 +8,7 @@ import pytest
 import gpt.data as data_module
 from gpt.batches import Batches
 from gpt.bpe import ENDOFTEXT, Tokenizer, TokenizerError
-from gpt.data import BUILTIN, DataError, check_sizes, collect_files, iter_documents, prepare
+from gpt.data import BUILTIN, DataError, check_sizes, collect_files, iter_documents, prepare, read_documents
 
 from .conftest import pydoc_text
 
@@ -194,3 +194,15 @@ def test_text_without_safe_cuts_is_still_read_in_bounded_pieces(tmp_path, monkey
     monkeypatch.setattr(data_module, "_READ_BYTES", 256)
     pieces = list(data_module._read_pieces(str(tmp_path / "digits.txt")))
     assert "".join(pieces) == digits and max(map(len, pieces)) <= 16 * 256
+
+
+def test_documents_name_their_record_or_topic(tmp_path):
+    """A passage's `source: ...` line must point at one document: a record of a JSONL file, a built-in topic."""
+    notes, records = tmp_path / "notes.md", tmp_path / "r.jsonl"
+    notes.write_text("# A\ntext\n")
+    records.write_text('{"text": "one"}\n{"text": "two"}\n')
+    assert read_documents([str(notes), str(records)]) == [
+        (str(notes), "# A\ntext\n"), (f"{records}#1", "one"), (f"{records}#2", "two")]
+    builtin = read_documents([BUILTIN])
+    from pydoc_data.topics import topics
+    assert ("builtin:pydoc#with", topics["with"]) in builtin and len({s for s, _ in builtin}) == len(builtin)

@@ -77,8 +77,10 @@ def test_scores_are_okapi_bm25(index):
 
 
 def test_ties_empty_queries_and_k(index):
-    twins = PassageIndex.build([("a.txt", "Twin passage here.\n\nOther words."), ("b.txt", "Twin passage here.")])
+    twins = PassageIndex.build([("a.txt", "Twin passage here.\n\nOther words."), ("b.txt", "Twin passages here.")])
     assert [(p.source, p.line) for p in twins.search("twin")] == [("a.txt", 1), ("b.txt", 1)]
+    same = PassageIndex.build([("a.txt", "# Twin\nTwin here."), ("b.txt", "# Top\n## Twin\nTwin here.\n\nTwin too.")])
+    assert [(p.source, p.line) for p in same.search("What is a twin?")] == [("a.txt", 2), ("b.txt", 5)]  # once
     assert index.search("") == [] and index.search("?!") == [] and index.search("zzz unknown") == []
     assert index.search("monstera", k=0) == [] and len(index.search("herb", k=2)) == 2
     assert PassageIndex([]).search("anything") == []
@@ -194,6 +196,8 @@ def test_question_subject_and_title_key():
 
 
 def test_a_definitional_sentence_titles_its_untitled_paragraph():
+    """The sentences before the definition become a passage of their own: the titled one opens with its entry,
+    so a small context shows the definition with nothing before it to cut."""
     text = ("Statements come in groups.\n\n"
             "Compound statements contain other statements. A suite is a group of statements\n"
             "controlled by a clause. A suite can be one line.\n\n"
@@ -201,10 +205,13 @@ def test_a_definitional_sentence_titles_its_untitled_paragraph():
     index = PassageIndex.build([("lang.rst", text)])
     best = index.search("What is a suite?", 1)[0]
     assert best.line == 3 and best.titles == ("a suite",)
-    assert best.text[best.body:].startswith("A suite is a group of statements")
-    assert index.passages[0].titles == index.passages[2].titles == ()  # no sentence there defines a term
+    assert best.text == "A suite is a group of statements\ncontrolled by a clause. A suite can be one line."
+    assert [p.text for p in index.passages][:2] == ["Statements come in groups.",
+                                                    "Compound statements contain other statements."]
+    assert [p.titles for p in index.passages] == [(), (), ("a suite",), ()]  # no other sentence defines a term
     book = open_book(index, "What is a suite?", 128)
     assert book.answer == "A suite is a group of statements controlled by a clause."
+    assert open_book(index, "What is a suite?", 40).answer.startswith("A suite is")  # a context of 40 tokens
 
 
 def test_setext_and_rst_headings_title_passages_and_leave_their_text():
