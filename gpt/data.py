@@ -29,7 +29,7 @@ import regex
 
 from gpt.bpe import Tokenizer
 from gpt.errors import InputError
-from gpt.files import atomic_write, sha256_file
+from gpt.files import atomic_write, disk_full_at, sha256_file
 from gpt.pretokenize import SAFE_CUT, bounded_map
 
 CACHE_FORMAT = "gpt-tokens"
@@ -281,8 +281,10 @@ def tokenize_to_file(files: list[str], tokenizer: Tokenizer, path: Path, jsonl_f
                 n_tokens, n_bytes, n_docs = n_tokens + len(tokens), n_bytes + size, n_docs + docs
                 if bar is not None:
                     bar.update(size / 1e6)
-    except BaseException:  # a half-written file never stays behind, whatever stopped the writing
+    except BaseException as exc:  # a half-written file never stays behind, whatever stopped the writing
         tmp.unlink(missing_ok=True)
+        if named := disk_full_at(exc, path):
+            raise named from None
         raise
     finally:
         if bar is not None:

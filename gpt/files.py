@@ -55,8 +55,8 @@ def atomic_write(path: str | Path, data: bytes | str | Callable[[Path], None]) -
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
     except Exception as exc:  # torch and safetensors report a full disk as their own errors: say it plainly
-        if is_disk_full(exc) and not isinstance(exc, OSError):
-            raise OSError(errno.ENOSPC, "No space left on device", str(path)) from None
+        if named := disk_full_at(exc, path):
+            raise named from None
         raise
     finally:
         tmp.unlink(missing_ok=True)
@@ -77,13 +77,22 @@ def format_problem(record: object, fmt: str, version: int, what: str) -> str | N
     return None
 
 
+def disk_full_at(exc: BaseException, path: str | Path) -> OSError | None:
+    """An OSError naming `path` when exc is a full disk that does not say which file it was writing, else None."""
+    if is_disk_full(exc) and not (isinstance(exc, OSError) and exc.filename):
+        return OSError(errno.ENOSPC, "No space left on device", str(path))
+    return None
+
+
 def is_disk_full(exc: BaseException) -> bool:
-    """ENOSPC, also when a library reports it as its own error (torch.save: 'unexpected pos'; safetensors)."""
+    """ENOSPC, also when a library reports it as its own error (torch.save: 'unexpected pos' or, when the end
+    of its zip file does not fit, 'basic_ios::clear: iostream error'; safetensors)."""
     if isinstance(exc, OSError):
         return exc.errno in (errno.ENOSPC, errno.EDQUOT)
     text = str(exc)
     return type(exc).__name__ in ("RuntimeError", "SafetensorError") and any(
-        hint in text for hint in ("unexpected pos", "No space left", "ENOSPC", "Disk quota", "os error 28"))
+        hint in text for hint in ("unexpected pos", "iostream error", "No space left", "ENOSPC", "Disk quota",
+                                 "os error 28"))
 
 
 def sha256_file(path: str | Path) -> str:
