@@ -10,6 +10,7 @@ load average; every variant must produce the same tokens as old-fp32 (bf16 varia
 with each other).
 
     python benchmarks/bench_generate.py [--reps 3] [--presets cpu default] [--variants old-fp32 new-fp32]
+    python benchmarks/bench_generate.py --ceiling   # the weights' matrix-vector products alone: the bound
 """
 
 from __future__ import annotations
@@ -78,6 +79,29 @@ def run_one(preset: str, variant: str, n: int) -> dict:
                 load=os.getloadavg()[0])
 
 
+def ceiling(preset: str, reps: int = 300) -> None:
+    """The weights' matrix-vector products alone, per token (every nn.Linear of the model once, nothing else):
+    what no decoding loop can beat. Bytes read per token over the time is the memory bandwidth reached."""
+    model = build(preset, "new-fp32")
+    for dtype in (torch.float32, torch.bfloat16):
+        layers = [(m.weight.to(dtype), torch.randn(1, 1, m.in_features, dtype=dtype))
+                  for m in model.modules() if isinstance(m, torch.nn.Linear)]
+        size = sum(w.numel() * w.element_size() for w, _ in layers)
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            times = []
+            with torch.inference_mode():
+                for _ in range(3):
+                    start = time.perf_counter()
+                    for _ in range(reps):
+                        for w, x in layers:
+                            torch.nn.functional.linear(x, w)
+                    times.append((time.perf_counter() - start) / reps)
+            best = min(times)
+            print(f"{preset:8s} ceiling {str(dtype)[6:]:9s} {threads} thread(s): {1 / best:7.0f} tok/s "
+                  f"({len(layers)} products, {size / 1e6:.1f} MB, {size / best / 1e9:.1f} GB/s)")
+
+
 def fresh(preset: str, variant: str, n: int) -> dict:
     cmd = [sys.executable, __file__, "--one", preset, variant, "--new-tokens", str(n)]
     return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
@@ -105,10 +129,15 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=500)
     parser.add_argument("--presets", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--variants", nargs="+", default=["old-bf16", "old-fp32", "new-fp32"], choices=VARIANTS)
+    parser.add_argument("--ceiling", action="store_true", help="time the matrix-vector products alone, then exit")
     parser.add_argument("--one", nargs=2, metavar=("PRESET", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(run_one(*args.one, args.new_tokens)))
+        return
+    if args.ceiling:
+        for preset in args.presets:
+            ceiling(preset)
         return
     print(f"batch 1, 1 thread, greedy, {args.new_tokens} new tokens; each variant in a fresh process, "
           f"interleaved, medians of {args.reps}; load average at the start {os.getloadavg()[0]:.1f}")

@@ -271,26 +271,10 @@ def cmd_chat(args: argparse.Namespace, extra: list[str]) -> int:
         messages.append({"role": "assistant", "content": reply or "…"})
 
 
-def _ask_passages(args: argparse.Namespace):
-    """The passages gpt ask answers from: --source's, else the run's own (when it was trained to answer from
-    them), none with --closed. A flag that cannot apply is a one-line error, before the model is loaded."""
-    from gpt.retrieval import RUN_PASSAGES, PassageIndex
-    if args.closed and (args.source or args.free):
-        raise ConfigError("--closed answers without passages: it does not go with --source or --free")
-    own = Path(args.out) / RUN_PASSAGES
-    if args.free and not (args.source or own.exists()):
-        raise ConfigError(f"--free needs passages: --source FILES (the run has no {RUN_PASSAGES}); "
-                          "without passages the answer is always free")
-    if args.source:
-        from gpt.data import collect_files
-        return PassageIndex.build(collect_files(args.source))
-    return None if args.closed or not own.exists() else PassageIndex.load(own)
-
-
 def cmd_ask(args: argparse.Namespace, extra: list[str]) -> int:
     from gpt.generate import Generator
-    from gpt.retrieval import asked_open_book
-    index = _ask_passages(args)
+    from gpt.retrieval import asked_open_book, passages_to_ask
+    index = passages_to_ask(args.out, args.source, args.closed, args.free)
     gen = Generator(args.out, args.device, weights="best.safetensors" if args.best else "model.safetensors")
     if index is not None and args.temperature is None:
         args.temperature = 0.0  # an answer copied out of a passage: greedy, not a draw that may stray from it

@@ -32,9 +32,10 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
-from gpt.data import read_documents
+from gpt.data import collect_files, read_documents
 from gpt.errors import InputError
 from gpt.files import atomic_write, format_problem
 from gpt.qa import (
@@ -64,7 +65,7 @@ describe can could you give who how why when where which please i to it this tha
 
 
 class RetrievalError(InputError):
-    """A passage index file that cannot be used; the CLI prints it as one line."""
+    """A passage index file that cannot be used, or passages asked for that cannot be had: one line, exit 2."""
 
 
 @dataclass(frozen=True)
@@ -363,6 +364,22 @@ def open_book(index: PassageIndex, question: str, block_size: int, k: int = 2,
             return book
         room = room * 7 // 8
     return OpenBook(question, [], "")
+
+
+def passages_to_ask(run_dir: str | os.PathLike, sources: Sequence[str] | None, closed: bool = False,
+                    free: bool = False) -> PassageIndex | None:
+    """The passages `gpt ask` answers from: the sources' (files, folders), else the run's own (RUN_PASSAGES,
+    saved when it was trained to answer from them), none when `closed`. Flags that cannot apply (closed with
+    sources or free; free with no passages at all) are a one-line error before anything is loaded."""
+    if closed and (sources or free):
+        raise RetrievalError("--closed answers without passages: it does not go with --source or --free")
+    own = Path(run_dir) / RUN_PASSAGES
+    if free and not (sources or own.exists()):
+        raise RetrievalError(f"--free needs passages: --source FILES (the run has no {RUN_PASSAGES}); "
+                             "without passages the answer is always free")
+    if sources:
+        return PassageIndex.build(collect_files(sources))
+    return None if closed or not own.exists() else PassageIndex.load(own)
 
 
 class Asker(Protocol):
