@@ -91,15 +91,15 @@ def ceiling(preset: str, reps: int = 300) -> None:
             torch.set_num_threads(threads)
             times = []
             with torch.inference_mode():
-                for _ in range(3):
+                for _ in range(7):
                     start = time.perf_counter()
                     for _ in range(reps):
                         for w, x in layers:
                             torch.nn.functional.linear(x, w)
                     times.append((time.perf_counter() - start) / reps)
-            best = min(times)
-            print(f"{preset:8s} ceiling {str(dtype)[6:]:9s} {threads} thread(s): {1 / best:7.0f} tok/s "
-                  f"({len(layers)} products, {size / 1e6:.1f} MB, {size / best / 1e9:.1f} GB/s)")
+            best, median = min(times), statistics.median(times)
+            print(f"{preset:8s} ceiling {str(dtype)[6:]:9s} {threads} thread(s): best {1 / best:6.0f} tok/s, median "
+                  f"{1 / median:6.0f} ({len(layers)} products, {size / 1e6:.1f} MB, best {size / best / 1e9:.1f} GB/s)")
 
 
 def fresh(preset: str, variant: str, n: int) -> dict:
