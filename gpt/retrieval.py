@@ -252,11 +252,13 @@ class PassageIndex:
                 scores[i] += idf * tf * (self.k1 + 1) / (tf + self.k1 * norm)
         titled = {i: rank for rank, i in enumerate(self._titled.get(title_key(question_subject(query)), ()))}
         found = [i for i, s in scores.items() if s > 0] + [i for i in titled if i not in scores]
-        rank = lambda i: (titled.get(i, len(titled)), -scores.get(i, 0), i)  # noqa: E731
+        def rank(i: int) -> tuple[int, float, int]:
+            return titled.get(i, len(titled)), -scores.get(i, 0), i
+
         best, seen = [], set()
-        for i in heapq.nsmallest(4 * max(k, 0), found, key=rank) if k > 0 else ():
+        for i in heapq.nsmallest(4 * max(k, 0), found, key=rank):
             entry = self.passages[i].text[self.passages[i].body:]
-            if entry not in seen and len(best) < k:
+            if len(best) < k and entry not in seen:
                 seen.add(entry)
                 best.append(dataclasses.replace(self.passages[i], score=round(scores.get(i, 0.0), 6)))
         return best
