@@ -60,6 +60,8 @@ _TERM_WORD = r"[^\W_][\w'’().+&/-]*"
 HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*))?$")  # no lazy match: a huge "# # # ..." line stays linear
 _CLOSING_HASHES = re.compile(r"(?:^|[ \t]+)#+[ \t]*$")  # "## Title ##"; "C#" keeps its hash
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
+# Sphinx's version notes ("New in version 3.5.", "Changed in version 3.7: ..."), often the first line under a title
+VERSION_NOTE = re.compile(r"^\s*(?:(?:New|Added|Changed) in version|Deprecated since version) \d")
 _GLOSSARY = re.compile(
     rf"^ {{0,3}}(?:[-*+][ \t]+)?(?:\*\*|__)?(?P<term>{_TERM_WORD}(?:[ \t]+{_TERM_WORD}){{0,4}}?)(?:\*\*|__)?"
     r"(?::[ \t]+|[ \t]*[—–][ \t]*|[ \t]+-[ \t]+)(?:\*\*|__)?[ \t]*(?P<definition>\S.*)$")
@@ -173,13 +175,17 @@ def _paragraphs(lines: list[str], code: list[bool]) -> list[tuple[int, list[str]
 
 
 def _heading_entries(lines: list[str], paragraphs: list[tuple[int, list[str]]]) -> list[Entry]:
-    first_after = {}
-    for start, para in paragraphs:  # the paragraph directly under a heading, if nothing else intervenes
+    first_after: dict[int, list[str]] = {}  # heading line -> the paragraph directly under it
+    after_note: dict[int, int] = {}  # last line of a version note directly under a heading -> that heading
+    for start, para in paragraphs:
         prev = start - 1
         while prev >= 0 and not lines[prev].strip():
             prev -= 1
-        if prev >= 0 and HEADING.match(lines[prev]):
-            first_after[prev] = para
+        heading = prev if prev >= 0 and HEADING.match(lines[prev]) else after_note.get(prev)
+        if heading is not None and VERSION_NOTE.match(para[0]):  # says when, not what: the entry comes next
+            after_note[start + len(para) - 1] = heading
+        elif heading is not None:
+            first_after[heading] = para
     entries = []
     for i, para in first_after.items():
         title = heading_title(HEADING.match(lines[i]).group(2))

@@ -44,6 +44,7 @@ from gpt.qa import (
     QUESTION_LINE,
     SENTENCE_END,
     TEMPLATES,
+    VERSION_NOTE,
     defined_term,
     glossary_entry,
     heading_title,
@@ -169,8 +170,10 @@ def _units(lines: list[str]) -> Iterable[tuple[int, str, str, tuple[str, ...], i
         heading = HEADING.match(line) if i < len(lines) else None
         entry = glossary_entry(line, 0, opens=not block)
         if block and (heading or not line.strip() or entry):
-            yield from _split_at_definition(i - len(block), " > ".join(t for _, t in path), "\n".join(block), under)
-            block, under = [], ""
+            note = VERSION_NOTE.match(block[0])  # a version note right under a title: the title's entry is next
+            yield from _split_at_definition(i - len(block), " > ".join(t for _, t in path), "\n".join(block),
+                                            "" if note else under)
+            block, under = [], under if note else ""
         if heading:
             level = len(heading.group(1))
             path = [(lv, t) for lv, t in path if lv < level] + [(level, heading_title(heading.group(2)))]
@@ -238,9 +241,9 @@ class PassageIndex:
     def search(self, query: str, k: int = 3) -> list[Passage]:
         """The k best passages for `query`, best first; [] when nothing matches.
 
-        Passages titled with the question's subject come first (in text order), then the others by BM25 score
-        (ties: earlier passage first). A passage whose entry repeats a better one's word for word (the same
-        section included in two documents) is left out.
+        Passages titled with the question's subject come first (in text order; else those whose title starts
+        with it), then the others by BM25 score (ties: earlier passage first). A passage whose entry repeats a
+        better one's word for word (the same section included in two documents) is left out.
         """
         asked = _WORD.findall(query.lower())
         terms = list(dict.fromkeys(words(" ".join([w for w in asked if w not in QUESTION_WORDS] or asked))))
@@ -250,7 +253,7 @@ class PassageIndex:
             for i, tf in self._postings.get(word, ()):
                 norm = 1 - self.b + self.b * self._lengths[i] / self._average
                 scores[i] += idf * tf * (self.k1 + 1) / (tf + self.k1 * norm)
-        titled = {i: rank for rank, i in enumerate(self._titled.get(title_key(question_subject(query)), ()))}
+        titled = {i: rank for rank, i in enumerate(self._titled_with(title_key(question_subject(query))))}
         found = [i for i, s in scores.items() if s > 0] + [i for i in titled if i not in scores]
         def rank(i: int) -> tuple[int, float, int]:
             return titled.get(i, len(titled)), -scores.get(i, 0), i
@@ -262,6 +265,15 @@ class PassageIndex:
                 seen.add(entry)
                 best.append(dataclasses.replace(self.passages[i], score=round(scores.get(i, 0.0), 6)))
         return best
+
+    def _titled_with(self, subject: str) -> list[int]:
+        """Passages titled `subject`, in text order; else those whose title starts with it as whole words
+        ("generator" -> "Generator functions"), in text order."""
+        if exact := self._titled.get(subject):
+            return exact
+        if not subject:
+            return []
+        return sorted(i for key, ids in self._titled.items() if key.startswith(subject + " ") for i in ids)
 
     def save(self, path: str | os.PathLike) -> None:
         """JSON with a format name and version, written to a temporary file and renamed into place."""

@@ -6,6 +6,7 @@ import pytest
 
 from gpt import retrieval
 from gpt.errors import describe
+from gpt.qa import derive_entries
 from gpt.retrieval import PassageIndex, RetrievalError, open_book, passages_of, words
 
 PLANTS = {
@@ -229,3 +230,18 @@ def test_setext_and_rst_headings_title_passages_and_leave_their_text():
         ("Closures > Details\nA paragraph of\ntwo lines\n---", ("Details",), 20),  # a rule, not an underline
     ]
     assert PassageIndex.build([("ref.rst", text)]).search("What is a lambda?", 1)[0].line == 5
+
+
+def test_a_title_that_starts_with_the_subject_and_version_notes():
+    """'generator' finds "Generator functions" when no title is exactly it; a Sphinx version note right under a
+    title is not the title's entry: the paragraph after it is."""
+    text = ("Coroutines\n**********\n\nNew in version 3.5.\n\nA coroutine can be suspended and resumed.\n\n"
+            "Generator functions\n===================\n\nA function that uses yield is a generator function.\n\n"
+            "Other\n=====\n\nThe generator protocol: a generator yields, a generator returns, a generator ends.\n")
+    index = PassageIndex.build([("ref.rst", text)])
+    assert index.search("What is a generator?", 1)[0].line == 11  # BM25 alone: the "Other" paragraph
+    best = index.search("What is a coroutine?", 1)[0]
+    assert (best.line, best.titles) == (6, ("Coroutines",))
+    assert best.text == "Coroutines\nA coroutine can be suspended and resumed."
+    assert [(e.term, e.definition) for e in derive_entries(text)][:1] == [
+        ("Coroutines", "A coroutine can be suspended and resumed.")]
