@@ -301,6 +301,9 @@ def render_conversations(cfg: Config, files: list[str], tokenizer: Tokenizer, lo
                          "--model.block_size or pass --data.skip_long true")
     dropped = set(long)
     rendered = [r for i, r in enumerate(rendered) if i not in dropped]
+    if not rendered and not files:  # questions derived from the text, none short enough: not the user's error
+        log(f"questions: none fits the context of {cfg.model.block_size + 1} tokens; training on the text alone")
+        return [], []
     if not rendered:
         raise SetupError("no conversations left to train on" + (f" ({bad} bad, {len(long)} too long)"))
     n_val = max(1, round(len(rendered) * cfg.data.val_fraction)) if len(rendered) >= 10 else 0

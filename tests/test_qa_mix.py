@@ -133,3 +133,13 @@ def test_gpt_qa_writes_pairs_and_refuses_notes_without_structure(notes, tmp_path
     broken.write_text(out.read_text().splitlines()[0] + "\n{not json\n")
     proc = run_gpt("train", *TINY, "--input", str(broken), "--out", str(tmp_path / "r"))
     assert proc.returncode == 2 and f"{broken}:2" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_questions_too_long_for_the_context_leave_the_text_to_train_on(tmp_path):
+    """Derived questions that cannot fit the context are not the user's error: the run trains on the text."""
+    notes = tmp_path / "long.md"
+    notes.write_text("".join(f"## Term{i}\n\nTerm{i} is a long definition that runs on well past the few tokens "
+                             f"of a tiny context, sentence after sentence, word after word.\n\n" for i in range(40)))
+    proc = run_gpt("train", *TINY, "--input", str(notes), "--out", str(tmp_path / "run"), "--train.max_iters", "3",
+                   "--train.sample_tokens", "0", check=True)
+    assert "questions: none fits the context of 33 tokens; training on the text alone" in proc.stdout
