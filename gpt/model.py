@@ -59,6 +59,7 @@ class Dropout(nn.Module):
 
 FUSED_LOSS_MIN_BYTES = 64 * 2**20  # fp32 logits of a batch from which training's loss is computed in chunks
 
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
