@@ -168,11 +168,15 @@ def read_documents(files: list[str], jsonl_field: str = "text",
     or for a file of records its record ("notes.jsonl#3"), for the built-in corpus its topic ("builtin:pydoc#with")."""
     out, total = [], 0
     for path in files:
-        names = list(builtin_documents()) if path == BUILTIN else None
-        for n, doc in enumerate(iter_documents([path], jsonl_field)):
+        if path == BUILTIN:
+            named = ((f"{path}#{name}", [text]) for name, text in builtin_documents().items())
+        else:
+            records = path.endswith((".jsonl", ".parquet"))
+            named = ((f"{path}#{n}" if records else path, doc)
+                     for n, doc in enumerate(iter_documents([path], jsonl_field), 1))
+        for source, doc in named:
             text = "".join(doc)
-            records = names is not None or path.endswith((".jsonl", ".parquet"))
-            out.append((f"{path}#{names[n] if names else n + 1}" if records else path, text))
+            out.append((source, text))
             total += len(text)
             if max_chars and total >= max_chars:
                 return out
