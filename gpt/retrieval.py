@@ -129,34 +129,29 @@ def _pieces(text: str, limit: int) -> list[tuple[int, str]]:
     return pieces
 
 
-def _opened(text: str, under: str) -> tuple[tuple[str, ...], int]:
-    """(titles, body offset) of a paragraph: the heading right above it (`under`), an FAQ block's question, else
-    the term its first definitional sentence defines ("A suite is ...", the body starting at that sentence)."""
+def _paragraph_units(start: int, heading: str, text: str, under: str) -> Iterable[tuple]:
+    """The units of one paragraph, as _units yields them, titled by what opens it: the heading right above it
+    (`under`) and an FAQ block's question (the body at its answer); else the term its first definitional
+    sentence defines ("A suite is ..."), the sentences before that sentence a unit of their own, untitled, so
+    that the titled passage opens with the entry it answers."""
     titles = (under,) if under else ()
     lines = text.split("\n")
     if question := QUESTION_LINE.match(lines[0]):
         at = 0
         for line in lines:
             if answer := ANSWER_LINE.match(line):
-                return titles + (question.group(1).strip(),), at + answer.start(1)
+                yield start, heading, text, titles + (question.group(1).strip(),), at + answer.start(1)
+                return
             at += len(line) + 1
-    if not titles:  # a paragraph under no title of its own: the term its first definitional sentence defines
+    if not titles:
         starts = [0] + [m.end() for m in SENTENCE_END.finditer(text)]
-        for start, end in zip(starts, starts[1:] + [len(text)]):
-            if term := defined_term(" ".join(text[start:end].split())):
-                return (term,), start
-    return titles, 0
-
-
-def _split_at_definition(start: int, heading: str, text: str, under: str) -> Iterable[tuple]:
-    """A paragraph as one unit, or two when its entry is a definitional sentence after others: the sentences
-    before it, untitled, then the definition on, titled (a passage that opens with the entry it answers)."""
-    titles, at = _opened(text, under)
-    if at and not under and not QUESTION_LINE.match(text.split("\n", 1)[0]):
-        yield start, heading, text[:at].rstrip(), (), 0
-        yield start + text.count("\n", 0, at), heading, text[at:], titles, 0
-    else:
-        yield start, heading, text, titles, at
+        for at, end in zip(starts, starts[1:] + [len(text)]):
+            if term := defined_term(" ".join(text[at:end].split())):
+                if at:
+                    yield start, heading, text[:at].rstrip(), (), 0
+                yield start + text.count("\n", 0, at), heading, text[at:], (term,), 0
+                return
+    yield start, heading, text, titles, 0
 
 
 def _units(lines: list[str]) -> Iterable[tuple[int, str, str, tuple[str, ...], int]]:
@@ -171,7 +166,7 @@ def _units(lines: list[str]) -> Iterable[tuple[int, str, str, tuple[str, ...], i
         entry = glossary_entry(line, 0, opens=not block)
         if block and (heading or not line.strip() or entry):
             note = VERSION_NOTE.match(block[0])  # a version note right under a title: the title's entry is next
-            yield from _split_at_definition(i - len(block), " > ".join(t for _, t in path), "\n".join(block),
+            yield from _paragraph_units(i - len(block), " > ".join(t for _, t in path), "\n".join(block),
                                             "" if note else under)
             block, under = [], under if note else ""
         if heading:
