@@ -158,7 +158,7 @@ def recipe_inputs(corpus: Path, held_out: list[tuple[str, str]], folder: Path, s
     from gpt.config import Config
     from gpt.presets import PRESETS
     from gpt.qa import QAPair, derive_entries, questions_for
-    from gpt.qa_mix import OPEN_BOOK_SHARE, augmentation_file, conversations, text_passages
+    from gpt.qa_mix import OPEN_BOOK_SHARE, augmentation_file, conversations, source_documents, text_passages
     cfg = Config()
     cfg.train.seed = seed
     found = derive_entries(corpus.read_text(encoding="utf-8"), "document 1")
@@ -176,7 +176,7 @@ def recipe_inputs(corpus: Path, held_out: list[tuple[str, str]], folder: Path, s
                                                 PRESETS["cpu"]["tokenizer.vocab_size"], cfg.tokenizer.pattern,
                                                 cfg.tokenizer.special_tokens))
     share = OPEN_BOOK_SHARE if share is None else share
-    chats = conversations(asked, text_passages([str(corpus)], cfg), cfg, share, tokenizer)
+    chats = conversations(asked, text_passages(source_documents(cfg, [str(corpus)])), cfg, share, tokenizer)
     random.Random(seed).shuffle(chats)  # as render_conversations shuffles derived ones: the held-out 10% is random
     chat_file = folder / f"{corpus.stem}_questions.jsonl"
     chat_file.write_text("".join(json.dumps({"messages": c}, ensure_ascii=False) + "\n" for c in chats),

@@ -33,22 +33,27 @@ OPEN_BOOK_SHARE = 1.0  # open-book conversations per derived question (a seeded 
 RENDERINGS = 2  # extra renderings of the entries added to the text
 
 
-def derived_pairs(cfg: Config, files: list[str], log: Callable[[str], None]) -> list[QAPair]:
-    """The question/answer pairs the text's structure gives, or none when data.qa is off or they are too few."""
-    if cfg.data.qa == "off" or not files:
+def source_documents(cfg: Config, files: list[str]) -> list[tuple[str, str]]:
+    """(source, text) of the text questions are derived from and passages retrieved from (its first MAX_CHARS),
+    read once for both; none when data.qa is off."""
+    return [] if cfg.data.qa == "off" else read_documents(files, cfg.data.jsonl_field, MAX_CHARS)
+
+
+def derived_pairs(cfg: Config, documents: list[tuple[str, str]], log: Callable[[str], None]) -> list[QAPair]:
+    """The question/answer pairs the documents' structure gives, or none when data.qa is off or they are too few."""
+    if cfg.data.qa == "off" or not documents:
         return []
-    pairs = [p for source, text in read_documents(files, cfg.data.jsonl_field, MAX_CHARS)
-             for p in derive_pairs(text, source, phrasings=2, seed=cfg.train.seed)]
+    pairs = [p for source, text in documents for p in derive_pairs(text, source, phrasings=2, seed=cfg.train.seed)]
     if len(pairs) < MIN_PAIRS and cfg.data.qa == "auto":
         return []
     log(f"questions: {len(pairs):,} derived from the text's structure (data.qa {cfg.data.qa})")
     return pairs
 
 
-def text_passages(files: list[str], cfg: Config) -> PassageIndex:
-    """The passages of the text a run trains on (its first MAX_CHARS), indexed: what open-book examples are
-    retrieved from, saved in the run directory so that `gpt ask` answers from them (retrieval.RUN_PASSAGES)."""
-    return PassageIndex.build(read_documents(files, cfg.data.jsonl_field, MAX_CHARS))
+def text_passages(documents: list[tuple[str, str]]) -> PassageIndex:
+    """The documents' passages, indexed: what open-book examples are retrieved from, saved in the run directory
+    so that `gpt ask` answers from them (retrieval.RUN_PASSAGES)."""
+    return PassageIndex.build(documents)
 
 
 def conversations(pairs: list[QAPair], index: PassageIndex, cfg: Config, share: float = OPEN_BOOK_SHARE,

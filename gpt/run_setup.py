@@ -48,7 +48,7 @@ from gpt.errors import InputError
 from gpt.files import RunLock, atomic_write
 from gpt.lora import apply_lora, store_base, trainable_parameters
 from gpt.model import GPT
-from gpt.qa_mix import augmentation_file, conversations, derived_pairs, text_passages
+from gpt.qa_mix import augmentation_file, conversations, derived_pairs, source_documents, text_passages
 from gpt.retrieval import RUN_PASSAGES
 from gpt.runtime import Dist
 
@@ -238,7 +238,8 @@ def prepare_run(cfg: Config, run_dir: Path, dist: Dist, resume: str = "auto", in
     """Everything a run needs before its first write to the run directory's trained files."""
     files = collect_files(default_inputs(cfg))  # a missing input is reported first, before any resume check
     text_files, chat_files = split_inputs(files)
-    pairs = derived_pairs(cfg, text_files, log)  # questions the text's own structure gives (gpt/qa_mix.py)
+    documents = source_documents(cfg, text_files)  # read once: questions and passages both come from it
+    pairs = derived_pairs(cfg, documents, log)  # questions the text's own structure gives (gpt/qa_mix.py)
     needs_chat = bool(chat_files or pairs)
     adopted, chat = None, None
     if init_from:
@@ -266,7 +267,7 @@ def prepare_run(cfg: Config, run_dir: Path, dist: Dist, resume: str = "auto", in
         dist.barrier()
         tokenizer = tokenizer or load_tokenizer(run_dir / PENDING_TOKENIZER)
     derive_vocab_size(cfg, tokenizer)
-    passages = text_passages(text_files, cfg) if pairs else None
+    passages = text_passages(documents) if pairs else None
     derived = conversations(pairs, passages, cfg, tokenizer=tokenizer)  # fitted as gpt ask --source fits them
     if dist.master and passages is not None:
         passages.save(run_dir / RUN_PASSAGES)  # what gpt ask answers from, as the run was trained to

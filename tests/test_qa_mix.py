@@ -5,7 +5,7 @@ import json
 import pytest
 
 from gpt.config import resolve
-from gpt.qa_mix import conversations, derived_pairs, text_passages
+from gpt.qa_mix import conversations, derived_pairs, source_documents, text_passages
 
 from .conftest import TINY, run_gpt
 
@@ -28,9 +28,9 @@ def notes(tmp_path):
 
 def test_pairs_and_open_book_conversations_come_from_the_structure(notes):
     cfg = resolve(preset="tiny", overrides={"data.input": [str(notes)], "model.block_size": 128})
-    pairs = derived_pairs(cfg, [str(notes)], log=lambda m: None)
+    pairs = derived_pairs(cfg, source_documents(cfg, [str(notes)]), log=lambda m: None)
     assert ("What is Monstera?", "a climbing plant with split leaves.") in {(p.question, p.answer) for p in pairs}
-    index = text_passages([str(notes)], cfg)
+    index = text_passages(source_documents(cfg, [str(notes)]))
     chats = conversations(pairs, index, cfg)
     open_book = [c for c in chats if c[0]["content"].startswith("Context:")]
     assert len(chats) == 2 * len(pairs) and len(open_book) == len(pairs)  # OPEN_BOOK_SHARE 1: one per question
@@ -43,14 +43,14 @@ def test_pairs_and_open_book_conversations_come_from_the_structure(notes):
     tiny = resolve(preset="tiny", overrides={"data.input": [str(notes)]})  # a 32-token context: no room for them
     assert not [c for c in conversations(pairs, index, tiny) if c[0]["content"].startswith("Context:")]
     off = resolve(preset="tiny", overrides={"data.input": [str(notes)], "data.qa": "off"})
-    assert derived_pairs(off, [str(notes)], log=lambda m: None) == []
+    assert derived_pairs(off, source_documents(off, [str(notes)]), log=lambda m: None) == []
 
 
 def test_prose_without_structure_derives_nothing(tmp_path):
     prose = tmp_path / "story.txt"
     prose.write_text("it was a quiet morning and the garden slept under the fog, waiting for the sun. " * 50)
     cfg = resolve(preset="tiny", overrides={"data.input": [str(prose)]})
-    assert derived_pairs(cfg, [str(prose)], log=lambda m: None) == []
+    assert derived_pairs(cfg, source_documents(cfg, [str(prose)]), log=lambda m: None) == []
 
 
 def test_a_run_on_notes_answers_a_derived_question(notes, tmp_path):
@@ -82,8 +82,9 @@ def test_a_run_on_notes_answers_a_derived_question(notes, tmp_path):
     from gpt.generate import Generator
     from gpt.retrieval import PassageIndex, asked_open_book
     gen, index = Generator(run, "cpu"), PassageIndex.build([notes])
-    pairs = derived_pairs(gen.config, [str(notes)], print)
-    trained = [c for c in conversations(pairs, text_passages([str(notes)], gen.config), gen.config,
+    documents = source_documents(gen.config, [str(notes)])
+    pairs = derived_pairs(gen.config, documents, print)
+    trained = [c for c in conversations(pairs, text_passages(documents), gen.config,
                                              tokenizer=gen.tokenizer)
                if c[0]["content"].startswith("Context:")]  # as prepare_run built them
     assert len(trained) >= 12
