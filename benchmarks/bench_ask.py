@@ -22,7 +22,8 @@ or articles, bag of tokens) of its greedy answer, cut at its first sentence, aga
 plus the run's final val bits/byte and val_chat_loss, and gpt ask latency (retrieval included).
 
     python benchmarks/bench_ask.py [--forms wiki glossary] [--budget 5m] [--n 100] [--chat-weight 0.5]
-        [--dropout 0.1] [--open-book SHARE] [--steps N] [--set section.key=value ...] [--no-base] [--no-latency]
+        [--dropout 0.1] [--open-book SHARE] [--renderings N] [--steps N] [--set section.key=value ...]
+        [--no-base] [--no-latency]
         [--keep DIR [--reuse]]
 
 Open-book prompts are built as gpt ask --source builds them (gpt.retrieval.open_book): the best passage
@@ -151,14 +152,17 @@ def split_entries(corpus: Path, entries: list[tuple[str, str]], holdout: float, 
 
 
 def recipe_inputs(corpus: Path, held_out: list[tuple[str, str]], folder: Path, seed: int,
-                  share: float | None = None) -> list[str]:
+                  share: float | None = None, renderings: int | None = None) -> list[str]:
     """What --data.qa on builds for this corpus, minus the questions about held-out entries."""
+    from gpt import qa_mix
     from gpt.bpe import Tokenizer
     from gpt.chat import add_chat_tokens
     from gpt.config import Config
     from gpt.presets import PRESETS
     from gpt.qa import QAPair, derive_entries, questions_for
     from gpt.qa_mix import OPEN_BOOK_SHARE, augmentation_file, conversations, source_documents, text_passages
+    if renderings is not None:  # an ablation: the re-rendered text is built here, from this constant
+        qa_mix.RENDERINGS = renderings
     cfg = Config()
     cfg.train.seed = seed
     found = derive_entries(corpus.read_text(encoding="utf-8"), "document 1")
@@ -361,7 +365,7 @@ def run_form(form: str, corpus: Path, entries: list, args: argparse.Namespace, w
                  **dict(kv.split("=", 1) for kv in args.set)}
     results: dict[str, dict] = {}
     label = f"recipe cw{args.chat_weight} do{args.dropout}"
-    inputs = recipe_inputs(corpus, held, work, args.seed, args.open_book)
+    inputs = recipe_inputs(corpus, held, work, args.seed, args.open_book, args.renderings)
     info = train(inputs, work / f"{form}_recipe", args.budget,
                  {**overrides, "data.qa": "off", "data.skip_long": "true", "data.chat_weight": args.chat_weight},
                  args.reuse)
@@ -391,6 +395,8 @@ def main() -> None:
     parser.add_argument("--dropout", type=float, default=0.1, help="model.dropout (the cpu preset's is 0.1)")
     parser.add_argument("--open-book", type=float, help="open-book conversations per derived question "
                         "(default: gpt.qa_mix.OPEN_BOOK_SHARE)")
+    parser.add_argument("--renderings", type=int, help="extra renderings of the entries in the text "
+                        "(default: gpt.qa_mix.RENDERINGS)")
     parser.add_argument("--steps", type=int, help="train this many steps, no time budget (A/B on a busy machine)")
     parser.add_argument("--set", nargs="*", default=[], help="more overrides for both runs: section.key=value")
     parser.add_argument("--no-base", action="store_true", help="skip today's flow (the base run)")
