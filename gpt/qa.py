@@ -60,8 +60,9 @@ _TERM_WORD = r"[^\W_][\w'’().+&/-]*"
 HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*))?$")  # no lazy match: a huge "# # # ..." line stays linear
 _CLOSING_HASHES = re.compile(r"(?:^|[ \t]+)#+[ \t]*$")  # "## Title ##"; "C#" keeps its hash
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
-# Sphinx's version notes ("New in version 3.5.", "Changed in version 3.7: ..."), often the first line under a title
-VERSION_NOTE = re.compile(r"^\s*(?:(?:New|Added|Changed) in version|Deprecated since version) \d")
+# Paragraphs that say when or how, not what, often first under a title: Sphinx's version notes ("New in version
+# 3.5."), grammar productions ("lambda_expr ::= ..."), interpreter sessions (">>> ..."). The title's entry comes next.
+_NOT_AN_ENTRY = re.compile(r"\s*(?:(?:New|Added|Changed) in version \d|Deprecated since version \d|\S+\s+::=|>>>)")
 _GLOSSARY = re.compile(
     rf"^ {{0,3}}(?:[-*+][ \t]+)?(?:\*\*|__)?(?P<term>{_TERM_WORD}(?:[ \t]+{_TERM_WORD}){{0,4}}?)(?:\*\*|__)?"
     r"(?::[ \t]+|[ \t]*[—–][ \t]*|[ \t]+-[ \t]+)(?:\*\*|__)?[ \t]*(?P<definition>\S.*)$")
@@ -137,6 +138,12 @@ def heading_title(text: str | None) -> str:
     return _collapse(text.replace("**", "").replace("`", "").rstrip(":"))
 
 
+def not_an_entry(line: str) -> bool:
+    """Whether a paragraph opening with `line` is a version note, a grammar production or an interpreter session:
+    never what a title means, so never the answer to "What is X?"."""
+    return bool(_NOT_AN_ENTRY.match(line))
+
+
 def _bare(term: str) -> str:
     return _LEADING_ARTICLE.sub("", term)
 
@@ -182,7 +189,7 @@ def _heading_entries(lines: list[str], paragraphs: list[tuple[int, list[str]]]) 
         while prev >= 0 and not lines[prev].strip():
             prev -= 1
         heading = prev if prev >= 0 and HEADING.match(lines[prev]) else after_note.get(prev)
-        if heading is not None and VERSION_NOTE.match(para[0]):  # says when, not what: the entry comes next
+        if heading is not None and not_an_entry(para[0]):  # the entry comes next
             after_note[start + len(para) - 1] = heading
         elif heading is not None:
             first_after[heading] = para

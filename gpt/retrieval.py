@@ -44,10 +44,10 @@ from gpt.qa import (
     QUESTION_LINE,
     SENTENCE_END,
     TEMPLATES,
-    VERSION_NOTE,
     defined_term,
     glossary_entry,
     heading_title,
+    not_an_entry,
     setext_to_atx,
 )
 
@@ -165,7 +165,7 @@ def _units(lines: list[str]) -> Iterable[tuple[int, str, str, tuple[str, ...], i
         heading = HEADING.match(line) if i < len(lines) else None
         entry = glossary_entry(line, 0, opens=not block)
         if block and (heading or not line.strip() or entry):
-            note = VERSION_NOTE.match(block[0])  # a version note right under a title: the title's entry is next
+            note = not_an_entry(block[0])  # a version note or grammar right under a title: the title's entry is next
             yield from _paragraph_units(i - len(block), " > ".join(t for _, t in path), "\n".join(block),
                                             "" if note else under)
             block, under = [], under if note else ""
@@ -196,6 +196,14 @@ def passages_of(text: str, source: str, max_chars: int = MAX_CHARS) -> list[Pass
             found.append(Passage(prefix + piece, source, line, titles=titles if opens else (),
                                  body=len(prefix) + (at if opens else 0)))
     return found
+
+
+def _emphasized(subject: str) -> re.Pattern:
+    """`subject` (or its plural) in *emphasis* or **bold**, as notes mark a term where they introduce it."""
+    if not subject:
+        return re.compile(r"(?!)")  # matches nothing
+    term = re.escape(subject).replace("\\ ", r"\s+")
+    return re.compile(rf"(?<![\w*])(\*\*?){term}(?:e?s)?\1(?![\w*])", re.IGNORECASE)
 
 
 # ----------------------------------------------------------------------------- the index
@@ -237,7 +245,9 @@ class PassageIndex:
         """The k best passages for `query`, best first; [] when nothing matches.
 
         Passages titled with the question's subject come first (in text order; else those whose title starts
-        with it), then the others by BM25 score (ties: earlier passage first). A passage whose entry repeats a
+        with it), then the others: prose before grammar productions and interpreter sessions (qa.not_an_entry),
+        first those where the subject is emphasized ("one or more *decorator* expressions": where a term is
+        introduced), then by BM25 score (ties: earlier passage first). A passage whose entry repeats a
         better one's word for word (the same section included in two documents) is left out.
         """
         asked = _WORD.findall(query.lower())
@@ -248,10 +258,14 @@ class PassageIndex:
             for i, tf in self._postings.get(word, ()):
                 norm = 1 - self.b + self.b * self._lengths[i] / self._average
                 scores[i] += idf * tf * (self.k1 + 1) / (tf + self.k1 * norm)
-        titled = {i: rank for rank, i in enumerate(self._titled_with(title_key(question_subject(query))))}
+        subject = title_key(question_subject(query))
+        titled = {i: rank for rank, i in enumerate(self._titled_with(subject))}
         found = [i for i, s in scores.items() if s > 0] + [i for i in titled if i not in scores]
-        def rank(i: int) -> tuple[int, float, int]:
-            return titled.get(i, len(titled)), -scores.get(i, 0), i
+        introduced = _emphasized(subject)
+
+        def rank(i: int) -> tuple[int, bool, bool, float, int]:
+            entry = self.passages[i].text[self.passages[i].body:]
+            return titled.get(i, len(titled)), not_an_entry(entry), not introduced.search(entry), -scores.get(i, 0), i
 
         best, seen = [], set()
         for i in heapq.nsmallest(4 * max(k, 0), found, key=rank):

@@ -225,7 +225,7 @@ def test_setext_and_rst_headings_title_passages_and_leave_their_text():
     got = [(p.text, p.titles, p.line) for p in passages_of(text, "ref.rst")]
     assert got == [
         ("Lambdas\nA lambda is a small anonymous function.", ("Lambdas",), 5),
-        ("Lambdas > Syntax\nlambda_expr ::= \"lambda\" [parameters] \":\" expression", ("Syntax",), 10),
+        ("Lambdas > Syntax\nlambda_expr ::= \"lambda\" [parameters] \":\" expression", (), 10),  # grammar: no entry
         ("Closures\nSecond chapter.", ("Closures",), 16),
         ("Closures > Details\nA paragraph of\ntwo lines\n---", ("Details",), 20),  # a rule, not an underline
     ]
@@ -245,3 +245,24 @@ def test_a_title_that_starts_with_the_subject_and_version_notes():
     assert best.text == "Coroutines\nA coroutine can be suspended and resumed."
     assert [(e.term, e.definition) for e in derive_entries(text)][:1] == [
         ("Coroutines", "A coroutine can be suspended and resumed.")]
+
+
+def test_grammar_and_sessions_are_not_answers_and_emphasis_marks_the_term():
+    """A grammar production or an interpreter session under a title is not the title's entry (nor a derived
+    answer): the prose after it is. Among untitled passages, prose ranks before grammar, and a passage where the
+    subject is *emphasized* (where the term is introduced) before ones that only use it, however often."""
+    text = ("Lambdas\n*******\n\n   lambda_expr ::= \"lambda\" [parameters] \":\" expression\n\n"
+            "Lambda expressions create anonymous functions.\n\n"
+            "Sessions\n========\n\n>>> 1 + 1\n2\n\nA session shows code and its output.\n\n"
+            "Function definitions\n====================\n\n   decorators ::= decorator+\n   decorator ::= \"@\" name\n\n"
+            "Decorators of decorators are decorators: decorators decorate decorators.\n\n"
+            "A function definition may be wrapped by one or more *decorator* expressions.\n")
+    index = PassageIndex.build([("ref.rst", text)])
+    assert index.search("What is a lambda?", 1)[0].text == "Lambdas\nLambda expressions create anonymous functions."
+    assert index.search("What is a session?", 1)[0].titles == ("Sessions",)
+    assert index.search("What is a session?", 1)[0].line == 14
+    ranked = [p.line for p in index.search("What is a decorator?", 3)]
+    assert ranked == [24, 22, 19]  # emphasized, then the most mentions in prose, then the grammar
+    assert [(e.term, e.definition) for e in derive_entries(text)][:2] == [
+        ("Lambdas", "Lambda expressions create anonymous functions."),
+        ("Sessions", "A session shows code and its output.")]
