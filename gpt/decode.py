@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from gpt.config import SampleConfig
-from gpt.model import GPT, MLP, CausalSelfAttention, activation, apply_rope
+from gpt.model import GPT, MLP, CausalSelfAttention, activation
 from gpt.runtime import resolve_precision
 from gpt.sampling import Constraint, generate_stream
 
@@ -35,12 +35,11 @@ def attend_one(attn: CausalSelfAttention, x: torch.Tensor, rope: Rope, keys: tor
     """Self-attention for one new position: x (B, 1, C) -> (B, 1, C), its key and value cached at pos."""
     B, _, C = x.shape
     nh, nkv = attn.n_head, attn.n_kv_head
-    # with T = 1, (B, 1, heads * hs) viewed as (B, heads, 1, hs) is the (B, heads, T, hs) layout
-    q, k, v = attn.c_attn(x).view(B, nh + 2 * nkv, 1, attn.head_size).split([nh, nkv, nkv], dim=1)
-    if attn.q_norm is not None:
-        q, k = attn.q_norm(q), attn.k_norm(k)
-    if rope is not None:
-        q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+    # with T = 1, (B, 1, heads, hs) transposed to (B, heads, 1, hs) is the (B, heads, T, hs) layout, for free
+    qkv = attn.c_attn(x).view(B, 1, nh + 2 * nkv, attn.head_size)
+    qk = attn.norm_and_rotate(qkv[:, :, :nh + nkv], rope).transpose(1, 2)
+    q, k = qk.split([nh, nkv], dim=1)  # (B, nh, 1, hs), (B, nkv, 1, hs)
+    v = qkv[:, :, nh + nkv:].transpose(1, 2)  # (B, nkv, 1, hs)
     keys[:, :, pos:pos + 1] = k
     values[:, :, pos:pos + 1] = v
     y = F.scaled_dot_product_attention(q, keys[:, :, :pos + 1], values[:, :, :pos + 1], enable_gqa=nkv != nh)
@@ -59,7 +58,7 @@ def decode_step(model: GPT, cache: Cache, token: torch.Tensor, pos: int) -> torc
     if model.wpe is not None:
         x = x + model.wpe.weight[pos]
     else:
-        rope = model.rope_cos[pos], model.rope_sin[pos]  # (hs,) rows broadcast over (B, nh, 1, hs)
+        rope = model.rope_cos[pos:pos + 1], model.rope_sin[pos:pos + 1]  # (1, hs): the position's row
     for block, (keys, values) in zip(model.h, cache):
         x = x + attend_one(block.attn, block.ln_1(x), rope, keys, values, pos)
         x = x + mlp_one(block.mlp, block.ln_2(x))

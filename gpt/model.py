@@ -86,7 +86,7 @@ def rope_tables(head_size: int, length: int, theta: float) -> tuple[torch.Tensor
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs (x_i, x_{i+hs/2}) by position-dependent angles; x is (B, nh, T, hs)."""
+    """Rotate pairs (x_i, x_{i+hs/2}) by position-dependent angles; cos and sin broadcast over x's heads."""
     x1, x2 = x.chunk(2, dim=-1)
     rotated = torch.cat([-x2, x1], dim=-1)
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # stay in x's dtype: bf16 under autocast
@@ -110,15 +110,11 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None, pos: int) -> torch.Tensor:
         B, T, C = x.size()
-        hs = self.head_size
-        q, k, v = self.c_attn(x).split([self.n_head * hs, self.n_kv_head * hs, self.n_kv_head * hs], dim=-1)
-        q = q.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, self.n_kv_head, hs).transpose(1, 2)  # (B, nkv, T, hs)
-        v = v.view(B, T, self.n_kv_head, hs).transpose(1, 2)  # (B, nkv, T, hs)
-        if self.q_norm is not None:
-            q, k = self.q_norm(q), self.k_norm(k)
-        if rope is not None:
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        nh, nkv, hs = self.n_head, self.n_kv_head, self.head_size
+        qkv = self.c_attn(x)  # (B, T, (nh + 2 * nkv) * hs)
+        qk = self.norm_and_rotate(qkv[..., :(nh + nkv) * hs].view(B, T, nh + nkv, hs), rope)
+        q, k = qk.transpose(1, 2).split([nh, nkv], dim=1)  # (B, nh, T, hs), (B, nkv, T, hs)
+        v = qkv[..., (nh + nkv) * hs:].view(B, T, nkv, hs).transpose(1, 2)  # (B, nkv, T, hs)
         dropout = self.dropout if self.training else 0.0
         if self.cache is None and q.device.type == "cpu" and q.dtype == torch.bfloat16:
             y = written_out_attention(q, k, v, dropout)  # faster than SDPA here: benchmarks/README.md
@@ -134,6 +130,24 @@ class CausalSelfAttention(nn.Module):
                                            enable_gqa=self.n_kv_head != self.n_head)  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
+
+
+    def norm_and_rotate(self, qk: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        """QK-norm, then rotary positions, of the queries and keys side by side: qk is (B, T, nh + nkv, hs).
+
+        Together rather than queries, then keys: half the kernels, each over twice the data.
+        """
+        if isinstance(self.q_norm, RMSNorm):  # each head scaled by its own norm's gain: (nh + nkv, hs)
+            gains = torch.cat([self.q_norm.weight.expand(self.n_head, -1),
+                               self.k_norm.weight.expand(self.n_kv_head, -1)])
+            qk = F.rms_norm(qk, (qk.size(-1),), eps=self.q_norm.eps) * gains.to(qk.dtype)
+        elif self.q_norm is not None:
+            q, k = qk.split([self.n_head, self.n_kv_head], dim=2)
+            qk = torch.cat([self.q_norm(q), self.k_norm(k)], dim=2)
+        if rope is not None:
+            cos, sin = rope  # (T, hs) each, one row per position
+            qk = apply_rope(qk, cos[:, None], sin[:, None])
+        return qk
 
 
 def written_out_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout: float = 0.0) -> torch.Tensor:

@@ -275,3 +275,24 @@ def test_cheap_dropout_is_dropout(p, dtype):
     assert torch.equal(apply_dropout(x.detach(), p) == 0, dropped)
     module = Dropout(p).eval()
     assert module(x) is x
+
+
+@pytest.mark.parametrize("norm,n_kv", [("rmsnorm", 4), ("rmsnorm", 2), ("layernorm", 2)])
+def test_queries_and_keys_normed_and_rotated_together_as_apart(norm, n_kv):
+    """norm_and_rotate on (B, T, nh + nkv, hs) equals each norm and RoPE applied to queries and keys apart, in
+    the (B, heads, T, hs) layout, with gains that differ between the two norms and between the channels."""
+    from gpt.model import apply_rope
+    torch.manual_seed(0)
+    model = GPT(small(norm=norm, pos="rope", qk_norm=True, n_kv_head=n_kv))
+    attn = model.h[0].attn
+    with torch.no_grad():
+        attn.q_norm.weight.uniform_(0.5, 1.5)
+        attn.k_norm.weight.uniform_(-1.5, -0.5)
+    B, T, nh, hs = 2, 10, attn.n_head, attn.head_size
+    qk = torch.randn(B, T, nh + n_kv, hs)
+    rope = model.rope_cos[:T], model.rope_sin[:T]
+    q, k = qk.split([nh, n_kv], dim=2)
+    q = apply_rope(attn.q_norm(q.transpose(1, 2)), *rope)  # (B, nh, T, hs)
+    k = apply_rope(attn.k_norm(k.transpose(1, 2)), *rope)
+    together = attn.norm_and_rotate(qk, rope).transpose(1, 2)  # (B, nh + nkv, T, hs)
+    assert torch.allclose(together, torch.cat([q, k], dim=1), atol=1e-5)
