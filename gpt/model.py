@@ -133,7 +133,6 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
-
     def norm_and_rotate(self, qk: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
         """QK-norm, then rotary positions, of the queries and keys side by side: qk is (B, T, nh + nkv, hs).
 
