@@ -254,7 +254,8 @@ def test_grammar_and_sessions_are_not_answers_and_emphasis_marks_the_term():
     text = ("Lambdas\n*******\n\n   lambda_expr ::= \"lambda\" [parameters] \":\" expression\n\n"
             "Lambda expressions create anonymous functions.\n\n"
             "Sessions\n========\n\n>>> 1 + 1\n2\n\nA session shows code and its output.\n\n"
-            "Function definitions\n====================\n\n   decorators ::= decorator+\n   decorator ::= \"@\" name\n\n"
+            "Function definitions\n====================\n\n"
+            "   decorators ::= decorator+\n   decorator ::= \"@\" name\n\n"
             "Decorators of decorators are decorators: decorators decorate decorators.\n\n"
             "A function definition may be wrapped by one or more *decorator* expressions.\n")
     index = PassageIndex.build([("ref.rst", text)])
