@@ -74,6 +74,12 @@ def stop_ids(tokenizer: Tokenizer) -> set[int]:
     return {tokenizer.special_tokens[n] for n in (END, ENDOFTEXT) if n in tokenizer.special_tokens}
 
 
+def until_stop(ids: list[int], tokenizer: Tokenizer) -> list[int]:
+    """ids up to and including the first that ends a reply or a text (stop_ids); all of them if none does."""
+    stop = stop_ids(tokenizer)
+    return next((ids[:i + 1] for i, token in enumerate(ids) if token in stop), ids)
+
+
 def _chat_ids(tokenizer: Tokenizer) -> dict[str, int]:
     if not has_chat_tokens(tokenizer):
         raise ChatError("this tokenizer has no chat tokens (<|user|>, <|assistant|>, ...): "

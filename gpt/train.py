@@ -20,6 +20,7 @@ import torch
 
 from gpt import __version__
 from gpt.batches import eval_windows
+from gpt.chat import until_stop
 from gpt.checkpoint import BASE_WEIGHTS, Checkpointer, load_checkpoint_weights, save_weights, use_best_weights
 from gpt.config import Config, to_dict
 from gpt.conversations import eval_batches
@@ -289,14 +290,14 @@ class Trainer:
         return record
 
     def _sample(self) -> str:
-        """A few tokens from the model as it is, logged at each evaluation."""
+        """A few tokens from the model as it is, logged at each evaluation, up to the first end of a reply or text."""
         start = torch.tensor([[self.tokenizer.eot_id or 10]], device=self.device)
         opts = type(self.cfg.sample)(max_new_tokens=self.cfg.train.sample_tokens, temperature=0.8, top_k=50)
         self.model.eval()
         with autocast(self.device, self.precision):
             out = generate(self.model, start, opts, torch.Generator(self.device).manual_seed(self.cfg.train.seed))
         self.model.train()
-        return self.tokenizer.decode(out[0, 1:].tolist())
+        return self.tokenizer.decode(until_stop(out[0, 1:].tolist(), self.tokenizer))
 
     # -- state
     def state_dict(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from gpt.chat import (
     has_chat_tokens,
     render,
     stop_ids,
+    until_stop,
 )
 from gpt.config import ModelConfig, SampleConfig
 from gpt.conversations import (
@@ -66,6 +67,8 @@ def test_add_chat_tokens_appends_and_keeps_ids(tok):
     bare = add_chat_tokens(Tokenizer.train([TEXT], vocab_size=300, special_tokens=()))
     assert bare.special_tokens["<|endoftext|>"] == 300 and bare.special_tokens["<|end|>"] == 304
     assert stop_ids(tok) == {333, 329}
+    assert until_stop([5, 6, 333, 333, 7], tok) == [5, 6, 333]  # a reply ends at its first <|end|>
+    assert until_stop([5, 329, 6], tok) == [5, 329] and until_stop([5, 6], tok) == [5, 6]
 
 
 def test_render_ids_and_mask_exactly(tok):
