@@ -183,7 +183,7 @@ def _paragraphs(lines: list[str], code: list[bool]) -> list[tuple[int, list[str]
 
 def _heading_entries(lines: list[str], paragraphs: list[tuple[int, list[str]]]) -> list[Entry]:
     first_after: dict[int, list[str]] = {}  # heading line -> the paragraph directly under it
-    after_note: dict[int, int] = {}  # last line of a version note directly under a heading -> that heading
+    after_note: dict[int, int] = {}  # last line of a non-entry (not_an_entry) under a heading -> that heading
     for start, para in paragraphs:
         prev = start - 1
         while prev >= 0 and not lines[prev].strip():

@@ -165,7 +165,7 @@ def _units(lines: list[str]) -> Iterable[tuple[int, str, str, tuple[str, ...], i
         heading = HEADING.match(line) if i < len(lines) else None
         entry = glossary_entry(line, 0, opens=not block)
         if block and (heading or not line.strip() or entry):
-            note = not_an_entry(block[0])  # a version note or grammar right under a title: the title's entry is next
+            note = not_an_entry(block[0])  # a version note, grammar or session under a title: its entry is next
             yield from _paragraph_units(i - len(block), " > ".join(t for _, t in path), "\n".join(block),
                                             "" if note else under)
             block, under = [], under if note else ""
