@@ -225,6 +225,10 @@ class PassageIndex:
         for i, passage in enumerate(passages):
             for key in dict.fromkeys(title_key(t) for t in passage.titles):
                 self._titled[key].append(i)
+        # what search ranks by besides titles and BM25, worked out once per passage, not once per query
+        entries = [p.text[p.body:] for p in passages]
+        self._notation = {i for i, entry in enumerate(entries) if not_an_entry(entry)}
+        self._starred = {i for i, entry in enumerate(entries) if "*" in entry}  # may emphasize a term
 
     @classmethod
     def build(cls, files_or_texts: Iterable[str | os.PathLike | tuple[str, str]],
@@ -263,9 +267,12 @@ class PassageIndex:
         found = [i for i, s in scores.items() if s > 0] + [i for i in titled if i not in scores]
         introduced = _emphasized(subject)
 
-        def rank(i: int) -> tuple[int, bool, bool, float, int]:
-            entry = self.passages[i].text[self.passages[i].body:]
-            return titled.get(i, len(titled)), not_an_entry(entry), not introduced.search(entry), -scores.get(i, 0), i
+        first = subject.split()[0].lower() if subject else ""
+
+        def rank(i: int) -> tuple[int, bool, bool, float, int]:  # the regex only where a plain scan finds the term
+            entry = self.passages[i].text[self.passages[i].body:] if i in self._starred else ""
+            emphasized = first in entry.lower() and introduced.search(entry)
+            return titled.get(i, len(titled)), i in self._notation, not emphasized, -scores.get(i, 0), i
 
         best, seen = [], set()
         for i in heapq.nsmallest(4 * max(k, 0), found, key=rank):
