@@ -1,10 +1,12 @@
 """Training throughput: tokens/s and MFU for the design's default model and the CPU presets, fp32 vs bf16.
 
 MFU is counted against this machine's matmul peaks, measured in the same run (a large square matmul in
-fp32 and in bf16). Also reports the share of a step spent fetching the batch, and, with --contention,
-the step time while a busy process competes for a core.
+fp32 and in bf16; on CUDA "fp32" means TF32, as training runs it). Also reports the share of a step spent
+fetching the batch, and, with --contention, the step time while a busy process competes for a core.
+`gpt2-small` is GPT-2 small's shape (12 x 768, context 1024, vocab 50,304, micro-batch 16) for GPUs.
 
     python benchmarks/bench_train.py [--presets default cpu] [--steps 6] [--contention]
+    python benchmarks/bench_train.py --device cuda --presets default gpt2-small --steps 20 --compile
 """
 
 from __future__ import annotations
@@ -24,32 +26,53 @@ from gpt.batches import Batches  # noqa: E402
 from gpt.config import resolve  # noqa: E402
 from gpt.model import GPT  # noqa: E402
 from gpt.optim import build_optimizers  # noqa: E402
-from gpt.runtime import autocast  # noqa: E402
+from gpt.runtime import autocast, configure  # noqa: E402
+
+# Shapes measured here that are not presets of their own: (preset, overrides).
+SHAPES = {
+    "gpt2-small": ("gpt2", {"model.n_layer": 12, "model.n_head": 12, "model.n_embd": 768, "model.block_size": 1024,
+                            "tokenizer.vocab_size": 50304, "train.batch_size": 16}),
+}
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 4096, reps: int = 3) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(dtype: torch.dtype, device: torch.device, n: int = 4096, reps: int = 3) -> float:
+    if device.type == "cuda":
+        n, reps = 8192, 20
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     a @ b
+    sync(device)
     start = time.perf_counter()
     for _ in range(reps):
         a @ b
+    sync(device)
     return 2 * n**3 * reps / (time.perf_counter() - start)
 
 
-def measure(preset: str, precision: str, steps: int, compile_model: bool = False) -> dict:
-    cfg = resolve(preset=preset, overrides={"train.precision": precision})
+def measure(preset: str, precision: str, steps: int, compile_model: bool = False,
+            device: str | torch.device = "cpu") -> dict:
+    device = torch.device(device)
+    preset, overrides = SHAPES.get(preset, (preset, {}))
+    cfg = resolve(preset=preset, overrides={**overrides, "train.precision": precision})
     cfg.model.vocab_size = cfg.tokenizer.vocab_size
     torch.manual_seed(0)
-    model = GPT(cfg.model)
-    opts = build_optimizers(model, cfg, torch.device("cpu"))
-    tokens = np.random.default_rng(0).integers(0, cfg.model.vocab_size, 2_000_000).astype(np.uint16)
-    batches = Batches(tokens, cfg.model.block_size, cfg.train.batch_size, seed=0)
+    model = GPT(cfg.model).to(device)
+    opts = build_optimizers(model, cfg, device)
+    tokens = np.random.default_rng(0).integers(0, cfg.model.vocab_size, 4_000_000).astype(np.uint16)
+    batches = Batches(tokens, cfg.model.block_size, cfg.train.batch_size, seed=0, device=device)
     run = torch.compile(model) if compile_model else model
-    device = torch.device("cpu")
     fetch, times = [], []
-    for i in range(steps + 2):
+    begin = time.perf_counter()
+    warmup = 3 if device.type == "cuda" else 2
+    for i in range(steps + warmup):
+        sync(device)
         t0 = time.perf_counter()
         x, y = batches.next()
+        sync(device)
         t1 = time.perf_counter()
         with autocast(device, precision):
             _, loss = run(x, y)
@@ -59,14 +82,17 @@ def measure(preset: str, precision: str, steps: int, compile_model: bool = False
             opt.step()
             opt.zero_grad(set_to_none=True)
         loss.item()
-        if i >= 2:  # warm-up steps (allocator, compile) excluded
+        if i == warmup - 1:
+            warm_s = time.perf_counter() - begin
+        if i >= warmup:  # warm-up steps (allocator, compile, autotuning) excluded
             fetch.append(t1 - t0)
             times.append(time.perf_counter() - t0)
     step = float(np.median(times))
     tokens_per_step = cfg.train.batch_size * cfg.model.block_size
+    peak_mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
     return {"preset": preset, "precision": precision, "compile": compile_model, "step_ms": step * 1e3,
             "tokens_per_s": tokens_per_step / step, "flops": model.flops_per_token() * tokens_per_step / step,
-            "fetch_share": float(np.median(fetch)) / step}
+            "fetch_share": float(np.median(fetch)) / step, "warmup_s": warm_s, "peak_gib": peak_mem}
 
 
 def main() -> None:
@@ -75,20 +101,30 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile (slow to warm up)")
     parser.add_argument("--contention", action="store_true", help="also measure with a busy process beside")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda")
     args = parser.parse_args()
-    peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, OMP_WAIT_POLICY="
-          f"{os.environ['OMP_WAIT_POLICY']}; matmul peak fp32 {peak32 / 1e9:.0f} GFLOP/s, bf16 {peak16 / 1e9:.0f}")
+    device = torch.device(args.device)
+    configure(device)  # TF32 matmuls on CUDA, as training sets them
+    peak32, peak16 = matmul_peak(torch.float32, device), matmul_peak(torch.bfloat16, device)
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda"
+             else f"{torch.get_num_threads()} threads, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
+    print(f"torch {torch.__version__}, {where}; matmul peak fp32 {peak32 / 1e9:,.0f} GFLOP/s, "
+          f"bf16 {peak16 / 1e9:,.0f}")
     for preset in args.presets:
         base = None
         variants = [("fp32", False), ("bf16", False)] + ([("bf16", True)] if args.compile else [])
         for precision, compiled in variants:
-            r = measure(preset, precision, args.steps, compiled)
+            try:
+                r = measure(preset, precision, args.steps, compiled, device)
+            except Exception as e:  # one failing variant (say, compile on an older torch) must not hide the rest
+                print(f"{preset:16s} {precision}{' compiled' if compiled else ''}: failed: {type(e).__name__}: {e}")
+                continue
             base = base or r["tokens_per_s"]
-            print(f"{preset:16s} {precision}{' compiled' if compiled else '':9s} step {r['step_ms']:7.0f} ms "
-                  f"{r['tokens_per_s']:9,.0f} tok/s  x{r['tokens_per_s'] / base:.2f} vs fp32 eager  "
+            print(f"{preset:16s} {precision}{' compiled' if compiled else '':9s} step {r['step_ms']:7.1f} ms "
+                  f"{r['tokens_per_s']:11,.0f} tok/s  x{r['tokens_per_s'] / base:.2f} vs fp32 eager  "
                   f"MFU {r['flops'] / peak16:.0%} of bf16 peak, {r['flops'] / peak32:.0%} of fp32 peak  "
-                  f"batch fetch {r['fetch_share']:.2%} of the step")
+                  f"batch fetch {r['fetch_share']:.2%} of the step  warm-up {r['warmup_s']:.1f} s"
+                  + (f"  peak memory {r['peak_gib']:.1f} GiB" if device.type == "cuda" else ""), flush=True)
     if args.contention:
         alone = measure("cpu", "bf16", args.steps)["step_ms"]
         busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
