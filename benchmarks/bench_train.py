@@ -22,6 +22,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+import gpt.model  # noqa: E402
 from gpt.batches import Batches  # noqa: E402
 from gpt.config import resolve  # noqa: E402
 from gpt.model import GPT  # noqa: E402
@@ -54,10 +55,10 @@ def matmul_peak(dtype: torch.dtype, device: torch.device, n: int = 4096, reps: i
 
 
 def measure(preset: str, precision: str, steps: int, compile_model: bool = False,
-            device: str | torch.device = "cpu") -> dict:
+            device: str | torch.device = "cpu", extra: dict | None = None) -> dict:
     device = torch.device(device)
     preset, overrides = SHAPES.get(preset, (preset, {}))
-    cfg = resolve(preset=preset, overrides={**overrides, "train.precision": precision})
+    cfg = resolve(preset=preset, overrides={**overrides, **(extra or {}), "train.precision": precision})
     cfg.model.vocab_size = cfg.tokenizer.vocab_size
     torch.manual_seed(0)
     model = GPT(cfg.model).to(device)
@@ -74,8 +75,9 @@ def measure(preset: str, precision: str, steps: int, compile_model: bool = False
         x, y = batches.next()
         sync(device)
         t1 = time.perf_counter()
-        with autocast(device, precision):
-            _, loss = run(x, y)
+        with autocast(device, precision):  # the trainer's call: the chunked loss where the logits are large
+            _, loss = run(x, y, reduction="sum", return_logits=False)
+        loss = loss / y.numel()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         for opt in opts:
@@ -102,7 +104,14 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile (slow to warm up)")
     parser.add_argument("--contention", action="store_true", help="also measure with a busy process beside")
     parser.add_argument("--device", default="cpu", help="cpu | cuda")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. "
+                        "train.batch_size=64")
+    parser.add_argument("--loss-in-graph", choices=["auto", "never", "always"], default="auto",
+                        help="compiled runs: the chunked loss inside the graph below gpt.model's limit (auto)")
     args = parser.parse_args()
+    extra = dict(kv.split("=", 1) for kv in args.set)
+    gpt.model.COMPILED_LOSS_MAX_ELEMENTS = {"auto": gpt.model.COMPILED_LOSS_MAX_ELEMENTS, "never": 0,
+                                            "always": 2**62}[args.loss_in_graph]
     device = torch.device(args.device)
     configure(device)  # TF32 matmuls on CUDA, as training sets them
     peak32, peak16 = matmul_peak(torch.float32, device), matmul_peak(torch.bfloat16, device)
@@ -115,7 +124,7 @@ def main() -> None:
         variants = [("fp32", False), ("bf16", False)] + ([("bf16", True)] if args.compile else [])
         for precision, compiled in variants:
             try:
-                r = measure(preset, precision, args.steps, compiled, device)
+                r = measure(preset, precision, args.steps, compiled, device, extra)
             except Exception as e:  # one failing variant (say, compile on an older torch) must not hide the rest
                 print(f"{preset:16s} {precision}{' compiled' if compiled else ''}: failed: {type(e).__name__}: {e}")
                 continue

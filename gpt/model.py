@@ -60,6 +60,10 @@ class Dropout(nn.Module):
 # fp32 logits of a batch from which training's loss is computed in chunks: from there the chunked loss is also
 # faster on a CPU (the whole logits no longer stay in cache; benchmarks/README.md)
 FUSED_LOSS_MIN_BYTES = 8 * 2**20
+# Logits of a batch (rows x vocab) from which the chunked loss runs outside a compiled graph: inductor indexed
+# its fused kernels with 32-bit integers and one read out of bounds (an illegal memory access on an H100 for
+# GPT-2 small at 64 x 1024 rows; benchmarks/README.md). Below this, compiled, its pointwise passes fuse.
+COMPILED_LOSS_MAX_ELEMENTS = 2**31
 
 
 class RMSNorm(nn.Module):
@@ -288,7 +292,10 @@ class GPT(nn.Module):
         fp16 = torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) == torch.float16
         large = targets.numel() * self.config.vocab_size * 4 >= FUSED_LOSS_MIN_BYTES  # fp32 logits of the batch
         if not return_logits and large and type(self.lm_head) is nn.Linear and not fp16:
-            return None, linear_cross_entropy(x, self.lm_head.weight, targets, reduction, self.loss_chunks())
+            loss = linear_cross_entropy
+            if torch.compiler.is_compiling() and targets.numel() * self.config.vocab_size >= COMPILED_LOSS_MAX_ELEMENTS:
+                loss = torch.compiler.disable(linear_cross_entropy)
+            return None, loss(x, self.lm_head.weight, targets, reduction, self.loss_chunks())
         logits = self.lm_head(x)  # (B, T, vocab)
         return logits, plain_cross_entropy(logits, targets, reduction)
 

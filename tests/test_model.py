@@ -296,3 +296,28 @@ def test_queries_and_keys_normed_and_rotated_together_as_apart(norm, n_kv):
     k = apply_rope(attn.k_norm(k.transpose(1, 2)), *rope)
     together = attn.norm_and_rotate(qk, rope).transpose(1, 2)  # (B, nh + nkv, T, hs)
     assert torch.allclose(together, torch.cat([q, k], dim=1), atol=1e-5)
+
+
+@pytest.mark.parametrize("limit, traced", [(0, False), (2**62, True)])
+def test_a_compiled_model_runs_a_large_batch_loss_outside_the_graph(monkeypatch, fused_loss_always, limit, traced):
+    """Inductor's 32-bit indexing overflowed on the chunked loss of a batch with over 2**31 logits: from
+    COMPILED_LOSS_MAX_ELEMENTS the loss runs eagerly between compiled pieces, with the same loss and gradients."""
+    import gpt.model
+    calls = []
+
+    def spied(*args):
+        calls.append(torch.compiler.is_compiling())  # True only while dynamo traces it into the graph
+        return linear_cross_entropy(*args)
+    from gpt.linear_loss import linear_cross_entropy
+    monkeypatch.setattr(gpt.model, "linear_cross_entropy", spied)
+    monkeypatch.setattr(gpt.model, "COMPILED_LOSS_MAX_ELEMENTS", limit)
+    torch.manual_seed(0)
+    model = GPT(small(vocab_size=301, n_layer=1))
+    idx, y = torch.randint(0, 301, (2, 24)), torch.randint(0, 301, (2, 24))
+    torch._dynamo.reset()
+    loss_c, grads_c = loss_and_grads(torch.compile(model), idx, y, True, "sum", False)
+    assert calls and all(c == traced for c in calls)
+    loss_e, grads_e = loss_and_grads(model, idx, y, True, "sum", False)
+    assert torch.allclose(loss_c, loss_e, rtol=1e-5)
+    for name, g in grads_e.items():
+        assert torch.allclose(grads_c["_orig_mod." + name], g, rtol=1e-4, atol=1e-6), name
