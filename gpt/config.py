@@ -50,6 +50,7 @@ class ModelConfig:
     n_embd: int = 384
     mlp_hidden: int = 0  # 0: 4 * n_embd (gelu, relu2) or the Llama rule (swiglu)
     dropout: float = 0.0
+    drop_path: float = 0.0  # stochastic depth: a sample skips a block's branch with this probability in training
     bias: bool = True
     qkv_bias: bool = False  # biases on the query/key/value projection alone (Qwen2), when bias is off
     norm: str = "layernorm"  # layernorm | rmsnorm
@@ -307,8 +308,8 @@ def validate(cfg: Config) -> None:
                           f"{len(t.special_tokens)} special tokens = {min_vocab}")
     if len(set(t.special_tokens)) != len(t.special_tokens) or any(not tok for tok in t.special_tokens):
         raise ConfigError("tokenizer.special_tokens must be distinct and non-empty")
-    if not 0.0 <= m.dropout < 1.0:
-        raise ConfigError(f"model.dropout must be in [0, 1), got {m.dropout}")
+    if not 0.0 <= m.dropout < 1.0 or not 0.0 <= m.drop_path < 1.0:
+        raise ConfigError(f"model.dropout and model.drop_path must be in [0, 1), got {m.dropout}, {m.drop_path}")
     if not 0.0 < d.val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction must be in (0, 1), got {d.val_fraction}")
     if not 0.0 <= d.chat_weight <= 1.0:

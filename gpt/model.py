@@ -197,6 +197,13 @@ def activation(h: torch.Tensor, kind: str) -> torch.Tensor:
     return F.gelu(h, approximate="tanh")
 
 
+def drop_path(y: torch.Tensor, p: float) -> torch.Tensor:
+    """Stochastic depth (Huang et al. 2016): each sample of the batch loses the branch y (B, T, C) with
+    probability p, the rest are scaled by 1/(1-p). One draw per sample, not per element: nearly free."""
+    keep = torch.rand(y.size(0), 1, 1, device=y.device) >= p  # (B, 1, 1)
+    return y * (keep.to(y.dtype) * (1.0 / (1.0 - p)))
+
+
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -204,8 +211,12 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(cfg)
         self.ln_2 = make_norm(cfg)
         self.mlp = MLP(cfg)
+        self.drop_path = cfg.drop_path
 
     def forward(self, x: torch.Tensor, rope, pos: int) -> torch.Tensor:
+        if self.training and self.drop_path:
+            x = x + drop_path(self.attn(self.ln_1(x), rope, pos), self.drop_path)
+            return x + drop_path(self.mlp(self.ln_2(x)), self.drop_path)
         x = x + self.attn(self.ln_1(x), rope, pos)
         return x + self.mlp(self.ln_2(x))
 

@@ -57,7 +57,7 @@ PENDING_TOKENIZER = ".tokenizer.pending.json"  # a new run's tokenizer, until th
 TEMPLATE_FILE, SPECIAL_FILE = "chat_template.jinja", "special.json"  # the chat format; a HF model's tokens
 RUN_FILES = ("checkpoints", "model.safetensors", "best.safetensors", "tokenizer.json", "log.jsonl", "loss.png",
              "config.toml", BASE_WEIGHTS, TEMPLATE_FILE, SPECIAL_FILE)
-FINE_TUNE_MAY_CHANGE = {"dropout"}  # model keys --init-from lets a user change: not the architecture
+FINE_TUNE_MAY_CHANGE = {"dropout", "drop_path"}  # model keys --init-from lets a user change: not the architecture
 
 
 class SetupError(InputError):

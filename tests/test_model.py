@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from gpt.config import PRESETS, ModelConfig, SampleConfig, resolve
-from gpt.model import GPT, Dropout, apply_dropout
+from gpt.model import GPT, Dropout, apply_dropout, drop_path
 from gpt.sampling import generate, sample_next
 
 
@@ -321,3 +321,18 @@ def test_a_compiled_model_runs_a_large_batch_loss_outside_the_graph(monkeypatch,
     assert torch.allclose(loss_c, loss_e, rtol=1e-5)
     for name, g in grads_e.items():
         assert torch.allclose(grads_c["_orig_mod." + name], g, rtol=1e-4, atol=1e-6), name
+
+
+def test_drop_path_drops_whole_samples_in_training_only():
+    torch.manual_seed(0)
+    y = torch.rand(4000, 3, 5) + 1.0  # no zeros: a zero output means dropped
+    out = drop_path(y, 0.25)
+    dropped, kept = (out == 0).all(dim=(1, 2)), (out != 0).all(dim=(1, 2))
+    assert (dropped | kept).all()  # a sample loses all of its branch or none of it
+    assert abs(dropped.float().mean().item() - 0.25) < 0.03
+    assert torch.allclose(out[kept], y[kept] / 0.75)  # the expectation stays y
+    plain, stochastic = GPT(small()), GPT(small(drop_path=0.5))
+    stochastic.load_state_dict(plain.state_dict())
+    idx = torch.randint(0, 97, (8, 16))
+    assert torch.equal(plain.eval().all_logits(idx), stochastic.eval().all_logits(idx))  # eval: every block
+    assert not torch.allclose(plain.train().all_logits(idx), stochastic.train().all_logits(idx))
