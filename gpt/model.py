@@ -197,11 +197,11 @@ def activation(h: torch.Tensor, kind: str) -> torch.Tensor:
     return F.gelu(h, approximate="tanh")
 
 
-def drop_path(y: torch.Tensor, p: float) -> torch.Tensor:
-    """Stochastic depth (Huang et al. 2016): each sample of the batch loses the branch y (B, T, C) with
-    probability p, the rest are scaled by 1/(1-p). One draw per sample, not per element: nearly free."""
-    keep = torch.rand(y.size(0), 1, 1, device=y.device) >= p  # (B, 1, 1)
-    return y * (keep.to(y.dtype) * (1.0 / (1.0 - p)))
+def kept_samples(batch: int, p: float, device: torch.device) -> torch.Tensor:
+    """Stochastic depth's draw: the indices of the samples that keep a branch, each with probability 1 - p.
+    At least one is kept, so every parameter gets a gradient (DistributedDataParallel needs that)."""
+    keep = torch.nonzero(torch.rand(batch, device=device) >= p).squeeze(1)
+    return keep if keep.numel() else keep.new_zeros(1)
 
 
 class Block(nn.Module):
@@ -215,10 +215,19 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, rope, pos: int) -> torch.Tensor:
         if self.training and self.drop_path:
-            x = x + drop_path(self.attn(self.ln_1(x), rope, pos), self.drop_path)
-            return x + drop_path(self.mlp(self.ln_2(x)), self.drop_path)
+            return self.forward_dropping(x, rope, pos)
         x = x + self.attn(self.ln_1(x), rope, pos)
         return x + self.mlp(self.ln_2(x))
+
+    def forward_dropping(self, x: torch.Tensor, rope, pos: int) -> torch.Tensor:
+        """Stochastic depth (Huang et al. 2016): each sample skips each branch with probability drop_path, the
+        kept ones are scaled by 1 / (1 - drop_path). The branches run on the kept samples only, so the
+        regulariser saves compute where dropout costs it."""
+        scale = 1.0 / (1.0 - self.drop_path)
+        keep = kept_samples(x.size(0), self.drop_path, x.device)  # (K,)
+        x = x.index_add(0, keep, self.attn(self.ln_1(x[keep]), rope, pos).to(x.dtype), alpha=scale)
+        keep = kept_samples(x.size(0), self.drop_path, x.device)
+        return x.index_add(0, keep, self.mlp(self.ln_2(x[keep])).to(x.dtype), alpha=scale)
 
 
 class KVCache(nn.Module):

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from gpt.config import PRESETS, ModelConfig, SampleConfig, resolve
-from gpt.model import GPT, Dropout, apply_dropout, drop_path
+from gpt.model import GPT, Block, Dropout, apply_dropout
 from gpt.sampling import generate, sample_next
 
 
@@ -323,16 +323,24 @@ def test_a_compiled_model_runs_a_large_batch_loss_outside_the_graph(monkeypatch,
         assert torch.allclose(grads_c["_orig_mod." + name], g, rtol=1e-4, atol=1e-6), name
 
 
-def test_drop_path_drops_whole_samples_in_training_only():
+def test_drop_path_skips_whole_branches_per_sample_in_training_only():
+    """Stochastic depth: a sample either gets a branch's full output (scaled by 1/(1-p)) or none of it."""
     torch.manual_seed(0)
-    y = torch.rand(4000, 3, 5) + 1.0  # no zeros: a zero output means dropped
-    out = drop_path(y, 0.25)
-    dropped, kept = (out == 0).all(dim=(1, 2)), (out != 0).all(dim=(1, 2))
-    assert (dropped | kept).all()  # a sample loses all of its branch or none of it
-    assert abs(dropped.float().mean().item() - 0.25) < 0.03
-    assert torch.allclose(out[kept], y[kept] / 0.75)  # the expectation stays y
+    p, B = 0.4, 64
+    block = Block(small(drop_path=p)).train()
+    x = torch.randn(B, 10, 32)
+    torch.manual_seed(1)
+    keep_attn, keep_mlp = torch.rand(B) >= p, torch.rand(B) >= p  # the draws forward_dropping will make
+    assert 0 < keep_attn.sum() < B and 0 < keep_mlp.sum() < B
+    with torch.no_grad():
+        after_attn = x + keep_attn[:, None, None] * block.attn(block.ln_1(x), None, 0) / (1 - p)
+        expected = after_attn + keep_mlp[:, None, None] * block.mlp(block.ln_2(after_attn)) / (1 - p)
+        torch.manual_seed(1)
+        assert torch.allclose(block(x, None, 0), expected, atol=1e-5)
     plain, stochastic = GPT(small()), GPT(small(drop_path=0.5))
     stochastic.load_state_dict(plain.state_dict())
     idx = torch.randint(0, 97, (8, 16))
     assert torch.equal(plain.eval().all_logits(idx), stochastic.eval().all_logits(idx))  # eval: every block
-    assert not torch.allclose(plain.train().all_logits(idx), stochastic.train().all_logits(idx))
+    loss = stochastic.train()(idx, idx)[1]
+    loss.backward()
+    assert all(p.grad is not None for p in stochastic.parameters())
