@@ -22,7 +22,7 @@ or articles, bag of tokens) of its greedy answer, cut at its first sentence, aga
 plus the run's final val bits/byte and val_chat_loss, and gpt ask latency (retrieval included).
 
     python benchmarks/bench_ask.py [--forms wiki glossary] [--budget 5m] [--n 100] [--chat-weight 0.5]
-        [--dropout 0.1] [--open-book SHARE] [--renderings N] [--steps N] [--set section.key=value ...]
+        [--dropout P] [--open-book SHARE] [--renderings N] [--steps N] [--set section.key=value ...]
         [--no-base] [--no-latency]
         [--keep DIR [--reuse]]
 
@@ -361,10 +361,11 @@ def run_form(form: str, corpus: Path, entries: list, args: argparse.Namespace, w
     steps = {"train.max_time": 0, "train.max_iters": args.steps} if args.steps else {}
     # The budget alone ends these runs: the cpu preset's 12-pass cap is for validation bits per byte, and
     # here recall of the text is the point.
-    overrides = {"model.dropout": args.dropout, "train.seed": args.seed, "train.max_epochs": 0, **steps,
+    dropout = {} if args.dropout is None else {"model.dropout": args.dropout}
+    overrides = {**dropout, "train.seed": args.seed, "train.max_epochs": 0, **steps,
                  **dict(kv.split("=", 1) for kv in args.set)}
     results: dict[str, dict] = {}
-    label = f"recipe cw{args.chat_weight} do{args.dropout}"
+    label = f"recipe cw{args.chat_weight}" + (f" do{args.dropout}" if dropout else "")
     inputs = recipe_inputs(corpus, held, work, args.seed, args.open_book, args.renderings)
     info = train(inputs, work / f"{form}_recipe", args.budget,
                  {**overrides, "data.qa": "off", "data.skip_long": "true", "data.chat_weight": args.chat_weight},
@@ -392,7 +393,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100, help="entries scored per measure")
     parser.add_argument("--holdout", type=float, default=0.1, help="share of entries whose questions are not trained")
     parser.add_argument("--chat-weight", type=float, default=0.5)
-    parser.add_argument("--dropout", type=float, default=0.1, help="model.dropout (the cpu preset's is 0.1)")
+    parser.add_argument("--dropout", type=float, help="model.dropout (default: the cpu preset's, 0; its regulariser "
+                        "is model.drop_path with train.weight_decay: --set them to 0 and 0.1 for none)")
     parser.add_argument("--open-book", type=float, help="open-book conversations per derived question "
                         "(default: gpt.qa_mix.OPEN_BOOK_SHARE)")
     parser.add_argument("--renderings", type=int, help="extra renderings of the entries in the text "
