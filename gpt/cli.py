@@ -154,6 +154,8 @@ def _resolve_config(args: argparse.Namespace, extra: list[str]):
         import torch
         preset = "default" if torch.cuda.is_available() else "cpu"
         auto_note = f"config: no GPU found, using the '{preset}' preset" if preset == "cpu" else None
+        if preset == "cpu" and getattr(args, "init_from", None):  # its regulariser is for training from scratch:
+            overrides = {"model.drop_path": 0.0, "train.weight_decay": 0.1, **overrides}  # not a trained model's
     cfg = resolve(args.config, preset, overrides)
     return cfg, auto_note
 

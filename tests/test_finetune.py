@@ -176,3 +176,17 @@ def test_lora_options_round_trip_through_the_run_config():
     cfg = resolve(overrides={"train.lora_rank": "8", "train.lora_targets": "attn.c_attn,mlp.c_proj"})
     assert cfg.train.lora_targets == ["attn.c_attn", "mlp.c_proj"]
     assert to_toml(from_dict(to_dict(cfg))) == to_toml(cfg)
+
+
+def test_a_fine_tune_on_the_automatic_cpu_preset_drops_its_from_scratch_regulariser(hf_dir, notes, tmp_path):
+    """The cpu preset's stochastic depth and weight decay 1.0 are for training from scratch: a fine-tune that
+    leaves the preset to `gpt train` gets neither (weight decay back at the default 0.1), unless asked for."""
+    from gpt.checkpoint import read_config
+    common = ["--init-from", str(hf_dir), "--input", str(notes), "--device", "cpu", "--train.max_iters", "1",
+              "--train.sample_tokens", "0", "--train.eval_iters", "1"]
+    run_gpt("train", *common, "--out", str(tmp_path / "auto"), check=True)
+    auto = read_config(tmp_path / "auto")
+    assert resolve(preset="cpu").model.drop_path == 0.2  # what the preset would have given
+    assert (auto.model.drop_path, auto.train.weight_decay, auto.train.batch_size) == (0.0, 0.1, 32)
+    run_gpt("train", *common, "--out", str(tmp_path / "asked"), "--model.drop_path", "0.1", check=True)
+    assert read_config(tmp_path / "asked").model.drop_path == 0.1
