@@ -187,13 +187,29 @@ class MLP(nn.Module):
         return self.dropout(self.c_proj(activation(h, self.kind)))  # (B, T, C)
 
 
+class ReluSquared(torch.autograd.Function):
+    """relu(h)^2 whose gradient is one product, 2 relu(h) * grad: autograd's own chain (a power's backward, then
+    relu's threshold backward) makes more passes over the MLP's widest activation (benchmarks/README.md)."""
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor) -> torch.Tensor:
+        r = F.relu(h)
+        ctx.save_for_backward(r)
+        return r * r
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (r,) = ctx.saved_tensors
+        return torch.mul(r, grad).mul_(2.0)
+
+
 def activation(h: torch.Tensor, kind: str) -> torch.Tensor:
     """The MLP's non-linearity: SwiGLU on [gate; up], ReLU^2, or GPT-2's tanh GELU."""
     if kind == "swiglu":
         gate, up = h.chunk(2, dim=-1)
         return F.silu(gate) * up
     if kind == "relu2":
-        return F.relu(h).square()
+        return ReluSquared.apply(h) if h.requires_grad else F.relu(h).square()  # no autograd node to decode
     return F.gelu(h, approximate="tanh")
 
 

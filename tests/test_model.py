@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from gpt.config import PRESETS, ModelConfig, SampleConfig, resolve
-from gpt.model import GPT, Block, Dropout, apply_dropout
+from gpt.model import GPT, Block, Dropout, ReluSquared, apply_dropout
 from gpt.sampling import generate, sample_next
 
 
@@ -344,3 +344,17 @@ def test_drop_path_skips_whole_branches_per_sample_in_training_only():
     loss = stochastic.train()(idx, idx)[1]
     loss.backward()
     assert all(p.grad is not None for p in stochastic.parameters())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_relu_squared_has_autograds_value_and_gradient(dtype):
+    h = torch.randn(4, 7, 64, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(ReluSquared.apply, (h,))
+    h = (3 * torch.randn(4, 7, 64)).to(dtype).requires_grad_(True)
+    grad = torch.randn(4, 7, 64).to(dtype)
+    reference = torch.nn.functional.relu(h).square()
+    (expected,) = torch.autograd.grad(reference, h, grad)
+    out = ReluSquared.apply(h)
+    (got,) = torch.autograd.grad(out, h, grad)
+    assert torch.equal(out, reference)
+    assert torch.allclose(got, expected, rtol=1e-2 if dtype == torch.bfloat16 else 1e-6)
