@@ -16,7 +16,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from gpt import __version__  # noqa: E402
-from gpt.config import PRESETS, ConfigError, SampleConfig, parse_overrides, resolve  # noqa: E402
+from gpt.config import PRESETS, ConfigError, ModelConfig, SampleConfig, TrainConfig, parse_overrides, resolve  # noqa: E402
 
 EPILOG_OVERRIDES = ("Any config field can be overridden by its dotted name, e.g. --train.max_iters 50 "
                     "--model.n_layer=2 --model.mlp swiglu. See gpt/config.py for every field.")
@@ -155,7 +155,8 @@ def _resolve_config(args: argparse.Namespace, extra: list[str]):
         preset = "default" if torch.cuda.is_available() else "cpu"
         auto_note = f"config: no GPU found, using the '{preset}' preset" if preset == "cpu" else None
         if preset == "cpu" and getattr(args, "init_from", None):  # its regulariser is for training from scratch:
-            overrides = {"model.drop_path": 0.0, "train.weight_decay": 0.1, **overrides}  # not a trained model's
+            overrides = {"model.drop_path": ModelConfig.drop_path, "train.weight_decay": TrainConfig.weight_decay,
+                         **overrides}  # the defaults: not a trained model's
     cfg = resolve(args.config, preset, overrides)
     return cfg, auto_note
 

@@ -326,10 +326,11 @@ class GPT(nn.Module):
         # all rows before the loss scale applies, which can overflow fp16's range.
         device = x.device.type
         fp16 = torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) == torch.float16
-        large = targets.numel() * self.config.vocab_size * 4 >= FUSED_LOSS_MIN_BYTES  # fp32 logits of the batch
-        if not return_logits and large and type(self.lm_head) is nn.Linear and not fp16:
+        logit_count = targets.numel() * self.config.vocab_size  # of the batch
+        if not return_logits and logit_count * 4 >= FUSED_LOSS_MIN_BYTES and type(self.lm_head) is nn.Linear \
+                and not fp16:  # fp32 logits at least FUSED_LOSS_MIN_BYTES
             loss = linear_cross_entropy
-            if torch.compiler.is_compiling() and targets.numel() * self.config.vocab_size >= COMPILED_LOSS_MAX_ELEMENTS:
+            if torch.compiler.is_compiling() and logit_count >= COMPILED_LOSS_MAX_ELEMENTS:
                 loss = torch.compiler.disable(linear_cross_entropy)
             return None, loss(x, self.lm_head.weight, targets, reduction, self.loss_chunks())
         logits = self.lm_head(x)  # (B, T, vocab)
