@@ -397,6 +397,14 @@ def _split(cache: Path, manifest: dict, tokenizer: Tokenizer, val_fraction: floa
     return TokenData(train=train, val=val, val_bytes=val_bytes, manifest=manifest)
 
 
+def training_tokens(cache_dir: str | Path, tokenizer: Tokenizer, val_fraction: float = 0.1) -> np.ndarray | None:
+    """The training tokens of a token cache (a memmap), or None when it has none made with this tokenizer."""
+    try:
+        return open_prepared(cache_dir, tokenizer, val_fraction).train
+    except (DataError, OSError, ValueError, KeyError):
+        return None
+
+
 def check_sizes(data: TokenData, block_size: int) -> None:
     """A corpus must hold at least one training window; say what would fit when it does not."""
     n_train = len(data.train)

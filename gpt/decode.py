@@ -30,20 +30,25 @@ Rope = tuple[torch.Tensor, torch.Tensor] | None
 Cache = list[tuple[torch.Tensor, torch.Tensor]]  # (keys, values) per layer, each (B, nkv, block_size, hs)
 
 
-def attend_one(attn: CausalSelfAttention, x: torch.Tensor, rope: Rope, keys: torch.Tensor,
-               values: torch.Tensor, pos: int) -> torch.Tensor:
-    """Self-attention for one new position: x (B, 1, C) -> (B, 1, C), its key and value cached at pos."""
-    B, _, C = x.shape
+def attend(attn: CausalSelfAttention, x: torch.Tensor, rope: Rope, keys: torch.Tensor, values: torch.Tensor,
+           pos: int) -> torch.Tensor:
+    """Self-attention for T new positions pos..pos+T-1: x (B, T, C) -> (B, T, C), their keys and values cached.
+
+    Each new position attends to the cache up to itself: no mask for one position, a causal one for several.
+    """
+    B, T, C = x.shape
     nh, nkv = attn.n_head, attn.n_kv_head
-    # with T = 1, (B, 1, heads, hs) transposed to (B, heads, 1, hs) is the (B, heads, T, hs) layout, for free
-    qkv = attn.c_attn(x).view(B, 1, nh + 2 * nkv, attn.head_size)
+    qkv = attn.c_attn(x).view(B, T, nh + 2 * nkv, attn.head_size)
     qk = attn.norm_and_rotate(qkv[:, :, :nh + nkv], rope).transpose(1, 2)
-    q, k = qk.split([nh, nkv], dim=1)  # (B, nh, 1, hs), (B, nkv, 1, hs)
-    v = qkv[:, :, nh + nkv:].transpose(1, 2)  # (B, nkv, 1, hs)
-    keys[:, :, pos:pos + 1] = k
-    values[:, :, pos:pos + 1] = v
-    y = F.scaled_dot_product_attention(q, keys[:, :, :pos + 1], values[:, :, :pos + 1], enable_gqa=nkv != nh)
-    return attn.c_proj(y.view(B, 1, C))  # (B, nh, 1, hs) is already laid out as (B, 1, C)
+    q, k = qk.split([nh, nkv], dim=1)  # (B, nh, T, hs), (B, nkv, T, hs)
+    v = qkv[:, :, nh + nkv:].transpose(1, 2)  # (B, nkv, T, hs)
+    keys[:, :, pos:pos + T] = k
+    values[:, :, pos:pos + T] = v
+    mask = None if T == 1 else torch.ones(T, pos + T, dtype=torch.bool, device=x.device).tril(pos)
+    y = F.scaled_dot_product_attention(q, keys[:, :, :pos + T], values[:, :, :pos + T], attn_mask=mask,
+                                       enable_gqa=nkv != nh)  # (B, nh, T, hs)
+    # with T = 1, (B, nh, 1, hs) is already laid out as (B, 1, C): the transpose and reshape are views
+    return attn.c_proj(y.transpose(1, 2).reshape(B, T, C))
 
 
 def mlp_one(mlp: MLP, x: torch.Tensor) -> torch.Tensor:
@@ -51,18 +56,27 @@ def mlp_one(mlp: MLP, x: torch.Tensor) -> torch.Tensor:
     return mlp.c_proj(activation(mlp.c_fc(x), mlp.kind))
 
 
-def decode_step(model: GPT, cache: Cache, token: torch.Tensor, pos: int) -> torch.Tensor:
-    """One token (B, 1) at position pos through the cache -> its logits (B, vocab)."""
-    x = model.wte(token)  # (B, 1, C)
+def decode_block(model: GPT, cache: Cache, tokens: torch.Tensor, pos: int) -> torch.Tensor:
+    """Tokens (B, T) at positions pos..pos+T-1 through the cache -> the logits after each (B, T, vocab).
+
+    T = 1 is a decode step; several tokens at once check a draft (gpt/speculate.py).
+    """
+    T = tokens.size(1)
+    x = model.wte(tokens)  # (B, T, C)
     rope = None
     if model.wpe is not None:
-        x = x + model.wpe.weight[pos]
+        x = x + model.wpe.weight[pos:pos + T]
     else:
-        rope = model.rope_cos[pos:pos + 1], model.rope_sin[pos:pos + 1]  # (1, hs): the position's row
+        rope = model.rope_cos[pos:pos + T], model.rope_sin[pos:pos + T]  # (T, hs): one row per position
     for block, (keys, values) in zip(model.h, cache):
-        x = x + attend_one(block.attn, block.ln_1(x), rope, keys, values, pos)
+        x = x + attend(block.attn, block.ln_1(x), rope, keys, values, pos)
         x = x + mlp_one(block.mlp, block.ln_2(x))
-    return model.lm_head(model.ln_f(x))[:, 0]
+    return model.lm_head(model.ln_f(x))
+
+
+def decode_step(model: GPT, cache: Cache, token: torch.Tensor, pos: int) -> torch.Tensor:
+    """One token (B, 1) at position pos through the cache -> its logits (B, vocab)."""
+    return decode_block(model, cache, token, pos)[:, 0]
 
 
 def prefill(model: GPT, idx: torch.Tensor) -> tuple[torch.Tensor, Cache]:

@@ -14,6 +14,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,12 @@ from gpt.chat import ChatError, check_messages, has_chat_tokens, render, stop_id
 from gpt.checkpoint import load_run
 from gpt.config import SampleConfig, check_sample
 from gpt.conversations import fits_window
+from gpt.data import training_tokens
 from gpt.decode import decode_stream, fast_generate, generation_precision
 from gpt.qa import SENTENCE_END
 from gpt.runtime import autocast, resolve_device
 from gpt.sampling import Constraint, Quote
+from gpt.speculate import DRAFT_TOKENS, CorpusIndex, speculative_stream
 
 
 @dataclass
@@ -39,10 +42,15 @@ class Completion:
 
 
 class Generator:
-    """A loaded model + tokenizer. Requests are serialised by a lock: one model, one cache, no mixing."""
+    """A loaded model + tokenizer. Requests are serialised by a lock: one model, one cache, no mixing.
+
+    A reply is decoded speculatively (gpt/speculate.py): drafts of up to `draft_tokens` looked up in the
+    text so far and in the run's training tokens, checked in one forward; the same tokens, fewer forwards.
+    draft_tokens=0 decodes one token per forward.
+    """
 
     def __init__(self, run_dir: str | Path, device: str = "auto", precision: str = "auto",
-                 weights: str = "model.safetensors", threads: int = 1):
+                 weights: str = "model.safetensors", threads: int = 1, draft_tokens: int = DRAFT_TOKENS):
         self.device = resolve_device(device)
         if self.device.type == "cpu" and threads:
             # one token at a time is a chain of tiny ops: more threads only add hand-offs (benchmarks/README.md)
@@ -50,7 +58,15 @@ class Generator:
         self.model, self.tokenizer, self.config = load_run(run_dir, self.device, weights)
         self.precision = generation_precision(precision, self.device)
         self.name = Path(run_dir).resolve().name
+        self.run_dir = Path(run_dir)
+        self.draft_tokens = draft_tokens
         self.lock = threading.Lock()
+
+    @cached_property
+    def corpus(self) -> CorpusIndex | None:
+        """The n-gram index of the run's training tokens, built at the first reply; None without a token cache."""
+        tokens = training_tokens(self.run_dir / "data", self.tokenizer, self.config.data.val_fraction)
+        return CorpusIndex(tokens) if tokens is not None and len(tokens) else None
 
     @property
     def block_size(self) -> int:
@@ -100,7 +116,7 @@ class Generator:
         pending = ""
         with self.lock, torch.inference_mode(), autocast(self.device, self.precision):
             idx = torch.tensor([ids], device=self.device)
-            for nxt in decode_stream(self.model, idx, opts, self._generator(opts.seed), constraint):
+            for nxt in self._decode(idx, opts, constraint):
                 token = nxt.item()
                 info["completion_tokens"] += 1
                 if token in end_ids:
@@ -118,6 +134,12 @@ class Generator:
         pending += decoder.decode(b"", final=True) if info["finish_reason"] == "length" else ""
         if pending:
             yield pending
+
+    def _decode(self, idx: torch.Tensor, opts: SampleConfig, constraint: Constraint | None) -> Iterator[torch.Tensor]:
+        if not self.draft_tokens:
+            return decode_stream(self.model, idx, opts, self._generator(opts.seed), constraint)
+        return speculative_stream(self.model, idx, opts, self._generator(opts.seed), constraint, self.corpus,
+                                  self.draft_tokens)
 
     def complete(self, prompt: str, opts: SampleConfig, warn: Callable[[str], None] | None = None) -> Completion:
         info: dict = {}
