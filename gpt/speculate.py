@@ -1,8 +1,8 @@
 """Speculative decoding with no second model: guess the next tokens by looking them up, check them in one forward.
 
-At batch 1 a forward over a few positions costs little more than over one: the weights are read once
-either way, and on a CPU the Python and dispatch overhead per op is the same. So the reply goes faster
-whenever the next tokens can be guessed. The guess (a draft) is what followed the last few tokens where
+At batch 1 a forward over a few positions costs far less than that many forwards: the weights are read
+once either way, and the Python and dispatch overhead per op is the same. So a reply goes faster
+whenever its next tokens can be guessed. The guess (a draft) is what followed the last few tokens where
 they occurred before: in the prompt and the reply so far (an answer quoting its passage, a list repeating
 its pattern), else in the run's training tokens (the text the model learned to say).
 
@@ -33,9 +33,10 @@ CORPUS_NGRAM = 3
 CANDIDATES, LOOKBACK = 32, 12  # of a common n-gram's occurrences, the one matching the most tokens before it
 CORPUS_MAX_TOKENS = 1 << 22  # the index holds 24 bytes a token: at most 96 MiB, built in about a second
 # Drafts are sent while at least this share of guessed tokens is taken: a forward over 8 positions costs
-# about 1.4 one-position forwards on a CPU, which 7 guesses repay once each is taken with p >= ~0.3
-# (1 + p + ... + p^7 >= 1.4). Below it (a draw at a high temperature, text unlike the corpus) guesses
-# are still made and scored against the tokens chosen, at no cost, so sending resumes when they improve.
+# about one and a half one-position forwards on a CPU, which 7 guesses repay about when each is taken with
+# p >= 0.3 (1 + p + ... + p^7 tokens a forward). Below it (a draw at a high temperature, text unlike the
+# corpus) guesses are still made and scored against the tokens chosen, at no cost, so sending resumes
+# when they improve (benchmarks/README.md).
 MIN_TAKEN = 0.3
 TAKEN_MEMORY = 8  # the share taken is a running average over about this many scored guesses
 
