@@ -14,7 +14,6 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -61,12 +60,21 @@ class Generator:
         self.run_dir = Path(run_dir)
         self.draft_tokens = draft_tokens
         self.lock = threading.Lock()
+        # drafts come from the text so far until the index is built (about a second for 4M tokens), so a
+        # large corpus delays no reply; which drafts are tried changes the speed, never the tokens
+        self._corpus: CorpusIndex | None = None
+        self._indexing = threading.Thread(target=self._index_corpus, daemon=True)
+        self._indexing.start()
 
-    @cached_property
-    def corpus(self) -> CorpusIndex | None:
-        """The n-gram index of the run's training tokens, built at the first reply; None without a token cache."""
+    def _index_corpus(self) -> None:
         tokens = training_tokens(self.run_dir / "data", self.tokenizer, self.config.data.val_fraction)
-        return CorpusIndex(tokens) if tokens is not None and len(tokens) else None
+        self._corpus = CorpusIndex(tokens) if tokens is not None and len(tokens) else None
+
+    @property
+    def corpus(self) -> CorpusIndex | None:
+        """The n-gram index of the run's training tokens (None without a token cache), waiting until it is built."""
+        self._indexing.join()
+        return self._corpus
 
     @property
     def block_size(self) -> int:
@@ -138,7 +146,7 @@ class Generator:
     def _decode(self, idx: torch.Tensor, opts: SampleConfig, constraint: Constraint | None) -> Iterator[torch.Tensor]:
         if not self.draft_tokens:
             return decode_stream(self.model, idx, opts, self._generator(opts.seed), constraint)
-        return speculative_stream(self.model, idx, opts, self._generator(opts.seed), constraint, self.corpus,
+        return speculative_stream(self.model, idx, opts, self._generator(opts.seed), constraint, self._corpus,
                                   self.draft_tokens)
 
     def complete(self, prompt: str, opts: SampleConfig, warn: Callable[[str], None] | None = None) -> Completion:

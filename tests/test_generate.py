@@ -55,3 +55,16 @@ def test_long_prompt_is_truncated_with_a_warning(generator):
 def test_batch_matches_per_prompt_shapes(generator):
     outs = generator.batch(["hé", "日本", "hé"], SampleParams(max_new_tokens=8, temperature=0))
     assert len(outs) == 3 and outs[0] == outs[2]  # greedy: the same prompt gives the same text
+
+
+def test_replies_use_the_runs_training_tokens_as_drafts_and_keep_their_tokens(generator, tmp_path):
+    """A run with a token cache is indexed for drafting; speculative replies equal one-token-per-forward ones."""
+    from gpt.data import prepare
+    source = tmp_path / "notes.txt"
+    source.write_text("héllo wörld ünïcödé 日本語 🎉🎉 " * 40, encoding="utf-8")
+    prepare([str(source)], generator.tokenizer, generator.run_dir / "data", progress=False, log=lambda m: None)
+    fast, plain = Generator(generator.run_dir, "cpu"), Generator(generator.run_dir, "cpu", draft_tokens=0)
+    assert fast.corpus is not None and len(fast.corpus.sorted) > 0
+    for params in (SampleParams(max_new_tokens=40, temperature=0), SampleParams(max_new_tokens=40, seed=4)):
+        assert fast.complete("héllo", params) == plain.complete("héllo", params)
+    assert generator.corpus is None  # made before the cache: no index, and no error
