@@ -66,6 +66,45 @@ FUSED_LOSS_MIN_BYTES = 8 * 2**20
 COMPILED_LOSS_MAX_ELEMENTS = 2**31
 
 
+class RMSNormFunction(torch.autograd.Function):
+    """x / rms(x) * weight over the last dim, computed in fp32 and returned in x's dtype, with a backward of seven
+    passes over x: autograd's chain through F.rms_norm's pieces makes about three times as many on a CPU
+    (benchmarks/README.md). weight may have more dims than one (qk-norm's gains per head): it broadcasts."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            xf = x.to(torch.promote_types(x.dtype, torch.float32))
+            r = torch.rsqrt(xf.square().mean(-1, keepdim=True) + eps)  # (..., 1)
+            normed = xf * r
+            ctx.save_for_backward(normed, r, weight)
+            ctx.x_dtype = x.dtype
+            return (normed * weight.to(xf.dtype)).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, None]:
+        normed, r, weight = ctx.saved_tensors
+        with torch.autocast(grad.device.type, enabled=False):
+            grad = grad.to(normed.dtype)
+            g = grad * weight.to(normed.dtype)  # the gradient reaching the normalised x
+            # d/dx of x * r: r (g - normed * mean(g * normed)), the mean's term from r's dependence on x
+            dx = torch.addcmul(g, normed, (g * normed).mean(-1, keepdim=True), value=-1.0).mul_(r)
+            dw = None
+            if ctx.needs_input_grad[1]:
+                dw = (grad * normed).sum(dim=tuple(range(grad.dim() - weight.dim()))).to(weight.dtype)
+        return dx.to(ctx.x_dtype), dw, None
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm over the last dim. Training on a CPU takes RMSNormFunction; decoding, and GPUs (whose rms_norm
+    kernels are fused, forward and backward), take torch's own."""
+    if x.device.type == "cpu" and torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+        return RMSNormFunction.apply(x, weight, eps)
+    if weight.dim() == 1:
+        return F.rms_norm(x, (x.size(-1),), weight.to(x.dtype), eps)
+    return F.rms_norm(x, (x.size(-1),), eps=eps) * weight.to(x.dtype)
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -73,7 +112,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x, (x.size(-1),), self.weight.to(x.dtype), self.eps)
+        return rms_norm(x, self.weight, self.eps)
 
 
 def make_norm(cfg: ModelConfig, dim: int | None = None) -> nn.Module:
@@ -145,7 +184,7 @@ class CausalSelfAttention(nn.Module):
         if isinstance(self.q_norm, RMSNorm):  # each head scaled by its own norm's gain: (nh + nkv, hs)
             gains = torch.cat([self.q_norm.weight.expand(self.n_head, -1),
                                self.k_norm.weight.expand(self.n_kv_head, -1)])
-            qk = F.rms_norm(qk, (qk.size(-1),), eps=self.q_norm.eps) * gains.to(qk.dtype)
+            qk = rms_norm(qk, gains, self.q_norm.eps)
         elif self.q_norm is not None:
             q, k = qk.split([self.n_head, self.n_kv_head], dim=2)
             qk = torch.cat([self.q_norm(q), self.k_norm(k)], dim=2)
@@ -241,9 +280,9 @@ class Block(nn.Module):
         regulariser saves compute where dropout costs it."""
         scale = 1.0 / (1.0 - self.drop_path)
         keep = kept_samples(x.size(0), self.drop_path, x.device)  # (K,)
-        x = x.index_add(0, keep, self.attn(self.ln_1(x[keep]), rope, pos).to(x.dtype), alpha=scale)
+        x = x.index_add(0, keep, self.attn(self.ln_1(x.index_select(0, keep)), rope, pos).to(x.dtype), alpha=scale)
         keep = kept_samples(x.size(0), self.drop_path, x.device)
-        return x.index_add(0, keep, self.mlp(self.ln_2(x[keep])).to(x.dtype), alpha=scale)
+        return x.index_add(0, keep, self.mlp(self.ln_2(x.index_select(0, keep))).to(x.dtype), alpha=scale)
 
 
 class KVCache(nn.Module):

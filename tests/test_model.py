@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from gpt.config import PRESETS, ModelConfig, SampleConfig, resolve
-from gpt.model import GPT, Block, Dropout, ReluSquared, apply_dropout
+from gpt.model import GPT, Block, Dropout, ReluSquared, RMSNormFunction, apply_dropout, rms_norm
 from gpt.sampling import generate, sample_next
 
 
@@ -358,3 +358,29 @@ def test_relu_squared_has_autograds_value_and_gradient(dtype):
     (got,) = torch.autograd.grad(out, h, grad)
     assert torch.equal(out, reference)
     assert torch.allclose(got, expected, rtol=1e-2 if dtype == torch.bfloat16 else 1e-6)
+
+
+@pytest.mark.parametrize("weight_shape", [(16,), (3, 16)])  # a norm's weight; qk-norm's gains per head
+def test_rms_norm_function_has_rms_norms_value_and_gradient(weight_shape):
+    x = torch.randn(2, 5, 3, 16, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(weight_shape, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: RMSNormFunction.apply(a, b, 1e-5), (x, w))
+    x, w = (3 * torch.randn(2, 5, 3, 16)).requires_grad_(True), torch.randn(weight_shape).requires_grad_(True)
+    grad = torch.randn(2, 5, 3, 16)
+    reference = torch.nn.functional.rms_norm(x, (16,), eps=1e-5) * w
+    out = rms_norm(x, w, 1e-5)
+    assert out.grad_fn.name() == "RMSNormFunctionBackward"  # training on a CPU takes the function
+    assert torch.allclose(out, reference, atol=1e-6)
+    for got, expected in zip(torch.autograd.grad(out, (x, w), grad), torch.autograd.grad(reference, (x, w), grad)):
+        assert torch.allclose(got, expected, atol=1e-5)
+    with torch.no_grad():  # decoding takes torch's kernel, same values
+        assert torch.allclose(rms_norm(x, w, 1e-5), reference, atol=1e-6)
+
+
+def test_rms_norm_keeps_a_bf16_input_bf16_under_autocast():
+    x = torch.randn(4, 8, 32).to(torch.bfloat16).requires_grad_(True)
+    w = torch.ones(32, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = rms_norm(x, w, 1e-5)
+    out.float().sum().backward()
+    assert out.dtype == torch.bfloat16 and x.grad.dtype == torch.bfloat16 and w.grad.dtype == torch.float32
