@@ -12,7 +12,7 @@ Each variant (--draft-tokens N, 0 = one token per forward) runs in a fresh proce
 prefills and decode forwards.
 
     python benchmarks/bench_speculate.py RUN [RUN ...] [--reps 3] [--draft-tokens 0 7] [--prompts 8]
-        [--new-tokens 200] [--questions "What is a decorator?" ...]
+        [--new-tokens 200] [--questions "What is a decorator?" ...] [--compile]
 """
 
 from __future__ import annotations
@@ -84,7 +84,10 @@ def run_one(run_dir: str, draft_tokens: int, args) -> dict:
     import gpt.speculate
     from gpt.generate import Generator
     gen = Generator(run_dir, "cpu", draft_tokens=draft_tokens)
-    gen.corpus  # the index is built at the first reply: built here, outside the timings  # noqa: B018
+    gen.corpus  # wait for the index (a thread builds it at load), so that every timed reply has it  # noqa: B018
+    if args.compile:  # the forward over 1 to 8 positions, compiled once for all of them
+        gpt.speculate.decode_block = torch.compile(gpt.speculate.decode_block, dynamic=True)
+        gpt.decode.decode_step = torch.compile(gpt.decode.decode_step, dynamic=True)
     forwards = [0]
     for module, name in ((gpt.speculate, "decode_block"), (gpt.speculate, "prefill"), (gpt.decode, "decode_step"),
                          (gpt.decode, "prefill")):
@@ -93,14 +96,17 @@ def run_one(run_dir: str, draft_tokens: int, args) -> dict:
     result = {}
     with torch.inference_mode():
         for name, jobs in workloads(gen, args).items():
-            jobs[0]()  # warm-up
+            start = time.perf_counter()
+            jobs[0]()  # warm-up (and the compile, with --compile, at the first workload)
+            warmup = time.perf_counter() - start
             forwards[0], out, start = 0, [], time.perf_counter()
             for job in jobs:
                 out.append(job())
             seconds = time.perf_counter() - start
             count = sum(n for _, n in out)
             digest = hashlib.sha256(json.dumps(out).encode()).hexdigest()[:12]
-            result[name] = dict(tok_s=count / seconds, tokens=count, forwards=forwards[0], digest=digest)
+            result[name] = dict(tok_s=count / seconds, tokens=count, forwards=forwards[0], digest=digest,
+                                warmup=warmup)
     return result
 
 
@@ -112,6 +118,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--new-tokens", type=int, default=200)
     parser.add_argument("--questions", nargs="+", default=QUESTIONS)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the decode forwards (dynamic shapes)")
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -119,7 +126,8 @@ def main() -> None:
         torch.set_num_threads(1)
         print(json.dumps(run_one(args.one[0], int(args.one[1]), args)))
         return
-    passed = ["--prompts", str(args.prompts), "--new-tokens", str(args.new_tokens), "--questions", *args.questions]
+    passed = ["--prompts", str(args.prompts), "--new-tokens", str(args.new_tokens), "--questions", *args.questions,
+              *(["--compile"] if args.compile else [])]
     print(f"batch 1, 1 thread; each variant in a fresh process, interleaved, medians of {args.reps}; "
           f"load average at the start {os.getloadavg()[0]:.1f}")
     for run in args.runs:
@@ -139,7 +147,8 @@ def main() -> None:
                 same = "same tokens" if first["digest"] == rows[base][0][name]["digest"] else "OTHER TOKENS"
                 print(f"{run} | {name:20s} | draft {n} | {tok_s:7.1f} tok/s "
                       f"({each}) | x{tok_s / base_tok_s:.2f} | "
-                      f"{first['forwards'] / first['tokens']:.2f} forwards/token | {first['tokens']} tokens | {same}")
+                      f"{first['forwards'] / first['tokens']:.2f} forwards/token | {first['tokens']} tokens | {same} | "
+                      f"warm-up {statistics.median(r[name]['warmup'] for r in reps):.1f} s")
         print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 

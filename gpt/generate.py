@@ -67,8 +67,11 @@ class Generator:
         self._indexing.start()
 
     def _index_corpus(self) -> None:
-        tokens = training_tokens(self.run_dir / "data", self.tokenizer, self.config.data.val_fraction)
-        self._corpus = CorpusIndex(tokens) if tokens is not None and len(tokens) else None
+        try:
+            tokens = training_tokens(self.run_dir / "data", self.tokenizer, self.config.data.val_fraction)
+            self._corpus = CorpusIndex(tokens) if tokens is not None and len(tokens) else None
+        except (OSError, ValueError, MemoryError) as e:  # drafts only save time: replies go on without them
+            _stderr(f"note: no drafts from {self.run_dir / 'data'} ({e})")
 
     @property
     def corpus(self) -> CorpusIndex | None:
