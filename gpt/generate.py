@@ -147,10 +147,10 @@ class Generator:
             yield pending
 
     def _decode(self, idx: torch.Tensor, opts: SampleConfig, constraint: Constraint | None) -> Iterator[torch.Tensor]:
+        generator = self._generator(opts.seed)
         if not self.draft_tokens:
-            return decode_stream(self.model, idx, opts, self._generator(opts.seed), constraint)
-        return speculative_stream(self.model, idx, opts, self._generator(opts.seed), constraint, self._corpus,
-                                  self.draft_tokens)
+            return decode_stream(self.model, idx, opts, generator, constraint)
+        return speculative_stream(self.model, idx, opts, generator, constraint, self._corpus, self.draft_tokens)
 
     def complete(self, prompt: str, opts: SampleConfig, warn: Callable[[str], None] | None = None) -> Completion:
         info: dict = {}

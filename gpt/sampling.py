@@ -125,6 +125,11 @@ class Quote:
         return keep
 
 
+def slid_window(block_size: int) -> int:
+    """How many tokens the window keeps when the context fills block_size: its last 3/4, read again."""
+    return max(1, block_size * 3 // 4)
+
+
 def prefill(model: GPT, idx: torch.Tensor) -> tuple[torch.Tensor, None]:
     """Read a prompt (B, T) into the model's own fresh KV cache; the last position's logits (B, vocab)."""
     model.setup_cache(idx.size(0))
@@ -149,7 +154,7 @@ def generate_stream(model: GPT, idx: torch.Tensor, opts: SampleConfig, generator
     if constraint is not None and idx.size(0) != 1:
         raise ValueError("a decoding constraint follows one sequence: batch size 1")
     block = model.config.block_size
-    keep = max(1, block * 3 // 4)
+    keep = slid_window(block)
     seq = idx[:, -block:]
     try:
         logits, cache = read(model, seq)

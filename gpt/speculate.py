@@ -25,7 +25,7 @@ import torch
 from gpt.config import SampleConfig
 from gpt.decode import Cache, decode_block, prefill
 from gpt.model import GPT
-from gpt.sampling import Constraint, sample_next
+from gpt.sampling import Constraint, sample_next, slid_window
 
 DRAFT_TOKENS = 7  # per round: a forward over 8 positions (the last token and the draft)
 CONTEXT_NGRAMS = (4, 3, 2)  # longest first: a longer match is a better guess
@@ -134,7 +134,7 @@ def speculative_stream(model: GPT, idx: torch.Tensor, opts: SampleConfig, genera
     if idx.size(0) != 1:
         raise ValueError("speculative decoding follows one sequence: batch size 1")
     block, device = model.config.block_size, idx.device
-    keep = max(1, block * 3 // 4)
+    keep = slid_window(block)
     seq = idx[0, -block:].tolist()
     drafter = Drafter(corpus, model.config.vocab_size)
     drafter.extend(idx[0].tolist())
