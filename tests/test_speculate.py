@@ -106,3 +106,16 @@ def test_the_model_is_left_clean_when_the_reader_stops_early():
     assert tokens(speculative_stream(model, torch.tensor([[1, 2]]), SampleConfig(max_new_tokens=0))) == []
     with pytest.raises(ValueError, match="batch size 1"):
         next(speculative_stream(model, torch.zeros(2, 3, dtype=torch.long), GREEDY))
+
+
+def test_drafts_stop_being_sent_while_missed_and_resume_once_taken():
+    drafter = Drafter()
+    assert drafter.worth_sending()  # a new reply tries its drafts
+    for _ in range(10):
+        drafter.score([1, 2, 3], [4, 2, 3])  # the first guess missed: one miss, the rest not counted
+    assert not drafter.worth_sending()
+    drafter.score([5], [5])
+    assert not drafter.worth_sending()  # one hit does not outweigh ten misses
+    for _ in range(3):
+        drafter.score([5, 6, 7], [5, 6, 7])  # scored as a draft not sent is: its guesses against the tokens chosen
+    assert drafter.worth_sending()
