@@ -356,14 +356,18 @@ def prepare(inputs: list[str], tokenizer: Tokenizer, cache_dir: str | Path, val_
 
 def open_prepared(cache_dir: str | Path, tokenizer: Tokenizer, val_fraction: float = 0.1) -> TokenData:
     """A cache another process has just built or verified (a distributed run's other ranks): no hashing again."""
-    cache = Path(cache_dir)
+    return _split(Path(cache_dir), _manifest_of(Path(cache_dir), tokenizer), tokenizer, val_fraction)
+
+
+def _manifest_of(cache: Path, tokenizer: Tokenizer) -> dict:
+    """A token cache's manifest, checked to be this tokenizer's."""
     try:
         manifest = json.loads((cache / "manifest.json").read_text())
     except (OSError, ValueError):
         raise DataError(f"the token cache {cache} is missing its manifest") from None
     if manifest.get("tokenizer") != tokenizer.hash():
         raise DataError(f"the token cache {cache} was made with another tokenizer")
-    return _split(cache, manifest, tokenizer, val_fraction)
+    return manifest
 
 
 def _valid_cache(cache: Path, manifest_path: Path, want: dict) -> dict | None:
@@ -383,14 +387,17 @@ def _valid_cache(cache: Path, manifest_path: Path, want: dict) -> dict | None:
     return manifest if "tokens.bin" in manifest.get("files", {}) else None
 
 
-def _split(cache: Path, manifest: dict, tokenizer: Tokenizer, val_fraction: float) -> TokenData:
+def _train_val(cache: Path, manifest: dict, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
     dtype = np.dtype(manifest["dtype"])
     tokens = np.memmap(cache / "tokens.bin", dtype=dtype, mode="r")
     if "val.bin" in manifest["files"]:
-        train, val = tokens, np.memmap(cache / "val.bin", dtype=dtype, mode="r")
-    else:  # the last val_fraction of the tokens: no window of train can reach into val
-        n_val = int(len(tokens) * val_fraction)
-        train, val = tokens[:len(tokens) - n_val], tokens[len(tokens) - n_val:]
+        return tokens, np.memmap(cache / "val.bin", dtype=dtype, mode="r")
+    n_val = int(len(tokens) * val_fraction)  # the last val_fraction of the tokens: no train window reaches val
+    return tokens[:len(tokens) - n_val], tokens[len(tokens) - n_val:]
+
+
+def _split(cache: Path, manifest: dict, tokenizer: Tokenizer, val_fraction: float) -> TokenData:
+    train, val = _train_val(cache, manifest, val_fraction)
     lengths = token_byte_lengths(tokenizer)
     step = 1 << 22  # in slices: one gather over a large validation memmap would cost 16 bytes a token of RAM
     val_bytes = sum(int(lengths[val[i:i + step]].sum()) for i in range(0, len(val), step))
@@ -400,7 +407,7 @@ def _split(cache: Path, manifest: dict, tokenizer: Tokenizer, val_fraction: floa
 def training_tokens(cache_dir: str | Path, tokenizer: Tokenizer, val_fraction: float = 0.1) -> np.ndarray | None:
     """The training tokens of a token cache (a memmap), or None when it has none made with this tokenizer."""
     try:
-        return open_prepared(cache_dir, tokenizer, val_fraction).train
+        return _train_val(Path(cache_dir), _manifest_of(Path(cache_dir), tokenizer), val_fraction)[0]
     except (DataError, OSError, ValueError, KeyError):
         return None
 
