@@ -63,7 +63,7 @@ class Generator:
         # drafts come from the text so far until the index is built (about a second for 4M tokens), so a
         # large corpus delays no reply; which drafts are tried changes the speed, never the tokens
         self._corpus: CorpusIndex | None = None
-        self._indexing = threading.Thread(target=self._index_corpus, daemon=True)
+        self._indexing = threading.Thread(target=self._index_corpus if draft_tokens else None, daemon=True)
         self._indexing.start()
 
     def _index_corpus(self) -> None:
@@ -75,7 +75,8 @@ class Generator:
 
     @property
     def corpus(self) -> CorpusIndex | None:
-        """The n-gram index of the run's training tokens (None without a token cache), waiting until it is built."""
+        """The n-gram index of the run's training tokens, waiting until it is built; None without a token cache
+        or without drafts (draft_tokens=0)."""
         self._indexing.join()
         return self._corpus
 

@@ -68,3 +68,13 @@ def test_replies_use_the_runs_training_tokens_as_drafts_and_keep_their_tokens(ge
     for params in (SampleParams(max_new_tokens=40, temperature=0), SampleParams(max_new_tokens=40, seed=4)):
         assert fast.complete("héllo", params) == plain.complete("héllo", params)
     assert generator.corpus is None  # made before the cache: no index, and no error
+
+
+def test_no_drafts_no_index(generator, tmp_path):
+    """draft_tokens=0 reads and indexes nothing at load, though the run has a token cache."""
+    from gpt.data import prepare
+    source = tmp_path / "notes.txt"
+    source.write_text("héllo wörld ünïcödé 日本語 🎉🎉 " * 40, encoding="utf-8")
+    prepare([str(source)], generator.tokenizer, generator.run_dir / "data", progress=False, log=lambda m: None)
+    assert Generator(generator.run_dir, "cpu").corpus is not None
+    assert Generator(generator.run_dir, "cpu", draft_tokens=0).corpus is None
