@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("qa", help="derive question/answer pairs from the structure of notes, as chat JSONL")
     p.add_argument("--input", nargs="+", required=True, help="notes: files, folders, globs")
-    p.add_argument("--to", required=True, help="the JSONL file to write (read, edit, then train on it)")
+    p.add_argument("--to", "--out", dest="to", required=True, help="the JSONL file to write (read, edit, train on it)")
     p.add_argument("--phrasings", type=int, default=3, help="questions per entry (default 3)")
     p.add_argument("--seed", type=int, default=0)
 

@@ -2,8 +2,9 @@
 
 Inputs are files, folders (recursive) and globs; each file (or JSONL/Parquet record) is a document,
 and documents are joined with ``<|endoftext|>``. Bytes that are not valid UTF-8 are replaced with
-U+FFFD (documented policy: training text is Unicode); files with NUL bytes in their first 8 KiB are
-treated as binary and skipped with a warning. Tokens are written once to a cache (flat uint16/uint32
+U+FFFD (documented policy: training text is Unicode); a byte-order mark is dropped, and one for UTF-16
+(Windows' "Unicode" text) decodes the file as UTF-16; other files with NUL bytes in their first 8 KiB
+are treated as binary and skipped with a warning. Tokens are written once to a cache (flat uint16/uint32
 files plus a JSON manifest) and read back with numpy.memmap; gpt/batches.py cuts them into batches.
 This module knows nothing of models and does not import torch.
 """
@@ -33,7 +34,7 @@ from gpt.files import atomic_write, disk_full_at, sha256_file
 from gpt.pretokenize import SAFE_CUT, bounded_map
 
 CACHE_FORMAT = "gpt-tokens"
-CACHE_VERSION = 2  # 2: large files cut between a letter and whitespace (pretokenize.SAFE_CUT); older caches rebuild
+CACHE_VERSION = 3  # 2: large files cut where tokens cannot change (pretokenize.SAFE_CUT); 3: byte-order marks dropped
 BUILTIN = "builtin:pydoc"  # Python's reference documentation, shipped with every CPython
 _READ_BYTES = 1 << 20  # small pieces keep every encoder busy
 _PROCESS_MIN_BYTES = 32 << 20  # below this, starting encoder processes costs more than it saves
@@ -81,18 +82,23 @@ def builtin_documents() -> dict[str, str]:
     return {name: topics[name] for name in sorted(topics)}
 
 
-def _is_binary(path: str) -> bool:
+def _text_encoding(path: str) -> str | None:
+    """How to decode a file: 'utf-16' when it opens with a UTF-16 byte-order mark, None for binary (a NUL in
+    its first 8 KiB), else 'utf-8-sig' (UTF-8 with its byte-order mark, if any, dropped)."""
     with open(path, "rb") as fh:
-        return b"\0" in fh.read(8192)
+        head = fh.read(8192)
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    return None if b"\0" in head else "utf-8-sig"
 
 
-def _read_pieces(path: str) -> Iterator[str]:
+def _read_pieces(path: str, encoding: str = "utf-8-sig") -> Iterator[str]:
     """A text file as str pieces of about a MB, cut only where tokenization cannot change (pretokenize.SAFE_CUT).
 
     Text with no letter followed by whitespace in 16 blocks (digits only, say) is cut anyway, so that
     memory stays bounded; the pre-tokens at such a cut may differ from those of the whole text.
     """
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
     carry = ""
     with open(path, "rb") as fh:
         while block := fh.read(_READ_BYTES):
@@ -116,7 +122,7 @@ def _jsonl_records(path: str, field: str) -> Iterator[str]:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line.decode("utf-8", errors="replace"))
+                record = json.loads(line.decode("utf-8-sig" if n == 1 else "utf-8", errors="replace"))
             except json.JSONDecodeError:
                 raise DataError(f"{path}:{n}: not valid JSON") from None
             text = record.get(field) if isinstance(record, dict) else None
@@ -154,10 +160,10 @@ def iter_documents(files: list[str], jsonl_field: str = "text") -> Iterator[Iter
             yield from ([doc] for doc in _parquet_records(path, jsonl_field))
         else:
             try:
-                if _is_binary(path):
+                if (encoding := _text_encoding(path)) is None:
                     warn(f"skipping binary file {path}")
                     continue
-                yield _read_pieces(path)  # a generator: a file larger than memory streams
+                yield _read_pieces(path, encoding)  # a generator: a file larger than memory streams
             except OSError as exc:
                 warn(f"skipping unreadable file {path}: {exc.strerror}")
 

@@ -104,11 +104,12 @@ def sha256_file(path: str | Path) -> str:
 
 
 def jsonl_lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    """(1-based line number, line) for each non-blank line of a JSONL file, read as UTF-8 (bad bytes replaced).
+    """(1-based line number, line) for each non-blank line of a JSONL file, read as UTF-8 (bad bytes replaced,
+    a byte-order mark as Windows editors write one dropped).
 
     Parsing is the caller's: each reader has its own record shape and its own policy for a bad line.
     """
-    with open(path, encoding="utf-8", errors="replace") as fh:
+    with open(path, encoding="utf-8-sig", errors="replace") as fh:
         for number, line in enumerate(fh, 1):
             if line.strip():
                 yield number, line

@@ -1,3 +1,4 @@
+import codecs
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -37,6 +38,16 @@ def test_folder_documents_binary_and_non_utf8(folder, capsys):
     assert "first record" in docs and "second record" in docs
     assert any(d.startswith("caf\ufffd") for d in docs)  # invalid UTF-8 becomes U+FFFD
     assert len(docs) == 5
+
+
+def test_byte_order_marks_are_dropped_and_utf16_is_read(tmp_path, capsys):
+    text = "## Monstera\nMonstera is a plant. Café.\n"
+    (tmp_path / "bom.md").write_bytes(codecs.BOM_UTF8 + text.encode())
+    (tmp_path / "le.md").write_bytes(text.encode("utf-16"))  # Windows' "Unicode": a BOM, then UTF-16-LE
+    (tmp_path / "be.md").write_bytes(codecs.BOM_UTF16_BE + text.encode("utf-16-be"))
+    (tmp_path / "r.jsonl").write_bytes(codecs.BOM_UTF8 + b'{"text": "first"}\n{"text": "second"}\n')
+    docs = ["".join(d) for d in iter_documents(collect_files([str(tmp_path)]))]
+    assert docs == [text, text, text, "first", "second"] and capsys.readouterr().err == ""
 
 
 def test_parquet_records_are_documents(tmp_path):

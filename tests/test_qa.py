@@ -1,3 +1,4 @@
+import codecs
 import json
 
 import pytest
@@ -163,6 +164,14 @@ def test_files_skip_binary(tmp_path, capsys):
     assert "skipping binary file" in capsys.readouterr().err
     assert {p.source for p in pairs} == {str(tmp_path / "notes.md"), str(tmp_path / "glossary.txt")}
     assert len(pairs) == 3 * 2 + 1 + 3 * 3
+
+
+def test_files_from_windows_editors_give_the_same_pairs(tmp_path):
+    (tmp_path / "notes.md").write_bytes(codecs.BOM_UTF8 + MARKDOWN.replace("\n", "\r\n").encode())
+    (tmp_path / "glossary.txt").write_bytes(GLOSSARY.encode("utf-16"))
+    pairs = derive_from_files(sorted(str(p) for p in tmp_path.iterdir()))
+    plain = derive_pairs(GLOSSARY, str(tmp_path / "glossary.txt")) + derive_pairs(MARKDOWN, str(tmp_path / "notes.md"))
+    assert pairs == plain  # the BOM hides no heading, the first glossary line is not lost
 
 
 def test_jsonl_round_trip_and_format(tmp_path):

@@ -121,7 +121,7 @@ def retrieval_none(question):
 
 def test_gpt_qa_writes_pairs_and_refuses_notes_without_structure(notes, tmp_path):
     out = tmp_path / "qa.jsonl"
-    proc = run_gpt("qa", "--input", str(notes), "--to", str(out), check=True)
+    proc = run_gpt("qa", "--input", str(notes), "--out", str(out), check=True)
     assert "question/answer pairs" in proc.stdout
     first = json.loads(out.read_text().splitlines()[0])
     assert first["messages"][0] == {"role": "user", "content": "What is Monstera?"}
