@@ -30,6 +30,7 @@ from gpt.files import atomic_write, jsonl_lines
 
 MAX_ANSWER = 400  # characters; an answer is the first sentences of a section, not the whole section
 MAX_TERM = 60  # characters; longer "terms" are prose, not names
+FRONT_MATTER_LINES = 100  # a "---" line further down than this closes no front matter
 TEMPLATES = (  # the first is always used: it is how people ask
     "What is {t}?",
     "What does {t} mean?",
@@ -57,14 +58,16 @@ in on at for with by from after before during of to and or into over under about
 """.split())
 _LEADING_ARTICLE = re.compile(r"^(?:the|a|an)\s+", re.IGNORECASE)
 _TERM_WORD = r"[^\W_][\w'’().+&/-]*"
+_EMPHASIS = r"(?:\*\*|__|[*_`])"  # a glossary term in bold, italics or backticks
 HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*))?$")  # no lazy match: a huge "# # # ..." line stays linear
 _CLOSING_HASHES = re.compile(r"(?:^|[ \t]+)#+[ \t]*$")  # "## Title ##"; "C#" keeps its hash
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
+_SECTION_NUMBER = re.compile(r"^\s*\d+(?:\.\d+)*\.[ \t]+(?=\S)|^\s*\d+(?:\.\d+)+[ \t]+(?=\S)")  # not "1984 (novel)"
 # Paragraphs that say when or how, not what, often first under a title: Sphinx's version notes ("New in version
 # 3.5."), grammar productions ("lambda_expr ::= ..."), interpreter sessions (">>> ..."). The title's entry comes next.
 _NOT_AN_ENTRY = re.compile(r"\s*(?:(?:New|Added|Changed) in version \d|Deprecated since version \d|\S+\s+::=|>>>)")
 _GLOSSARY = re.compile(
-    rf"^ {{0,3}}(?:[-*+][ \t]+)?(?:\*\*|__)?(?P<term>{_TERM_WORD}(?:[ \t]+{_TERM_WORD}){{0,4}}?)(?:\*\*|__)?"
+    rf"^ {{0,3}}(?:[-*+][ \t]+)?{_EMPHASIS}?(?P<term>{_TERM_WORD}(?:[ \t]+{_TERM_WORD}){{0,4}}?){_EMPHASIS}?"
     r"(?::[ \t]+|[ \t]*[—–][ \t]*|[ \t]+-[ \t]+)(?:\*\*|__)?[ \t]*(?P<definition>\S.*)$")
 # a definition that looks like code; a semicolon followed by a space is prose ("a loser; an obnoxious person")
 _CODE = re.compile(r"[{}=<>`]|;(?!\s)|(?:^|\s)#\s|\(\)|^\s*[\[\"']|^return\b")
@@ -133,9 +136,10 @@ def _is_term(term: str, max_words: int = 5) -> bool:
 
 
 def heading_title(text: str | None) -> str:
-    """The title of a heading: closing #s, bold, backticks and a trailing colon removed."""
+    """The title of a heading: closing #s, a section number ("2.1 ", "3. "), bold, backticks and a trailing colon
+    removed."""
     text = _CLOSING_HASHES.sub("", text or "") if len(text or "") <= 4 * MAX_TERM else ""
-    return _collapse(text.replace("**", "").replace("`", "").rstrip(":"))
+    return _collapse(_SECTION_NUMBER.sub("", text).replace("**", "").replace("`", "").rstrip(":"))
 
 
 def not_an_entry(line: str) -> bool:
@@ -150,10 +154,19 @@ def _bare(term: str) -> str:
 
 # ----------------------------------------------------------------------------- finding entries
 
+def _front_matter(lines: list[str]) -> int:
+    """How many lines a YAML front matter block takes at the top (Obsidian, Jekyll, Hugo): metadata, not notes."""
+    if not lines or lines[0].strip() != "---":
+        return 0
+    closing = next((i for i, line in enumerate(lines[1:FRONT_MATTER_LINES], 1) if line.strip() in ("---", "...")), 0)
+    return closing + 1 if closing else 0
+
+
 def _code_mask(lines: list[str]) -> list[bool]:
-    """True for lines inside (or opening/closing) fenced code blocks: code is not notes."""
-    mask, fence = [], None
-    for line in lines:
+    """True for lines inside (or opening/closing) fenced code blocks and for front matter: neither is notes."""
+    front = _front_matter(lines)
+    mask, fence = [True] * front, None
+    for line in lines[front:]:
         match = _FENCE.match(line)
         if fence is None and match:
             fence = match.group(1)
