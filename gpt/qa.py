@@ -156,10 +156,9 @@ def _bare(term: str) -> str:
 
 def _front_matter(lines: list[str]) -> int:
     """How many lines a YAML front matter block takes at the top (Obsidian, Jekyll, Hugo): metadata, not notes."""
-    if not lines or lines[0].strip() != "---":
-        return 0
-    closing = next((i for i, line in enumerate(lines[1:FRONT_MATTER_LINES], 1) if line.strip() in ("---", "...")), 0)
-    return closing + 1 if closing else 0
+    opened = bool(lines) and lines[0].strip() == "---"
+    ends = (i for i, line in enumerate(lines[1:FRONT_MATTER_LINES], 1) if opened and line.strip() in ("---", "..."))
+    return next(ends, -1) + 1
 
 
 def _code_mask(lines: list[str]) -> list[bool]:
@@ -398,30 +397,23 @@ def read_jsonl(path: str | os.PathLike) -> list[QAPair]:
 
 # ----------------------------------------------------------------------------- augmentation for pretraining
 
-def render_entry(term: str, definition: str, form: str) -> str:
-    """The entry as one of the recognised forms: heading, colon, dash, sentence ("X is ..."), qa or question.
+_RENDERINGS = {"heading": "## {name}\n\n{definition}", "colon": "{name}: {definition}", "dash": "{name} — {definition}",
+               "qa": "Q: {term}\nA: {definition}", "question": "Question: {term}\nAnswer: {definition}"}
 
-    "sentence" needs a definition that is already "Term is a ..." or starts with a/an/the; others fall back
-    to "colon".
-    """
+
+def render_entry(term: str, definition: str, form: str) -> str:
+    """The entry in one of the recognised forms: heading, colon, dash, qa, question or sentence ("X is ...", for
+    a definition that is already "Term is a ..." or opens with a/an/the; others fall back to colon)."""
     name = term[:1].upper() + term[1:]
-    if form == "heading":
-        return f"## {name}\n\n{definition}"
-    if form == "colon":
-        return f"{name}: {definition}"
-    if form == "dash":
-        return f"{name} — {definition}"
     if form == "sentence":
         if (match := _DEFINITION.match(definition)) and match.group("term").lower() == term.lower():
             return definition  # already "Term is a ..."
         if _LEADING_ARTICLE.match(definition):
             return f"{name} is {definition[0].lower()}{definition[1:]}"
-        return render_entry(term, definition, "colon")
-    if form == "qa":
-        return f"Q: {term}\nA: {definition}"
-    if form == "question":
-        return f"Question: {term}\nAnswer: {definition}"
-    raise QAError(f"unknown form {form!r}; choose from {', '.join(FORMS + FAQ_FORMS[:2])}")
+        form = "colon"
+    if form not in _RENDERINGS:
+        raise QAError(f"unknown form {form!r}; choose from {', '.join(FORMS + FAQ_FORMS[:2])}")
+    return _RENDERINGS[form].format(name=name, term=term, definition=definition)
 
 
 def _term_of(question: str) -> str | None:
