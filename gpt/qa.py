@@ -1,9 +1,10 @@
-"""Question/answer pairs from the structure of a user's notes, and the notes re-rendered for pretraining.
+"""Question/answer pairs from the structure of a user's notes.
 
 A model trained only on "Monstera: a genus of climbing plants" has seen the fact but was never asked for it.
 Allen-Zhu & Li (Physics of Language Models 3.1, arXiv 2309.14316) show that such knowledge becomes extractable
 by questions when (a) question/answer data is mixed into training and (b) the text itself is augmented: the
-same fact in several renderings, in shuffled order. This module provides both, from structure notes already have:
+same fact in several renderings, in shuffled order. This module finds the facts, in structure notes already have
+(gpt/qa_mix.py mixes their questions into training and re-renders them):
 
 - markdown headings with text under them:  ``## Monstera`` + paragraph  -> "What is Monstera?"
 - glossary lines: ``Term: definition``, ``Term - definition``, ``Term — definition``
@@ -43,8 +44,6 @@ TEMPLATES = (  # the first is always used: it is how people ask
 )
 _PLURAL = "What are {t}?"  # replaces "What is" for "Modules are a ..."
 TERM_KINDS = ("heading", "glossary", "definition")  # kinds whose entries have a term; "faq" has a question
-FORMS = ("heading", "colon", "dash", "sentence")  # renderings of a term entry that derive_pairs reads back
-FAQ_FORMS = ("qa", "question", "heading")  # renderings of a question entry
 
 # Words that make a would-be term a piece of prose ("The reason is simple: ...", "He said - ...").
 _PROSE = frozenset("""
@@ -56,7 +55,7 @@ each every all some any both many most such other another below above following 
 therefore first finally
 in on at for with by from after before during of to and or into over under about
 """.split())
-_LEADING_ARTICLE = re.compile(r"^(?:the|a|an)\s+", re.IGNORECASE)
+LEADING_ARTICLE = re.compile(r"^(?:the|a|an)\s+", re.IGNORECASE)
 _TERM_WORD = r"[^\W_][\w'’().+&/-]*"
 _EMPHASIS = r"(?:\*\*|__|[*_`])"  # a glossary term in bold, italics or backticks
 HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*))?$")  # no lazy match: a huge "# # # ..." line stays linear
@@ -79,7 +78,7 @@ _QUESTION = re.compile(r"^ {0,3}(?:[-*+][ \t]+)?(?:\*\*|__)?(?:Q|Question)(?:\*\
 _ANSWER = re.compile(r"^ {0,3}(?:[-*+][ \t]+)?(?:\*\*|__)?(?:A|Answer)(?:\*\*|__)?[ \t]*:(?:\*\*|__)?[ \t]*(.*)$",
                      re.IGNORECASE)
 QUESTION_LINE, ANSWER_LINE = _QUESTION, _ANSWER  # "Q: ..." and "A: ..." lines, for gpt/retrieval.py's titles
-_DEFINITION = re.compile(r"^(?P<term>(?:(?:The|A|An)\s+)?[A-Z][\w'’-]*(?:\s+[\w'’-]+){0,3}?)\s+(?P<verb>is|are)\s+"
+DEFINITION = re.compile(r"^(?P<term>(?:(?:The|A|An)\s+)?[A-Z][\w'’-]*(?:\s+[\w'’-]+){0,3}?)\s+(?P<verb>is|are)\s+"
                          r"(?:a|an|the)\s+\w")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'“(]?[A-Z])")
 SENTENCE_END = _SENTENCE_END
@@ -130,7 +129,7 @@ def _bounded(text: str, limit: int = MAX_ANSWER) -> str:
 
 def _is_term(term: str, max_words: int = 5) -> bool:
     """A short name, not a piece of prose: few words, none of them a pronoun, verb or label."""
-    words = _LEADING_ARTICLE.sub("", term).lower().split()
+    words = LEADING_ARTICLE.sub("", term).lower().split()
     return (0 < len(words) <= max_words and len(term) <= MAX_TERM and any(c.isalpha() for c in term)
             and not any(w.strip("()'’.") in _PROSE for w in words))
 
@@ -148,8 +147,8 @@ def not_an_entry(line: str) -> bool:
     return bool(_NOT_AN_ENTRY.match(line))
 
 
-def _bare(term: str) -> str:
-    return _LEADING_ARTICLE.sub("", term)
+def bare_term(term: str) -> str:
+    return LEADING_ARTICLE.sub("", term)
 
 
 # ----------------------------------------------------------------------------- finding entries
@@ -267,11 +266,11 @@ def _faq_entries(lines: list[str], code: list[bool]) -> list[Entry]:
 
 def defined_term(sentence: str) -> str | None:
     """The term a sentence such as "A monstera is a genus of ..." defines (a short noun phrase), else None."""
-    match = _DEFINITION.match(sentence)
+    match = DEFINITION.match(sentence)
     if not (match and sentence.endswith((".", "!")) and _is_term(match.group("term"), 4)):
         return None
     term = match.group("term")
-    return term[0].lower() + term[1:] if _LEADING_ARTICLE.match(term) else term
+    return term[0].lower() + term[1:] if LEADING_ARTICLE.match(term) else term
 
 
 def _definition_entries(paragraphs: list[tuple[int, list[str]]]) -> list[Entry]:
@@ -326,7 +325,7 @@ def derive_entries(text: str, source: str = "") -> list[Entry]:
             opens = entry is not None or _LABEL.match(line) is not None  # a refused entry still keeps a glossary going
     entries, seen = [], set()
     for entry in sorted(found, key=lambda e: e.line):
-        key = (entry.kind == "faq", _bare(entry.term).lower())
+        key = (entry.kind == "faq", bare_term(entry.term).lower())
         if key not in seen and any(c.isalnum() for c in entry.definition) and any(c.isalnum() for c in entry.term):
             seen.add(key)
             entries.append(Entry(entry.term, entry.definition, entry.kind, source, entry.line))
@@ -338,9 +337,18 @@ def questions_for(entry: Entry, phrasings: int = 3, seed: int = 0) -> list[str]:
     if entry.kind == "faq":
         return [entry.term]
     rng = random.Random(f"{seed}|{entry.term}")
-    plural = entry.kind == "definition" and (m := _DEFINITION.match(entry.definition)) and m.group("verb") == "are"
+    plural = entry.kind == "definition" and (m := DEFINITION.match(entry.definition)) and m.group("verb") == "are"
     chosen = [_PLURAL if plural else TEMPLATES[0]] + rng.sample(TEMPLATES[1:], min(phrasings, len(TEMPLATES)) - 1)
     return [t.format(t=entry.term) for t in chosen]
+
+
+def term_of(question: str) -> str | None:
+    """The X of a question made from TEMPLATES ("What is meant by X?" is tried before "What is X?")."""
+    for template in sorted(TEMPLATES + (_PLURAL,), key=len, reverse=True):
+        head, tail = template.split("{t}")
+        if question.startswith(head) and question.endswith(tail) and len(question) > len(head) + len(tail):
+            return question[len(head):len(question) - len(tail)]
+    return None
 
 
 def derive_pairs(text: str, source: str = "", phrasings: int = 3, seed: int = 0) -> list[QAPair]:
@@ -393,56 +401,3 @@ def read_jsonl(path: str | os.PathLike) -> list[QAPair]:
         except ValueError as exc:  # json.JSONDecodeError is a ValueError
             raise QAError(f"{path}:{number}: not a question/answer line ({str(exc).splitlines()[0]})") from None
     return pairs
-
-
-# ----------------------------------------------------------------------------- augmentation for pretraining
-
-_RENDERINGS = {"heading": "## {name}\n\n{definition}", "colon": "{name}: {definition}", "dash": "{name} — {definition}",
-               "qa": "Q: {term}\nA: {definition}", "question": "Question: {term}\nAnswer: {definition}"}
-
-
-def render_entry(term: str, definition: str, form: str) -> str:
-    """The entry in one of the recognised forms: heading, colon, dash, qa, question or sentence ("X is ...", for
-    a definition that is already "Term is a ..." or opens with a/an/the; others fall back to colon)."""
-    name = term[:1].upper() + term[1:]
-    if form == "sentence":
-        if (match := _DEFINITION.match(definition)) and match.group("term").lower() == term.lower():
-            return definition  # already "Term is a ..."
-        if _LEADING_ARTICLE.match(definition):
-            return f"{name} is {definition[0].lower()}{definition[1:]}"
-        form = "colon"
-    if form not in _RENDERINGS:
-        raise QAError(f"unknown form {form!r}; choose from {', '.join(FORMS + FAQ_FORMS[:2])}")
-    return _RENDERINGS[form].format(name=name, term=term, definition=definition)
-
-
-def _term_of(question: str) -> str | None:
-    """The X of a question made from TEMPLATES ("What is meant by X?" is tried before "What is X?")."""
-    for template in sorted(TEMPLATES + (_PLURAL,), key=len, reverse=True):
-        head, tail = template.split("{t}")
-        if question.startswith(head) and question.endswith(tail) and len(question) > len(head) + len(tail):
-            return question[len(head):len(question) - len(tail)]
-    return None
-
-
-def _as_entries(items: Iterable[QAPair | Entry]) -> list[Entry]:
-    entries, seen = [], set()
-    for item in items:
-        if isinstance(item, QAPair):
-            term = _term_of(item.question) if item.kind in TERM_KINDS else None
-            item = Entry(term or item.question, item.answer, item.kind if term else "faq", item.source, item.line)
-        key = (_bare(item.term).lower(), item.definition)
-        if key not in seen:  # the several phrasings of one fact are one entry
-            seen.add(key)
-            entries.append(item)
-    return entries
-
-
-def augmented_text(items: Iterable[QAPair | Entry], seed: int = 0, epoch: int = 0) -> str:
-    """Every entry once, each in a randomly chosen form, in a shuffled order that differs per epoch."""
-    rng = random.Random(f"{seed}|{epoch}")
-    entries = _as_entries(items)
-    rng.shuffle(entries)
-    rendered = [render_entry(e.term, e.definition, rng.choice(FAQ_FORMS if e.kind == "faq" else FORMS))
-                for e in entries]
-    return "\n\n".join(rendered) + ("\n" if rendered else "")

@@ -15,7 +15,7 @@ definitions; see gpt/qa.py), a run also trains on:
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from gpt.bpe import Tokenizer
@@ -24,13 +24,15 @@ from gpt.config import Config
 from gpt.conversations import fits_window
 from gpt.data import read_documents
 from gpt.files import atomic_write
-from gpt.qa import QAPair, augmented_text, derive_pairs
+from gpt.qa import DEFINITION, LEADING_ARTICLE, TERM_KINDS, Entry, QAError, QAPair, bare_term, derive_pairs, term_of
 from gpt.retrieval import PassageIndex, open_book
 
 MIN_PAIRS = 10  # fewer facts than this: the text has no structure worth a recipe
 MAX_CHARS = 64 << 20  # derive from the first 64 MB of text: enough facts, bounded time
 OPEN_BOOK_SHARE = 1.0  # open-book conversations per derived question (a seeded sample when below 1)
 RENDERINGS = 2  # extra renderings of the entries added to the text
+FORMS = ("heading", "colon", "dash", "sentence")  # renderings of a term entry that gpt.qa reads back
+FAQ_FORMS = ("qa", "question", "heading")  # renderings of a question entry
 
 
 def source_documents(cfg: Config, files: list[str]) -> list[tuple[str, str]]:
@@ -87,3 +89,47 @@ def augmentation_file(pairs: list[QAPair], cache_dir: Path, seed: int) -> Path:
     if not path.exists() or path.read_text(encoding="utf-8") != text:  # unchanged: the cache stays valid
         atomic_write(path, text)
     return path
+
+
+# ----------------------------------------------------------------------------- augmentation for pretraining
+
+_RENDERINGS = {"heading": "## {name}\n\n{definition}", "colon": "{name}: {definition}", "dash": "{name} — {definition}",
+               "qa": "Q: {term}\nA: {definition}", "question": "Question: {term}\nAnswer: {definition}"}
+
+
+def render_entry(term: str, definition: str, form: str) -> str:
+    """The entry in one of the recognised forms: heading, colon, dash, qa, question or sentence ("X is ...", for
+    a definition that is already "Term is a ..." or opens with a/an/the; others fall back to colon)."""
+    name = term[:1].upper() + term[1:]
+    if form == "sentence":
+        if (match := DEFINITION.match(definition)) and match.group("term").lower() == term.lower():
+            return definition  # already "Term is a ..."
+        if LEADING_ARTICLE.match(definition):
+            return f"{name} is {definition[0].lower()}{definition[1:]}"
+        form = "colon"
+    if form not in _RENDERINGS:
+        raise QAError(f"unknown form {form!r}; choose from {', '.join(FORMS + FAQ_FORMS[:2])}")
+    return _RENDERINGS[form].format(name=name, term=term, definition=definition)
+
+
+def _as_entries(items: Iterable[QAPair | Entry]) -> list[Entry]:
+    entries, seen = [], set()
+    for item in items:
+        if isinstance(item, QAPair):
+            term = term_of(item.question) if item.kind in TERM_KINDS else None
+            item = Entry(term or item.question, item.answer, item.kind if term else "faq", item.source, item.line)
+        key = (bare_term(item.term).lower(), item.definition)
+        if key not in seen:  # the several phrasings of one fact are one entry
+            seen.add(key)
+            entries.append(item)
+    return entries
+
+
+def augmented_text(items: Iterable[QAPair | Entry], seed: int = 0, epoch: int = 0) -> str:
+    """Every entry once, each in a randomly chosen form, in a shuffled order that differs per epoch."""
+    rng = random.Random(f"{seed}|{epoch}")
+    entries = _as_entries(items)
+    rng.shuffle(entries)
+    rendered = [render_entry(e.term, e.definition, rng.choice(FAQ_FORMS if e.kind == "faq" else FORMS))
+                for e in entries]
+    return "\n\n".join(rendered) + ("\n" if rendered else "")

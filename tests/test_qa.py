@@ -7,17 +7,12 @@ from hypothesis import strategies as st
 
 from gpt.errors import describe
 from gpt.qa import (
-    FORMS,
     TEMPLATES,
-    Entry,
     QAError,
-    QAPair,
-    augmented_text,
     derive_entries,
     derive_from_files,
     derive_pairs,
     read_jsonl,
-    render_entry,
     write_jsonl,
 )
 
@@ -199,48 +194,13 @@ def test_broken_jsonl_line_is_one_line_error(tmp_path, line):
     assert message.startswith(f"{path}:5: not a question/answer line") and "\n" not in message and code == 2
 
 
-def test_render_entry_forms_read_back():
-    for form in FORMS:
-        text = render_entry("repotting", "moving a plant into a bigger pot.", form)
-        (entry,) = derive_entries(text)
-        assert entry.term.lower() == "repotting", (form, text)
-    assert render_entry("cactus", "a plant that stores water.", "sentence") == "Cactus is a plant that stores water."
-    assert render_entry("Ficus", "Ficus is a genus.", "sentence") == "Ficus is a genus."
-    assert render_entry("Ficus", "grows fast here", "sentence") == "Ficus: grows fast here"
-    with pytest.raises(QAError):
-        render_entry("x", "y", "poem")
-
-
-def test_augmented_text_shuffles_per_epoch_and_keeps_every_fact():
-    pairs = derive_pairs(MARKDOWN + "\n" + GLOSSARY + "\n" + FAQ)
-    facts = {(p.answer) for p in pairs}
-    epochs = [augmented_text(pairs, seed=0, epoch=e) for e in range(4)]
-    assert epochs[0] == augmented_text(pairs, seed=0, epoch=0)
-    assert len(set(epochs)) == 4
-    for text in epochs:
-        assert all(fact in text for fact in facts)
-        assert sum(text.count(fact) for fact in facts) == len(facts)  # each fact once, not once per phrasing
-        again = {(e.kind == "faq", e.term.lower().removeprefix("a ")) for e in derive_entries(text)}
-        assert {(False, t) for t in ("monstera", "pothos", "repotting", "node", "aerial root")} <= again
-    entries = [Entry("Fern", "a plant without flowers or seeds.", "glossary")]
-    assert augmented_text(entries) in {render_entry("Fern", entries[0].definition, f) + "\n" for f in FORMS}
-    assert augmented_text([]) == ""
-
-
-def test_pairs_from_jsonl_augment_like_fresh_ones(tmp_path):
-    pairs = derive_pairs(GLOSSARY + FAQ)
-    write_jsonl(pairs, tmp_path / "qa.jsonl")
-    assert augmented_text(read_jsonl(tmp_path / "qa.jsonl"), 3, 1) == augmented_text(pairs, 3, 1)
-    assert QAPair("Q", "A", "", "faq") == QAPair("Q", "A", "", "faq", 0)
+def _flat(text: str) -> str:
+    return " ".join(text.split())
 
 
 LINES = st.sampled_from(["## Monstera", "# Title", "Q: What is it?", "A: A plant.", "Answer: yes it is.", "",
                          "Term: a thing that is.", "Node — the point.", "A cat is a small animal.", "```",
                          "Question: why?", "   ", "- **Bold**: a bold item here.", "The x is the y."])
-
-
-def _flat(text: str) -> str:
-    return " ".join(text.split())
 
 
 @settings(max_examples=300, deadline=None)

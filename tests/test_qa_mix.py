@@ -5,9 +5,20 @@ import json
 import pytest
 
 from gpt.config import resolve
-from gpt.qa_mix import conversations, derived_pairs, source_documents, text_passages
+from gpt.qa import Entry, QAError, QAPair, derive_entries, derive_pairs, read_jsonl, write_jsonl
+from gpt.qa_mix import (
+    FORMS,
+    augmented_text,
+    conversations,
+    derived_pairs,
+    render_entry,
+    source_documents,
+    text_passages,
+)
 
 from .conftest import TINY, run_gpt
+from .test_qa import FAQ, MARKDOWN
+from .test_qa import GLOSSARY as QA_GLOSSARY
 
 GLOSSARY = "\n".join(f"{name}: {text}" for name, text in [
     ("Monstera", "a climbing plant with split leaves."), ("Pothos", "a trailing vine for low light."),
@@ -144,3 +155,38 @@ def test_questions_too_long_for_the_context_leave_the_text_to_train_on(tmp_path)
     proc = run_gpt("train", *TINY, "--input", str(notes), "--out", str(tmp_path / "run"), "--train.max_iters", "3",
                    "--train.sample_tokens", "0", check=True)
     assert "questions: none fits the context of 33 tokens; training on the text alone" in proc.stdout
+
+
+def test_render_entry_forms_read_back():
+    for form in FORMS:
+        text = render_entry("repotting", "moving a plant into a bigger pot.", form)
+        (entry,) = derive_entries(text)
+        assert entry.term.lower() == "repotting", (form, text)
+    assert render_entry("cactus", "a plant that stores water.", "sentence") == "Cactus is a plant that stores water."
+    assert render_entry("Ficus", "Ficus is a genus.", "sentence") == "Ficus is a genus."
+    assert render_entry("Ficus", "grows fast here", "sentence") == "Ficus: grows fast here"
+    with pytest.raises(QAError):
+        render_entry("x", "y", "poem")
+
+
+def test_augmented_text_shuffles_per_epoch_and_keeps_every_fact():
+    pairs = derive_pairs(MARKDOWN + "\n" + QA_GLOSSARY + "\n" + FAQ)
+    facts = {(p.answer) for p in pairs}
+    epochs = [augmented_text(pairs, seed=0, epoch=e) for e in range(4)]
+    assert epochs[0] == augmented_text(pairs, seed=0, epoch=0)
+    assert len(set(epochs)) == 4
+    for text in epochs:
+        assert all(fact in text for fact in facts)
+        assert sum(text.count(fact) for fact in facts) == len(facts)  # each fact once, not once per phrasing
+        again = {(e.kind == "faq", e.term.lower().removeprefix("a ")) for e in derive_entries(text)}
+        assert {(False, t) for t in ("monstera", "pothos", "repotting", "node", "aerial root")} <= again
+    entries = [Entry("Fern", "a plant without flowers or seeds.", "glossary")]
+    assert augmented_text(entries) in {render_entry("Fern", entries[0].definition, f) + "\n" for f in FORMS}
+    assert augmented_text([]) == ""
+
+
+def test_pairs_from_jsonl_augment_like_fresh_ones(tmp_path):
+    pairs = derive_pairs(QA_GLOSSARY + FAQ)
+    write_jsonl(pairs, tmp_path / "qa.jsonl")
+    assert augmented_text(read_jsonl(tmp_path / "qa.jsonl"), 3, 1) == augmented_text(pairs, 3, 1)
+    assert QAPair("Q", "A", "", "faq") == QAPair("Q", "A", "", "faq", 0)
