@@ -63,8 +63,10 @@ _CLOSING_HASHES = re.compile(r"(?:^|[ \t]+)#+[ \t]*$")  # "## Title ##"; "C#" ke
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
 _SECTION_NUMBER = re.compile(r"^\s*\d+(?:\.\d+)*\.[ \t]+(?=\S)|^\s*\d+(?:\.\d+)+[ \t]+(?=\S)")  # not "1984 (novel)"
 # Paragraphs that say when or how, not what, often first under a title: Sphinx's version notes ("New in version
-# 3.5."), grammar productions ("lambda_expr ::= ..."), interpreter sessions (">>> ..."). The title's entry comes next.
-_NOT_AN_ENTRY = re.compile(r"\s*(?:(?:New|Added|Changed) in version \d|Deprecated since version \d|\S+\s+::=|>>>)")
+# 3.5."), grammar productions ("lambda_expr ::= ..."), interpreter sessions (">>> ..."), reST directives
+# (".. glossary::"). The title's entry comes next.
+_NOT_AN_ENTRY = re.compile(r"\s*(?:(?:New|Added|Changed) in version \d|Deprecated since version \d|\S+\s+::=|>>>"
+                           r"|\.\. [\w:-]+::)")
 _GLOSSARY = re.compile(
     rf"^ {{0,3}}(?:[-*+][ \t]+)?{_EMPHASIS}?(?P<term>{_TERM_WORD}(?:[ \t]+{_TERM_WORD}){{0,4}}?){_EMPHASIS}?"
     r"(?::[ \t]+|[ \t]*[—–][ \t]*|[ \t]+-[ \t]+)(?:\*\*|__)?[ \t]*(?P<definition>\S.*)$")
@@ -72,6 +74,9 @@ _GLOSSARY = re.compile(
 _CODE = re.compile(r"[{}=<>`]|;(?!\s)|(?:^|\s)#\s|\(\)|^\s*[\[\"']|^return\b")
 _LABEL = re.compile(r"^ {0,3}\S[^:\n]{0,59}:[ \t]+\S")  # "label: text", the shape of a glossary line
 _BULLET = re.compile(r"^ {0,3}[-*+][ \t]")
+_LIST_TERM = re.compile(rf"^[ \t]*{_EMPHASIS}?(?P<term>[^\W_][^:]*?){_EMPHASIS}?[ \t]*$")  # a line that may name a term
+_LIST_TERM_CODE = re.compile(r"[=\[\]{}<>;]|\w\(|\($|\(\s")  # "x = (", "return [a", "f(x)": code, not a term
+_LIST_DEFINITION = re.compile(r"^ {0,3}:[ \t]+(\S.*)$")  # ": definition" under its term (Markdown Extra, Pandoc)
 _CALL = re.compile(r"\w\(")  # a "term" such as "def water(plant)" is code
 _QUESTION = re.compile(r"^ {0,3}(?:[-*+][ \t]+)?(?:\*\*|__)?(?:Q|Question)(?:\*\*|__)?[ \t]*:(?:\*\*|__)?[ \t]*(.*)$",
                        re.IGNORECASE)
@@ -207,7 +212,7 @@ def _heading_entries(lines: list[str], paragraphs: list[tuple[int, list[str]]]) 
     entries = []
     for i, para in first_after.items():
         title = heading_title(HEADING.match(lines[i]).group(2))
-        if _QUESTION.match(para[0]) or not 0 < len(title) <= MAX_TERM * 2:
+        if _QUESTION.match(para[0]) or _list_item(para, 0) or not 0 < len(title) <= MAX_TERM * 2:
             continue
         answer = _bounded("\n".join(para))
         if title.endswith("?"):
@@ -273,6 +278,38 @@ def defined_term(sentence: str) -> str | None:
     return term[0].lower() + term[1:] if LEADING_ARTICLE.match(term) else term
 
 
+def _indent(line: str) -> int:
+    return len(line.expandtabs(4)) - len(line.lstrip())
+
+
+def _list_item(para: list[str], i: int) -> tuple[str, list[str]] | None:
+    """(term, definition lines) when para[i] is a term of a definition list: a short name alone on its line, its
+    definition on the next lines, indented deeper (reStructuredText, Sphinx's glossary, dictionaries) or opening
+    with ": " (Markdown Extra)."""
+    match = _LIST_TERM.match(para[i]) if i + 1 < len(para) else None
+    if not (match and _is_term(match.group("term")) and not match.group("term").endswith((".", ",", ";", "!", "?"))
+            and not _LIST_TERM_CODE.search(para[i]) and not _BULLET.match(para[i]) and not _QUESTION.match(para[i])):
+        return None
+    colon = _LIST_DEFINITION.match(para[i + 1])
+    if not colon and _indent(para[i + 1]) <= _indent(para[i]):
+        return None
+    body = [colon.group(1) if colon else para[i + 1]]
+    for line in para[i + 2:]:
+        if _indent(line) <= _indent(para[i]) or _LIST_DEFINITION.match(line):
+            break
+        body.append(line)
+    return match.group("term").replace("**", "").replace("`", ""), body
+
+
+def _definition_list_entries(paragraphs: list[tuple[int, list[str]]]) -> list[Entry]:
+    entries = []
+    for start, para in paragraphs:
+        for i in range(len(para)):
+            if (item := _list_item(para, i)) and len(item[1][0].split()) >= 3 and not _CODE.search(item[1][0]):
+                entries.append(Entry(item[0], _bounded("\n".join(item[1])), "glossary", line=start + i + 1))
+    return entries
+
+
 def _definition_entries(paragraphs: list[tuple[int, list[str]]]) -> list[Entry]:
     """Sentences such as "A monstera is a genus of ..." whose subject is a short noun phrase."""
     entries = []
@@ -316,7 +353,8 @@ def derive_entries(text: str, source: str = "") -> list[Entry]:
     lines = setext_to_atx(text.splitlines())
     code = _code_mask(lines)
     paragraphs = _paragraphs(lines, code)
-    found = _heading_entries(lines, paragraphs) + _faq_entries(lines, code) + _definition_entries(paragraphs)
+    found = (_heading_entries(lines, paragraphs) + _faq_entries(lines, code) + _definition_entries(paragraphs)
+             + _definition_list_entries(paragraphs))
     for start, para in paragraphs:
         opens = True
         for j, line in enumerate(para):

@@ -243,3 +243,18 @@ def test_notes_app_markup_numbered_headings_and_emphasised_terms():
     assert [(e.term, e.kind) for e in derive_entries(text)] == [
         ("Light", "heading"), ("Soil", "heading"), ("1984 (novel)", "heading"), ("Aerial roots", "glossary"),
         ("gpt qa", "glossary"), ("Fenestration", "glossary")]
+
+
+def test_definition_lists_markdown_extra_rst_and_indented():
+    """A term alone on its line with its definition under it, after ": " or indented deeper, is a glossary entry;
+    a reST glossary's heading and directive give none, and indented code or prose is not a definition list."""
+    text = ("Monstera\n: A genus of flowering plants in the arum family.\n\n"
+            "Glossary\n========\n\n.. glossary::\n\n   decorator\n      A function returning another function,\n"
+            "      applied with the @wrapper syntax.\n\n   generator\n      A function which returns an iterator.\n\n"
+            "**PEP 484** - Type hints\n   The proposal that added the typing module.\n\n"
+            "return (\n    a or b and c)\n\nShall I compare thee\n   to a summer's day\n\nFicus\n   Too short.\n")
+    assert [(e.term, e.definition, e.kind, e.line) for e in derive_entries(text)] == [
+        ("Monstera", "A genus of flowering plants in the arum family.", "glossary", 1),
+        ("decorator", "A function returning another function, applied with the @wrapper syntax.", "glossary", 9),
+        ("generator", "A function which returns an iterator.", "glossary", 13),
+        ("PEP 484 - Type hints", "The proposal that added the typing module.", "glossary", 16)]
