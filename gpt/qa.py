@@ -212,7 +212,7 @@ def _heading_entries(lines: list[str], paragraphs: list[tuple[int, list[str]]]) 
     entries = []
     for i, para in first_after.items():
         title = heading_title(HEADING.match(lines[i]).group(2))
-        if _QUESTION.match(para[0]) or _list_item(para, 0) or not 0 < len(title) <= MAX_TERM * 2:
+        if _QUESTION.match(para[0]) or definition_list_item(para, 0) or not 0 < len(title) <= MAX_TERM * 2:
             continue
         answer = _bounded("\n".join(para))
         if title.endswith("?"):
@@ -282,10 +282,10 @@ def _indent(line: str) -> int:
     return len(line.expandtabs(4)) - len(line.lstrip())
 
 
-def _list_item(para: list[str], i: int) -> tuple[str, list[str]] | None:
+def definition_list_item(para: list[str], i: int) -> tuple[str, list[str]] | None:
     """(term, definition lines) when para[i] is a term of a definition list: a short name alone on its line, its
     definition on the next lines, indented deeper (reStructuredText, Sphinx's glossary, dictionaries) or opening
-    with ": " (Markdown Extra)."""
+    with ": " (Markdown Extra), at least three words of prose."""
     match = _LIST_TERM.match(para[i]) if i + 1 < len(para) else None
     if not (match and _is_term(match.group("term")) and not match.group("term").endswith((".", ",", ";", "!", "?"))
             and not _LIST_TERM_CODE.search(para[i]) and not _BULLET.match(para[i]) and not _QUESTION.match(para[i])):
@@ -298,6 +298,8 @@ def _list_item(para: list[str], i: int) -> tuple[str, list[str]] | None:
         if _indent(line) <= _indent(para[i]) or _LIST_DEFINITION.match(line):
             break
         body.append(line)
+    if len(body[0].split()) < 3 or _CODE.search(body[0]):
+        return None
     return match.group("term").replace("**", "").replace("`", ""), body
 
 
@@ -305,7 +307,7 @@ def _definition_list_entries(paragraphs: list[tuple[int, list[str]]]) -> list[En
     entries = []
     for start, para in paragraphs:
         for i in range(len(para)):
-            if (item := _list_item(para, i)) and len(item[1][0].split()) >= 3 and not _CODE.search(item[1][0]):
+            if item := definition_list_item(para, i):
                 entries.append(Entry(item[0], _bounded("\n".join(item[1])), "glossary", line=start + i + 1))
     return entries
 

@@ -45,6 +45,7 @@ from gpt.qa import (
     SENTENCE_END,
     TEMPLATES,
     defined_term,
+    definition_list_item,
     glossary_entry,
     heading_title,
     not_an_entry,
@@ -131,11 +132,18 @@ def _pieces(text: str, limit: int) -> list[tuple[int, str]]:
 
 def _paragraph_units(start: int, heading: str, text: str, under: str) -> Iterable[tuple]:
     """The units of one paragraph, as _units yields them, titled by what opens it: the heading right above it
-    (`under`) and an FAQ block's question (the body at its answer); else the term its first definitional
-    sentence defines ("A suite is ..."), the sentences before that sentence a unit of their own, untitled, so
-    that the titled passage opens with the entry it answers."""
+    (`under`) and a definition list's term or an FAQ block's question (the body at its definition or answer);
+    else the term its first definitional sentence defines ("A suite is ..."), the sentences before that sentence
+    a unit of their own, untitled, so that the titled passage opens with the entry it answers."""
     titles = (under,) if under else ()
     lines = text.split("\n")
+    if item := definition_list_item(lines, 0):  # a term on its line, its definition under it: a unit per term
+        term, body = item
+        unit = "\n".join(lines[:1 + len(body)])
+        yield start, heading, unit, (term,), unit.find(body[0].strip(), len(lines[0]))  # not titled by a heading above
+        if len(lines) > 1 + len(body):
+            yield from _paragraph_units(start + 1 + len(body), heading, "\n".join(lines[1 + len(body):]), "")
+        return
     if question := QUESTION_LINE.match(lines[0]):
         at = 0
         for line in lines:
@@ -283,13 +291,18 @@ class PassageIndex:
         return best
 
     def _titled_with(self, subject: str) -> list[int]:
-        """Passages titled `subject`, in text order; else those whose title starts with it as whole words
-        ("generator" -> "Generator functions"), in text order."""
-        if exact := self._titled.get(subject):
-            return exact
+        """Passages titled `subject` (those whose entry opens with the subject first); else those whose title
+        starts with it as whole words ("generator" -> "Generator functions"). In text order."""
         if not subject:
             return []
+        if exact := self._titled.get(subject):  # "Lists are ..." before "The items of a list ..."
+            return sorted(exact, key=lambda i: not self._opens_with(i, subject))
         return sorted(i for key, ids in self._titled.items() if key.startswith(subject + " ") for i in ids)
+
+    def _opens_with(self, i: int, subject: str) -> bool:
+        """Whether passage i's entry opens with the subject ("A list is ...", "Lists are ..."): it says what X is."""
+        entry = _ARTICLE.sub("", self.passages[i].text[self.passages[i].body:].lstrip().casefold())
+        return title_key(" ".join(entry.split()[:len(subject.split())])) == subject
 
     def save(self, path: str | os.PathLike) -> None:
         """JSON with a format name and version, written to a temporary file and renamed into place."""

@@ -267,3 +267,33 @@ def test_grammar_and_sessions_are_not_answers_and_emphasis_marks_the_term():
     assert [(e.term, e.definition) for e in derive_entries(text)][:2] == [
         ("Lambdas", "Lambda expressions create anonymous functions."),
         ("Sessions", "A session shows code and its output.")]
+
+
+def test_definition_list_items_are_passages_titled_with_their_term():
+    """A Sphinx glossary and Markdown Extra's "Term / : definition" give one passage per term, titled with it, its
+    entry starting at the definition, so open-book answers and derived pairs agree; the heading above titles none."""
+    text = ("Glossary\n========\n\n.. glossary::\n\n   decorator\n      A function returning another function,\n"
+            "      applied with the @wrapper syntax.\n\n"
+            "Monstera\n: A genus of flowering plants in the arum family.\n"
+            "Ficus\n: A genus of woody trees and shrubs.\n")
+    titled = [(p.text, p.titles, p.line) for p in passages_of(text, "g.rst") if p.titles]
+    assert titled == [
+        ("Glossary\n   decorator\n      A function returning another function,\n"
+         "      applied with the @wrapper syntax.",
+         ("decorator",), 6),
+        ("Glossary\nMonstera\n: A genus of flowering plants in the arum family.", ("Monstera",), 10),
+        ("Glossary\nFicus\n: A genus of woody trees and shrubs.", ("Ficus",), 12)]
+    index = PassageIndex.build([("g.rst", text)])
+    for entry in derive_entries(text):
+        assert open_book(index, f"What is {entry.term}?", 128).answer == entry.definition
+
+
+def test_among_passages_titled_with_the_subject_the_one_that_opens_with_it_comes_first():
+    text = ("Sequences\n   The items of a list are arbitrary objects, in order.\n\n"
+            "## Lists\n\nLists are mutable sequences of items, in order.\n")
+    index = PassageIndex.build([("types.md", text)])
+    assert [p.titles for p in index.passages] == [("Sequences",), ("Lists",)]
+    text = text.replace("Sequences\n", "Lists\n")
+    index = PassageIndex.build([("types.md", text)])
+    assert [p.titles for p in index.passages] == [("Lists",), ("Lists",)]
+    assert open_book(index, "What is a list?", 128).answer == "Lists are mutable sequences of items, in order."
