@@ -16,6 +16,16 @@ import torch.nn as nn
 from gpt.config import Config, ConfigError
 
 EMBEDDINGS = {"wte.weight", "wpe.weight", "lm_head.weight"}
+MIN_CAPPED_STEPS = 200  # train.max_epochs never ends a run sooner: a few KB of notes make 12 passes in 2 steps
+
+
+def passes_cap(cfg: Config, text_tokens: int, tokens_per_step: int) -> int:
+    """How many tokens a run may see under train.max_epochs (0: no cap): that many passes over the text, or
+    MIN_CAPPED_STEPS steps if that is more. Passes guard a small corpus against overfitting; a tiny one
+    (a notes folder) needs steps to learn anything, and its questions need it to memorise."""
+    if not cfg.train.max_epochs or not text_tokens:
+        return 0
+    return max(round(cfg.train.max_epochs * text_tokens), MIN_CAPPED_STEPS * tokens_per_step)
 
 
 def lr_multiplier(cfg: Config, step: int, progress: float) -> float:

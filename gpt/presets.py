@@ -16,7 +16,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # passes): stochastic depth 0.2 with weight decay 1.0 validated better than dropout 0.1 and skips
     # work where dropout adds it. At most 12 passes over the text: past that validation got worse, so a
     # faster machine stops there, its lr decayed, instead of overfitting inside the same 200 s
-    # (benchmarks/README.md).
+    # (benchmarks/README.md); never before gpt.optim.MIN_CAPPED_STEPS steps, which a tiny corpus needs.
     "cpu": {
         "tokenizer.vocab_size": 1024,
         "model.n_layer": 4, "model.n_head": 4, "model.n_embd": 256, "model.block_size": 128,

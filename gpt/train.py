@@ -30,7 +30,7 @@ from gpt.evaluate import evaluate
 from gpt.files import RunLock
 from gpt.metrics import Metrics, ProgressLine, guarded
 from gpt.model import IGNORE_INDEX
-from gpt.optim import build_optimizers, lr_multiplier, set_lr
+from gpt.optim import MIN_CAPPED_STEPS, build_optimizers, lr_multiplier, passes_cap, set_lr
 from gpt.run_setup import batch_source, build_model, commit_run, prepare_run
 from gpt.runtime import (
     StopRequest,
@@ -118,8 +118,8 @@ class Trainer:
                  f"{m.num_params() / 1e6:.2f}M parameters ({m.wte.weight.numel() / 1e6:.2f}M in the token embedding"
                  f"{', tied to the LM head' if cfg.model.tie_embeddings else ''})")
         budget = f", time budget {tr.max_time:.0f}s" if tr.max_time else ""
-        if tr.max_epochs and self.data is not None:
-            budget += f", {tr.max_epochs:g} passes over the text ({tr.max_epochs * len(self.data.train):,.0f} tokens)"
+        if cap := passes_cap(cfg, len(self.data.train) if self.data is not None else 0, self.tokens_per_step):
+            budget += f", {tr.max_epochs:g} passes over the text or {MIN_CAPPED_STEPS} steps, the more ({cap:,} tokens)"
         warmup = tr.warmup_iters if tr.warmup_iters >= 0 else "2% of the run"
         data = f"{len(self.data.train):,} tokens, val {len(self.data.val):,} tokens" if self.data is not None else ""
         if self.chat_conversations:
@@ -137,11 +137,11 @@ class Trainer:
         """How far the run is, by whichever limit comes first: steps, the time budget, passes over the data.
 
         The epoch cap keeps a faster machine from overfitting a small corpus inside the same time budget:
-        the run (and its lr decay) ends after max_epochs passes however fast the steps are.
+        the run (and its lr decay) ends after max_epochs passes (optim.passes_cap) however fast the steps are.
         """
-        tr, text = self.cfg.train, len(self.data.train) if self.data is not None else 0
+        tr, cap = self.cfg.train, passes_cap(self.cfg, len(self.data.train) if self.data else 0, self.tokens_per_step)
         return max(self.step / tr.max_iters, self.elapsed / tr.max_time if tr.max_time else 0.0,
-                   self.tokens_seen / (tr.max_epochs * text) if tr.max_epochs and text else 0.0)
+                   self.tokens_seen / cap if cap else 0.0)
 
     def train_step(self) -> float:
         """One optimizer step over grad_accum micro-batches; returns the loss per target token.

@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -248,15 +249,21 @@ def test_fine_tune_from_a_run_and_from_its_hugging_face_export(corpus_file, tmp_
     assert all(b[s] == pytest.approx(a[s], abs=1e-4) for s in (1, 2, 3))  # the same weights, the same run
 
 
-def test_epoch_cap_ends_the_run_after_that_many_passes(corpus_file, tmp_path):
+@pytest.mark.parametrize("floor", [1, "more"])
+def test_epoch_cap_ends_the_run_after_that_many_passes_or_the_minimum_steps(corpus_file, tmp_path, monkeypatch,
+                                                                            floor):
+    """A run ends after max_epochs passes over the text, unless that is fewer than optim.MIN_CAPPED_STEPS steps
+    (a tiny notes folder makes its passes in a step or two): then it makes those steps."""
+    import gpt.optim
     cfg = resolve(preset="tiny", overrides={"data.input": [str(corpus_file)], "train.max_iters": 100000,
                                             "train.max_epochs": 0.5, "train.eval_interval": 100000,
                                             "train.ckpt_interval": 100000, "train.sample_tokens": 0})
+    passes = math.ceil(0.5 * Path(corpus_file).stat().st_size / 256)  # more than the passes take (token >= byte)
+    monkeypatch.setattr(gpt.optim, "MIN_CAPPED_STEPS", 1 if floor == 1 else passes + 7)
     trainer = Trainer(cfg, tmp_path / "run", progress=False, log=lambda *a: None)
     trainer.run()
     expected = math.ceil(0.5 * len(trainer.data.train) / trainer.tokens_per_step)
-    assert trainer.step == expected
-    assert trainer.progress_fraction() >= 1.0
+    assert trainer.step == (expected if floor == 1 else passes + 7) and trainer.progress_fraction() >= 1.0
 
 
 @pytest.mark.parametrize("last_is_better", [False, True])
