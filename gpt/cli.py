@@ -7,6 +7,7 @@ Heavy modules are imported inside each command so `gpt --help` is instant.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -222,16 +223,12 @@ def _chat_history(path: Path):
         import readline
     except ImportError:  # e.g. Windows: plain input()
         return lambda: None
-    try:
+    with contextlib.suppress(OSError):
         readline.read_history_file(path)
-    except OSError:
-        pass
 
     def save() -> None:
-        try:
+        with contextlib.suppress(OSError):
             readline.write_history_file(path)
-        except OSError:
-            pass
     return save
 
 
@@ -286,16 +283,18 @@ def cmd_ask(args: argparse.Namespace, extra: list[str]) -> int:
         print(f"note: {args.out} is a base run without a chat format; answering as the continuation of "
               "'User: ...\nAssistant:'", file=sys.stderr)
     system = [{"role": "system", "content": args.system}] if args.system else []
-    question, quote = args.question, None
+    question, quote, shown = args.question, None, []
     if index is not None:  # open-book: the prompt the run's open-book questions were trained in (retrieval.open_book)
         book = asked_open_book(gen, index, args.question, args.passages, system)
-        question = book.prompt
-        for h in book.passages:
-            print(f"source: {h.source}:{h.line}", file=sys.stderr)
+        question, shown = book.prompt, book.passages
+        if not shown:
+            print("note: no passage matches the question; the answer comes from the model alone", file=sys.stderr)
     messages = [*system, {"role": "user", "content": question}]
-    if index is not None and book.passages and not args.free:  # the answer: sentences copied from them (Quote)
-        quote = gen.quote(messages, list(book.shown), [p.body for p in book.passages])
+    if shown and not args.free:  # the answer: sentences copied from the passages (Quote)
+        quote = gen.quote(messages, list(book.shown), [p.body for p in shown])
     _write_stream(gen.stream_chat(messages, opts, constraint=quote))
+    for h in shown if quote is None else shown[quote.copied_from() or 0:][:1]:  # a quote: the passage it is from
+        print(f"source: {h.source}:{h.line}", file=sys.stderr)
     return 0
 
 

@@ -11,6 +11,7 @@ out of given token sequences (an open-book answer quoted from its passage), then
 
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
@@ -68,8 +69,8 @@ class Quote:
     `start_at` says otherwise); after it, exactly the tokens that continue some occurrence, or an end. A span
     never runs from one source into the next, and a span that reaches the end of its source can only end.
     `bare` maps a source token to the same text without its leading space (" person" -> "person"): a reply's
-    first token has none, since the reply is tokenized on its own, so it may start with the bare form of a
-    token. Per source, `start_at` lists the tokens a quote may start at and `end_after` those it may end
+    first token has none, since the reply is tokenized on its own, so it starts with the bare form where there is
+    one. Per source, `start_at` lists the tokens a quote may start at and `end_after` those it may end
     after (the source's last always); None: any. Each step costs O(occurrences).
     """
 
@@ -81,18 +82,17 @@ class Quote:
         self.ids: list[int] = []  # the sources back to back, -1 after each: no token continues past a source
         self.stops: set[int] | None = None if end_after is None else set()  # positions a quote may end before
         first: list[int] = []  # positions a quote may start at
+        self.source_starts: list[int] = []  # where each source starts in self.ids
         for n, source in enumerate(sources):
+            self.source_starts.append(len(self.ids))
             first += [len(self.ids) + i for i in (range(len(source)) if start_at is None else start_at[n])]
             if self.stops is not None:
                 self.stops |= {len(self.ids) + i + 1 for i in (*end_after[n], len(source) - 1)}
             self.ids += [*source, -1]
         bare = bare or {}
         self.starts: dict[int, list[int]] = defaultdict(list)  # first token -> positions its span continues at
-        for p in first:
-            token = self.ids[p]
-            self.starts[token].append(p + 1)
-            if bare.get(token, token) != token:
-                self.starts[bare[token]].append(p + 1)
+        for p in first:  # as the reply starts: " person" as "person" where the vocabulary has it
+            self.starts[bare.get(self.ids[p], self.ids[p])].append(p + 1)
         self.active: list[int] | None = None  # None: nothing copied yet
         self.ended = False
 
@@ -104,6 +104,10 @@ class Quote:
             return sorted(self.starts) or self.end_ids  # no source token at all: only an (empty) end
         can_end = self.stops is None or not self.stops.isdisjoint(self.active)
         return sorted({self.ids[p] for p in self.active if self.ids[p] >= 0} | set(self.end_ids if can_end else ()))
+
+    def copied_from(self) -> int | None:
+        """The index of the source the quote copies (the first, if its span is in several); None before it starts."""
+        return bisect.bisect_right(self.source_starts, self.active[0] - 1) - 1 if self.active else None
 
     def advance(self, token: int) -> None:
         """Take `token` (one of allowed()) as the next token of the reply."""

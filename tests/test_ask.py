@@ -134,17 +134,20 @@ def test_open_book_answers_are_quoted_from_the_passages_unless_free(qa_file, tmp
             "--train.max_iters", "20", "--train.sample_tokens", "0", check=True)
     notes = tmp_path / "notes.md"
     notes.write_text(NOTES)
-    flat = " ".join(NOTES.split())
     question = TRAINED[0][0]
     proc = run_gpt("ask", question, "--out", str(chat_run), "--source", str(notes), check=True)
-    assert f"source: {notes}:" in proc.stderr
-    assert proc.stdout.strip() and proc.stdout.strip() in flat, proc.stdout
+    (source,) = proc.stderr.splitlines()  # a quote: the one passage it comes from, named after it
+    line = int(source.removeprefix(f"source: {notes}:"))
+    assert proc.stdout.strip() and proc.stdout.strip() in NOTES.splitlines()[line - 1], (proc.stdout, line)
     free = run_gpt("ask", question, "--out", str(chat_run), "--source", str(notes), "--free", check=True)
+    nothing = run_gpt("ask", "What is a zyzzyva?", "--out", str(chat_run), "--source", str(notes), check=True)
+    assert nothing.stderr.startswith("note: no passage matches the question") and "source:" not in nothing.stderr
     from gpt.generate import Generator
     from gpt.retrieval import PassageIndex, asked_open_book
     gen = Generator(chat_run, "cpu")
     index = PassageIndex.build([notes])
     book = asked_open_book(gen, index, question)
+    assert free.stderr.splitlines() == [f"source: {notes}:{p.line}" for p in book.passages]  # all it was shown
     messages = [{"role": "user", "content": book.prompt}]
     assert free.stdout == "".join(gen.stream_chat(messages, gen.options(temperature=0))) + "\n"
     for question, _ in QA:  # greedy and sampled, every question: a span of one shown passage

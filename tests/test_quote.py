@@ -59,9 +59,10 @@ def test_a_span_never_runs_from_one_passage_into_the_next():
     assert quote.allowed() == [END]
 
 
-def test_the_first_token_may_be_the_bare_form_of_a_spaced_passage_token():
+def test_a_quote_starts_with_the_bare_form_of_a_spaced_passage_token():
+    """A reply is tokenized on its own, without a leading space: " person" starts a quote as "person"."""
     quote = Quote([PASSAGE], {END}, bare={11: 51})  # 11 is " person", 51 is "person"
-    assert quote.allowed() == [10, 11, 12, 13, 14, 51]
+    assert quote.allowed() == [10, 12, 13, 14, 51]
     quote.advance(51)
     assert quote.allowed() == [12, 13, END]
     quote.advance(12)
@@ -71,7 +72,7 @@ def test_the_first_token_may_be_the_bare_form_of_a_spaced_passage_token():
 
 def test_starts_and_ends_can_be_limited_to_given_tokens():
     quote = Quote([PASSAGE, [20, 21]], {END}, bare={13: 53}, start_at=[[0, 5], [1]], end_after=[[2], []])
-    assert quote.allowed() == [10, 13, 21, 53]  # PASSAGE[0], PASSAGE[5] (or its bare form), the second's [1]
+    assert quote.allowed() == [10, 21, 53]  # PASSAGE[0], PASSAGE[5] in its bare form, the second's [1]
     quote.advance(10)
     assert quote.allowed() == [11]  # only the first "10" may start: "10 11" at 3 is not a start
     quote.advance(11)
@@ -79,6 +80,15 @@ def test_starts_and_ends_can_be_limited_to_given_tokens():
     quote.advance(12)
     assert quote.allowed() == [10, END]  # PASSAGE[2] ends a sentence
     assert taken(Quote([PASSAGE], {END}, start_at=[[5]], end_after=[[]]), [13, 14]).allowed() == [END]  # last
+
+
+def test_copied_from_names_the_passage_the_quote_comes_from():
+    sources = [[1, 2, 3], [4, 5, 6], [2, 3, 7]]
+    assert Quote(sources, {END}).copied_from() is None
+    assert taken(Quote(sources, {END}), [5, 6, END]).copied_from() == 1
+    assert taken(Quote(sources, {END}), [3, 7]).copied_from() == 2
+    assert taken(Quote(sources, {END}), [2, 3]).copied_from() == 0  # in two passages: the first
+    assert taken(Quote(sources, {END}, bare={4: 54}), [54]).copied_from() == 1
 
 
 def test_mask_keeps_exactly_the_allowed_logits():
