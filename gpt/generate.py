@@ -225,9 +225,9 @@ class Generator:
         bounds = [sentence_bounds(self.tokenizer, s, body) for s, body in zip(sources, bodies)]
         return Quote(sources, end_ids, bare, [b[0] for b in bounds], [b[1] for b in bounds])
 
-    def chat(self, messages: list[dict], opts: SampleConfig) -> Completion:
+    def chat(self, messages: list[dict], opts: SampleConfig, constraint: Constraint | None = None) -> Completion:
         info: dict = {}
-        text = "".join(self.stream_chat(messages, opts, info))
+        text = "".join(self.stream_chat(messages, opts, info, constraint))
         return Completion(text.strip(), info["finish_reason"], info["prompt_tokens"], info["completion_tokens"])
 
     def batch(self, prompts: list[str], opts: SampleConfig) -> list[str]:

@@ -2,6 +2,10 @@
 
 Endpoints: POST /v1/completions, POST /v1/chat/completions (``stream: true`` sends server-sent
 events), GET /v1/models, GET /health, and GET / (a chat page for the browser, gpt/web/chat.html).
+A run trained to answer from its text (it has passages.json) answers chat questions as `gpt ask` does: the
+last user message's passages retrieved into the prompt, the reply quoted from them, and the passage it
+came from named in the response's extra "sources" field (in the last chunk when streaming); --closed
+serves the weights alone.
 Concurrency: one model, requests take turns under the Generator's lock (no batching queue), so
 concurrent requests never share a KV cache. Generation runs in a worker thread; a client that
 disconnects mid-stream cancels its generation and frees the lock. Every bad request is a 400 with an
@@ -31,6 +35,8 @@ from gpt.chat import check_messages
 from gpt.config import SampleConfig
 from gpt.errors import GPTError
 from gpt.generate import Completion, Generator, plain_chat_prompt
+from gpt.retrieval import PassageIndex, asked_open_book, passages_to_ask
+from gpt.sampling import Quote
 
 MAX_TOKENS_LIMIT = 4096  # new tokens per choice
 MAX_CHOICES = 16  # prompts x n in one request
@@ -106,6 +112,12 @@ def chat_choice(i: int, c: Completion) -> dict:
             "finish_reason": c.finish_reason}
 
 
+def sources(shown: list, *quotes: Quote | None) -> list[dict]:
+    """The passages answers came from, as the extra "sources" field: each quoted one once (a free answer: all)."""
+    used = sorted({q.copied_from() or 0 for q in quotes if q is not None}) or range(len(shown))
+    return [{"source": shown[i].source, "line": shown[i].line} for i in used]
+
+
 def seeded(opts: SampleConfig, i: int) -> SampleConfig:
     """The i-th of n choices: seed + i, so a seeded request's choices differ but repeat (0 stays random)."""
     return dataclasses.replace(opts, seed=opts.seed + i if opts.seed else 0)
@@ -116,8 +128,8 @@ def seeded(opts: SampleConfig, i: int) -> SampleConfig:
 class Service:
     """Request handling around one Generator: validation, bounded work, streaming pieces from a thread."""
 
-    def __init__(self, generator: Generator):
-        self.generator = generator
+    def __init__(self, generator: Generator, passages: PassageIndex | None = None):
+        self.generator, self.passages = generator, passages
         self.requests = 0
         self.count_lock = threading.Lock()
 
@@ -193,14 +205,16 @@ class Service:
                                         "finish_reason": info.get("finish_reason", "length")}]})
         yield sse("[DONE]")
 
-    async def stream_chat(self, messages: list[dict], opts: SampleConfig, model: str) -> AsyncIterator[str]:
-        base, info = envelope("chat.completion.chunk", model), {}
+    async def stream_chat(self, messages: list[dict], opts: SampleConfig, model: str,
+                          quote: Callable[[], Quote] | None = None, shown: list = ()) -> AsyncIterator[str]:
+        base, info, constraint = envelope("chat.completion.chunk", model), {}, quote() if quote else None
         yield sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
                                         "finish_reason": None}]})
-        async for piece in self.pieces(lambda i: self.generator.stream_chat(messages, opts, i), info):
+        async for piece in self.pieces(lambda i: self.generator.stream_chat(messages, opts, i, constraint), info):
             yield sse({**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
         finish = info.get("finish_reason", "length")
-        yield sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+        yield sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}],
+                   **({"sources": sources(shown, constraint)} if shown else {})})
         yield sse("[DONE]")
 
     async def completions(self, req: CompletionRequest):
@@ -224,14 +238,31 @@ class Service:
         messages = [m.model_dump() for m in req.messages]
         opts = self.options(req, req.max_completion_tokens or req.max_tokens or 256, req.n)
         self.check_conversation(messages)
+        messages, quote, shown = self.open_book(messages)
+        if shown and "temperature" not in req.model_fields_set:
+            opts = dataclasses.replace(opts, temperature=0.0)  # a quote, as gpt ask gives it: greedy
         if req.stream:
             if req.n != 1:
                 raise APIError(400, "stream supports n = 1", "invalid_value", "stream")
-            return StreamingResponse(self.stream_chat(messages, opts, req.model), media_type="text/event-stream")
-        done = []
+            return StreamingResponse(self.stream_chat(messages, opts, req.model, quote, shown),
+                                     media_type="text/event-stream")
+        done, quotes = [], [quote() if quote else None for _ in range(req.n)]
         for i in range(req.n):
-            done.append(await run_in_threadpool(self.generator.chat, messages, seeded(opts, i)))
-        return build_response("chat.completion", req.model, done, chat_choice)
+            done.append(await run_in_threadpool(self.generator.chat, messages, seeded(opts, i), quotes[i]))
+        return {**build_response("chat.completion", req.model, done, chat_choice),
+                **({"sources": sources(shown, *quotes)} if shown else {})}
+
+    def open_book(self, messages: list[dict]) -> tuple[list[dict], Callable[[], Quote] | None, list]:
+        """With the run's passages, the last user message asked as `gpt ask` asks it: (messages with the passages
+        in that message, a maker of the constraint that quotes them, the passages); else the messages as they are."""
+        if self.passages is None or messages[-1]["role"] != "user" or not self.generator.chat_format:
+            return messages, None, []
+        book = asked_open_book(self.generator, self.passages, messages[-1]["content"], system=messages[:-1])
+        if not book.passages:
+            return messages, None, []
+        asked = [*messages[:-1], {"role": "user", "content": book.prompt}]
+        return asked, lambda: self.generator.quote(asked, list(book.shown), [p.body for p in book.passages]), \
+            book.passages
 
     def check_conversation(self, messages: list[dict]) -> None:
         """Roles, content and length, through the run's chat format (or the plain prompt of a base run)."""
@@ -272,8 +303,8 @@ async def on_http_error(request: Request, exc: StarletteHTTPException):
     return error_response(exc.status_code, str(exc.detail), "not_found" if exc.status_code == 404 else "http_error")
 
 
-def create_app(generator: Generator, api_key: str | None = None) -> FastAPI:
-    service = Service(generator)
+def create_app(generator: Generator, api_key: str | None = None, passages: PassageIndex | None = None) -> FastAPI:
+    service = Service(generator, passages)
     app = FastAPI(title="gpt", version="1")
     app.state.service = service
     app.add_exception_handler(APIError, on_api_error)
@@ -307,11 +338,13 @@ def create_app(generator: Generator, api_key: str | None = None) -> FastAPI:
 
 
 def serve(run_dir: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
-          device: str = "auto") -> None:
-    """Load the run and serve it until Ctrl-C; a port in use is a one-line error."""
+          device: str = "auto", closed: bool = False) -> None:
+    """Load the run and serve it until Ctrl-C; a port in use is a one-line error. The run's passages, unless
+    `closed`, are what chat questions are answered from."""
     import socket
 
     import uvicorn
+    passages = passages_to_ask(run_dir, None, closed)
     generator = Generator(run_dir, device)
     with socket.socket() as probe:  # uvicorn would log a traceback and exit 1; say it plainly instead
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -319,7 +352,8 @@ def serve(run_dir: str, host: str = "127.0.0.1", port: int = 8000, api_key: str 
             probe.bind((host, port))
         except OSError as exc:
             raise GPTError(f"cannot listen on {host}:{port}: {exc.strerror}", 2) from None
-    app = create_app(generator, api_key)
+    app = create_app(generator, api_key, passages)
+    book = f"; chat answers quoted from {len(passages.passages):,} passages of its text" if passages else ""
     print(f"serving {run_dir} as model '{generator.name}' on http://{host}:{port}/v1 "
-          f"({'API key required' if api_key else 'no API key'}); Ctrl-C to stop", flush=True)
+          f"({'API key required' if api_key else 'no API key'}{book}); Ctrl-C to stop", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

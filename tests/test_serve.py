@@ -91,3 +91,40 @@ def test_bounded_load(server):
     assert statuses == [200] * 200
     with urllib.request.urlopen(server + "/health", timeout=5) as resp:
         assert json.loads(resp.read())["status"] == "ok"
+
+
+NOTES = "".join(f"{name}: {text}\n" for name, text in [
+    ("Monstera", "a climbing plant with split leaves."), ("Pothos", "a trailing vine for low light."),
+    ("Fern", "a plant that spreads by spores."), ("Cactus", "a succulent that stores water."),
+    ("Orchid", "a flower that grows on trees."), ("Basil", "a herb that loves the sun."),
+    ("Ivy", "a climber that clings to walls."), ("Aloe", "a succulent with a soothing gel."),
+    ("Bamboo", "a grass that grows very fast."), ("Tulip", "a bulb that flowers in spring."),
+    ("Moss", "a small plant without roots."), ("Palm", "a tree with a crown of leaves.")])
+
+
+def test_chat_answers_are_quoted_from_the_runs_passages_and_name_their_source(tmp_path):
+    """As `gpt ask` does: the question's passages in the prompt, the reply quoted from them, the passage named in
+    an extra "sources" field (in the last chunk of a stream); --closed serves the weights alone."""
+    notes, run = tmp_path / "glossary.txt", tmp_path / "run"
+    notes.write_text(NOTES)
+    run_gpt("train", *TINY, "--input", str(notes), "--out", str(run), "--model.block_size", "128",
+            "--train.max_iters", "20", "--train.sample_tokens", "0", check=True)
+    messages = [{"role": "user", "content": "What is Ivy?"}]
+    proc, base = start_server(run)
+    try:
+        client = openai.OpenAI(base_url=base + "/v1", api_key="x", max_retries=0, timeout=60)
+        out = client.chat.completions.create(model="gpt", messages=messages, max_tokens=40)
+        answer, (source,) = out.choices[0].message.content, out.model_extra["sources"]
+        assert source["source"] == str(notes) and answer and answer in NOTES.splitlines()[source["line"] - 1]
+        chunks = list(client.chat.completions.create(model="gpt", messages=messages, max_tokens=40, stream=True))
+        assert "".join(c.choices[0].delta.content or "" for c in chunks).strip() == answer  # greedy both times
+        assert chunks[-1].model_extra["sources"] == [source]
+    finally:
+        stop_server(proc)
+    proc, base = start_server(run, "--closed")
+    try:
+        client = openai.OpenAI(base_url=base + "/v1", api_key="x", max_retries=0, timeout=60)
+        out = client.chat.completions.create(model="gpt", messages=messages, max_tokens=10)
+        assert "sources" not in (out.model_extra or {})
+    finally:
+        stop_server(proc)

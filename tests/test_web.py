@@ -170,3 +170,22 @@ def test_errors_stop_and_new_chat(server, browser):
     start = time.time()  # the aborted generation gave the model back: the next request need not wait for it
     chat_reference(server, {"model": "plants", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4})
     assert time.time() - start < 3
+
+
+def test_an_answer_quoted_from_the_runs_text_shows_its_source(browser, tmp_path):
+    from .test_serve import NOTES
+    notes, run = tmp_path / "glossary.txt", tmp_path / "run"
+    notes.write_text(NOTES)
+    run_gpt("train", *TINY, "--input", str(notes), "--out", str(run), "--model.block_size", "128",
+            "--train.max_iters", "20", "--train.sample_tokens", "0", check=True)
+    proc, base = start_server(run)
+    try:
+        browser.get(base + "/")
+        wait(browser, lambda d: by_id(d, "model").text == "run")
+        ask(browser, "What is Ivy?")
+        (source,) = bubbles(browser, "sources")
+        line = int(source.removeprefix(f"source: {notes}:"))
+        assert answer_text(browser).strip() in NOTES.splitlines()[line - 1]  # the answer, without its source
+        assert stored(browser)[-1] == {"role": "assistant", "content": answer_text(browser)}
+    finally:
+        stop_server(proc)
