@@ -8,6 +8,8 @@ same fact in several renderings, in shuffled order. This module finds the facts,
 
 - markdown headings with text under them:  ``## Monstera`` + paragraph  -> "What is Monstera?"
 - glossary lines: ``Term: definition``, ``Term - definition``, ``Term — definition``
+- definition lists: a term alone on its line, its definition under it indented (reStructuredText, Sphinx's
+  glossary) or after ``: `` (Markdown Extra)
 - FAQ blocks: ``Q:``/``A:`` or ``Question:``/``Answer:`` (answers may span lines)
 - definitional sentences at a sentence start: "A monstera is a ..." -> "What is a monstera?"
 
@@ -279,7 +281,7 @@ def defined_term(sentence: str) -> str | None:
 
 
 def _indent(line: str) -> int:
-    return len(line.expandtabs(4)) - len(line.lstrip())
+    return len(line[:len(line) - len(line.lstrip())].expandtabs(4))
 
 
 def definition_list_item(para: list[str], i: int) -> tuple[str, list[str]] | None:

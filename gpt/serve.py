@@ -207,7 +207,8 @@ class Service:
 
     async def stream_chat(self, messages: list[dict], opts: SampleConfig, model: str,
                           quote: Callable[[], Quote] | None = None, shown: list = ()) -> AsyncIterator[str]:
-        base, info, constraint = envelope("chat.completion.chunk", model), {}, quote() if quote else None
+        base, info = envelope("chat.completion.chunk", model), {}
+        constraint = await run_in_threadpool(quote) if quote else None
         yield sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
                                         "finish_reason": None}]})
         async for piece in self.pieces(lambda i: self.generator.stream_chat(messages, opts, i, constraint), info):
@@ -238,7 +239,7 @@ class Service:
         messages = [m.model_dump() for m in req.messages]
         opts = self.options(req, req.max_completion_tokens or req.max_tokens or 256, req.n)
         self.check_conversation(messages)
-        messages, quote, shown = self.open_book(messages)
+        messages, quote, shown = await run_in_threadpool(self.open_book, messages)  # retrieval off the event loop
         if shown and "temperature" not in req.model_fields_set:
             opts = dataclasses.replace(opts, temperature=0.0)  # a quote, as gpt ask gives it: greedy
         if req.stream:
@@ -246,7 +247,7 @@ class Service:
                 raise APIError(400, "stream supports n = 1", "invalid_value", "stream")
             return StreamingResponse(self.stream_chat(messages, opts, req.model, quote, shown),
                                      media_type="text/event-stream")
-        done, quotes = [], [quote() if quote else None for _ in range(req.n)]
+        done, quotes = [], [await run_in_threadpool(quote) if quote else None for _ in range(req.n)]
         for i in range(req.n):
             done.append(await run_in_threadpool(self.generator.chat, messages, seeded(opts, i), quotes[i]))
         return {**build_response("chat.completion", req.model, done, chat_choice),
@@ -261,8 +262,10 @@ class Service:
         if not book.passages:
             return messages, None, []
         asked = [*messages[:-1], {"role": "user", "content": book.prompt}]
-        return asked, lambda: self.generator.quote(asked, list(book.shown), [p.body for p in book.passages]), \
-            book.passages
+
+        def quote() -> Quote:  # one per choice: a Quote follows one reply
+            return self.generator.quote(asked, list(book.shown), [p.body for p in book.passages])
+        return asked, quote, book.passages
 
     def check_conversation(self, messages: list[dict]) -> None:
         """Roles, content and length, through the run's chat format (or the plain prompt of a base run)."""
