@@ -14,6 +14,7 @@ definitions; see gpt/qa.py), a run also trains on:
 
 from __future__ import annotations
 
+import bisect
 import random
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -24,13 +25,25 @@ from gpt.config import Config
 from gpt.conversations import fits_window
 from gpt.data import read_documents
 from gpt.files import atomic_write
-from gpt.qa import DEFINITION, LEADING_ARTICLE, TERM_KINDS, Entry, QAError, QAPair, bare_term, derive_pairs, term_of
+from gpt.qa import (
+    DEFINITION,
+    LEADING_ARTICLE,
+    SENTENCE_END,
+    TERM_KINDS,
+    Entry,
+    QAError,
+    QAPair,
+    bare_term,
+    derive_pairs,
+    term_of,
+)
 from gpt.retrieval import PassageIndex, open_book
 
 MIN_PAIRS = 10  # fewer facts than this: the text has no structure worth a recipe
 MAX_CHARS = 64 << 20  # derive from the first 64 MB of text: enough facts, bounded time
 OPEN_BOOK_SHARE = 1.0  # open-book conversations per derived question (a seeded sample when below 1)
 RENDERINGS = 2  # extra renderings of the entries added to the text
+MIN_WORDS = 5  # a closed-book answer cut to fit the context keeps at least this many words
 FORMS = ("heading", "colon", "dash", "sentence")  # renderings of a term entry that gpt.qa reads back
 FAQ_FORMS = ("qa", "question", "heading")  # renderings of a question entry
 
@@ -65,20 +78,40 @@ def conversations(pairs: list[QAPair], index: PassageIndex, cfg: Config, share: 
     An open-book conversation is kept when the best passage retrieved is the pair's own entry (its first
     sentence starts the pair's answer): the model is taught to copy the right passage, not a neighbour's.
     With the run's tokenizer, each is checked to fit the context as gpt ask --source checks it
-    (Generator.fits); without, the room is counted in characters only.
+    (Generator.fits), and a closed-book answer too long for it is cut to its first sentences that fit;
+    without, the room is counted in characters only.
     """
-    chats = [[{"role": "user", "content": p.question}, {"role": "assistant", "content": p.answer}] for p in pairs]
+    fits = None if tokenizer is None else lambda text, answer: fits_window(render(tokenizer, [
+        {"role": "user", "content": text}, {"role": "assistant", "content": answer}])[0], cfg.model.block_size)
+    chats = [[{"role": "user", "content": p.question}, {"role": "assistant", "content": fitted_answer(p, fits)}]
+             for p in pairs]
     if not pairs:
         return chats
     rng = random.Random(cfg.train.seed)
-    fits = None if tokenizer is None else lambda text, answer: fits_window(render(tokenizer, [
-        {"role": "user", "content": text}, {"role": "assistant", "content": answer}])[0], cfg.model.block_size)
     asked = pairs * int(share) + rng.sample(pairs, round(len(pairs) * (share % 1)))
     for p in asked:
         book = open_book(index, p.question, cfg.model.block_size, fits=fits)
         if book.answer and " ".join(p.answer.split()).startswith(book.answer):
             chats.append([{"role": "user", "content": book.prompt}, {"role": "assistant", "content": book.answer}])
     return chats
+
+
+def fitted_answer(pair: QAPair, fits: Callable[[str, str], bool] | None) -> str:
+    """The pair's answer, or when its conversation does not fit the context, its first sentences that do (its
+    first words, MIN_WORDS at least, if not even one sentence fits): a long entry still teaches its question,
+    in the text's own words. Without `fits`, the answer as it is."""
+    if fits is None or fits(pair.question, pair.answer):
+        return pair.answer
+    sentences = SENTENCE_END.split(pair.answer)
+    for n in range(len(sentences) - 1, 0, -1):
+        if fits(pair.question, answer := " ".join(sentences[:n])):
+            return answer
+    words = sentences[0].split()  # the longest prefix that fits, by bisection: a longer one never fits if this does not
+    first_too_long = bisect.bisect_left(range(MIN_WORDS, len(words)), True,
+                                        key=lambda n: not fits(pair.question, " ".join(words[:n])))
+    if first_too_long == 0:  # not even MIN_WORDS: the whole answer, which packing then skips as too long
+        return pair.answer
+    return " ".join(words[:MIN_WORDS + first_too_long - 1])
 
 
 def augmentation_file(pairs: list[QAPair], cache_dir: Path, seed: int) -> Path:

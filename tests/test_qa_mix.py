@@ -148,9 +148,12 @@ def test_gpt_qa_writes_pairs_and_refuses_notes_without_structure(notes, tmp_path
 
 
 def test_questions_too_long_for_the_context_leave_the_text_to_train_on(tmp_path):
-    """Derived questions that cannot fit the context are not the user's error: the run trains on the text."""
+    """Derived questions that cannot fit the context, even cut to their first words, are not the user's error:
+    the run trains on the text."""
     notes = tmp_path / "long.md"
-    notes.write_text("".join(f"## Term{i}\n\nTerm{i} is a long definition that runs on well past the few tokens "
+    import hashlib  # random words: no vocabulary packs five of them into a tiny context
+    words = [" ".join(hashlib.sha256(f"{i} {j}".encode()).hexdigest() for j in range(5)) for i in range(40)]
+    notes.write_text("".join(f"## Term{i}\n\nTerm{i} is {words[i]} that runs on well past the few tokens "
                              f"of a tiny context, sentence after sentence, word after word.\n\n" for i in range(40)))
     proc = run_gpt("train", *TINY, "--input", str(notes), "--out", str(tmp_path / "run"), "--train.max_iters", "3",
                    "--train.sample_tokens", "0", check=True)
@@ -190,3 +193,30 @@ def test_pairs_from_jsonl_augment_like_fresh_ones(tmp_path):
     write_jsonl(pairs, tmp_path / "qa.jsonl")
     assert augmented_text(read_jsonl(tmp_path / "qa.jsonl"), 3, 1) == augmented_text(pairs, 3, 1)
     assert QAPair("Q", "A", "", "faq") == QAPair("Q", "A", "", "faq", 0)
+
+
+def test_a_closed_book_answer_too_long_for_the_context_is_cut_to_its_first_sentences():
+    from gpt.qa_mix import fitted_answer
+    first, second = "Monstera is a climbing plant from the forests of Central America.", "Its leaves split."
+    answer = f"{first} {second} It likes bright shade."
+    pair = QAPair("What is Monstera?", answer, "", "heading")
+    room = len(pair.question) + len(first) + len(second) + 1
+    fits = lambda question, text: len(question) + len(text) <= room  # noqa: E731 (room counted in characters)
+    assert fitted_answer(pair, fits) == f"{first} {second}"
+    assert fitted_answer(pair, lambda q, t: len(t) <= 30) == "Monstera is a climbing plant"  # first words
+    assert fitted_answer(pair, lambda q, t: len(t) <= 20) == answer  # not even MIN_WORDS: packing skips it
+    assert fitted_answer(pair, None) == answer
+
+
+def test_conversations_fit_long_answers_to_the_runs_context(notes):
+    from gpt.bpe import Tokenizer
+    from gpt.chat import render
+    from gpt.conversations import fits_window
+    cfg = resolve(preset="tiny", overrides={"data.input": [str(notes)], "model.block_size": 32})
+    tok = Tokenizer.train([GLOSSARY * 3], 300, special_tokens=["<|endoftext|>", "<|user|>", "<|assistant|>",
+                                                                "<|system|>", "<|end|>"])
+    long = [QAPair(f"What is {n}?", f"{n} is a plant. " * 12 + "It grows.", "", "heading") for n in ("Fern", "Moss")]
+    chats = conversations(long, text_passages([]), cfg, 0.0, tok)
+    assert len(chats) == 2 and all(fits_window(render(tok, c)[0], 32) for c in chats)
+    assert all(c[1]["content"] and long[0].answer.replace("Fern", c[0]["content"][8:-1]).startswith(c[1]["content"])
+               for c in chats)
