@@ -63,6 +63,7 @@ _EMPHASIS = r"(?:\*\*|__|[*_`])"  # a glossary term in bold, italics or backtick
 HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*))?$")  # no lazy match: a huge "# # # ..." line stays linear
 _CLOSING_HASHES = re.compile(r"(?:^|[ \t]+)#+[ \t]*$")  # "## Title ##"; "C#" keeps its hash
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
+_LINK = re.compile(r"\[\[(?:[^\]|]*\|)?(?P<wiki>[^\]|]+)\]\]|\[(?P<md>[^\]]+)\]\([^)]*\)")  # wiki and markdown links
 _SECTION_NUMBER = re.compile(r"^\s*\d+(?:\.\d+)*\.[ \t]+(?=\S)|^\s*\d+(?:\.\d+)+[ \t]+(?=\S)")  # not "1984 (novel)"
 # Paragraphs that say when or how, not what, often first under a title: Sphinx's version notes ("New in version
 # 3.5."), grammar productions ("lambda_expr ::= ..."), interpreter sessions (">>> ..."), reST directives
@@ -143,9 +144,10 @@ def _is_term(term: str, max_words: int = 5) -> bool:
 
 def heading_title(text: str | None) -> str:
     """The title of a heading: closing #s, a section number ("2.1 ", "3. "), bold, backticks and a trailing colon
-    removed."""
+    removed, a link's text kept ("[[Monstera]]", "[[plants/monstera|Monstera]]", "[Monstera](monstera.md)")."""
     text = _CLOSING_HASHES.sub("", text or "") if len(text or "") <= 4 * MAX_TERM else ""
-    return _collapse(_SECTION_NUMBER.sub("", text).replace("**", "").replace("`", "").rstrip(":"))
+    text = _LINK.sub(lambda m: m.group("wiki") or m.group("md"), _SECTION_NUMBER.sub("", text))
+    return _collapse(text.replace("**", "").replace("`", "").rstrip(":"))
 
 
 def not_an_entry(line: str) -> bool:
