@@ -298,21 +298,24 @@ def definition_list_item(para: list[str], i: int) -> tuple[str, list[str]] | Non
     if not colon and _indent(para[i + 1]) <= _indent(para[i]):
         return None
     body = [colon.group(1) if colon else para[i + 1]]
+    if len(body[0].split()) < 3 or _CODE.search(body[0]):
+        return None
     for line in para[i + 2:]:
         if _indent(line) <= _indent(para[i]) or _LIST_DEFINITION.match(line):
             break
         body.append(line)
-    if len(body[0].split()) < 3 or _CODE.search(body[0]):
-        return None
     return match.group("term").replace("**", "").replace("`", ""), body
 
 
 def _definition_list_entries(paragraphs: list[tuple[int, list[str]]]) -> list[Entry]:
     entries = []
     for start, para in paragraphs:
-        for i in range(len(para)):
-            if item := definition_list_item(para, i):
+        i = 0
+        while i < len(para):
+            item = definition_list_item(para, i)
+            if item:
                 entries.append(Entry(item[0], _bounded("\n".join(item[1])), "glossary", line=start + i + 1))
+            i += 1 + len(item[1]) if item else 1  # past the item's definition: each line is read once or twice
     return entries
 
 

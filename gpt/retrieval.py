@@ -137,13 +137,14 @@ def _paragraph_units(start: int, heading: str, text: str, under: str) -> Iterabl
     a unit of their own, untitled, so that the titled passage opens with the entry it answers."""
     titles = (under,) if under else ()
     lines = text.split("\n")
-    if item := definition_list_item(lines, 0):  # a term on its line, its definition under it: a unit per term
+    while item := definition_list_item(lines, 0):  # a term on its line, its definition under it: a unit per term
         term, body = item
         unit = "\n".join(lines[:1 + len(body)])
         yield start, heading, unit, (term,), unit.find(body[0].strip(), len(lines[0]))  # not titled by a heading above
-        if len(lines) > 1 + len(body):
-            yield from _paragraph_units(start + 1 + len(body), heading, "\n".join(lines[1 + len(body):]), "")
-        return
+        start, lines, titles = start + 1 + len(body), lines[1 + len(body):], ()
+        if not lines:
+            return
+    text = "\n".join(lines)
     if question := QUESTION_LINE.match(lines[0]):
         at = 0
         for line in lines:

@@ -261,3 +261,5 @@ def test_definition_lists_markdown_extra_rst_and_indented():
         ("decorator", "A function returning another function, applied with the @wrapper syntax.", "glossary", 9),
         ("generator", "A function which returns an iterator.", "glossary", 13),
         ("PEP 484 - Type hints", "The proposal that added the typing module.", "glossary", 16)]
+    stairs = "\n".join(" " * i + "alpha beta gamma" for i in range(20_000))  # each line read once, not once a line
+    assert [(e.term, e.line) for e in derive_entries(stairs)] == [("alpha beta gamma", 1)]
