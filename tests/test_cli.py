@@ -113,36 +113,54 @@ def test_only_binary_input_says_so(tmp_path):
 
 
 def test_chat_in_a_terminal_answers_and_keeps_history(run_dir):
+    """`gpt chat` on a real terminal (a pty): it answers, leaves on Ctrl-D with exit code 0, keeps its history.
+
+    The child is started by subprocess, which execs straight after fork: pty.fork() runs Python in the child of
+    this multi-threaded process first, which can deadlock there before exec. Nothing waits forever: the prompt
+    "> " counts once the child is quiet after it (a reply may hold "> "), the terminal is drained while waiting,
+    and Ctrl-D is typed again until the child leaves or a deadline kills it."""
     import os
-    import pty
     import select
+    import subprocess
     import sys
     import time
 
-    def read_until(fd: int, marker: bytes, seen: bytes = b"", timeout: float = 60) -> bytes:
+    def read_prompt(fd: int, seen: bytes = b"", timeout: float = 120) -> bytes:
         deadline = time.time() + timeout
-        while marker not in seen and time.time() < deadline:
+        while time.time() < deadline:
             if select.select([fd], [], [], 0.5)[0]:
                 try:
                     seen += os.read(fd, 4096)
                 except OSError:  # the child closed the terminal
                     break
+            elif seen.endswith(b"> "):  # the prompt, and nothing after it for half a second
+                break
         return seen
 
     (run_dir / ".chat_history").unlink(missing_ok=True)
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: the real CLI on a real terminal
-        os.execv(sys.executable, [sys.executable, "-m", "gpt", "chat", "--out", str(run_dir), "--max-new-tokens", "8",
-                                  "--seed", "1"])
-    out = read_until(fd, b"> ")
-    os.write(fd, b"The value of\n")
-    out = read_until(fd, b"> ", out.split(b"The value of", 1)[-1])
-    os.write(fd, b"\x04")  # Ctrl-D leaves
-    read_until(fd, b"\n")
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    assert os.waitstatus_to_exitcode(status) == 0
-    assert b"Traceback" not in out
+    master, slave = os.openpty()
+    child = subprocess.Popen([sys.executable, "-m", "gpt", "chat", "--out", str(run_dir), "--max-new-tokens", "8",
+                              "--seed", "1"], stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    try:
+        out = read_prompt(master)
+        os.write(master, b"The value of\n")
+        out = read_prompt(master, out)
+        deadline = time.time() + 60
+        while child.poll() is None and time.time() < deadline:
+            try:
+                os.write(master, b"\x04")  # Ctrl-D leaves
+                out = read_prompt(master, out, timeout=1)
+            except OSError:  # the child has closed its terminal: it is leaving
+                time.sleep(0.1)
+        if child.poll() is None:
+            child.kill()
+            pytest.fail(f"gpt chat did not leave on Ctrl-D; its terminal showed {out[-400:]!r}")
+    finally:
+        child.wait(timeout=30)
+        os.close(master)
+    assert child.returncode == 0, out[-400:]
+    assert b"Traceback" not in out and b"value of" in out
     assert "The value of" in (run_dir / ".chat_history").read_text()
 
 
