@@ -102,6 +102,7 @@ class TrainConfig:
     optimizer: str = "adamw"  # adamw | muon
     muon_lr: float = 0.0  # 0: train.lr (Muon's updates are scaled to AdamW's RMS, so AdamW's lr carries over)
     weight_decay: float = 0.1
+    regularise_after: float = 0.0  # passes over the text before drop_path and weight decay past 0.1 set in; 0: at once
     beta1: float = 0.9
     beta2: float = 0.95
     grad_clip: float = 1.0
@@ -318,8 +319,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError("train.lr and train.embedding_lr_scale must be > 0, train.muon_lr >= 0")
     if not 0.0 <= tr.min_lr_ratio <= 1.0 or not 0.0 < tr.decay_fraction <= 1.0:
         raise ConfigError("train.min_lr_ratio must be in [0, 1] and train.decay_fraction in (0, 1]")
-    if tr.max_time < 0 or tr.max_epochs < 0:
-        raise ConfigError(f"train.max_time and train.max_epochs must be >= 0, got {tr.max_time}, {tr.max_epochs}")
+    if tr.max_time < 0 or tr.max_epochs < 0 or tr.regularise_after < 0:
+        raise ConfigError("train.max_time, train.max_epochs and train.regularise_after must be >= 0, got "
+                          f"{tr.max_time}, {tr.max_epochs}, {tr.regularise_after}")
     check_sample(s)
     check_lora(tr)
     _choice("model.norm", m.norm, ("layernorm", "rmsnorm"))

@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn as nn
 
-from gpt.config import Config, ConfigError
+from gpt.config import Config, ConfigError, TrainConfig
 
 EMBEDDINGS = {"wte.weight", "wpe.weight", "lm_head.weight"}
 MIN_CAPPED_STEPS = 200  # train.max_epochs never ends a run sooner: a few KB of notes make 12 passes in 2 steps
@@ -91,6 +91,29 @@ def build_optimizers(model: nn.Module, cfg: Config, device: torch.device) -> lis
         for group in opt.param_groups:
             group["base_lr"] = group["lr"]
     return optimizers
+
+
+def regulariser_strength(cfg: Config, passes: float) -> float:
+    """How much of the regulariser (model.drop_path, weight decay past the default 0.1) applies after `passes`
+    passes over the text: none for the first train.regularise_after passes (a run that sees its text a few times
+    underfits, and regularising only slows it), rising over as many again to all of it, in quarters (a compiled
+    model recompiles for each value)."""
+    start = cfg.train.regularise_after
+    return 1.0 if not start else math.floor(4 * min(max(passes / start - 1.0, 0.0), 1.0)) / 4
+
+
+def set_regulariser(model: nn.Module, optimizers: list[torch.optim.Optimizer], cfg: Config, passes: float) -> None:
+    """The regulariser's strength after `passes` passes over the text (regulariser_strength): drop path at strength
+    x model.drop_path, decayed groups at the default weight decay plus strength x the rest."""
+    strength = regulariser_strength(cfg, passes)
+    for block in getattr(model, "h", ()):
+        block.drop_path = cfg.model.drop_path * strength
+    floor = min(cfg.train.weight_decay, TrainConfig.weight_decay)
+    for opt in optimizers:
+        for group in opt.param_groups:
+            if group["weight_decay"] or group.get("base_weight_decay"):
+                group.setdefault("base_weight_decay", group["weight_decay"])
+                group["weight_decay"] = floor + (group["base_weight_decay"] - floor) * strength
 
 
 def set_lr(optimizers: list[torch.optim.Optimizer], multiplier: float) -> None:

@@ -14,13 +14,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Finishes in about five minutes on a 2-core laptop CPU, tokenizer included. Regularised because a
     # 200 s budget sees a small corpus many times (without it the built-in corpus overfits after ~5
     # passes): stochastic depth 0.2 with weight decay 1.0 validated better than dropout 0.1 and skips
-    # work where dropout adds it. At most 12 passes over the text: past that validation got worse, so a
+    # work where dropout adds it. It sets in from the 4th pass (full from the 8th): while the text is new
+    # it only slows learning, so a large corpus that a run sees a few times is not regularised at all. At most 12 passes over the text: past that validation got worse, so a
     # faster machine stops there, its lr decayed, instead of overfitting inside the same 200 s
     # (benchmarks/README.md); never before gpt.optim.MIN_CAPPED_STEPS steps, which a tiny corpus needs.
     "cpu": {
         "tokenizer.vocab_size": 1024,
         "model.n_layer": 4, "model.n_head": 4, "model.n_embd": 256, "model.block_size": 128,
-        "model.drop_path": 0.2, "train.weight_decay": 1.0,
+        "model.drop_path": 0.2, "train.weight_decay": 1.0, "train.regularise_after": 4.0,
         "model.pos": "rope", "model.norm": "rmsnorm", "model.mlp": "relu2", "model.bias": False,
         "model.qk_norm": True, "model.zero_init_proj": True,
         "train.batch_size": 32, "train.lr": 2e-3, "train.schedule": "wsd",

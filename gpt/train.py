@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from gpt import __version__
+from gpt import __version__, optim
 from gpt.batches import eval_windows
 from gpt.chat import until_stop
 from gpt.checkpoint import BASE_WEIGHTS, Checkpointer, load_checkpoint_weights, save_weights, use_best_weights
@@ -30,7 +30,6 @@ from gpt.evaluate import evaluate
 from gpt.files import RunLock
 from gpt.metrics import Metrics, ProgressLine, guarded
 from gpt.model import IGNORE_INDEX
-from gpt.optim import MIN_CAPPED_STEPS, build_optimizers, lr_multiplier, passes_cap, set_lr
 from gpt.run_setup import batch_source, build_model, commit_run, prepare_run
 from gpt.runtime import (
     StopRequest,
@@ -82,8 +81,9 @@ class Trainer:
         self.chat_conversations = len(prepared.chat_train)
         if self.data is not None:
             check_sizes(self.data, cfg.model.block_size)
+        self.text_tokens = len(self.data.train) if self.data is not None else 0
         self.model = build_model(cfg, prepared, init_from, self.log, self.precision).to(self.device)
-        self.optimizers = build_optimizers(self.model, cfg, self.device)
+        self.optimizers = optim.build_optimizers(self.model, cfg, self.device)
         self.scaler = grad_scaler(self.device, self.precision)
         self.batches = batch_source(cfg, prepared, self._per_rank_batch(), self.dist, self.device)
         self.byte_lengths = token_byte_lengths(self.tokenizer)
@@ -118,15 +118,16 @@ class Trainer:
                  f"{m.num_params() / 1e6:.2f}M parameters ({m.wte.weight.numel() / 1e6:.2f}M in the token embedding"
                  f"{', tied to the LM head' if cfg.model.tie_embeddings else ''})")
         budget = f", time budget {tr.max_time:.0f}s" if tr.max_time else ""
-        if cap := passes_cap(cfg, len(self.data.train) if self.data is not None else 0, self.tokens_per_step):
-            budget += f", {tr.max_epochs:g} passes over the text or {MIN_CAPPED_STEPS} steps, the more ({cap:,} tokens)"
+        if cap := optim.passes_cap(cfg, self.text_tokens, self.tokens_per_step):
+            budget += f", {tr.max_epochs:g} passes or {optim.MIN_CAPPED_STEPS} steps, the more ({cap:,} tokens)"
         warmup = tr.warmup_iters if tr.warmup_iters >= 0 else "2% of the run"
-        data = f"{len(self.data.train):,} tokens, val {len(self.data.val):,} tokens" if self.data is not None else ""
+        regularised = f", regularised from pass {tr.regularise_after:g}" if tr.regularise_after else ""
+        data = f"{self.text_tokens:,} tokens, val {len(self.data.val):,} tokens" if self.data is not None else ""
         if self.chat_conversations:
             data += (", " if data else "") + f"{self.chat_conversations:,} conversations (val {len(self.chat_val):,})"
         self.log(f"train: {data}; {self.tokens_per_step:,} tokens/step (batch {tr.batch_size} x accum "
-                 f"{tr.grad_accum} x block {cfg.model.block_size}); up to {tr.max_iters:,} steps{budget}; "
-                 f"warmup {warmup}; schedule {tr.schedule}; optimizer {tr.optimizer}; run dir {self.run_dir}")
+                 f"{tr.grad_accum} x block {cfg.model.block_size}); up to {tr.max_iters:,} steps{budget}; warmup "
+                 f"{warmup}; schedule {tr.schedule}; optimizer {tr.optimizer}{regularised}; run dir {self.run_dir}")
 
     @property
     def tokens_per_step(self) -> int:
@@ -139,7 +140,7 @@ class Trainer:
         The epoch cap keeps a faster machine from overfitting a small corpus inside the same time budget:
         the run (and its lr decay) ends after max_epochs passes (optim.passes_cap) however fast the steps are.
         """
-        tr, cap = self.cfg.train, passes_cap(self.cfg, len(self.data.train) if self.data else 0, self.tokens_per_step)
+        tr, cap = self.cfg.train, optim.passes_cap(self.cfg, self.text_tokens, self.tokens_per_step)
         return max(self.step / tr.max_iters, self.elapsed / tr.max_time if tr.max_time else 0.0,
                    self.tokens_seen / cap if cap else 0.0)
 
@@ -188,8 +189,9 @@ class Trainer:
         last_time, last_step = time.perf_counter(), self.step
         loop_start = time.perf_counter() - self.elapsed
         while self.progress_fraction() < 1.0:
-            lr = tr.lr * lr_multiplier(self.cfg, self.step, self.progress_fraction())
-            set_lr(self.optimizers, lr / tr.lr)
+            lr = tr.lr * optim.lr_multiplier(self.cfg, self.step, self.progress_fraction())
+            optim.set_lr(self.optimizers, lr / tr.lr)
+            optim.set_regulariser(self.model, self.optimizers, self.cfg, self.tokens_seen / max(self.text_tokens, 1))
             loss = self.train_step()
             self.step += 1
             self.tokens_seen += self.tokens_per_step
@@ -264,9 +266,7 @@ class Trainer:
             batches = eval_batches(self.chat_val, cfg.model.block_size, self.tokenizer.eot_id, cfg.train.batch_size,
                                    d.rank, d.world_size)
             chat = evaluate(self.model, batches, self.byte_lengths, self.device, self.precision, d)
-            out["val_chat_loss"] = chat["loss"]
-            out.setdefault("val_loss", chat["loss"])
-            out.setdefault("val_bpb", chat["bpb"])
+            out = {"val_loss": chat["loss"], "val_bpb": chat["bpb"], **out, "val_chat_loss": chat["loss"]}
         if not out:  # conversations only, too few to hold any out: the training loss of a fixed batch
             out = {"val_loss": float("nan"), "val_bpb": float("nan")}
         return out
@@ -303,8 +303,8 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         return {"step": self.step, "tokens_seen": self.tokens_seen, "elapsed": self.elapsed, "best_val": self.best_val,
                 "best_record": self.best_record, "optimizers": [opt.state_dict() for opt in self.optimizers],
-                "scaler": self.scaler.state_dict(),
-                "sampler": self.batches.state_dict(), "rng": rng_state(), "config": to_dict(self.cfg)}
+                "scaler": self.scaler.state_dict(), "sampler": self.batches.state_dict(), "rng": rng_state(),
+                "config": to_dict(self.cfg)}
 
     def _restore(self, checkpoint: Path, state: dict[str, Any]) -> None:
         try:
@@ -317,9 +317,8 @@ class Trainer:
             set_rng_state(state["rng"])
         except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
             raise TrainError(f"cannot resume from {checkpoint}: {exc}", 2) from None
-        self.step, self.tokens_seen = state["step"], state["tokens_seen"]
-        self.elapsed, self.best_val = state["elapsed"], state["best_val"]
-        self.best_record = state.get("best_record")
+        self.step, self.tokens_seen, self.elapsed = state["step"], state["tokens_seen"], state["elapsed"]
+        self.best_val, self.best_record = state["best_val"], state.get("best_record")
         self.log(f"resume: continuing from {checkpoint} at step {self.step}")
 
     def save(self) -> str | None:

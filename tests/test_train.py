@@ -11,7 +11,7 @@ import torch
 
 from gpt.config import resolve
 from gpt.model import GPT
-from gpt.optim import build_optimizers, lr_multiplier
+from gpt.optim import build_optimizers, lr_multiplier, regulariser_strength, set_regulariser
 from gpt.train import Trainer, TrainError
 
 from .conftest import TINY, kill_after, losses, run_gpt
@@ -33,7 +33,8 @@ def test_loss_falls_and_run_dir_is_complete(corpus_file, tmp_path):
 
 def test_resume_after_sigkill_equals_uninterrupted(corpus_file, tmp_path):
     common = ("--train.max_iters", "400", "--train.ckpt_interval", "25", "--train.eval_interval", "1000",
-              "--train.precision", "fp32", "--model.dropout", "0.1", "--model.drop_path", "0.2")  # RNG in the step
+              "--train.precision", "fp32", "--model.dropout", "0.1", "--model.drop_path", "0.2",  # RNG in the step
+              "--train.regularise_after", "1")  # and the regulariser rising after the resume (about 4 passes in all)
     straight = tmp_path / "straight"
     run_gpt(*train_args(corpus_file, straight, *common), check=True)
 
@@ -357,3 +358,19 @@ def test_only_rank_0_puts_the_best_weights_in_place(tmp_path):
     rank0 = SimpleNamespace(**{**vars(rank1), "dist": SimpleNamespace(master=True)})
     assert Trainer._use_best_weights(rank0, last)["step"] == 10
     assert (tmp_path / "model.safetensors").read_bytes() == (tmp_path / "best.safetensors").read_bytes()
+
+
+def test_the_regulariser_sets_in_after_its_passes():
+    """The cpu preset regularises from its 4th pass over the text, fully from its 8th, in quarters; drop path
+    and the weight decay above the default 0.1 follow; other presets regularise from the start."""
+    cfg = resolve(preset="cpu", overrides={"model.vocab_size": 300})
+    assert [regulariser_strength(cfg, p) for p in (0, 4, 5, 6.5, 8, 20)] == [0, 0, 0.25, 0.5, 1, 1]
+    assert regulariser_strength(resolve(preset="tiny"), 0.0) == 1.0
+    model = GPT(cfg.model)
+    optimizers = build_optimizers(model, cfg, torch.device("cpu"))
+    for passes, drop_path, decay in ((6.5, 0.1, 0.55), (20, 0.2, 1.0), (0, 0.0, 0.1)):
+        set_regulariser(model, optimizers, cfg, passes)
+        assert [b.drop_path for b in model.h] == [pytest.approx(drop_path)] * cfg.model.n_layer
+        decays = sorted({round(g["weight_decay"], 6) for opt in optimizers for g in opt.param_groups})
+        assert decays == [0.0, pytest.approx(decay)], passes  # norms' gains and biases never decay
+
