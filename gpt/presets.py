@@ -15,9 +15,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 200 s budget sees a small corpus many times (without it the built-in corpus overfits after ~5
     # passes): stochastic depth 0.2 with weight decay 1.0 validated better than dropout 0.1 and skips
     # work where dropout adds it. It sets in from the 4th pass (full from the 8th): while the text is new
-    # it only slows learning, so a large corpus that a run sees a few times is not regularised at all. At most 12 passes over the text: past that validation got worse, so a
-    # faster machine stops there, its lr decayed, instead of overfitting inside the same 200 s
-    # (benchmarks/README.md); never before gpt.optim.MIN_CAPPED_STEPS steps, which a tiny corpus needs.
+    # it only slows learning, so a large corpus that a run sees a few times is not regularised at all.
+    # At most 12 passes over the text: past that validation got worse, so a faster machine stops there,
+    # its lr decayed, instead of overfitting inside the same 200 s (benchmarks/README.md); never before
+    # gpt.optim.MIN_CAPPED_STEPS steps, which a tiny corpus needs.
     "cpu": {
         "tokenizer.vocab_size": 1024,
         "model.n_layer": 4, "model.n_head": 4, "model.n_embd": 256, "model.block_size": 128,
