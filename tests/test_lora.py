@@ -17,7 +17,7 @@ from gpt.lora import (
     trainable_parameters,
 )
 from gpt.model import GPT
-from gpt.train import build_optimizers
+from gpt.optim import build_optimizers
 
 VARIANTS = {
     "gpt2": dict(),
