@@ -242,7 +242,7 @@ def _write_stream(pieces) -> str:
             text.append(piece)
     except KeyboardInterrupt:  # Ctrl-C stops this answer, not the session
         pass
-    print()
+    print(flush=True)  # the answer's line is out before any note on stderr (its source), even through a pipe
     return "".join(text)
 
 
