@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from .conftest import TINY, run_gpt, start_server, stop_server
+from .test_qa_mix import GLOSSARY
 
 openai = pytest.importorskip("openai")
 pytest.importorskip("fastapi")
@@ -93,13 +94,7 @@ def test_bounded_load(server):
         assert json.loads(resp.read())["status"] == "ok"
 
 
-NOTES = "".join(f"{name}: {text}\n" for name, text in [
-    ("Monstera", "a climbing plant with split leaves."), ("Pothos", "a trailing vine for low light."),
-    ("Fern", "a plant that spreads by spores."), ("Cactus", "a succulent that stores water."),
-    ("Orchid", "a flower that grows on trees."), ("Basil", "a herb that loves the sun."),
-    ("Ivy", "a climber that clings to walls."), ("Aloe", "a succulent with a soothing gel."),
-    ("Bamboo", "a grass that grows very fast."), ("Tulip", "a bulb that flowers in spring."),
-    ("Moss", "a small plant without roots."), ("Palm", "a tree with a crown of leaves.")])
+NOTES = GLOSSARY  # twelve plants, one "Name: definition" line each
 
 
 def test_chat_answers_are_quoted_from_the_runs_passages_and_name_their_source(tmp_path):
