@@ -152,15 +152,24 @@ def split_entries(corpus: Path, entries: list[tuple[str, str]], holdout: float, 
 
 
 def recipe_inputs(corpus: Path, held_out: list[tuple[str, str]], folder: Path, seed: int,
-                  share: float | None = None, renderings: int | None = None) -> list[str]:
-    """What --data.qa on builds for this corpus, minus the questions about held-out entries."""
+                  share: float | None = None, renderings: int | None = None) -> tuple[list[str], dict]:
+    """What --data.qa on builds for this corpus, minus the questions about held-out entries; and the overrides
+    the default recipe would choose for it (qa_mix.recall_overrides: a text mostly of entries is not regularised)."""
     from gpt import qa_mix
     from gpt.bpe import Tokenizer
     from gpt.chat import add_chat_tokens
-    from gpt.config import Config
+    from gpt.config import Config, resolve
     from gpt.presets import PRESETS
-    from gpt.qa import QAPair, derive_entries, questions_for
-    from gpt.qa_mix import OPEN_BOOK_SHARE, augmentation_file, conversations, source_documents, text_passages
+    from gpt.qa import QAPair, derive_entries, derive_pairs, questions_for
+    from gpt.qa_mix import (
+        OPEN_BOOK_SHARE,
+        augmentation_file,
+        conversations,
+        entry_share,
+        recall_overrides,
+        source_documents,
+        text_passages,
+    )
     if renderings is not None:  # an ablation: the re-rendered text is built here, from this constant
         qa_mix.RENDERINGS = renderings
     cfg = Config()
@@ -186,9 +195,13 @@ def recipe_inputs(corpus: Path, held_out: list[tuple[str, str]], folder: Path, s
     chat_file.write_text("".join(json.dumps({"messages": c}, ensure_ascii=False) + "\n" for c in chats),
                          encoding="utf-8")
     augmented = augmentation_file(pairs, folder / f"{corpus.stem}_aug", seed)  # every entry's text, held-out too
+    text = corpus.read_text(encoding="utf-8")
+    entries = entry_share([("document 1", text)], derive_pairs(text, "document 1"))  # as gpt train measures it
+    recall = recall_overrides(resolve(preset="cpu"), entries)
     print(f"  {len(pairs):,} derived pairs, {len(pairs) - len(asked):,} about held-out entries left out; "
-          f"{len(chats):,} conversations", flush=True)
-    return [str(augmented), str(corpus), str(chat_file)]
+          f"{len(chats):,} conversations; entries {entries:.0%} of the text: {recall or 'the preset as it is'}",
+          flush=True)
+    return [str(augmented), str(corpus), str(chat_file)], recall
 
 
 # ----------------------------------------------------------------------------- training
@@ -366,10 +379,9 @@ def run_form(form: str, corpus: Path, entries: list, args: argparse.Namespace, w
                  **dict(kv.split("=", 1) for kv in args.set)}
     results: dict[str, dict] = {}
     label = f"recipe cw{args.chat_weight}" + (f" do{args.dropout}" if dropout else "")
-    inputs = recipe_inputs(corpus, held, work, args.seed, args.open_book, args.renderings)
-    info = train(inputs, work / f"{form}_recipe", args.budget,
-                 {**overrides, "data.qa": "off", "data.skip_long": "true", "data.chat_weight": args.chat_weight},
-                 args.reuse)
+    inputs, recall = recipe_inputs(corpus, held, work, args.seed, args.open_book, args.renderings)
+    info = train(inputs, work / f"{form}_recipe", args.budget, {**recall, **overrides, "data.qa": "off",
+                 "data.skip_long": "true", "data.chat_weight": args.chat_weight}, args.reuse)
     results[label] = {"train": info, **evaluate_run(work / f"{form}_recipe", corpus, trained_sample, held_sample,
                                                      chat=True)}
     if not args.no_base:

@@ -206,6 +206,11 @@ def _convert(key: str, value: Any, f: dataclasses.Field, section: Any) -> Any:
     raise ConfigError(f"config key '{key}' expects {name}, got {value!r}")
 
 
+def get_value(cfg: Config, key: str) -> Any:
+    section, f = _field(cfg, key)
+    return getattr(section, f.name)
+
+
 def set_value(cfg: Config, key: str, value: Any) -> None:
     section, f = _field(cfg, key)
     setattr(section, f.name, _convert(key, value, f, section))

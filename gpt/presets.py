@@ -18,7 +18,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # it only slows learning, so a large corpus that a run sees a few times is not regularised at all.
     # At most 12 passes over the text: past that validation got worse, so a faster machine stops there,
     # its lr decayed, instead of overfitting inside the same 200 s (benchmarks/README.md); never before
-    # gpt.optim.MIN_CAPPED_STEPS steps, which a tiny corpus needs.
+    # gpt.optim.MIN_CAPPED_STEPS steps, which a tiny corpus needs. A text that is mostly glossary or wiki
+    # entries drops the regulariser and the cap: it is trained to recite them (gpt.qa_mix.recall_overrides).
     "cpu": {
         "tokenizer.vocab_size": 1024,
         "model.n_layer": 4, "model.n_head": 4, "model.n_embd": 256, "model.block_size": 128,

@@ -48,7 +48,7 @@ from gpt.errors import InputError
 from gpt.files import RunLock, atomic_write
 from gpt.lora import apply_lora, store_base, trainable_parameters
 from gpt.model import GPT
-from gpt.qa_mix import augmentation_file, conversations, derived_pairs, source_documents, text_passages
+from gpt.qa_mix import aim_at_recall, augmentation_file, conversations, derived_pairs, source_documents, text_passages
 from gpt.retrieval import RUN_PASSAGES
 from gpt.runtime import Dist
 
@@ -230,6 +230,7 @@ class Prepared:
     state: dict | None  # the checkpoint's state.pt, read (and so checked) before anything is written
     base_vocab: int  # the --init-from model's vocabulary, before chat tokens grew it (else the model's)
     chat: dict | None = None  # --init-from's chat template and special tokens (read_chat_files)
+    recall: bool = False  # the text is mostly entries, trained to recite them (qa_mix.aim_at_recall)
 
 
 def prepare_run(cfg: Config, run_dir: Path, dist: Dist, resume: str = "auto", init_from: str | None = None,
@@ -240,6 +241,7 @@ def prepare_run(cfg: Config, run_dir: Path, dist: Dist, resume: str = "auto", in
     text_files, chat_files = split_inputs(files)
     documents = source_documents(cfg, text_files)  # read once: questions and passages both come from it
     pairs = derived_pairs(cfg, documents, log)  # questions the text's own structure gives (gpt/qa_mix.py)
+    recall = aim_at_recall(cfg, documents, pairs, explicit, log)  # a glossary or wiki: recited, not regularised
     needs_chat = bool(chat_files or pairs)
     adopted, chat = None, None
     if init_from:
@@ -281,7 +283,7 @@ def prepare_run(cfg: Config, run_dir: Path, dist: Dist, resume: str = "auto", in
     data = prepare_tokens(cfg, text_files, tokenizer, run_dir / "data", dist, progress, log) if text_files else None
     chat_train, chat_val = render_conversations(cfg, chat_files, tokenizer, log, derived) if needs_chat else ([], [])
     return Prepared(files, tokenizer, data, chat_train, chat_val, checkpoint, state,
-                    base_vocab or cfg.model.vocab_size, chat)
+                    base_vocab or cfg.model.vocab_size, chat, recall)
 
 
 def render_conversations(cfg: Config, files: list[str], tokenizer: Tokenizer, log: Callable[[str], None],

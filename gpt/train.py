@@ -78,7 +78,7 @@ class Trainer:
         cfg = self.cfg
         prepared = prepare_run(cfg, self.run_dir, self.dist, resume, init_from, explicit, self.progress, self.log)
         self.tokenizer, self.data, self.chat_val = prepared.tokenizer, prepared.data, prepared.chat_val
-        self.chat_conversations = len(prepared.chat_train)
+        self.chat_conversations, self.recall = len(prepared.chat_train), prepared.recall
         if self.data is not None:
             check_sizes(self.data, cfg.model.block_size)
         self.text_tokens = len(self.data.train) if self.data is not None else 0
@@ -230,10 +230,10 @@ class Trainer:
 
     def _use_best_weights(self, last: dict[str, Any]) -> dict[str, Any]:
         """If the text's validation got worse by the end (a small corpus seen too often), model.safetensors takes the
-        best evaluated weights (checkpoints keep the last, to resume); conversations alone keep the last: there the
-        trained answers are the point. Returns the metrics of the weights kept."""
+        best evaluated weights (checkpoints keep the last, to resume); conversations alone, or a text trained for
+        recall, keep the last: there the trained answers are the point. Returns the metrics of the weights kept."""
         kept = self.best_record if self.dist.master else None  # all ranks have it once resumed; rank 0 writes
-        if kept is None or self.data is None or not kept["val_loss"] < last["val_loss"]:
+        if kept is None or self.data is None or self.recall or not kept["val_loss"] < last["val_loss"]:
             return last
         if not guarded("model.safetensors (the best weights)", lambda: use_best_weights(self.run_dir, kept["step"]),
                        self.log):

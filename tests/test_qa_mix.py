@@ -8,9 +8,12 @@ from gpt.config import resolve
 from gpt.qa import Entry, QAError, QAPair, derive_entries, derive_pairs, read_jsonl, write_jsonl
 from gpt.qa_mix import (
     FORMS,
+    aim_at_recall,
     augmented_text,
     conversations,
     derived_pairs,
+    entry_share,
+    recall_overrides,
     render_entry,
     source_documents,
     text_passages,
@@ -62,6 +65,31 @@ def test_prose_without_structure_derives_nothing(tmp_path):
     prose.write_text("it was a quiet morning and the garden slept under the fog, waiting for the sun. " * 50)
     cfg = resolve(preset="tiny", overrides={"data.input": [str(prose)]})
     assert derived_pairs(cfg, source_documents(cfg, [str(prose)]), log=lambda m: None) == []
+
+
+def test_a_text_that_is_mostly_entries_is_trained_for_recall(notes, tmp_path):
+    cfg = resolve(preset="cpu", overrides={"data.input": [str(notes)]})
+    documents = source_documents(cfg, [str(notes)])
+    pairs = derived_pairs(cfg, documents, log=lambda m: None)
+    definitions = [line.split(": ", 1)[1] for line in GLOSSARY.splitlines()]
+    assert entry_share(documents, pairs) == sum(map(len, definitions)) / len(GLOSSARY)  # each once, not per question
+    story = "it was a quiet morning and the garden slept under the fog, waiting for the sun. " * 50
+    assert entry_share([("story", story + GLOSSARY)], pairs) < 0.1  # the same entries in a longer prose text
+    assert recall_overrides(cfg, 0.9) == {"model.drop_path": 0.0, "train.weight_decay": 0.1, "train.max_epochs": 0}
+    assert recall_overrides(cfg, 0.1) == {}  # prose with a few definitions: the preset's regulariser stays
+    assert recall_overrides(resolve(), 0.9) == {}  # nothing to turn off
+    said = []
+    assert aim_at_recall(cfg, documents, pairs, {"model.drop_path"}, said.append)
+    assert (cfg.model.drop_path, cfg.train.weight_decay, cfg.train.max_epochs) == (0.2, 0.1, 0.0)  # one key was given
+    assert len(said) == 1 and "train.weight_decay 0.1" in said[0] and "drop_path" not in said[0]
+    run = tmp_path / "run"  # end to end: said at start-up, and kept in the run's config
+    notes.write_text("".join(f"Plant {a}{b}: a green plant from the {a}{b} garden that likes water and light.\n"
+                             for a in "ABCD" for b in "ABCDEFGHIJKLMNOPQRST"))  # enough text for validation
+    proc = run_gpt("train", "--preset", "cpu", "--input", str(notes), "--out", str(run), "--train.max_iters", "2",
+                   "--train.eval_iters", "1", "--train.sample_tokens", "0", "--model.n_layer", "1", check=True)
+    assert "recall: entries are" in proc.stdout and "model.drop_path 0" in proc.stdout
+    saved = resolve(str(run / "config.toml"))
+    assert (saved.model.drop_path, saved.train.max_epochs) == (0.0, 0.0)
 
 
 def test_a_run_on_notes_answers_a_derived_question(notes, tmp_path):
