@@ -162,7 +162,7 @@ def bare_term(term: str) -> str:
 
 # ----------------------------------------------------------------------------- finding entries
 
-def _front_matter(lines: list[str]) -> int:
+def front_matter_lines(lines: list[str]) -> int:
     """How many lines a YAML front matter block takes at the top (Obsidian, Jekyll, Hugo): metadata, not notes."""
     opened = bool(lines) and lines[0].strip() == "---"
     ends = (i for i, line in enumerate(lines[1:FRONT_MATTER_LINES], 1) if opened and line.strip() in ("---", "..."))
@@ -171,7 +171,7 @@ def _front_matter(lines: list[str]) -> int:
 
 def _code_mask(lines: list[str]) -> list[bool]:
     """True for lines inside (or opening/closing) fenced code blocks and for front matter: neither is notes."""
-    front = _front_matter(lines)
+    front = front_matter_lines(lines)
     mask, fence = [True] * front, None
     for line in lines[front:]:
         match = _FENCE.match(line)

@@ -46,6 +46,7 @@ from gpt.qa import (
     TEMPLATES,
     defined_term,
     definition_list_item,
+    front_matter_lines,
     glossary_entry,
     heading_title,
     not_an_entry,
@@ -195,6 +196,8 @@ def _units(lines: list[str]) -> Iterable[tuple[int, str, str, tuple[str, ...], i
 def passages_of(text: str, source: str, max_chars: int = MAX_CHARS) -> list[Passage]:
     """The passages of one text; each keeps its heading path as a first line, the first piece of a unit its titles."""
     lines = setext_to_atx(text.splitlines())
+    metadata = front_matter_lines(lines)  # a note's YAML front matter is not a passage; line numbers stay
+    lines = [""] * metadata + lines[metadata:]
     found = []
     for start, heading, body, titles, at in _units(lines):
         room = max(max_chars - len(heading) - 1, max_chars // 2)

@@ -297,3 +297,11 @@ def test_among_passages_titled_with_the_subject_the_one_that_opens_with_it_comes
     index = PassageIndex.build([("types.md", text)])
     assert [p.titles for p in index.passages] == [("Lists",), ("Lists",)]
     assert open_book(index, "What is a list?", 128).answer == "Lists are mutable sequences of items, in order."
+
+
+def test_front_matter_is_not_a_passage():
+    text = "---\ntitle: Monstera care\ntags: [plants, light]\n---\n\n## Monstera\n\nA climbing plant.\n"
+    passages = passages_of(text, "monstera.md")
+    assert [(p.text, p.line) for p in passages] == [("Monstera\nA climbing plant.", 8)]
+    unclosed = "---\ntitle: a note that only starts with a rule\n\nA paragraph.\n"
+    assert len(passages_of(unclosed, "note.md")) == 2  # no closing line: no front matter, the text is kept
