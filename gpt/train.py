@@ -22,7 +22,7 @@ from gpt import __version__, optim
 from gpt.batches import eval_windows
 from gpt.chat import until_stop
 from gpt.checkpoint import BASE_WEIGHTS, Checkpointer, load_checkpoint_weights, save_weights, use_best_weights
-from gpt.config import Config, to_dict
+from gpt.config import Config, TrainConfig, to_dict
 from gpt.conversations import eval_batches
 from gpt.data import check_sizes, token_byte_lengths
 from gpt.errors import GPTError
@@ -121,7 +121,8 @@ class Trainer:
         if cap := optim.passes_cap(cfg, self.text_tokens, self.tokens_per_step):
             budget += f", {tr.max_epochs:g} passes or {optim.MIN_CAPPED_STEPS} steps, the more ({cap:,} tokens)"
         warmup = tr.warmup_iters if tr.warmup_iters >= 0 else "2% of the run"
-        regularised = f", regularised from pass {tr.regularise_after:g}" if tr.regularise_after else ""
+        regulariser = tr.regularise_after and (cfg.model.drop_path or tr.weight_decay > TrainConfig.weight_decay)
+        regularised = f", regularised from pass {tr.regularise_after:g}" if regulariser else ""
         data = f"{self.text_tokens:,} tokens, val {len(self.data.val):,} tokens" if self.data is not None else ""
         if self.chat_conversations:
             data += (", " if data else "") + f"{self.chat_conversations:,} conversations (val {len(self.chat_val):,})"

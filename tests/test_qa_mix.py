@@ -88,6 +88,7 @@ def test_a_text_that_is_mostly_entries_is_trained_for_recall(notes, tmp_path):
     proc = run_gpt("train", "--preset", "cpu", "--input", str(notes), "--out", str(run), "--train.max_iters", "2",
                    "--train.eval_iters", "1", "--train.sample_tokens", "0", "--model.n_layer", "1", check=True)
     assert "recall: entries are" in proc.stdout and "model.drop_path 0" in proc.stdout
+    assert "regularised from pass" not in proc.stdout  # the header does not announce what was turned off
     saved = resolve(str(run / "config.toml"))
     assert (saved.model.drop_path, saved.train.max_epochs) == (0.0, 0.0)
 
