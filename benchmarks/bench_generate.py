@@ -56,8 +56,10 @@ def generator_for(variant: str):
         from gpt.sampling import generate
         return generate, torch.bfloat16 if variant == "old-bf16" else None
     import gpt.decode
-    if variant == "new-compile":
-        gpt.decode.decode_step = torch.compile(gpt.decode.decode_step, dynamic=True)
+    if variant == "new-compile":  # as gpt serve --compile compiles it
+        forward = torch.compile(gpt.decode.decode_block, dynamic=True)
+        return lambda model, idx, opts: torch.cat([idx, *gpt.decode.decode_stream(model, idx, opts, forward=forward)],
+                                                  dim=1), None
     return gpt.decode.fast_generate, None
 
 

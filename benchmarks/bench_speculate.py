@@ -83,16 +83,14 @@ def run_one(run_dir: str, draft_tokens: int, args) -> dict:
     import gpt.decode
     import gpt.speculate
     from gpt.generate import Generator
-    gen = Generator(run_dir, "cpu", draft_tokens=draft_tokens)
+    # --compile: the forward over 1 to 8 positions, compiled once for all of them (as gpt serve --compile does)
+    gen = Generator(run_dir, "cpu", draft_tokens=draft_tokens, compile=args.compile)
     gen.corpus  # wait for the index (a thread builds it at load), so that every timed reply has it  # noqa: B018
-    if args.compile:  # the forward over 1 to 8 positions, compiled once for all of them
-        gpt.speculate.decode_block = torch.compile(gpt.speculate.decode_block, dynamic=True)
-        gpt.decode.decode_step = torch.compile(gpt.decode.decode_step, dynamic=True)
     forwards = [0]
-    for module, name in ((gpt.speculate, "decode_block"), (gpt.speculate, "prefill"), (gpt.decode, "decode_step"),
-                         (gpt.decode, "prefill")):
-        real = getattr(module, name)
-        setattr(module, name, lambda *a, _real=real: forwards.__setitem__(0, forwards[0] + 1) or _real(*a))
+    count = lambda real: lambda *a: forwards.__setitem__(0, forwards[0] + 1) or real(*a)  # noqa: E731
+    gen.forward = count(gen.forward)
+    for module in (gpt.speculate, gpt.decode):
+        module.prefill = count(module.prefill)
     result = {}
     with torch.inference_mode():
         for name, jobs in workloads(gen, args).items():

@@ -137,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--api-key", default=os.environ.get("GPT_API_KEY"), help="require this bearer key (env GPT_API_KEY)")
     p.add_argument("--closed", action="store_true", help="answer chat from the weights alone, not the run's passages")
+    p.add_argument("--compile", action="store_true", help="compile the decode step first (seconds; then faster)")
     _common(p)
     return parser
 
@@ -412,8 +413,7 @@ def cmd_export(args: argparse.Namespace, extra: list[str]) -> int:
 
 def cmd_serve(args: argparse.Namespace, extra: list[str]) -> int:
     from gpt.serve import serve
-    serve(args.out, args.host, args.port, args.api_key, args.device, args.closed)
-    return 0
+    return serve(args.out, args.host, args.port, args.api_key, args.device, args.closed, args.compile)
 
 
 COMMANDS = {"train": cmd_train, "prepare": cmd_prepare, "generate": cmd_generate, "chat": cmd_chat, "ask": cmd_ask,

@@ -9,14 +9,15 @@ only the last position reaches the LM head. The prompt still goes through ``GPT.
 one call, whatever its length. ``decode_stream`` yields exactly what ``gpt.sampling.generate_stream``
 yields, sliding window included.
 
-Measured and left out (benchmarks/README.md): ``torch.compile`` of the step (an 18-42 s compile on a CPU
-for at most ~1.3x per token, so it never pays for a short answer), bf16 weights (matrix-vector products
-are no faster than fp32 here) and bf16 autocast (a cast of every weight at every token: slower than fp32).
+Measured (benchmarks/README.md): ``torch.compile`` of ``decode_block`` takes 6-40 s for 1.5-2x per token on
+a small model, so only a long-lived ``gpt serve --compile`` pays it (``forward`` below), never a short answer;
+bf16 weights (matrix-vector products are no faster than fp32 here) and bf16 autocast (a cast of every weight
+at every token: slower than fp32) are left out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,7 @@ from gpt.sampling import Constraint, generate_stream
 
 Rope = tuple[torch.Tensor, torch.Tensor] | None
 Cache = list[tuple[torch.Tensor, torch.Tensor]]  # (keys, values) per layer, each (B, nkv, block_size, hs)
+Forward = Callable[[GPT, Cache, torch.Tensor, int], torch.Tensor]  # decode_block's signature
 
 
 def attend(attn: CausalSelfAttention, x: torch.Tensor, rope: Rope, keys: torch.Tensor, values: torch.Tensor,
@@ -91,9 +93,11 @@ def prefill(model: GPT, idx: torch.Tensor) -> tuple[torch.Tensor, Cache]:
 
 @torch.inference_mode()
 def decode_stream(model: GPT, idx: torch.Tensor, opts: SampleConfig, generator: torch.Generator | None = None,
-                  constraint: Constraint | None = None) -> Iterator[torch.Tensor]:
-    """Yield (B, 1) next tokens exactly as ``gpt.sampling.generate_stream`` does, through ``decode_step``."""
-    yield from generate_stream(model, idx, opts, generator, read=prefill, step=decode_step, constraint=constraint)
+                  constraint: Constraint | None = None, forward: Forward = decode_block) -> Iterator[torch.Tensor]:
+    """Yield (B, 1) next tokens exactly as ``gpt.sampling.generate_stream`` does, one ``forward`` a token
+    (decode_block, or a compiled decode_block)."""
+    step = decode_step if forward is decode_block else lambda m, cache, token, pos: forward(m, cache, token, pos)[:, 0]
+    yield from generate_stream(model, idx, opts, generator, read=prefill, step=step, constraint=constraint)
 
 
 def fast_generate(model: GPT, idx: torch.Tensor, opts: SampleConfig,

@@ -25,7 +25,7 @@ from gpt.checkpoint import load_run
 from gpt.config import SampleConfig, check_sample
 from gpt.conversations import fits_window
 from gpt.data import training_tokens
-from gpt.decode import decode_stream, fast_generate, generation_precision
+from gpt.decode import decode_block, decode_stream, fast_generate, generation_precision, prefill
 from gpt.qa import SENTENCE_END
 from gpt.runtime import autocast, resolve_device
 from gpt.sampling import Constraint, Quote
@@ -45,11 +45,12 @@ class Generator:
 
     A reply is decoded speculatively (gpt/speculate.py): drafts of up to `draft_tokens` looked up in the
     text so far and in the run's training tokens, checked in one forward; the same tokens, fewer forwards.
-    draft_tokens=0 decodes one token per forward.
+    draft_tokens=0 decodes one token per forward. compile=True compiles the forward (warm_up() pays for it).
     """
 
     def __init__(self, run_dir: str | Path, device: str = "auto", precision: str = "auto",
-                 weights: str = "model.safetensors", threads: int = 1, draft_tokens: int = DRAFT_TOKENS):
+                 weights: str = "model.safetensors", threads: int = 1, draft_tokens: int = DRAFT_TOKENS,
+                 compile: bool = False):
         self.device = resolve_device(device)
         if self.device.type == "cpu" and threads:
             # one token at a time is a chain of tiny ops: more threads only add hand-offs (benchmarks/README.md)
@@ -59,6 +60,8 @@ class Generator:
         self.name = Path(run_dir).resolve().name
         self.run_dir = Path(run_dir)
         self.draft_tokens = draft_tokens
+        # dynamic: one compiled graph for every position and draft length, not one per shape
+        self.forward = torch.compile(decode_block, dynamic=True) if compile else decode_block
         self.lock = threading.Lock()
         # drafts come from the text so far until the index is built (about a second for 4M tokens), so a
         # large corpus delays no reply; which drafts are tried changes the speed, never the tokens
@@ -150,8 +153,19 @@ class Generator:
     def _decode(self, idx: torch.Tensor, opts: SampleConfig, constraint: Constraint | None) -> Iterator[torch.Tensor]:
         generator = self._generator(opts.seed)
         if not self.draft_tokens:
-            return decode_stream(self.model, idx, opts, generator, constraint)
-        return speculative_stream(self.model, idx, opts, generator, constraint, self._corpus, self.draft_tokens)
+            return decode_stream(self.model, idx, opts, generator, constraint, self.forward)
+        return speculative_stream(self.model, idx, opts, generator, constraint, self._corpus, self.draft_tokens,
+                                  self.forward)
+
+    def warm_up(self) -> None:
+        """Run the forward over one and several new tokens at a few positions, so that a compiled one has its
+        graphs before the first request."""
+        with self.lock, torch.inference_mode(), autocast(self.device, self.precision):
+            for width in (1, 2, 3):
+                cache = prefill(self.model, torch.zeros(1, width, dtype=torch.long, device=self.device))[1]
+                for pos in (width, width + 1):
+                    self.forward(self.model, cache, torch.zeros(1, width, dtype=torch.long, device=self.device), pos)
+            self.model.clear_cache()
 
     def complete(self, prompt: str, opts: SampleConfig, warn: Callable[[str], None] | None = None) -> Completion:
         info: dict = {}

@@ -341,14 +341,19 @@ def create_app(generator: Generator, api_key: str | None = None, passages: Passa
 
 
 def serve(run_dir: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
-          device: str = "auto", closed: bool = False) -> None:
+          device: str = "auto", closed: bool = False, compile: bool = False) -> int:
     """Load the run and serve it until Ctrl-C; a port in use is a one-line error. The run's passages, unless
-    `closed`, are what chat questions are answered from."""
+    `closed`, are what chat questions are answered from. With `compile`, the decode forward is compiled before
+    the server listens: seconds at start-up for faster replies from a small model (benchmarks/README.md)."""
     import socket
 
     import uvicorn
     passages = passages_to_ask(run_dir, None, closed)
-    generator = Generator(run_dir, device)
+    generator = Generator(run_dir, device, compile=compile)
+    if compile:
+        started = time.perf_counter()
+        generator.warm_up()
+        print(f"compiled the decode step in {time.perf_counter() - started:.1f} s", flush=True)
     with socket.socket() as probe:  # uvicorn would log a traceback and exit 1; say it plainly instead
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -360,3 +365,4 @@ def serve(run_dir: str, host: str = "127.0.0.1", port: int = 8000, api_key: str 
     print(f"serving {run_dir} as model '{generator.name}' on http://{host}:{port}/v1 "
           f"({'API key required' if api_key else 'no API key'}{book}); Ctrl-C to stop", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
+    return 0

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from gpt.config import SampleConfig
-from gpt.decode import Cache, decode_block, prefill
+from gpt.decode import Cache, Forward, decode_block, prefill
 from gpt.model import GPT
 from gpt.sampling import Constraint, sample_next, slid_window
 
@@ -129,8 +129,9 @@ class Drafter:
 @torch.inference_mode()
 def speculative_stream(model: GPT, idx: torch.Tensor, opts: SampleConfig, generator: torch.Generator | None = None,
                        constraint: Constraint | None = None, corpus: CorpusIndex | None = None,
-                       draft_tokens: int = DRAFT_TOKENS) -> Iterator[torch.Tensor]:
-    """Yield (1, 1) next tokens as ``gpt.decode.decode_stream`` does, checking drafts of up to draft_tokens."""
+                       draft_tokens: int = DRAFT_TOKENS, forward: Forward = decode_block) -> Iterator[torch.Tensor]:
+    """Yield (1, 1) next tokens as ``gpt.decode.decode_stream`` does, checking drafts of up to draft_tokens in
+    one ``forward`` (decode_block, or a compiled decode_block)."""
     if idx.size(0) != 1:
         raise ValueError("speculative decoding follows one sequence: batch size 1")
     block, device = model.config.block_size, idx.device
@@ -170,7 +171,7 @@ def speculative_stream(model: GPT, idx: torch.Tensor, opts: SampleConfig, genera
                 continue
             draft = drafter.draft(min(draft_tokens, block - len(seq), left - 1))
             sent = draft if drafter.worth_sending() else []
-            logits = decode_block(model, cache, torch.tensor([[last, *sent]], device=device), len(seq) - 1)[0]
+            logits = forward(model, cache, torch.tensor([[last, *sent]], device=device), len(seq) - 1)[0]
             for i in range(len(sent) + 1):  # logits[i] follow sent[i - 1]: choose; go on while they agree
                 last = choose(logits[i:i + 1])
                 yield torch.tensor([[last]], device=device)

@@ -78,3 +78,23 @@ def test_no_drafts_no_index(generator, tmp_path):
     prepare([str(source)], generator.tokenizer, generator.run_dir / "data", progress=False, log=lambda m: None)
     assert Generator(generator.run_dir, "cpu").corpus is not None
     assert Generator(generator.run_dir, "cpu", draft_tokens=0).corpus is None
+
+
+def test_a_compiled_forward_gives_the_same_logits_and_replies(generator):
+    """gpt serve --compile: the decode forward compiled once (warm_up) for every position and draft length;
+    its logits are the eager forward's within rounding, its greedy and seeded replies the same tokens."""
+    from gpt.decode import decode_block, prefill
+    compiled = Generator(generator.run_dir, "cpu", compile=True)
+    assert compiled.forward is not decode_block and generator.forward is decode_block
+    compiled.warm_up()
+    tokens = torch.tensor([generator.tokenizer.encode("héllo wörld")])
+    for width in (1, 4):
+        _, eager_cache = prefill(generator.model, tokens)
+        _, compiled_cache = prefill(compiled.model, tokens)
+        step = torch.tensor([[5] * width])
+        with torch.inference_mode():
+            want = decode_block(generator.model, eager_cache, step, tokens.size(1))
+            got = compiled.forward(compiled.model, compiled_cache, step, tokens.size(1))
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    for params in (SampleParams(max_new_tokens=30, temperature=0), SampleParams(max_new_tokens=30, seed=2)):
+        assert compiled.complete("héllo", params) == generator.complete("héllo", params)

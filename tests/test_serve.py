@@ -99,13 +99,14 @@ NOTES = GLOSSARY  # twelve plants, one "Name: definition" line each
 
 def test_chat_answers_are_quoted_from_the_runs_passages_and_name_their_source(tmp_path):
     """As `gpt ask` does: the question's passages in the prompt, the reply quoted from them, the passage named in
-    an extra "sources" field (in the last chunk of a stream); --closed serves the weights alone."""
+    an extra "sources" field (in the last chunk of a stream); --closed serves the weights alone. The first server
+    compiles its decode step before it listens (--compile)."""
     notes, run = tmp_path / "glossary.txt", tmp_path / "run"
     notes.write_text(NOTES)
     run_gpt("train", *TINY, "--input", str(notes), "--out", str(run), "--model.block_size", "128",
             "--train.max_iters", "20", "--train.sample_tokens", "0", check=True)
     messages = [{"role": "user", "content": "What is Ivy?"}]
-    proc, base = start_server(run)
+    proc, base = start_server(run, "--compile", timeout=300)
     try:
         client = openai.OpenAI(base_url=base + "/v1", api_key="x", max_retries=0, timeout=60)
         out = client.chat.completions.create(model="gpt", messages=messages, max_tokens=40)
@@ -116,6 +117,7 @@ def test_chat_answers_are_quoted_from_the_runs_passages_and_name_their_source(tm
         assert chunks[-1].model_extra["sources"] == [source]
     finally:
         stop_server(proc)
+    assert "compiled the decode step in" in proc.stdout.read()
     proc, base = start_server(run, "--closed")
     try:
         client = openai.OpenAI(base_url=base + "/v1", api_key="x", max_retries=0, timeout=60)
