@@ -160,7 +160,7 @@ def recipe_inputs(corpus: Path, held_out: list[tuple[str, str]], folder: Path, s
     from gpt.chat import add_chat_tokens
     from gpt.config import Config, resolve
     from gpt.presets import PRESETS
-    from gpt.qa import QAPair, derive_entries, derive_pairs, questions_for
+    from gpt.qa import QAPair, derive_entries, questions_for
     from gpt.qa_mix import (
         OPEN_BOOK_SHARE,
         augmentation_file,
@@ -174,7 +174,8 @@ def recipe_inputs(corpus: Path, held_out: list[tuple[str, str]], folder: Path, s
         qa_mix.RENDERINGS = renderings
     cfg = Config()
     cfg.train.seed = seed
-    found = derive_entries(corpus.read_text(encoding="utf-8"), "document 1")
+    text = corpus.read_text(encoding="utf-8")
+    found = derive_entries(text, "document 1")
     held_terms = {t.lower() for t, _ in held_out}
     held_text = " ".join(" ".join(p.split()) for _, p in held_out)
     pairs, asked = [], []  # as qa_mix.derived_pairs: derive_pairs(text, phrasings=2, seed), entry by entry
@@ -185,7 +186,7 @@ def recipe_inputs(corpus: Path, held_out: list[tuple[str, str]], folder: Path, s
             asked += mine
     # Open-book conversations are fitted to the context with a tokenizer like the run's (the cpu preset's size,
     # trained on the corpus), as gpt train does with its own; counted in characters only, 40% did not fit.
-    tokenizer = add_chat_tokens(Tokenizer.train([corpus.read_text(encoding="utf-8")],
+    tokenizer = add_chat_tokens(Tokenizer.train([text],
                                                 PRESETS["cpu"]["tokenizer.vocab_size"], cfg.tokenizer.pattern,
                                                 cfg.tokenizer.special_tokens))
     share = OPEN_BOOK_SHARE if share is None else share
@@ -195,8 +196,7 @@ def recipe_inputs(corpus: Path, held_out: list[tuple[str, str]], folder: Path, s
     chat_file.write_text("".join(json.dumps({"messages": c}, ensure_ascii=False) + "\n" for c in chats),
                          encoding="utf-8")
     augmented = augmentation_file(pairs, folder / f"{corpus.stem}_aug", seed)  # every entry's text, held-out too
-    text = corpus.read_text(encoding="utf-8")
-    entries = entry_share([("document 1", text)], derive_pairs(text, "document 1"))  # as gpt train measures it
+    entries = entry_share([("document 1", text)], pairs)  # as gpt train measures it, held-out entries included
     recall = recall_overrides(resolve(preset="cpu"), entries)
     print(f"  {len(pairs):,} derived pairs, {len(pairs) - len(asked):,} about held-out entries left out; "
           f"{len(chats):,} conversations; entries {entries:.0%} of the text: {recall or 'the preset as it is'}",

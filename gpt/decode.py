@@ -18,6 +18,7 @@ at every token: slower than fp32) are left out.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -76,9 +77,10 @@ def decode_block(model: GPT, cache: Cache, tokens: torch.Tensor, pos: int) -> to
     return model.lm_head(model.ln_f(x))
 
 
-def decode_step(model: GPT, cache: Cache, token: torch.Tensor, pos: int) -> torch.Tensor:
-    """One token (B, 1) at position pos through the cache -> its logits (B, vocab)."""
-    return decode_block(model, cache, token, pos)[:, 0]
+def decode_step(model: GPT, cache: Cache, token: torch.Tensor, pos: int,
+                forward: Forward = decode_block) -> torch.Tensor:
+    """One token (B, 1) at position pos through the cache (by `forward`) -> its logits (B, vocab)."""
+    return forward(model, cache, token, pos)[:, 0]
 
 
 def prefill(model: GPT, idx: torch.Tensor) -> tuple[torch.Tensor, Cache]:
@@ -96,8 +98,8 @@ def decode_stream(model: GPT, idx: torch.Tensor, opts: SampleConfig, generator: 
                   constraint: Constraint | None = None, forward: Forward = decode_block) -> Iterator[torch.Tensor]:
     """Yield (B, 1) next tokens exactly as ``gpt.sampling.generate_stream`` does, one ``forward`` a token
     (decode_block, or a compiled decode_block)."""
-    step = decode_step if forward is decode_block else lambda m, cache, token, pos: forward(m, cache, token, pos)[:, 0]
-    yield from generate_stream(model, idx, opts, generator, read=prefill, step=step, constraint=constraint)
+    yield from generate_stream(model, idx, opts, generator, read=prefill, step=partial(decode_step, forward=forward),
+                               constraint=constraint)
 
 
 def fast_generate(model: GPT, idx: torch.Tensor, opts: SampleConfig,
