@@ -159,11 +159,12 @@ class Generator:
 
     def warm_up(self) -> None:
         """Run the forward over one and several new tokens at a few positions, so that a compiled one has its
-        graphs before the first request."""
+        graphs before the first request: early in the window, and at its end, which dynamic shapes compile
+        apart (there the cache is read whole); a reply that reached it recompiled for seconds."""
         with self.lock, torch.inference_mode(), autocast(self.device, self.precision):
             for width in (w for w in (1, 2, 3) if 2 * w + 1 <= self.block_size):
                 cache = prefill(self.model, torch.zeros(1, width, dtype=torch.long, device=self.device))[1]
-                for pos in (width, width + 1):
+                for pos in (width, width + 1, self.block_size - width):
                     self.forward(self.model, cache, torch.zeros(1, width, dtype=torch.long, device=self.device), pos)
             self.model.clear_cache()
 

@@ -82,7 +82,8 @@ def test_no_drafts_no_index(generator, tmp_path):
 
 def test_a_compiled_forward_gives_the_same_logits_and_replies(generator):
     """gpt serve --compile: the decode forward compiled once (warm_up) for every position and draft length;
-    its logits are the eager forward's within rounding, its greedy and seeded replies the same tokens."""
+    its logits are the eager forward's within rounding, its greedy and seeded replies the same tokens, and a
+    reply that reaches the end of the window compiles nothing more."""
     from gpt.decode import decode_block, prefill
     compiled = Generator(generator.run_dir, "cpu", compile=True)
     assert compiled.forward is not decode_block and generator.forward is decode_block
@@ -96,5 +97,8 @@ def test_a_compiled_forward_gives_the_same_logits_and_replies(generator):
             want = decode_block(generator.model, eager_cache, step, tokens.size(1))
             got = compiled.forward(compiled.model, compiled_cache, step, tokens.size(1))
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
-    for params in (SampleParams(max_new_tokens=30, temperature=0), SampleParams(max_new_tokens=30, seed=2)):
-        assert compiled.complete("héllo", params) == generator.complete("héllo", params)
+    past_the_window = compiled.block_size + 10
+    with torch._dynamo.config.patch(error_on_recompile=True):  # warm_up compiled every graph a reply needs
+        for params in (SampleParams(max_new_tokens=30, temperature=0), SampleParams(max_new_tokens=30, seed=2),
+                       SampleParams(max_new_tokens=past_the_window, temperature=0)):
+            assert compiled.complete("héllo", params) == generator.complete("héllo", params)
