@@ -22,8 +22,8 @@ or articles, bag of tokens) of its greedy answer, cut at its first sentence, aga
 plus the run's final val bits/byte and val_chat_loss, and gpt ask latency (retrieval included).
 
     python benchmarks/bench_ask.py [--forms wiki glossary] [--budget 5m] [--n 100] [--chat-weight 0.5]
-        [--dropout P] [--open-book SHARE] [--renderings N] [--steps N] [--set section.key=value ...]
-        [--no-base] [--no-latency]
+        [--dropout P] [--open-book SHARE] [--renderings N] [--rendered-sentences N] [--steps N]
+        [--set section.key=value ...] [--no-base] [--no-latency]
         [--keep DIR [--reuse]]
 
 Open-book prompts are built as gpt ask --source builds them (gpt.retrieval.open_book): the best passage
@@ -152,7 +152,8 @@ def split_entries(corpus: Path, entries: list[tuple[str, str]], holdout: float, 
 
 
 def recipe_inputs(corpus: Path, held_out: list[tuple[str, str]], folder: Path, seed: int,
-                  share: float | None = None, renderings: int | None = None) -> tuple[list[str], dict]:
+                  share: float | None = None, renderings: int | None = None,
+                  sentences: int | None = None) -> tuple[list[str], dict]:
     """What --data.qa on builds for this corpus, minus the questions about held-out entries; and the overrides
     the default recipe would choose for it (qa_mix.recall_overrides: a text mostly of entries is not regularised)."""
     from gpt import qa_mix
@@ -172,6 +173,8 @@ def recipe_inputs(corpus: Path, held_out: list[tuple[str, str]], folder: Path, s
     )
     if renderings is not None:  # an ablation: the re-rendered text is built here, from this constant
         qa_mix.RENDERINGS = renderings
+    if sentences is not None:
+        qa_mix.RENDERED_SENTENCES = sentences
     cfg = Config()
     cfg.train.seed = seed
     text = corpus.read_text(encoding="utf-8")
@@ -379,7 +382,8 @@ def run_form(form: str, corpus: Path, entries: list, args: argparse.Namespace, w
                  **dict(kv.split("=", 1) for kv in args.set)}
     results: dict[str, dict] = {}
     label = f"recipe cw{args.chat_weight}" + (f" do{args.dropout}" if dropout else "")
-    inputs, recall = recipe_inputs(corpus, held, work, args.seed, args.open_book, args.renderings)
+    inputs, recall = recipe_inputs(corpus, held, work, args.seed, args.open_book, args.renderings,
+                                   args.rendered_sentences)
     info = train(inputs, work / f"{form}_recipe", args.budget, {**recall, **overrides, "data.qa": "off",
                  "data.skip_long": "true", "data.chat_weight": args.chat_weight}, args.reuse)
     results[label] = {"train": info, **evaluate_run(work / f"{form}_recipe", corpus, trained_sample, held_sample,
@@ -411,6 +415,8 @@ def main() -> None:
                         "(default: gpt.qa_mix.OPEN_BOOK_SHARE)")
     parser.add_argument("--renderings", type=int, help="extra renderings of the entries in the text "
                         "(default: gpt.qa_mix.RENDERINGS)")
+    parser.add_argument("--rendered-sentences", type=int, help="sentences of each entry a rendering carries, 0 for "
+                        "all (default: gpt.qa_mix.RENDERED_SENTENCES)")
     parser.add_argument("--steps", type=int, help="train this many steps, no time budget (A/B on a busy machine)")
     parser.add_argument("--set", nargs="*", default=[], help="more overrides for both runs: section.key=value")
     parser.add_argument("--no-base", action="store_true", help="skip today's flow (the base run)")

@@ -43,6 +43,7 @@ MIN_PAIRS = 10  # fewer facts than this: the text has no structure worth a recip
 MAX_CHARS = 64 << 20  # derive from the first 64 MB of text: enough facts, bounded time
 OPEN_BOOK_SHARE = 1.0  # open-book conversations per derived question (a seeded sample when below 1)
 RENDERINGS = 2  # extra renderings of the entries added to the text
+RENDERED_SENTENCES = 0  # a rendering carries this many of an entry's first sentences (0: all of it)
 MIN_WORDS = 5  # a closed-book answer cut to fit the context keeps at least this many words
 RECALL_SHARE = 0.5  # a text whose entries are at least this share of it (a glossary, a wiki) is for reciting them
 FORMS = ("heading", "colon", "dash", "sentence")  # renderings of a term entry that gpt.qa reads back
@@ -197,6 +198,11 @@ def augmented_text(items: Iterable[QAPair | Entry], seed: int = 0, epoch: int = 
     rng = random.Random(f"{seed}|{epoch}")
     entries = _as_entries(items)
     rng.shuffle(entries)
-    rendered = [render_entry(e.term, e.definition, rng.choice(FAQ_FORMS if e.kind == "faq" else FORMS))
-                for e in entries]
+    rendered = [render_entry(e.term, leading_sentences(e.definition, RENDERED_SENTENCES),
+                             rng.choice(FAQ_FORMS if e.kind == "faq" else FORMS)) for e in entries]
     return "\n\n".join(rendered) + ("\n" if rendered else "")
+
+
+def leading_sentences(text: str, n: int) -> str:
+    """The first n sentences of text (all of it when n is 0)."""
+    return " ".join(SENTENCE_END.split(text)[:n]) if n else text

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from gpt import qa_mix
 from gpt.config import resolve
 from gpt.qa import Entry, QAError, QAPair, derive_entries, derive_pairs, read_jsonl, write_jsonl
 from gpt.qa_mix import (
@@ -13,6 +14,7 @@ from gpt.qa_mix import (
     conversations,
     derived_pairs,
     entry_share,
+    leading_sentences,
     recall_overrides,
     render_entry,
     source_documents,
@@ -215,6 +217,16 @@ def test_augmented_text_shuffles_per_epoch_and_keeps_every_fact():
     entries = [Entry("Fern", "a plant without flowers or seeds.", "glossary")]
     assert augmented_text(entries) in {render_entry("Fern", entries[0].definition, f) + "\n" for f in FORMS}
     assert augmented_text([]) == ""
+
+
+def test_renderings_carry_the_leading_sentences(monkeypatch):
+    definition = "A tropical plant with split leaves. It climbs. Water it weekly."
+    assert leading_sentences(definition, 1) == "A tropical plant with split leaves."
+    assert leading_sentences(definition, 2) == "A tropical plant with split leaves. It climbs."
+    assert leading_sentences(definition, 0) == leading_sentences(definition, 9) == definition
+    monkeypatch.setattr(qa_mix, "RENDERED_SENTENCES", 1)
+    text = augmented_text([Entry("Monstera", definition, "glossary")])
+    assert "split leaves." in text and "climbs" not in text
 
 
 def test_pairs_from_jsonl_augment_like_fresh_ones(tmp_path):
