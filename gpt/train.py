@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from gpt import __version__, optim
+from gpt import __version__, optim, runtime
 from gpt.batches import eval_windows
 from gpt.chat import until_stop
 from gpt.checkpoint import BASE_WEIGHTS, Checkpointer, load_checkpoint_weights, save_weights, use_best_weights
@@ -31,19 +31,6 @@ from gpt.files import RunLock
 from gpt.metrics import Metrics, ProgressLine, guarded
 from gpt.model import IGNORE_INDEX
 from gpt.run_setup import batch_source, build_model, commit_run, prepare_run
-from gpt.runtime import (
-    StopRequest,
-    autocast,
-    configure,
-    grad_scaler,
-    init_distributed,
-    rank_device,
-    resolve_device,
-    resolve_precision,
-    rng_state,
-    set_rng_state,
-    wrap_model,
-)
 from gpt.sampling import generate
 
 
@@ -57,16 +44,16 @@ class Trainer:
     def __init__(self, cfg: Config, run_dir: str | Path, resume: str = "auto", init_from: str | None = None,
                  explicit: set[str] = frozenset(), progress: bool = True, log=print):
         self.cfg, self.run_dir, self.progress = cfg, Path(run_dir), progress
-        self.dist = init_distributed(cfg.train.device)
+        self.dist = runtime.init_distributed(cfg.train.device)
         self.log = log if self.dist.master else (lambda *a, **k: None)
-        self.device = rank_device(resolve_device(cfg.train.device), self.dist)
-        self.precision = resolve_precision(cfg.train.precision, self.device)
-        configure(self.device, cfg.train.threads, seed=cfg.train.seed + self.dist.rank)
+        self.device = runtime.rank_device(runtime.resolve_device(cfg.train.device), self.dist)
+        self.precision = runtime.resolve_precision(cfg.train.precision, self.device)
+        runtime.configure(self.device, cfg.train.threads, seed=cfg.train.seed + self.dist.rank)
         self.lock = RunLock(self.run_dir).acquire() if self.dist.master else None
         self.step, self.tokens_seen, self.elapsed, self.best_val = 0, 0, 0.0, float("inf")
         self.metrics, self.best_record = None, None  # best_record: the evaluation of best.safetensors' weights
         self.eval_history: list[dict] = []
-        self.stop = StopRequest()  # Ctrl-C / SIGTERM while training: save, then stop
+        self.stop = runtime.StopRequest()  # Ctrl-C / SIGTERM while training: save, then stop
         try:
             self._set_up(resume, init_from, explicit)
         except BaseException:
@@ -84,13 +71,13 @@ class Trainer:
         self.text_tokens = len(self.data.train) if self.data is not None else 0
         self.model = build_model(cfg, prepared, init_from, self.log, self.precision).to(self.device)
         self.optimizers = optim.build_optimizers(self.model, cfg, self.device)
-        self.scaler = grad_scaler(self.device, self.precision)
+        self.scaler = runtime.grad_scaler(self.device, self.precision)
         self.batches = batch_source(cfg, prepared, self._per_rank_batch(), self.dist, self.device)
         self.byte_lengths = token_byte_lengths(self.tokenizer)
         self.checkpointer = Checkpointer(self.run_dir)
         if prepared.checkpoint is not None:
             self._restore(prepared.checkpoint, prepared.state)
-        self.train_model = wrap_model(self.model, self.device, self.dist, self._want_compile())
+        self.train_model = runtime.wrap_model(self.model, self.device, self.dist, self._want_compile())
         if self.dist.master:
             commit_run(self.run_dir, cfg, prepared, fresh=resume == "never")
             if cfg.train.lora_rank and prepared.checkpoint is None:  # the frozen base, once; checkpoints: adapters
@@ -158,7 +145,7 @@ class Trainer:
         scale = self.dist.world_size / max(global_count, 1.0)
         total = torch.zeros((), device=self.device)
         for x, y in micro:
-            with autocast(self.device, self.precision):
+            with runtime.autocast(self.device, self.precision):
                 _, loss_sum = self.train_model(x, y, reduction="sum", return_logits=False)
             self.scaler.scale(loss_sum * scale).backward()
             total += loss_sum.detach()
@@ -196,7 +183,7 @@ class Trainer:
             loss = self.train_step()
             self.step += 1
             self.tokens_seen += self.tokens_per_step
-            self.elapsed = time.perf_counter() - loop_start
+            stop_requested = self._agree_on_clock_and_stop(loop_start)
             if not math.isfinite(loss):
                 self._nan_stop(loss)
             if self.step % tr.log_interval == 0 or self.step == 1:
@@ -210,9 +197,10 @@ class Trainer:
                     self.metrics.log(record)
                     bar.show(record)
             bar.update()
-            if self.stop.signal:
+            if stop_requested:
                 saved = "checkpoint saved in" if self.save() is None else "the last intact checkpoint is kept in"
-                raise TrainError(f"stopped by {self.stop.signal} at step {self.step}; {saved} "
+                signal = self.stop.signal or "a signal to another process"
+                raise TrainError(f"stopped by {signal} at step {self.step}; {saved} "
                                  f"{self.run_dir} (run the same command again to resume)", 130)
             if self.step % tr.eval_interval == 0:
                 self.save()  # save first: an eval must never cost a checkpoint
@@ -228,6 +216,14 @@ class Trainer:
         if problem:
             raise self._unsaved(problem)
         return self._use_best_weights(result)
+
+    def _agree_on_clock_and_stop(self, loop_start: float) -> bool:
+        """Set elapsed to the processes' mean clock, and say whether any process was asked to stop. Under torchrun
+        each clock differs a little: a rank going by its own would set its own lr (the replicas drift apart) and
+        could stop a step before the others, leaving them waiting in the next all-reduce."""
+        elapsed, stops = self.dist.sum([time.perf_counter() - loop_start, float(bool(self.stop.signal))], self.device)
+        self.elapsed = elapsed / self.dist.world_size
+        return stops > 0
 
     def _use_best_weights(self, last: dict[str, Any]) -> dict[str, Any]:
         """If the text's validation got worse by the end (a small corpus seen too often), model.safetensors takes the
@@ -295,7 +291,7 @@ class Trainer:
         start = torch.tensor([[self.tokenizer.eot_id or 10]], device=self.device)
         opts = type(self.cfg.sample)(max_new_tokens=self.cfg.train.sample_tokens, temperature=0.8, top_k=50)
         self.model.eval()
-        with autocast(self.device, self.precision):
+        with runtime.autocast(self.device, self.precision):
             out = generate(self.model, start, opts, torch.Generator(self.device).manual_seed(self.cfg.train.seed))
         self.model.train()
         return self.tokenizer.decode(until_stop(out[0, 1:].tolist(), self.tokenizer))
@@ -304,7 +300,7 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         return {"step": self.step, "tokens_seen": self.tokens_seen, "elapsed": self.elapsed, "best_val": self.best_val,
                 "best_record": self.best_record, "optimizers": [opt.state_dict() for opt in self.optimizers],
-                "scaler": self.scaler.state_dict(), "sampler": self.batches.state_dict(), "rng": rng_state(),
+                "scaler": self.scaler.state_dict(), "sampler": self.batches.state_dict(), "rng": runtime.rng_state(),
                 "config": to_dict(self.cfg)}
 
     def _restore(self, checkpoint: Path, state: dict[str, Any]) -> None:
@@ -315,7 +311,7 @@ class Trainer:
             if state.get("scaler"):
                 self.scaler.load_state_dict(state["scaler"])
             self.batches.load_state_dict(state["sampler"])
-            set_rng_state(state["rng"])
+            runtime.set_rng_state(state["rng"])
         except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
             raise TrainError(f"cannot resume from {checkpoint}: {exc}", 2) from None
         self.step, self.tokens_seen, self.elapsed = state["step"], state["tokens_seen"], state["elapsed"]
