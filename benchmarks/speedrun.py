@@ -47,10 +47,11 @@ def main() -> None:
         sys.exit(f"speedrun: {args.data} not found (it lives in ../shared/data beside the checkout)")
     raw = Path(args.data).read_bytes()
     cut = len(raw) - len(raw) // 10
+    launched = os.environ.get("SPEEDRUN_DIR")  # a process of a --processes run: the launcher's folder and files
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = os.environ.get("SPEEDRUN_DIR", tmp)  # a process of a --processes run: the launcher's folder
+        tmp = launched or tmp
         train_file, val_file = Path(tmp) / "train.txt", Path(tmp) / "val.txt"
-        if "SPEEDRUN_DIR" not in os.environ:
+        if not launched:
             train_file.write_bytes(raw[:cut])
             val_file.write_bytes(raw[cut:])
         if args.processes > 1 and "RANK" not in os.environ:
