@@ -1,3 +1,4 @@
+import json
 import math
 import os
 import signal
@@ -215,7 +216,6 @@ def test_ddp_time_budget_keeps_the_processes_together(corpus_file, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                            "--master_port", "29519", str(script), str(corpus_file), str(out)],
                           capture_output=True, text=True, timeout=180, env=env)
-    import json
     ranks = [out / "rank0.json", out / "rank1.json"]
     assert all(r.exists() for r in ranks), proc.stderr[-2000:]  # judged by the result, not gloo's exit
     first, second = (json.loads(r.read_text()) for r in ranks)
