@@ -30,7 +30,7 @@ timeout $((seconds + 180)) $py -m gpt train --out "$run" --input "$corpus" --pre
   --train.lr 6e-4 --train.max_iters 20000 --train.eval_interval 100 --train.log_interval 5 \
   --train.max_time "$seconds" 2>&1 | tee "$out/recipe.txt" ||
   echo "gpu_check: the recipe failed (exit $?)" | tee -a "$out/recipe.txt"
-cp "$run/metrics.jsonl" "$out/" 2>/dev/null
+cp "$run/log.jsonl" "$out/" 2>/dev/null
 
 # Last, as it may leave the card in an error state: the same 48-row batch with the loss forced into the graph.
 { echo "== micro-batch 48: the loss in the graph (forced)"; bench 120 --set train.batch_size=48 --loss-in-graph always

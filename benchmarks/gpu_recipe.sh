@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPT-2-small recipe trained for a fixed time on one GPU, for longer than one device-tool call may last
 # (benchmarks/README.md, "GPU path"). The corpus is the machine's own Python code (the standard library,
-# torch and transformers), so that a 10-minute run makes a few passes over it rather than eighty.
+# torch and transformers: 101 MB on the lent H100), so that a 10-minute run makes about eleven passes over it
+# rather than the eighty it would make over the standard library alone.
 #
 #   bash benchmarks/gpu_recipe.sh start RUN SECONDS [FOLLOW]   # peaks, then the run in its own session
 #   bash benchmarks/gpu_recipe.sh finish RUN [WAIT]             # waits for the run's end, samples it once
@@ -15,7 +16,7 @@ export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 py=${PYTHON:-python3}
 log=$run.log
 
-collect() { cp "$log" "$out/recipe.txt"; cp "$run/metrics.jsonl" "$out/" 2>/dev/null; cp /tmp/gpu_recipe_smi.csv "$out/smi.csv" 2>/dev/null; }
+collect() { cp "$log" "$out/recipe.txt"; cp "$run/log.jsonl" "$out/" 2>/dev/null; cp /tmp/gpu_recipe_smi.csv "$out/smi.csv" 2>/dev/null; }
 running() { pgrep -f "gpt train --out $run" > /dev/null; }
 
 if [ "$verb" = start ]; then
