@@ -29,20 +29,14 @@ from dataclasses import dataclass
 
 from gpt.data import read_documents
 from gpt.errors import InputError
-from gpt.files import atomic_write, jsonl_lines
+from gpt.files import atomic_write
 
 MAX_ANSWER = 400  # characters; an answer is the first sentences of a section, not the whole section
 MAX_TERM = 60  # characters; longer "terms" are prose, not names
 FRONT_MATTER_LINES = 100  # a "---" line further down than this closes no front matter
 TEMPLATES = (  # the first is always used: it is how people ask
-    "What is {t}?",
-    "What does {t} mean?",
-    "Tell me about {t}.",
-    "Define {t}.",
-    "What is meant by {t}?",
-    "Explain {t}.",
-    "Can you describe {t}?",
-    "Give me a definition of {t}.",
+    "What is {t}?", "What does {t} mean?", "Tell me about {t}.", "Define {t}.", "What is meant by {t}?",
+    "Explain {t}.", "Can you describe {t}?", "Give me a definition of {t}.",
 )
 _PLURAL = "What are {t}?"  # replaces "What is" for "Modules are a ..."
 TERM_KINDS = ("heading", "glossary", "definition")  # kinds whose entries have a term; "faq" has a question
@@ -64,6 +58,7 @@ HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*))?$")  # no lazy match: a hug
 _CLOSING_HASHES = re.compile(r"(?:^|[ \t]+)#+[ \t]*$")  # "## Title ##"; "C#" keeps its hash
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
 _LINK = re.compile(r"\[\[(?:[^\]|]*\|)?(?P<wiki>[^\]|]+)\]\]|\[(?P<md>[^\]]+)\]\([^)]*\)")  # wiki and markdown links
+_COMMENT = re.compile(r"<!--(?:(?!<!--).)*?-->", re.DOTALL)  # stops at the next "<!--": an unclosed one stays linear
 _SECTION_NUMBER = re.compile(r"^\s*\d+(?:\.\d+)*\.[ \t]+(?=\S)|^\s*\d+(?:\.\d+)+[ \t]+(?=\S)")  # not "1984 (novel)"
 # Paragraphs that say when or how, not what, often first under a title: Sphinx's version notes ("New in version
 # 3.5."), grammar productions ("lambda_expr ::= ..."), interpreter sessions (">>> ..."), reST directives
@@ -150,6 +145,12 @@ def heading_title(text: str | None) -> str:
     return _collapse(text.replace("**", "").replace("`", "").rstrip(":"))
 
 
+def blank_comments(text: str) -> str:
+    """HTML comments removed, their line breaks kept: metadata (Node's "<!-- YAML added: v8.0.0 -->" under each
+    API title, editors' notes), never what a title means or a passage to quote."""
+    return _COMMENT.sub(lambda m: "\n" * m.group().count("\n"), text) if "<!--" in text else text
+
+
 def not_an_entry(line: str) -> bool:
     """Whether a paragraph opening with `line` is a version note, a grammar production or an interpreter session:
     never what a title means, so never the answer to "What is X?"."""
@@ -226,10 +227,10 @@ def _heading_entries(lines: list[str], paragraphs: list[tuple[int, list[str]]]) 
     return entries
 
 
-def glossary_entry(line: str, number: int, opens: bool = True) -> Entry | None:
-    """The entry of a "Term: definition" line. `opens`: the line starts a paragraph or follows another entry;
-    a wrapped line inside a paragraph ("... its own breakpoint: which could ...") is prose unless it is a list item.
-    """
+def glossary_entry(line: str, number: int, opens: bool = True, more: list[str] = ()) -> Entry | None:
+    """The entry of a "Term: definition" line, its definition carried on by the lines `more` (a wrapped list item).
+    `opens`: the line starts a paragraph or follows another entry; a wrapped line inside a paragraph ("... its own
+    breakpoint: which could ...") is prose unless it is a list item."""
     if not (opens or _BULLET.match(line)) or len(line) > 4 * MAX_ANSWER or _QUESTION.match(line) or _ANSWER.match(line):
         return None
     match = _GLOSSARY.match(line)
@@ -239,7 +240,18 @@ def glossary_entry(line: str, number: int, opens: bool = True) -> Entry | None:
     if (not _is_term(term) or _CALL.search(term) or len(definition.split()) < 3 or _CODE.search(definition)
             or definition.endswith("?")):
         return None
-    return Entry(term, _bounded(definition), "glossary", line=number)
+    return Entry(term, _bounded(" ".join([definition, *more])), "glossary", line=number)
+
+
+def continued(lines: list[str], i: int) -> list[str]:
+    """The lines from lines[i] on that carry on the line before: up to a blank line, heading, list item, label or
+    glossary line, or a line indented past where its text starts (a definition under a title, not its wrapped end)."""
+    bullet = _BULLET.match(lines[i - 1])
+    column, end = bullet.end() if bullet else _indent(lines[i - 1]), i
+    while end < len(lines) and lines[end].strip() and _indent(lines[end]) <= column and not (HEADING.match(lines[end])
+            or _LABEL.match(lines[end]) or _BULLET.match(lines[end]) or _GLOSSARY.match(lines[end])):
+        end += 1
+    return lines[i:end]
 
 
 def _faq_entries(lines: list[str], code: list[bool]) -> list[Entry]:
@@ -359,17 +371,21 @@ def setext_to_atx(lines: list[str]) -> list[str]:
 
 def derive_entries(text: str, source: str = "") -> list[Entry]:
     """Every fact the notes state in a recognised form, in document order, one per term (the first wins)."""
-    lines = setext_to_atx(text.splitlines())
+    lines = setext_to_atx(blank_comments(text).splitlines())
     code = _code_mask(lines)
     paragraphs = _paragraphs(lines, code)
     found = (_heading_entries(lines, paragraphs) + _faq_entries(lines, code) + _definition_entries(paragraphs)
              + _definition_list_entries(paragraphs))
     for start, para in paragraphs:
-        opens = True
-        for j, line in enumerate(para):
-            if entry := glossary_entry(line, start + j + 1, opens):
+        opens, j = True, 0
+        while j < len(para):
+            entry, more = glossary_entry(para[j], start + j + 1, opens), []
+            if entry and (more := continued(para, j + 1)):  # a wrapped definition: read again, whole
+                entry = glossary_entry(para[j], start + j + 1, opens, more)
+            if entry:
                 found.append(entry)
-            opens = entry is not None or _LABEL.match(line) is not None  # a refused entry still keeps a glossary going
+            opens = entry is not None or _LABEL.match(para[j]) is not None  # a refused entry keeps a glossary going
+            j += 1 + len(more)
     entries, seen = [], set()
     for entry in sorted(found, key=lambda e: e.line):
         key = (entry.kind == "faq", bare_term(entry.term).lower())
@@ -421,30 +437,3 @@ def write_jsonl(pairs: Iterable[QAPair], path: str | os.PathLike) -> None:
                   "source": p.source, "line": p.line, "kind": p.kind}
         lines.append(json.dumps(record, ensure_ascii=False) + "\n")
     atomic_write(path, "".join(lines))
-
-
-def _pair_of(record: object) -> QAPair:
-    if not isinstance(record, dict) or not isinstance(record.get("messages"), list):
-        raise ValueError('expected an object with a "messages" list')
-    roles = [m.get("role") if isinstance(m, dict) else None for m in record["messages"]]
-    if "user" not in roles or "assistant" not in roles[roles.index("user"):]:
-        raise ValueError("expected a user message followed by an assistant message")
-    u = roles.index("user")
-    a = roles.index("assistant", u)
-    question, answer = record["messages"][u].get("content"), record["messages"][a].get("content")
-    if not isinstance(question, str) or not isinstance(answer, str):
-        raise ValueError("message content must be text")
-    line = record.get("line", 0)
-    return QAPair(question, answer, str(record.get("source", "")), str(record.get("kind", "faq")),
-                  line if isinstance(line, int) else 0)
-
-
-def read_jsonl(path: str | os.PathLike) -> list[QAPair]:
-    """Pairs written by write_jsonl (or any chat JSONL); a broken line is a QAError naming file:line."""
-    pairs = []
-    for number, line in jsonl_lines(path):
-        try:
-            pairs.append(_pair_of(json.loads(line)))
-        except ValueError as exc:  # json.JSONDecodeError is a ValueError
-            raise QAError(f"{path}:{number}: not a question/answer line ({str(exc).splitlines()[0]})") from None
-    return pairs

@@ -44,6 +44,8 @@ from gpt.qa import (
     QUESTION_LINE,
     SENTENCE_END,
     TEMPLATES,
+    blank_comments,
+    continued,
     defined_term,
     definition_list_item,
     front_matter_lines,
@@ -60,8 +62,7 @@ MAX_CHARS = 800  # a passage is a paragraph or entry, not a chapter: it must fit
 _WORD = re.compile(r"\w+")
 # a plural's end: -es after s, x, ch, sh ("classes", "boxes"); else -s after three letters, not after s ("lambdas")
 _PLURAL = re.compile(r"(?:(?<=ss|\wx|ch|sh)es|(?<=\w\w[^\Ws])s)$")
-# Words that shape a question but say nothing about its subject; dropped from queries (unless nothing else is left).
-QUESTION_WORDS = frozenset("""
+QUESTION_WORDS = frozenset("""  # they shape a question but say nothing of its subject: dropped from queries
 what whats is are was were the a an of does do did mean means meant by tell me about define definition explain
 describe can could you give who how why when where which please i to it this that
 """.split())
@@ -165,13 +166,16 @@ def _paragraph_units(start: int, heading: str, text: str, under: str) -> Iterabl
 
 
 def _units(lines: list[str]) -> Iterable[tuple[int, str, str, tuple[str, ...], int]]:
-    """(index of first line, heading path, text, titles, body offset) of every paragraph, glossary lines as units
-    of their own. A unit's titles name the entry it is: the heading above it when it comes first under that
-    heading, its glossary term, its FAQ question; the body offset is where that entry's own text starts."""
+    """(index of first line, heading path, text, titles, body offset) of every paragraph, glossary lines (with their
+    wrapped ends) as units of their own. A unit's titles name the entry it is: the heading above it when it comes
+    first under that heading, its glossary term, its FAQ question; the body offset is where its own text starts."""
     path: list[tuple[int, str]] = []  # (level, title) of the headings above
     block: list[str] = []
     under = ""  # the title of a heading no unit has followed yet
+    wrapped = 0  # lines before this one are the wrapped end of a glossary line, already in its unit
     for i, line in enumerate(lines + [""]):
+        if i < wrapped:
+            continue
         heading = HEADING.match(line) if i < len(lines) else None
         entry = glossary_entry(line, 0, opens=not block)
         if block and (heading or not line.strip() or entry):
@@ -184,7 +188,8 @@ def _units(lines: list[str]) -> Iterable[tuple[int, str, str, tuple[str, ...], i
             path = [(lv, t) for lv, t in path if lv < level] + [(level, heading_title(heading.group(2)))]
             under = path[-1][1]
         elif entry:
-            text = line.strip()
+            more = continued(lines, i + 1)
+            text, wrapped = " ".join([line.strip(), *(m.strip() for m in more)]), i + 1 + len(more)
             after = text.find(entry.term) + len(entry.term)
             body = text.find(entry.definition.split()[0], after) if after >= len(entry.term) else -1
             yield i, " > ".join(t for _, t in path), text, (under, entry.term) if under else (entry.term,), max(body, 0)
@@ -195,7 +200,7 @@ def _units(lines: list[str]) -> Iterable[tuple[int, str, str, tuple[str, ...], i
 
 def passages_of(text: str, source: str, max_chars: int = MAX_CHARS) -> list[Passage]:
     """The passages of one text; each keeps its heading path as a first line, the first piece of a unit its titles."""
-    lines = setext_to_atx(text.splitlines())
+    lines = setext_to_atx(blank_comments(text).splitlines())
     metadata = front_matter_lines(lines)  # a note's YAML front matter is not a passage; line numbers stay
     lines = [""] * metadata + lines[metadata:]
     found = []

@@ -5,6 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gpt.chat import ChatError
+from gpt.conversations import read_conversations
 from gpt.errors import describe
 from gpt.qa import (
     TEMPLATES,
@@ -12,7 +14,6 @@ from gpt.qa import (
     derive_entries,
     derive_from_files,
     derive_pairs,
-    read_jsonl,
     write_jsonl,
 )
 
@@ -177,7 +178,9 @@ def test_jsonl_round_trip_and_format(tmp_path):
     assert first == {"messages": [{"role": "user", "content": "What is Monstera?"},
                                   {"role": "assistant", "content": pairs[0].answer}],
                      "source": "notes.md", "line": 3, "kind": "heading"}
-    assert read_jsonl(path) == pairs
+    conversations, skipped = read_conversations(path)  # what `gpt train --input qa.jsonl` reads
+    assert conversations == [[{"role": "user", "content": p.question}, {"role": "assistant", "content": p.answer}]
+                             for p in pairs] and skipped == 0
     assert [p.name for p in tmp_path.iterdir()] == ["qa.jsonl"]  # no temporary file left behind
 
 
@@ -188,10 +191,10 @@ def test_broken_jsonl_line_is_one_line_error(tmp_path, line):
     path = tmp_path / "qa.jsonl"
     write_jsonl(derive_pairs(GLOSSARY, phrasings=1), path)
     path.write_text(path.read_text() + "\n" + line + "\n")
-    with pytest.raises(QAError) as info:
-        read_jsonl(path)
+    with pytest.raises(ChatError) as info:  # an edited qa.jsonl, read back for training
+        read_conversations(path)
     message, code = describe(info.value)
-    assert message.startswith(f"{path}:5: not a question/answer line") and "\n" not in message and code == 2
+    assert message.startswith(f"{path}:5: ") and "\n" not in message and code == 2
 
 
 def _flat(text: str) -> str:
@@ -221,6 +224,34 @@ def test_a_refused_glossary_line_does_not_end_the_glossary():
     assert pairs == {("What is Kluge?", "a clever programming trick intended to solve a problem; an ugly hack."),
                      ("What is Cruft?", "an unpleasant substance, the dust that gathers under your bed.")}
     assert derive_pairs("Loop: i = 0;i++ until it stops.\n", phrasings=1) == []  # a semicolon in code is code
+
+
+def test_a_wrapped_glossary_item_keeps_its_whole_definition():
+    """A list item's definition carried on the next lines (as API docs wrap them) is the whole answer, up to the
+    next item, label or glossary line; the line after a wrapped definition still opens the next entry."""
+    text = ("The values for `mode`:\n\n"
+            "* `off`: No mapping will be attempted. This is the default.\n"
+            "* `silent`: If supported by the OS, mapping will be attempted. Failure to map\n"
+            "  will be ignored and will not be reported.\n\n"
+            "Alpha: the first letter of\nthe Greek alphabet.\nBeta: the second letter of it.\n"
+            "Gamma — the third one, a line of its own.\n")
+    assert [(e.term, e.definition, e.line) for e in derive_entries(text)] == [
+        ("off", "No mapping will be attempted. This is the default.", 3),
+        ("silent", "If supported by the OS, mapping will be attempted. Failure to map will be ignored and will not "
+                   "be reported.", 4),
+        ("Alpha", "the first letter of the Greek alphabet.", 7),
+        ("Beta", "the second letter of it.", 9),
+        ("Gamma", "the third one, a line of its own.", 10)]
+
+
+def test_html_comments_are_not_answers():
+    """Metadata in comments under a title (Node's API docs: "<!-- YAML added: v8.0.0 -->") is passed over: the
+    title's answer is the paragraph after it; an inline comment goes, an unclosed one leaves the text as it is."""
+    text = ("## path.delimiter\n\n<!-- YAML\nadded: v0.9.3\n-->\n\nProvides the path delimiter.\n\n"
+            "## zlib <!-- a note -->\n\nCompression <!-- inline --> bindings.\n")
+    assert [(e.term, e.definition, e.line) for e in derive_entries(text)] == [
+        ("path.delimiter", "Provides the path delimiter.", 1), ("zlib", "Compression bindings.", 9)]
+    assert derive_entries("## Title\n\nText <!-- never closed.\n")[0].definition == "Text <!-- never closed."
 
 
 def test_underlined_titles_are_headings():

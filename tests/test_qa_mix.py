@@ -6,7 +6,7 @@ import pytest
 
 from gpt import qa_mix
 from gpt.config import resolve
-from gpt.qa import Entry, QAError, QAPair, derive_entries, derive_pairs, read_jsonl, write_jsonl
+from gpt.qa import Entry, QAError, QAPair, derive_entries, derive_pairs
 from gpt.qa_mix import (
     FORMS,
     aim_at_recall,
@@ -227,13 +227,6 @@ def test_renderings_carry_the_leading_sentences(monkeypatch):
     monkeypatch.setattr(qa_mix, "RENDERED_SENTENCES", 1)
     text = augmented_text([Entry("Monstera", definition, "glossary")])
     assert "split leaves." in text and "climbs" not in text
-
-
-def test_pairs_from_jsonl_augment_like_fresh_ones(tmp_path):
-    pairs = derive_pairs(QA_GLOSSARY + FAQ)
-    write_jsonl(pairs, tmp_path / "qa.jsonl")
-    assert augmented_text(read_jsonl(tmp_path / "qa.jsonl"), 3, 1) == augmented_text(pairs, 3, 1)
-    assert QAPair("Q", "A", "", "faq") == QAPair("Q", "A", "", "faq", 0)
 
 
 def test_a_closed_book_answer_too_long_for_the_context_is_cut_to_its_first_sentences():

@@ -305,3 +305,17 @@ def test_front_matter_is_not_a_passage():
     assert [(p.text, p.line) for p in passages] == [("Monstera\nA climbing plant.", 8)]
     unclosed = "---\ntitle: a note that only starts with a rule\n\nA paragraph.\n"
     assert len(passages_of(unclosed, "note.md")) == 2  # no closing line: no front matter, the text is kept
+
+
+def test_html_comments_are_not_passage_text():
+    text = "## path.delimiter\n\n<!-- YAML\nadded: v0.9.3\n-->\n\nProvides the path delimiter.\n"
+    assert [(p.text, p.line, p.titles) for p in passages_of(text, "path.md")] == [
+        ("path.delimiter\nProvides the path delimiter.", 7, ("path.delimiter",))]
+
+
+def test_a_wrapped_glossary_item_is_one_passage():
+    text = ("* `silent`: If supported, mapping will be attempted. Failure to map\n"
+            "  will be ignored.\n* `off`: No mapping will be attempted.\n")
+    assert [(p.text, p.line, p.titles) for p in passages_of(text, "cli.md")] == [
+        ("* `silent`: If supported, mapping will be attempted. Failure to map will be ignored.", 1, ("silent",)),
+        ("* `off`: No mapping will be attempted.", 3, ("off",))]
