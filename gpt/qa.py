@@ -61,9 +61,9 @@ _LINK = re.compile(r"\[\[(?:[^\]|]*\|)?(?P<wiki>[^\]|]+)\]\]|\[(?P<md>[^\]]+)\]\
 _COMMENT = re.compile(r"<!--(?:(?!<!--).)*?-->", re.DOTALL)  # stops at the next "<!--": an unclosed one stays linear
 _SECTION_NUMBER = re.compile(r"^\s*\d+(?:\.\d+)*\.[ \t]+(?=\S)|^\s*\d+(?:\.\d+)+[ \t]+(?=\S)")  # not "1984 (novel)"
 # Paragraphs that say when or how, not what, often first under a title: Sphinx's version notes ("New in version
-# 3.5."), grammar productions ("lambda_expr ::= ..."), interpreter sessions (">>> ..."), reST directives
-# (".. glossary::"). The title's entry comes next.
-_NOT_AN_ENTRY = re.compile(r"\s*(?:(?:New|Added|Changed) in version \d|Deprecated since version \d|\S+\s+::=|>>>"
+# 3.5."), grammar productions ("lambda_expr ::= ..."), interpreter sessions (">>> ..."), quoted notes and callouts
+# ("> Stability: 1 - Experimental", "> [!TIP]"), reST directives (".. glossary::"). The title's entry comes next.
+_NOT_AN_ENTRY = re.compile(r"\s*(?:(?:New|Added|Changed) in version \d|Deprecated since version \d|\S+\s+::=|>"
                            r"|\.\. [\w:-]+::)")
 _GLOSSARY = re.compile(
     rf"^ {{0,3}}(?:[-*+][ \t]+)?{_EMPHASIS}?(?P<term>{_TERM_WORD}(?:[ \t]+{_TERM_WORD}){{0,4}}?){_EMPHASIS}?"

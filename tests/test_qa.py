@@ -244,13 +244,14 @@ def test_a_wrapped_glossary_item_keeps_its_whole_definition():
         ("Gamma", "the third one, a line of its own.", 10)]
 
 
-def test_html_comments_are_not_answers():
-    """Metadata in comments under a title (Node's API docs: "<!-- YAML added: v8.0.0 -->") is passed over: the
-    title's answer is the paragraph after it; an inline comment goes, an unclosed one leaves the text as it is."""
-    text = ("## path.delimiter\n\n<!-- YAML\nadded: v0.9.3\n-->\n\nProvides the path delimiter.\n\n"
-            "## zlib <!-- a note -->\n\nCompression <!-- inline --> bindings.\n")
+def test_html_comments_and_quoted_notes_are_not_answers():
+    """Metadata in comments under a title (Node's API docs: "<!-- YAML added: v8.0.0 -->") and a quoted note after
+    it are passed over: the title's answer is the paragraph after them; an inline comment goes, an unclosed one
+    leaves the text as it is."""
+    text = ("## path.delimiter\n\n<!-- YAML\nadded: v0.9.3\n-->\n\n> Stability: 2 - Stable\n\n"
+            "Provides the path delimiter.\n\n## zlib <!-- a note -->\n\nCompression <!-- inline --> bindings.\n")
     assert [(e.term, e.definition, e.line) for e in derive_entries(text)] == [
-        ("path.delimiter", "Provides the path delimiter.", 1), ("zlib", "Compression bindings.", 9)]
+        ("path.delimiter", "Provides the path delimiter.", 1), ("zlib", "Compression bindings.", 11)]
     assert derive_entries("## Title\n\nText <!-- never closed.\n")[0].definition == "Text <!-- never closed."
 
 
