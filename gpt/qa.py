@@ -62,9 +62,10 @@ _COMMENT = re.compile(r"<!--(?:(?!<!--).)*?-->", re.DOTALL)  # stops at the next
 _SECTION_NUMBER = re.compile(r"^\s*\d+(?:\.\d+)*\.[ \t]+(?=\S)|^\s*\d+(?:\.\d+)+[ \t]+(?=\S)")  # not "1984 (novel)"
 # Paragraphs that say when or how, not what, often first under a title: Sphinx's version notes ("New in version
 # 3.5."), grammar productions ("lambda_expr ::= ..."), interpreter sessions (">>> ..."), quoted notes and callouts
-# ("> Stability: 1 - Experimental", "> [!TIP]"), reST directives (".. glossary::"). The title's entry comes next.
+# ("> Stability: 1 - Experimental", "> [!TIP]"), reST directives (".. glossary::"), an option's default ("**Default**
+# - ``10``"). The title's entry comes next.
 _NOT_AN_ENTRY = re.compile(r"\s*(?:(?:New|Added|Changed) in version \d|Deprecated since version \d|\S+\s+::=|>"
-                           r"|\.\. [\w:-]+::)")
+                           r"|\.\. [\w:-]+::|(?:\*\*|__)?Default(?:\*\*|__)?[ \t]*[-:—–])")
 _GLOSSARY = re.compile(
     rf"^ {{0,3}}(?:[-*+][ \t]+)?{_EMPHASIS}?(?P<term>{_TERM_WORD}(?:[ \t]+{_TERM_WORD}){{0,4}}?){_EMPHASIS}?"
     r"(?::[ \t]+|[ \t]*[—–][ \t]*|[ \t]+-[ \t]+)(?:\*\*|__)?[ \t]*(?P<definition>\S.*)$")
@@ -72,6 +73,7 @@ _GLOSSARY = re.compile(
 _CODE = re.compile(r"[{}=<>`]|;(?!\s)|(?:^|\s)#\s|\(\)|^\s*[\[\"']|^return\b")
 _LABEL = re.compile(r"^ {0,3}\S[^:\n]{0,59}:[ \t]+\S")  # "label: text", the shape of a glossary line
 _BULLET = re.compile(r"^ {0,3}[-*+][ \t]")
+_LIST_ITEM = re.compile(r"^ {0,3}(?:[-*+]|\d{1,3}[.)])[ \t]")  # bulleted or numbered, not indented as code
 _LIST_TERM = re.compile(rf"^[ \t]*{_EMPHASIS}?(?P<term>[^\W_][^:]*?){_EMPHASIS}?[ \t]*$")  # a line that may name a term
 _LIST_TERM_CODE = re.compile(r"[=\[\]{}<>;]|\w\(|\($|\(\s")  # "x = (", "return [a", "f(x)": code, not a term
 _LIST_DEFINITION = re.compile(r"^ {0,3}:[ \t]+(\S.*)$")  # ": definition" under its term (Markdown Extra, Pandoc)
@@ -205,18 +207,24 @@ def _paragraphs(lines: list[str], code: list[bool]) -> list[tuple[int, list[str]
 def _heading_entries(lines: list[str], paragraphs: list[tuple[int, list[str]]]) -> list[Entry]:
     first_after: dict[int, list[str]] = {}  # heading line -> the paragraph directly under it
     after_note: dict[int, int] = {}  # last line of a non-entry (not_an_entry) under a heading -> that heading
+    introduced: dict[int, int] = {}  # last line of an answer ending in ":" ("... in 3 ways:") -> its heading
     for start, para in paragraphs:
         prev = start - 1
         while prev >= 0 and not lines[prev].strip():
             prev -= 1
         heading = prev if prev >= 0 and HEADING.match(lines[prev]) else after_note.get(prev)
-        if heading is not None and not_an_entry(para[0]):  # the entry comes next
+        if (lead := introduced.get(prev)) is not None and _LIST_ITEM.match(para[0]):  # the list it introduces
+            first_after[lead] = first_after[lead] + para
+        elif heading is not None and not_an_entry(para[0]):  # the entry comes next
             after_note[start + len(para) - 1] = heading
         elif heading is not None:
             first_after[heading] = para
+            if para[-1].rstrip().endswith(":"):
+                introduced[start + len(para) - 1] = heading
     entries = []
     for i, para in first_after.items():
         title = heading_title(HEADING.match(lines[i]).group(2))
+        title = asked.group(1).strip() if (asked := _QUESTION.match(title)) else title  # "Q: Can I ...?"
         if _QUESTION.match(para[0]) or definition_list_item(para, 0) or not 0 < len(title) <= MAX_TERM * 2:
             continue
         answer = _bounded("\n".join(para))

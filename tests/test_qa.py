@@ -255,6 +255,21 @@ def test_html_comments_and_quoted_notes_are_not_answers():
     assert derive_entries("## Title\n\nText <!-- never closed.\n")[0].definition == "Text <!-- never closed."
 
 
+def test_an_answer_takes_the_list_it_introduces_and_passes_over_a_default():
+    """Config references: an answer ending in ":" goes on with the list it introduces; an option's "**Default** - ..."
+    line is not what the option is; a "Q: ...?" title is a question without its "Q:"."""
+    text = ("## Credentials\n\nCredentials can be specified in several ways:\n\n* Environment variables\n"
+            "* The config file\n\nMore text.\n\n## max_queue_size\n\n**Default** - ``1000``\n\n"
+            "The maximum number of tasks in the queue.\n\n## Q: Does the CLI check sums?\n\nYes, when it can.\n\n"
+            "## Closures\n\nThis code prints 42:\n\n    i = 42\n    print(i)\n")
+    assert [(e.term, e.definition, e.kind, e.line) for e in derive_entries(text)] == [
+        ("Credentials", "Credentials can be specified in several ways: * Environment variables * The config file",
+         "heading", 1),
+        ("max_queue_size", "The maximum number of tasks in the queue.", "heading", 10),
+        ("Does the CLI check sums?", "Yes, when it can.", "faq", 16),
+        ("Closures", "This code prints 42:", "heading", 20)]  # code is not a list: an answer's end stays
+
+
 def test_underlined_titles_are_headings():
     """Markdown's setext and reStructuredText's underlined (and overlined) titles give heading pairs; a line of
     dashes under a two-line paragraph is a rule, not a title."""
