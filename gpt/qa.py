@@ -59,13 +59,15 @@ _CLOSING_HASHES = re.compile(r"(?:^|[ \t]+)#+[ \t]*$")  # "## Title ##"; "C#" ke
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
 _LINK = re.compile(r"\[\[(?:[^\]|]*\|)?(?P<wiki>[^\]|]+)\]\]|\[(?P<md>[^\]]+)\]\([^)]*\)")  # wiki and markdown links
 _COMMENT = re.compile(r"<!--(?:(?!<!--).)*?-->", re.DOTALL)  # stops at the next "<!--": an unclosed one stays linear
+_IMAGE = r"(?:!\[[^\]\n]*\]\([^)\n]*\)|!\[\[[^\]\n]*\]\]|<img\b[^>\n]*>)"  # markdown, Obsidian's embed, HTML
+_IMAGE_LINE = re.compile(rf"^[ \t]*{_IMAGE}(?:[ \t]*{_IMAGE})*[ \t]*$", re.MULTILINE)
 _SECTION_NUMBER = re.compile(r"^\s*\d+(?:\.\d+)*\.[ \t]+(?=\S)|^\s*\d+(?:\.\d+)+[ \t]+(?=\S)")  # not "1984 (novel)"
 # Paragraphs that say when or how, not what, often first under a title: Sphinx's version notes ("New in version
 # 3.5."), grammar productions ("lambda_expr ::= ..."), interpreter sessions (">>> ..."), quoted notes and callouts
 # ("> Stability: 1 - Experimental", "> [!TIP]"), reST directives (".. glossary::"), an option's default ("**Default**
-# - ``10``"). The title's entry comes next.
-_NOT_AN_ENTRY = re.compile(r"\s*(?:(?:New|Added|Changed) in version \d|Deprecated since version \d|\S+\s+::=|>"
-                           r"|\.\. [\w:-]+::|(?:\*\*|__)?Default(?:\*\*|__)?[ \t]*[-:—–])")
+# - ``10``"), tables ("| plant | water |"), raw HTML ("<details>"). The title's entry comes next.
+_NOT_AN_ENTRY = re.compile(r"\s*(?:(?:New|Added|Changed) in version \d|Deprecated since version \d|\S+\s+::=|>|\|"
+                           r"|</?[A-Za-z]|\.\. [\w:-]+::|(?:\*\*|__)?Default(?:\*\*|__)?[ \t]*[-:—–])")
 _GLOSSARY = re.compile(
     rf"^ {{0,3}}(?:[-*+][ \t]+)?{_EMPHASIS}?(?P<term>{_TERM_WORD}(?:[ \t]+{_TERM_WORD}){{0,4}}?){_EMPHASIS}?"
     r"(?::[ \t]+|[ \t]*[—–][ \t]*|[ \t]+-[ \t]+)(?:\*\*|__)?[ \t]*(?P<definition>\S.*)$")
@@ -147,10 +149,11 @@ def heading_title(text: str | None) -> str:
     return _collapse(text.replace("**", "").replace("`", "").rstrip(":"))
 
 
-def blank_comments(text: str) -> str:
-    """HTML comments removed, their line breaks kept: metadata (Node's "<!-- YAML added: v8.0.0 -->" under each
-    API title, editors' notes), never what a title means or a passage to quote."""
-    return _COMMENT.sub(lambda m: "\n" * m.group().count("\n"), text) if "<!--" in text else text
+def blank_markup(text: str) -> str:
+    """HTML comments removed, lines that only show an image blanked, line breaks kept: metadata (Node's "<!-- YAML
+    added: v8.0.0 -->" under each API title) and pictures are never what a title means or a passage to quote."""
+    text = _COMMENT.sub(lambda m: "\n" * m.group().count("\n"), text) if "<!--" in text else text
+    return _IMAGE_LINE.sub("", text) if "![" in text or "<img" in text else text
 
 
 def not_an_entry(line: str) -> bool:
@@ -379,7 +382,7 @@ def setext_to_atx(lines: list[str]) -> list[str]:
 
 def derive_entries(text: str, source: str = "") -> list[Entry]:
     """Every fact the notes state in a recognised form, in document order, one per term (the first wins)."""
-    lines = setext_to_atx(blank_comments(text).splitlines())
+    lines = setext_to_atx(blank_markup(text).splitlines())
     code = _code_mask(lines)
     paragraphs = _paragraphs(lines, code)
     found = (_heading_entries(lines, paragraphs) + _faq_entries(lines, code) + _definition_entries(paragraphs)

@@ -44,7 +44,7 @@ from gpt.qa import (
     QUESTION_LINE,
     SENTENCE_END,
     TEMPLATES,
-    blank_comments,
+    blank_markup,
     continued,
     defined_term,
     definition_list_item,
@@ -200,7 +200,7 @@ def _units(lines: list[str]) -> Iterable[tuple[int, str, str, tuple[str, ...], i
 
 def passages_of(text: str, source: str, max_chars: int = MAX_CHARS) -> list[Passage]:
     """The passages of one text; each keeps its heading path as a first line, the first piece of a unit its titles."""
-    lines = setext_to_atx(blank_comments(text).splitlines())
+    lines = setext_to_atx(blank_markup(text).splitlines())
     metadata = front_matter_lines(lines)  # a note's YAML front matter is not a passage; line numbers stay
     lines = [""] * metadata + lines[metadata:]
     found = []

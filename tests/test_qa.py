@@ -270,6 +270,18 @@ def test_an_answer_takes_the_list_it_introduces_and_passes_over_a_default():
         ("Closures", "This code prints 42:", "heading", 20)]  # code is not a list: an answer's end stays
 
 
+def test_pictures_and_tables_are_not_answers():
+    """A wiki's picture under a title (markdown, Obsidian's embed, HTML) is not what the title means: the text
+    after it is; a table or raw HTML is passed over like a note; a picture inside a sentence stays."""
+    text = ("# Monstera\n\n![monstera](monstera.jpg)\n\nMonstera is a climbing plant.\n\n## Pothos\n\n"
+            "![[pothos.png]] ![[pothos-2.png]]\nPothos is a trailing vine.\n\n## Fig\n<img src=\"fig.png\">\n\n"
+            "A tree from Africa.\n\n## Watering\n\n| plant | how often |\n| --- | --- |\n<details>\n\n## Ivy\n\n"
+            "Ivy ![leaf](leaf.png) climbs walls.\n")
+    assert [(e.term, e.definition, e.line) for e in derive_entries(text) if e.kind == "heading"] == [
+        ("Monstera", "Monstera is a climbing plant.", 1), ("Pothos", "Pothos is a trailing vine.", 7),
+        ("Fig", "A tree from Africa.", 12), ("Ivy", "Ivy ![leaf](leaf.png) climbs walls.", 23)]
+
+
 def test_underlined_titles_are_headings():
     """Markdown's setext and reStructuredText's underlined (and overlined) titles give heading pairs; a line of
     dashes under a two-line paragraph is a rule, not a title."""
