@@ -65,7 +65,10 @@ def collect_files(inputs: Iterable[str]) -> list[str]:
             if os.path.isdir(path):
                 for root, dirs, names in os.walk(path):
                     dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                    files += [os.path.join(root, n) for n in sorted(names) if not n.startswith(".")]
+                    found = [os.path.join(root, n) for n in sorted(names) if not n.startswith(".")]
+                    for other in (f for f in found if not os.path.isfile(f)):  # a broken link, a pipe: nothing to read
+                        warn(f"skipping {other}: not a file (a broken link?)")
+                    files += [f for f in found if os.path.isfile(f)]
             elif os.path.isfile(path):
                 files.append(path)
             else:
@@ -84,12 +87,18 @@ def builtin_documents() -> dict[str, str]:
 
 def _text_encoding(path: str) -> str | None:
     """How to decode a file: 'utf-16' when it opens with a UTF-16 byte-order mark, None for binary (a NUL in
-    its first 8 KiB), else 'utf-8-sig' (UTF-8 with its byte-order mark, if any, dropped)."""
+    its first 8 KiB), 'cp1252' when those 8 KiB hold bytes that are not UTF-8 and no character that is (a
+    Windows or Latin-1 file: "café" from an old editor, curly quotes), else 'utf-8-sig' (UTF-8 with its
+    byte-order mark, if any, dropped; a stray bad byte in it becomes U+FFFD)."""
     with open(path, "rb") as fh:
         head = fh.read(8192)
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
-    return None if b"\0" in head else "utf-8-sig"
+    if b"\0" in head:
+        return None
+    text = codecs.getincrementaldecoder("utf-8")(errors="replace").decode(head)  # a character cut at 8 KiB waits
+    legacy = "\ufffd" in text and all(c == "\ufffd" or c.isascii() for c in text)
+    return "cp1252" if legacy else "utf-8-sig"
 
 
 def _read_pieces(path: str, encoding: str = "utf-8-sig") -> Iterator[str]:

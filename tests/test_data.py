@@ -36,8 +36,16 @@ def test_folder_documents_binary_and_non_utf8(folder, capsys):
     docs = ["".join(d) for d in iter_documents(files)]
     assert "skipping binary file" in capsys.readouterr().err
     assert "first record" in docs and "second record" in docs
-    assert any(d.startswith("caf\ufffd") for d in docs)  # invalid UTF-8 becomes U+FFFD
+    assert "café naïve" in docs  # not UTF-8, and nothing in it is: read as Windows-1252 (Latin-1's superset)
     assert len(docs) == 5
+
+
+def test_a_stray_bad_byte_in_utf8_text_is_replaced_not_a_reason_to_change_encoding(tmp_path):
+    (tmp_path / "mixed.txt").write_bytes("naïve ".encode() + b"\xff" + " café".encode())
+    (tmp_path / "quotes.txt").write_bytes(b"\x93Monstera\x94 is a plant\x85 " + ("x" * 8190).encode() + "é".encode())
+    docs = ["".join(d) for d in iter_documents(collect_files([str(tmp_path)]))]
+    assert docs[0] == "naïve \ufffd café"
+    assert docs[1].startswith("“Monstera” is a plant… ")  # the UTF-8 "é" past 8 KiB decodes as cp1252 then
 
 
 def test_byte_order_marks_are_dropped_and_utf16_is_read(tmp_path, capsys):
@@ -84,7 +92,7 @@ def test_without_special_tokens_documents_just_follow_each_other(folder, tmp_pat
     data = prepare([str(folder)], plain, tmp_path / "cache", val_fraction=0.1, progress=False, log=lambda *a: None)
     all_tokens = np.concatenate([data.train, data.val])
     texts = ["first record", "second record", "# Monstera\nMonstera is a plant.\n", "Water it weekly. " * 50,
-             "caf\ufffd na\ufffdve"]  # the Latin-1 file, its bad bytes replaced
+             "café naïve"]  # the Latin-1 file, read as Windows-1252
     assert len(all_tokens) == sum(len(plain.encode(t)) for t in texts)  # no separator token in between
 
 
@@ -217,3 +225,13 @@ def test_documents_name_their_record_or_topic(tmp_path):
     builtin = read_documents([BUILTIN])
     from pydoc_data.topics import topics
     assert ("builtin:pydoc#with", topics["with"]) in builtin and len({s for s, _ in builtin}) == len(builtin)
+
+
+def test_broken_links_and_link_loops_in_a_folder_are_passed_over(tmp_path, capsys):
+    (tmp_path / "a.md").write_text("Monstera is a plant.")
+    (tmp_path / "gone.md").symlink_to(tmp_path / "deleted.md")
+    (tmp_path / "loop.md").symlink_to(tmp_path / "loop.md")
+    assert collect_files([str(tmp_path)]) == [str(tmp_path / "a.md")]
+    assert capsys.readouterr().err.count("not a file (a broken link?)") == 2
+    with pytest.raises(DataError, match="does not exist"):  # named on the command line, it is still an error
+        collect_files([str(tmp_path / "gone.md")])
