@@ -62,12 +62,14 @@ _COMMENT = re.compile(r"<!--(?:(?!<!--).)*?-->", re.DOTALL)  # stops at the next
 _IMAGE = r"(?:!\[[^\]\n]*\]\([^)\n]*\)|!\[\[[^\]\n]*\]\]|<img\b[^>\n]*>)"  # markdown, Obsidian's embed, HTML
 _IMAGE_LINE = re.compile(rf"^[ \t]*{_IMAGE}(?:[ \t]*{_IMAGE})*[ \t]*$", re.MULTILINE)
 _SECTION_NUMBER = re.compile(r"^\s*\d+(?:\.\d+)*\.[ \t]+(?=\S)|^\s*\d+(?:\.\d+)+[ \t]+(?=\S)")  # not "1984 (novel)"
-# Paragraphs that say when or how, not what, often first under a title: Sphinx's version notes ("New in version
-# 3.5."), grammar productions ("lambda_expr ::= ..."), interpreter sessions (">>> ..."), quoted notes and callouts
-# ("> Stability: 1 - Experimental", "> [!TIP]"), reST directives (".. glossary::"), an option's default ("**Default**
-# - ``10``"), tables ("| plant | water |"), raw HTML ("<details>"). The title's entry comes next.
-_NOT_AN_ENTRY = re.compile(r"\s*(?:(?:New|Added|Changed) in version \d|Deprecated since version \d|\S+\s+::=|>|\|"
-                           r"|</?[A-Za-z]|\.\. [\w:-]+::|(?:\*\*|__)?Default(?:\*\*|__)?[ \t]*[-:—–])")
+# Paragraphs that say when or how, not what, often first under a title. Notation, which is no prose at all: Sphinx's
+# version notes ("New in version 3.5."), grammar productions ("lambda_expr ::= ..."), interpreter sessions (">>>"),
+# reST directives (".. glossary::"), lists of contents ("* [Windows](#windows)"). And what may hold a fact but does
+# not say what the title is: quoted notes and callouts ("> Stability: 1 - Experimental", "> [!TIP]"), an option's
+# default ("**Default** - ``10``"), tables ("| plant | water |"), raw HTML ("<details>"). The title's entry comes next.
+_NOTATION = re.compile(r"\s*(?:(?:New|Added|Changed) in version \d|Deprecated since version \d|\S+\s+::=|>>>"
+                       r"|\.\. [\w:-]+::|(?:[-*+]|\d{1,3}[.)])[ \t]+\[[^\]\n]*\]\(#)")
+_NOT_AN_ENTRY = re.compile(rf"{_NOTATION.pattern}|\s*(?:>|\||</?[A-Za-z]|(?:\*\*|__)?Default(?:\*\*|__)?[ \t]*[-:—–])")
 _GLOSSARY = re.compile(
     rf"^ {{0,3}}(?:[-*+][ \t]+)?{_EMPHASIS}?(?P<term>{_TERM_WORD}(?:[ \t]+{_TERM_WORD}){{0,4}}?){_EMPHASIS}?"
     r"(?::[ \t]+|[ \t]*[—–][ \t]*|[ \t]+-[ \t]+)(?:\*\*|__)?[ \t]*(?P<definition>\S.*)$")
@@ -80,15 +82,12 @@ _LIST_TERM = re.compile(rf"^[ \t]*{_EMPHASIS}?(?P<term>[^\W_][^:]*?){_EMPHASIS}?
 _LIST_TERM_CODE = re.compile(r"[=\[\]{}<>;]|\w\(|\($|\(\s")  # "x = (", "return [a", "f(x)": code, not a term
 _LIST_DEFINITION = re.compile(r"^ {0,3}:[ \t]+(\S.*)$")  # ": definition" under its term (Markdown Extra, Pandoc)
 _CALL = re.compile(r"\w\(")  # a "term" such as "def water(plant)" is code
-_QUESTION = re.compile(r"^ {0,3}(?:[-*+][ \t]+)?(?:\*\*|__)?(?:Q|Question)(?:\*\*|__)?[ \t]*:(?:\*\*|__)?[ \t]*(.*)$",
-                       re.IGNORECASE)
-_ANSWER = re.compile(r"^ {0,3}(?:[-*+][ \t]+)?(?:\*\*|__)?(?:A|Answer)(?:\*\*|__)?[ \t]*:(?:\*\*|__)?[ \t]*(.*)$",
-                     re.IGNORECASE)
-QUESTION_LINE, ANSWER_LINE = _QUESTION, _ANSWER  # "Q: ..." and "A: ..." lines, for gpt/retrieval.py's titles
+_LABELLED = r"^ {{0,3}}(?:[-*+][ \t]+)?(?:\*\*|__)?(?:{})(?:\*\*|__)?[ \t]*:(?:\*\*|__)?[ \t]*(.*)$"  # "**Q:** ..."
+_QUESTION = QUESTION_LINE = re.compile(_LABELLED.format("Q|Question"), re.IGNORECASE)  # for retrieval's titles too
+_ANSWER = ANSWER_LINE = re.compile(_LABELLED.format("A|Answer"), re.IGNORECASE)
 DEFINITION = re.compile(r"^(?P<term>(?:(?:The|A|An)\s+)?[A-Z][\w'’-]*(?:\s+[\w'’-]+){0,3}?)\s+(?P<verb>is|are)\s+"
                          r"(?:a|an|the)\s+\w")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'“(]?[A-Z])")
-SENTENCE_END = _SENTENCE_END
+SENTENCE_END = _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'“(]?[A-Z])")
 
 
 class QAError(InputError):
@@ -156,10 +155,10 @@ def blank_markup(text: str) -> str:
     return _IMAGE_LINE.sub("", text) if "![" in text or "<img" in text else text
 
 
-def not_an_entry(line: str) -> bool:
-    """Whether a paragraph opening with `line` is a version note, a grammar production or an interpreter session:
-    never what a title means, so never the answer to "What is X?"."""
-    return bool(_NOT_AN_ENTRY.match(line))
+def not_an_entry(line: str, notation: bool = False) -> bool:
+    """Whether a paragraph opening with `line` never says what a title means, so never answers "What is X?"
+    (with `notation`: whether it is no prose at all, which retrieval ranks after prose)."""
+    return bool((_NOTATION if notation else _NOT_AN_ENTRY).match(line))
 
 
 def bare_term(term: str) -> str:

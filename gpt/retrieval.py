@@ -244,7 +244,7 @@ class PassageIndex:
                 self._titled[key].append(i)
         # what search ranks by besides titles and BM25, worked out once per passage, not once per query
         entries = [p.text[p.body:] for p in passages]
-        self._notation = {i for i, entry in enumerate(entries) if not_an_entry(entry)}
+        self._notation = {i for i, entry in enumerate(entries) if not_an_entry(entry, notation=True)}
         self._starred = {i for i, entry in enumerate(entries) if "*" in entry}  # may emphasize a term
 
     @classmethod
@@ -266,7 +266,7 @@ class PassageIndex:
         """The k best passages for `query`, best first; [] when nothing matches.
 
         Passages titled with the question's subject come first (in text order; else those whose title starts
-        with it), then the others: prose before grammar productions and interpreter sessions (qa.not_an_entry),
+        with it), then the others: prose before notation such as grammar and sessions (qa.not_an_entry),
         first those where the subject is emphasized ("one or more *decorator* expressions": where a term is
         introduced), then by BM25 score (ties: earlier passage first). A passage whose entry repeats a
         better one's word for word (the same section included in two documents) is left out.

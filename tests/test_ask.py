@@ -52,6 +52,9 @@ def test_a_base_run_answers_as_a_continuation_and_says_so(corpus_file, tmp_path)
             "--data.qa", "off", check=True)
     proc = run_gpt("ask", "What is a decorator?", "--out", str(base), "--max-new-tokens", "5", check=True)
     assert proc.stderr.count("base run without a chat format") == 1
+    empty = run_gpt("ask", "  ", "--out", str(base))
+    assert (empty.returncode, empty.stdout) == (2, "") and empty.stderr.strip().count("\n") == 0
+    assert "the question is empty" in empty.stderr
 
 
 def test_fine_tuning_a_base_run_on_conversations_grows_its_vocabulary(corpus_file, qa_file, tmp_path):

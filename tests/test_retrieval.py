@@ -319,3 +319,15 @@ def test_a_wrapped_glossary_item_is_one_passage():
     assert [(p.text, p.line, p.titles) for p in passages_of(text, "cli.md")] == [
         ("* `silent`: If supported, mapping will be attempted. Failure to map will be ignored.", 1, ("silent",)),
         ("* `off`: No mapping will be attempted.", 3, ("off",))]
+
+
+def test_a_list_of_contents_ranks_after_prose_and_a_table_does_not():
+    """A README's table of contents names every section, so BM25 likes it; it is notation, ranked after prose. A
+    table is not: it may be where the fact is."""
+    text = ("# Building\n\n* [Building on Windows](#building-on-windows)\n* [Building on Linux](#building-on-linux)\n\n"
+            "## Windows\n\nInstall Visual Studio, then run vcbuild.bat to build.\n\n"
+            "## Watering\n\nPlants like water.\n\n| plant | watering |\n| --- | --- |\n| Monstera | weekly |\n")
+    index = PassageIndex.build([("BUILDING.md", text)])
+    assert index.search("How do I build on Windows?", k=1)[0].line == 8
+    assert index.search("Monstera watering", k=1)[0].text.endswith("| Monstera | weekly |")
+    assert [e.term for e in derive_entries("## Contents\n\n* [Windows](#windows)\n* [Linux](#linux)\n")] == []
