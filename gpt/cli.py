@@ -304,14 +304,14 @@ def cmd_ask(args: argparse.Namespace, extra: list[str]) -> int:
 
 def cmd_qa(args: argparse.Namespace, extra: list[str]) -> int:
     from gpt.data import DataError, collect_files
-    from gpt.qa import derive_from_files, write_jsonl
+    from gpt.files import write_jsonl
+    from gpt.qa import chat_record, derive_from_files
     pairs = derive_from_files(collect_files(args.input), args.phrasings, args.seed)
     if not pairs:
         raise DataError("no questions found: the notes have no headings, glossary lines (Term: definition), "
                         "Q:/A: blocks or definitions")
-    write_jsonl(pairs, args.to)
-    kinds = sorted({p.kind for p in pairs})
-    print(f"wrote {len(pairs):,} question/answer pairs ({', '.join(kinds)}) to {args.to}")
+    write_jsonl(map(chat_record, pairs), args.to)
+    print(f"wrote {len(pairs):,} question/answer pairs ({', '.join(sorted({p.kind for p in pairs}))}) to {args.to}")
     return 0
 
 
@@ -365,8 +365,7 @@ def cmd_tokenizer(args: argparse.Namespace, extra: list[str]) -> int:
         from gpt.data import collect_files
         from gpt.run_setup import train_tokenizer
         start = time.perf_counter()
-        specials = args.special if args.special is not None else [ENDOFTEXT]
-        cfg = Config(tokenizer=TokenizerConfig(args.vocab_size, args.pattern, specials))
+        cfg = Config(tokenizer=TokenizerConfig(args.vocab_size, args.pattern, args.special or [ENDOFTEXT]))
         tok = train_tokenizer(collect_files(args.input), cfg, args.workers, sys.stderr.isatty(), log=lambda m: None)
         tok.save(args.out)
         print(f"trained {tok.vocab_size} tokens ({len(tok.merges)} merges) in {time.perf_counter() - start:.1f}s "
@@ -392,12 +391,9 @@ def cmd_tokenizer(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_export(args: argparse.Namespace, extra: list[str]) -> int:
-    if args.format == "tiktoken":
-        from gpt.bpe_formats import save_tiktoken
-        save_tiktoken(_load_tokenizer(args.out), args.to)
-    elif args.format == "hf-tokenizer":
-        from gpt.bpe_formats import save_hf_tokenizer
-        save_hf_tokenizer(_load_tokenizer(args.out), args.to)
+    if args.format in ("tiktoken", "hf-tokenizer"):
+        from gpt.bpe_formats import save_hf_tokenizer, save_tiktoken
+        (save_tiktoken if args.format == "tiktoken" else save_hf_tokenizer)(_load_tokenizer(args.out), args.to)
     else:
         from gpt.checkpoint import load_run
         from gpt.run_setup import read_chat_files

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from gpt.errors import InputError
@@ -101,6 +102,11 @@ def sha256_file(path: str | Path) -> str:
         while block := fh.read(1 << 24):
             digest.update(block)
     return digest.hexdigest()
+
+
+def write_jsonl(records: Iterable[dict], path: str | Path) -> None:
+    """One JSON object a line (UTF-8, unescaped), written atomically: what jsonl_lines reads back."""
+    atomic_write(path, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
 
 
 def jsonl_lines(path: str | Path) -> Iterator[tuple[int, str]]:

@@ -20,36 +20,31 @@ output is reproducible.
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import re
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gpt.data import read_documents
 from gpt.errors import InputError
-from gpt.files import atomic_write
 
 MAX_ANSWER = 400  # characters; an answer is the first sentences of a section, not the whole section
 MAX_TERM = 60  # characters; longer "terms" are prose, not names
 FRONT_MATTER_LINES = 100  # a "---" line further down than this closes no front matter
-TEMPLATES = (  # the first is always used: it is how people ask
-    "What is {t}?", "What does {t} mean?", "Tell me about {t}.", "Define {t}.", "What is meant by {t}?",
-    "Explain {t}.", "Can you describe {t}?", "Give me a definition of {t}.",
-)
+TEMPLATES = ("What is {t}?", "What does {t} mean?", "Tell me about {t}.", "Define {t}.", "What is meant by {t}?",
+             "Explain {t}.", "Can you describe {t}?", "Give me a definition of {t}.")  # the first: how people ask
 _PLURAL = "What are {t}?"  # replaces "What is" for "Modules are a ..."
 TERM_KINDS = ("heading", "glossary", "definition")  # kinds whose entries have a term; "faq" has a question
 
 # Words that make a would-be term a piece of prose ("The reason is simple: ...", "He said - ...").
 _PROSE = frozenset("""
-i you he she it we they me him her us them my your his its our their this that these those there here
-is are was were be been being am do does did have has had will would can could should shall may might must
-said says not no if when then so but because as which who whom what why how where while than also just
-note warning tip example examples todo update edit ps nb q a question answer see step
-each every all some any both many most such other another below above following else otherwise however thus
-therefore first finally
-in on at for with by from after before during of to and or into over under about
+i you he she it we they me him her us them my your his its our their this that these those there here is are was were
+be been being am do does did have has had will would can could should shall may might must said says not no if when
+then so but because as which who whom what why how where while than also just note warning tip example examples todo
+update edit ps nb q a question answer see step each every all some any both many most such other another below above
+following else otherwise however thus therefore first finally in on at for with by from after before during of to and
+or into over under about
 """.split())
 LEADING_ARTICLE = re.compile(r"^(?:the|a|an)\s+", re.IGNORECASE)
 _TERM_WORD = r"[^\W_][\w'’().+&/-]*"
@@ -91,7 +86,7 @@ SENTENCE_END = _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'“(]?[A-Z])")
 
 
 class QAError(InputError):
-    """A question/answer file that cannot be read; the CLI prints it as one line."""
+    """Input question derivation cannot use (a phrasing count, a form); the CLI prints it as one line."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +101,6 @@ class QAPair:
 @dataclass(frozen=True)
 class Entry:
     """One fact found in the notes: a term and its definition, or (kind "faq") a question and its answer."""
-
     term: str
     definition: str
     kind: str
@@ -165,6 +159,11 @@ def bare_term(term: str) -> str:
     return LEADING_ARTICLE.sub("", term)
 
 
+def entry_key(entry: Entry) -> tuple[bool, str]:
+    """Entries with one key state one fact's answer: a question's, or a term's (no case, no leading article)."""
+    return entry.kind == "faq", bare_term(entry.term).lower()
+
+
 # ----------------------------------------------------------------------------- finding entries
 
 def front_matter_lines(lines: list[str]) -> int:
@@ -180,15 +179,11 @@ def _code_mask(lines: list[str]) -> list[bool]:
     mask, fence = [True] * front, None
     for line in lines[front:]:
         match = _FENCE.match(line)
+        mask.append(fence is not None or match is not None)
         if fence is None and match:
             fence = match.group(1)
-            mask.append(True)
-        elif fence is not None:
-            mask.append(True)
-            if line.lstrip().startswith(fence):
-                fence = None
-        else:
-            mask.append(False)
+        elif fence is not None and line.lstrip().startswith(fence):
+            fence = None
     return mask
 
 
@@ -398,8 +393,8 @@ def derive_entries(text: str, source: str = "") -> list[Entry]:
             j += 1 + len(more)
     entries, seen = [], set()
     for entry in sorted(found, key=lambda e: e.line):
-        key = (entry.kind == "faq", bare_term(entry.term).lower())
-        if key not in seen and any(c.isalnum() for c in entry.definition) and any(c.isalnum() for c in entry.term):
+        named = any(c.isalnum() for c in entry.definition) and any(c.isalnum() for c in entry.term)
+        if named and (key := entry_key(entry)) not in seen:
             seen.add(key)
             entries.append(Entry(entry.term, entry.definition, entry.kind, source, entry.line))
     return entries
@@ -426,24 +421,28 @@ def term_of(question: str) -> str | None:
 
 def derive_pairs(text: str, source: str = "", phrasings: int = 3, seed: int = 0) -> list[QAPair]:
     """Question/answer pairs from the headings, glossary lines, FAQ blocks and definitions in `text`."""
+    return pairs_of_documents([(source, text)], phrasings, seed)
+
+
+def pairs_of_documents(documents: Iterable[tuple[str, str]], phrasings: int = 3, seed: int = 0) -> list[QAPair]:
+    """derive_pairs of each (source, text), less the terms two documents define differently ("What is Watering?"
+    of each plant's note, "What is Installation?" of each README): taught both answers, a model learns neither."""
     if phrasings < 1:
         raise QAError(f"phrasings must be at least 1, got {phrasings}")
-    return [QAPair(q, e.definition, source, e.kind, e.line)
-            for e in derive_entries(text, source) for q in questions_for(e, phrasings, seed)]
+    entries = [e for source, text in documents for e in derive_entries(text, source)]
+    answers = defaultdict(set)
+    for e in entries:
+        answers[entry_key(e)].add(e.definition)
+    return [QAPair(q, e.definition, e.source, e.kind, e.line)
+            for e in entries if len(answers[entry_key(e)]) == 1 for q in questions_for(e, phrasings, seed)]
 
 
 def derive_from_files(files: list[str], phrasings: int = 3, seed: int = 0) -> list[QAPair]:
-    """derive_pairs over every document of files (text, JSONL, Parquet, the built-in corpus; binary skipped)."""
-    return [p for source, text in read_documents(files) for p in derive_pairs(text, source, phrasings, seed)]
+    """pairs_of_documents of every document of files (text, JSONL, Parquet, the built-in corpus; binary skipped)."""
+    return pairs_of_documents(read_documents(files), phrasings, seed)
 
 
-# ----------------------------------------------------------------------------- JSONL in the chat format
-
-def write_jsonl(pairs: Iterable[QAPair], path: str | os.PathLike) -> None:
-    """One {"messages": [user, assistant], "source", "line", "kind"} object a line, written atomically."""
-    lines = []
-    for p in pairs:
-        record = {"messages": [{"role": "user", "content": p.question}, {"role": "assistant", "content": p.answer}],
-                  "source": p.source, "line": p.line, "kind": p.kind}
-        lines.append(json.dumps(record, ensure_ascii=False) + "\n")
-    atomic_write(path, "".join(lines))
+def chat_record(pair: QAPair) -> dict:
+    """A pair as a line of qa.jsonl: a conversation, as `gpt train --input qa.jsonl` reads it, and its origin."""
+    return {"messages": [{"role": "user", "content": pair.question}, {"role": "assistant", "content": pair.answer}],
+            "source": pair.source, "line": pair.line, "kind": pair.kind}

@@ -34,7 +34,7 @@ from gpt.qa import (
     QAError,
     QAPair,
     bare_term,
-    derive_pairs,
+    pairs_of_documents,
     term_of,
 )
 from gpt.retrieval import PassageIndex, open_book
@@ -60,7 +60,7 @@ def derived_pairs(cfg: Config, documents: list[tuple[str, str]], log: Callable[[
     """The question/answer pairs the documents' structure gives, or none when data.qa is off or they are too few."""
     if cfg.data.qa == "off" or not documents:
         return []
-    pairs = [p for source, text in documents for p in derive_pairs(text, source, phrasings=2, seed=cfg.train.seed)]
+    pairs = pairs_of_documents(documents, phrasings=2, seed=cfg.train.seed)
     if len(pairs) < MIN_PAIRS and cfg.data.qa == "auto":
         return []
     log(f"questions: {len(pairs):,} derived from the text's structure (data.qa {cfg.data.qa})")

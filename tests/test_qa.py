@@ -8,13 +8,15 @@ from hypothesis import strategies as st
 from gpt.chat import ChatError
 from gpt.conversations import read_conversations
 from gpt.errors import describe
+from gpt.files import write_jsonl
 from gpt.qa import (
     TEMPLATES,
     QAError,
+    chat_record,
     derive_entries,
     derive_from_files,
     derive_pairs,
-    write_jsonl,
+    pairs_of_documents,
 )
 
 MARKDOWN = """# Houseplants
@@ -173,7 +175,7 @@ def test_files_from_windows_editors_give_the_same_pairs(tmp_path):
 def test_jsonl_round_trip_and_format(tmp_path):
     pairs = derive_pairs(MARKDOWN + FAQ, "notes.md")
     path = tmp_path / "qa.jsonl"
-    write_jsonl(pairs, path)
+    write_jsonl(map(chat_record, pairs), path)
     first = json.loads(path.read_text().splitlines()[0])
     assert first == {"messages": [{"role": "user", "content": "What is Monstera?"},
                                   {"role": "assistant", "content": pairs[0].answer}],
@@ -189,7 +191,7 @@ def test_jsonl_round_trip_and_format(tmp_path):
     '{"messages": [{"role": "user", "content": 3}, {"role": "assistant", "content": "a"}]}'])
 def test_broken_jsonl_line_is_one_line_error(tmp_path, line):
     path = tmp_path / "qa.jsonl"
-    write_jsonl(derive_pairs(GLOSSARY, phrasings=1), path)
+    write_jsonl(map(chat_record, derive_pairs(GLOSSARY, phrasings=1)), path)
     path.write_text(path.read_text() + "\n" + line + "\n")
     with pytest.raises(ChatError) as info:  # an edited qa.jsonl, read back for training
         read_conversations(path)
@@ -280,6 +282,19 @@ def test_pictures_and_tables_are_not_answers():
     assert [(e.term, e.definition, e.line) for e in derive_entries(text) if e.kind == "heading"] == [
         ("Monstera", "Monstera is a climbing plant.", 1), ("Pothos", "Pothos is a trailing vine.", 7),
         ("Fig", "A tree from Africa.", 12), ("Ivy", "Ivy ![leaf](leaf.png) climbs walls.", 23)]
+
+
+def test_a_term_two_documents_define_differently_gives_no_question():
+    """One note per plant, each with "## Watering": "What is Watering?" has as many answers as notes, so it is
+    not asked; a term each note defines once is, and a document repeated word for word still agrees with itself."""
+    notes = [(f"{plant}.md", f"# {plant}\n\n{plant} is a houseplant.\n\n## Watering\n\n{how}\n")
+             for plant, how in (("Monstera", "Once a week."), ("Cactus", "Once a month."))]
+    pairs = pairs_of_documents([*notes, notes[0]], phrasings=1)
+    assert [(p.question, p.answer, p.source) for p in pairs] == [
+        ("What is Monstera?", "Monstera is a houseplant.", "Monstera.md"),
+        ("What is Cactus?", "Cactus is a houseplant.", "Cactus.md"),
+        ("What is Monstera?", "Monstera is a houseplant.", "Monstera.md")]
+    assert [p.question for p in derive_pairs(notes[1][1], phrasings=1)] == ["What is Cactus?", "What is Watering?"]
 
 
 def test_underlined_titles_are_headings():
