@@ -23,7 +23,7 @@ from __future__ import annotations
 import random
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from gpt.data import read_documents
@@ -57,13 +57,13 @@ _COMMENT = re.compile(r"<!--(?:(?!<!--).)*?-->", re.DOTALL)  # stops at the next
 _IMAGE = r"(?:!\[[^\]\n]*\]\([^)\n]*\)|!\[\[[^\]\n]*\]\]|<img\b[^>\n]*>)"  # markdown, Obsidian's embed, HTML
 _IMAGE_LINE = re.compile(rf"^[ \t]*{_IMAGE}(?:[ \t]*{_IMAGE})*[ \t]*$", re.MULTILINE)
 _SECTION_NUMBER = re.compile(r"^\s*\d+(?:\.\d+)*\.[ \t]+(?=\S)|^\s*\d+(?:\.\d+)+[ \t]+(?=\S)")  # not "1984 (novel)"
-# Paragraphs that say when or how, not what, often first under a title. Notation, which is no prose at all: Sphinx's
-# version notes ("New in version 3.5."), grammar productions ("lambda_expr ::= ..."), interpreter sessions (">>>"),
-# reST directives (".. glossary::"), lists of contents ("* [Windows](#windows)"). And what may hold a fact but does
-# not say what the title is: quoted notes and callouts ("> Stability: 1 - Experimental", "> [!TIP]"), an option's
-# default ("**Default** - ``10``"), tables ("| plant | water |"), raw HTML ("<details>"). The title's entry comes next.
+# Paragraphs that say when or how, not what, often first under a title. Notation, no prose at all: Sphinx's version
+# notes ("New in version 3.5."), grammar ("lambda_expr ::= ..."), interpreter sessions (">>>"), reST directives
+# (".. glossary::"), lists of contents or links ("* [Windows](#windows)", "- [[Monstera]]"). And what may hold a fact
+# but does not say what the title is: quoted notes and callouts ("> Stability: 1 - Experimental", "> [!TIP]"), an
+# option's default ("**Default** - ``10``"), tables ("| plant | water |"), raw HTML ("<details>"). The entry is next.
 _NOTATION = re.compile(r"\s*(?:(?:New|Added|Changed) in version \d|Deprecated since version \d|\S+\s+::=|>>>"
-                       r"|\.\. [\w:-]+::|(?:[-*+]|\d{1,3}[.)])[ \t]+\[[^\]\n]*\]\(#)")
+                       r"|\.\. [\w:-]+::|(?:[-*+]|\d{1,3}[.)])[ \t]+(?:\[[^\]\n]*\]\(#|\[\[))")
 _NOT_AN_ENTRY = re.compile(rf"{_NOTATION.pattern}|\s*(?:>|\||</?[A-Za-z]|(?:\*\*|__)?Default(?:\*\*|__)?[ \t]*[-:—–])")
 _GLOSSARY = re.compile(
     rf"^ {{0,3}}(?:[-*+][ \t]+)?{_EMPHASIS}?(?P<term>{_TERM_WORD}(?:[ \t]+{_TERM_WORD}){{0,4}}?){_EMPHASIS}?"
@@ -222,7 +222,8 @@ def _heading_entries(lines: list[str], paragraphs: list[tuple[int, list[str]]]) 
     for i, para in first_after.items():
         title = heading_title(HEADING.match(lines[i]).group(2))
         title = asked.group(1).strip() if (asked := _QUESTION.match(title)) else title  # "Q: Can I ...?"
-        if _QUESTION.match(para[0]) or definition_list_item(para, 0) or not 0 < len(title) <= MAX_TERM * 2:
+        own = _QUESTION.match(para[0]) or definition_list_item(para, 0) or glossary_entry(para[0], 0)  # its entries
+        if own or not 0 < len(title) <= MAX_TERM * 2:
             continue
         answer = _bounded("\n".join(para))
         if title.endswith("?"):
@@ -232,7 +233,7 @@ def _heading_entries(lines: list[str], paragraphs: list[tuple[int, list[str]]]) 
     return entries
 
 
-def glossary_entry(line: str, number: int, opens: bool = True, more: list[str] = ()) -> Entry | None:
+def glossary_entry(line: str, number: int, opens: bool = True, more: Sequence[str] = ()) -> Entry | None:
     """The entry of a "Term: definition" line, its definition carried on by the lines `more` (a wrapped list item).
     `opens`: the line starts a paragraph or follows another entry; a wrapped line inside a paragraph ("... its own
     breakpoint: which could ...") is prose unless it is a list item."""

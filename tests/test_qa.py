@@ -297,6 +297,14 @@ def test_a_term_two_documents_define_differently_gives_no_question():
     assert [p.question for p in derive_pairs(notes[1][1], phrasings=1)] == ["What is Cactus?", "What is Watering?"]
 
 
+def test_a_list_of_links_or_of_entries_does_not_answer_its_title():
+    """A note's "## Related" list of wiki links is no answer; a "## Glossary" title over glossary lines is no term:
+    the lines are the entries."""
+    text = ("## Glossary\n\n- **Node**: the point on a stem where leaves grow.\n- **Perlite**: a volcanic glass "
+            "that drains soil.\n\n## Related\n\n- [[Monstera]]\n- [[Pothos]]\n")
+    assert [(e.term, e.kind) for e in derive_entries(text)] == [("Node", "glossary"), ("Perlite", "glossary")]
+
+
 def test_underlined_titles_are_headings():
     """Markdown's setext and reStructuredText's underlined (and overlined) titles give heading pairs; a line of
     dashes under a two-line paragraph is a rule, not a title."""
