@@ -222,8 +222,9 @@ def _heading_entries(lines: list[str], paragraphs: list[tuple[int, list[str]]]) 
     for i, para in first_after.items():
         title = heading_title(HEADING.match(lines[i]).group(2))
         title = asked.group(1).strip() if (asked := _QUESTION.match(title)) else title  # "Q: Can I ...?"
-        own = _QUESTION.match(para[0]) or definition_list_item(para, 0) or glossary_entry(para[0], 0)  # its entries
-        if own or not 0 < len(title) <= MAX_TERM * 2:
+        listed = _BULLET.match(para[0]) or len(para) > 1 and glossary_entry(para[1], 0)  # a glossary's lines
+        own = _QUESTION.match(para[0]) or definition_list_item(para, 0) or listed and glossary_entry(para[0], 0)
+        if own or not 0 < len(title) <= MAX_TERM * 2:  # entries of their own, or no title
             continue
         answer = _bounded("\n".join(para))
         if title.endswith("?"):

@@ -303,6 +303,8 @@ def test_a_list_of_links_or_of_entries_does_not_answer_its_title():
     text = ("## Glossary\n\n- **Node**: the point on a stem where leaves grow.\n- **Perlite**: a volcanic glass "
             "that drains soil.\n\n## Related\n\n- [[Monstera]]\n- [[Pothos]]\n")
     assert [(e.term, e.kind) for e in derive_entries(text)] == [("Node", "glossary"), ("Perlite", "glossary")]
+    one = "## YHBT\n\nAbbreviation: You Have Been Trolled, as the Jargon File puts it.\n"  # one label is no glossary
+    assert [(e.term, e.kind) for e in derive_entries(one)] == [("YHBT", "heading"), ("Abbreviation", "glossary")]
 
 
 def test_underlined_titles_are_headings():
