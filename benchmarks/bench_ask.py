@@ -307,11 +307,11 @@ def retrieval_hits(index, items: list[tuple[str, str]]) -> float:
 
 def open_book_ask(gen, index, question: str, k: int = 2):
     """(messages, quote) as gpt ask --source builds them: the open-book prompt (retrieval.open_book, fitted by
-    gen.fits) and the constraint that quotes the answer from its passages (None when there is no passage)."""
+    gen.fits) and the constraint that quotes the answer from its best passage (None when there is no passage)."""
     from gpt.retrieval import asked_open_book
     book = asked_open_book(gen, index, question, k)
     messages = [{"role": "user", "content": book.prompt}]
-    return messages, gen.quote(messages, list(book.shown), [p.body for p in book.passages]) if book.passages else None
+    return messages, gen.quote(messages, list(book.shown[:1]), [book.passages[0].body]) if book.passages else None
 
 
 def answer_of(pieces) -> str:

@@ -294,8 +294,8 @@ def cmd_ask(args: argparse.Namespace, extra: list[str]) -> int:
         if not shown:
             print("note: no passage matches the question; the answer comes from the model alone", file=sys.stderr)
     messages = [*system, {"role": "user", "content": question}]
-    if shown and not args.free:  # the answer: sentences copied from the passages (Quote)
-        quote = gen.quote(messages, list(book.shown), [p.body for p in shown])
+    if shown and not args.free:  # the answer: sentences copied from the best passage (Quote), as trained
+        quote = gen.quote(messages, list(book.shown[:1]), [shown[0].body])
     _write_stream(gen.stream_chat(messages, opts, constraint=quote))
     for h in shown if quote is None else shown[quote.copied_from() or 0:][:1]:  # a quote: the passage it is from
         print(f"source: {h.source}:{h.line}", file=sys.stderr)

@@ -357,7 +357,7 @@ class OpenBook:
     prompt: str
     passages: list[Passage]
     answer: str  # the best passage's first sentence as the prompt shows it; "" when there is no passage
-    shown: tuple[str, ...] = ()  # the passages as the prompt shows them (cut): what an answer may quote
+    shown: tuple[str, ...] = ()  # the passages as the prompt shows them (cut); answers quote the first
 
 
 def first_sentence(text: str, limit: int) -> str:

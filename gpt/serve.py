@@ -264,7 +264,7 @@ class Service:
         asked = [*messages[:-1], {"role": "user", "content": book.prompt}]
 
         def quote() -> Quote:  # one per choice: a Quote follows one reply
-            return self.generator.quote(asked, list(book.shown), [p.body for p in book.passages])
+            return self.generator.quote(asked, list(book.shown[:1]), [book.passages[0].body])  # the best one's
         return asked, quote, book.passages
 
     def check_conversation(self, messages: list[dict]) -> None:

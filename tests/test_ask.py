@@ -133,7 +133,7 @@ Colours: grass is green, the sky is blue and snow is white.
 
 def test_open_book_answers_are_quoted_from_the_passages_unless_free(qa_file, tmp_path):
     chat_run = tmp_path / "book"  # a context with room for passages; a few steps: quoting holds for any weights
-    run_gpt("train", *TINY, "--input", str(qa_file), "--out", str(chat_run), "--model.block_size", "128",
+    run_gpt("train", *TINY, "--input", str(qa_file), "--out", str(chat_run), "--model.block_size", "256",
             "--train.max_iters", "20", "--train.sample_tokens", "0", check=True)
     notes = tmp_path / "notes.md"
     notes.write_text(NOTES)
@@ -151,6 +151,11 @@ def test_open_book_answers_are_quoted_from_the_passages_unless_free(qa_file, tmp
     index = PassageIndex.build([notes])
     book = asked_open_book(gen, index, question)
     assert free.stderr.splitlines() == [f"source: {notes}:{p.line}" for p in book.passages]  # all it was shown
+    assert line == book.passages[0].line  # quoted from the best passage, as open-book answers are trained
+    from gpt.serve import Service
+    both = "Is 1 plus 2 grass green?"  # words of both passages
+    _, quote, passages = Service(gen, index).open_book([{"role": "user", "content": both}])
+    assert len(passages) == 2 and len(quote().source_starts) == 1  # the server, too, quotes the best alone
     messages = [{"role": "user", "content": book.prompt}]
     assert free.stdout == "".join(gen.stream_chat(messages, gen.options(temperature=0))) + "\n"
     for question, _ in QA:  # greedy and sampled, every question: a span of one shown passage
