@@ -135,10 +135,11 @@ def _is_term(term: str, max_words: int = 5) -> bool:
 
 
 def heading_title(text: str | None) -> str:
-    """The title of a heading: closing #s, a section number ("2.1 ", "3. "), bold, backticks and a trailing colon
-    removed, a link's text kept ("[[Monstera]]", "[[plants/monstera|Monstera]]", "[Monstera](monstera.md)")."""
+    """The title of a heading: closing #s, a section number ("2.1 ", "3. "), a "Q:", bold, backticks and a trailing
+    colon removed, a link's text kept ("[[Monstera]]", "[[plants/monstera|Monstera]]", "[Monstera](monstera.md)")."""
     text = _CLOSING_HASHES.sub("", text or "") if len(text or "") <= 4 * MAX_TERM else ""
     text = _LINK.sub(lambda m: m.group("wiki") or m.group("md"), _SECTION_NUMBER.sub("", text))
+    text = asked.group(1) if (asked := _QUESTION.match(text)) else text  # "Q: Can I ...?" asks "Can I ...?"
     return _collapse(text.replace("**", "").replace("`", "").rstrip(":"))
 
 
@@ -221,7 +222,6 @@ def _heading_entries(lines: list[str], paragraphs: list[tuple[int, list[str]]]) 
     entries = []
     for i, para in first_after.items():
         title = heading_title(HEADING.match(lines[i]).group(2))
-        title = asked.group(1).strip() if (asked := _QUESTION.match(title)) else title  # "Q: Can I ...?"
         listed = _BULLET.match(para[0]) or len(para) > 1 and glossary_entry(para[1], 0)  # a glossary's lines
         own = _QUESTION.match(para[0]) or definition_list_item(para, 0) or listed and glossary_entry(para[0], 0)
         if own or not 0 < len(title) <= MAX_TERM * 2:  # entries of their own, or no title

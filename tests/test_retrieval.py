@@ -331,3 +331,8 @@ def test_a_list_of_contents_ranks_after_prose_and_a_table_does_not():
     assert index.search("How do I build on Windows?", k=1)[0].line == 8
     assert index.search("Monstera watering", k=1)[0].text.endswith("| Monstera | weekly |")
     assert [e.term for e in derive_entries("## Contents\n\n* [Windows](#windows)\n* [Linux](#linux)\n")] == []
+
+
+def test_a_faq_title_is_its_question_without_q():
+    assert [p.titles for p in passages_of("## Q: Does the CLI check sums?\n\nYes, when it can.\n", "faq.md")] == [
+        ("Does the CLI check sums?",)]
