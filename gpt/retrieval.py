@@ -62,10 +62,10 @@ MAX_CHARS = 800  # a passage is a paragraph or entry, not a chapter: it must fit
 _WORD = re.compile(r"\w+")
 # a plural's end: -es after s, x, ch, sh ("classes", "boxes"); else -s after three letters, not after s ("lambdas")
 _PLURAL = re.compile(r"(?:(?<=ss|\wx|ch|sh)es|(?<=\w\w[^\Ws])s)$")
-QUESTION_WORDS = frozenset("""  # they shape a question but say nothing of its subject: dropped from queries
+QUESTION_WORDS = frozenset("""
 what whats is are was were the a an of does do did mean means meant by tell me about define definition explain
 describe can could you give who how why when where which please i to it this that
-""".split())
+""".split())  # they shape a question but say nothing of its subject: dropped from queries (unless nothing is left)
 
 
 class RetrievalError(InputError):

@@ -336,3 +336,11 @@ def test_a_list_of_contents_ranks_after_prose_and_a_table_does_not():
 def test_a_faq_title_is_its_question_without_q():
     assert [p.titles for p in passages_of("## Q: Does the CLI check sums?\n\nYes, when it can.\n", "faq.md")] == [
         ("Does the CLI check sums?",)]
+
+
+def test_only_question_words_leave_a_query():
+    """The words of a question that say what it asks about all count: "dropped" picks its passage here."""
+    text = "Key frame: a frame stored whole, the others as changes.\n\nDropped frame: a frame the player skipped.\n"
+    index = PassageIndex.build([("video.md", text)])
+    assert index.search("Which frame was dropped?", k=1)[0].text.startswith("Dropped frame")
+    assert retrieval.QUESTION_WORDS >= {"what", "which", "was"} and not retrieval.QUESTION_WORDS & {"dropped", "frame"}
