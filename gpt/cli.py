@@ -274,10 +274,11 @@ def cmd_chat(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_ask(args: argparse.Namespace, extra: list[str]) -> int:
+    from gpt.errors import InputError
     from gpt.generate import Generator
-    from gpt.retrieval import RetrievalError, asked_open_book, passages_to_ask
+    from gpt.retrieval import asked_open_book, passages_to_ask
     if not args.question.strip():
-        raise RetrievalError("the question is empty: ask something, e.g. gpt ask \"What is a decorator?\"")
+        raise InputError("the question is empty: ask something, e.g. gpt ask \"What is a decorator?\"")
     index = passages_to_ask(args.out, args.source, args.closed, args.free)
     gen = Generator(args.out, args.device, weights="best.safetensors" if args.best else "model.safetensors")
     if index is not None and args.temperature is None:

@@ -66,9 +66,10 @@ def collect_files(inputs: Iterable[str]) -> list[str]:
                 for root, dirs, names in os.walk(path):
                     dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                     found = [os.path.join(root, n) for n in sorted(names) if not n.startswith(".")]
-                    for other in (f for f in found if not os.path.isfile(f)):  # a broken link, a pipe: nothing to read
+                    readable = [f for f in found if os.path.isfile(f)]  # not a broken link, a pipe, a socket
+                    for other in sorted(set(found) - set(readable)):
                         warn(f"skipping {other}: not a file (a broken link?)")
-                    files += [f for f in found if os.path.isfile(f)]
+                    files += readable
             elif os.path.isfile(path):
                 files.append(path)
             else:
