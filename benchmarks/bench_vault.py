@@ -7,7 +7,8 @@ the greedy open-book answer against the sentence that answers them:
   what  "What is Monstera?", "What is perlite?" (the derived questions' form)
   how   "How often should I water a jade plant?", "How much light does a ZZ plant need?" (sections whose
         titles every note shares, so no question is derived from them: retrieval must find them)
-each quoted from the best passage (what gpt ask does) and, for comparison, from any passage shown.
+each quoted from the best passage (what gpt ask does), for comparison from any passage shown, and closed-book
+(gpt ask --closed: the weights alone; no question of the "how" kind is ever trained).
 
     python benchmarks/bench_vault.py [--steps N] [--keep DIR]
 """
@@ -79,7 +80,7 @@ def write_vault(folder: Path) -> list[tuple[str, str, str]]:
 
 
 def score(run: Path, questions: list[tuple[str, str, str]]) -> dict[str, dict[str, float]]:
-    """Mean token-F1 per question kind, the answer quoted from the best passage and from any passage shown."""
+    """Mean token-F1 per question kind: quoted from the best passage, from any passage shown, and closed-book."""
     from gpt.generate import Generator
     from gpt.retrieval import PassageIndex, asked_open_book
     gen = Generator(run, "cpu")
@@ -93,6 +94,8 @@ def score(run: Path, questions: list[tuple[str, str, str]]) -> dict[str, dict[st
             quote = gen.quote(messages, list(book.shown[:k]), [p.body for p in book.passages[:k]])
             reply = answer_text("".join(gen.stream_chat(messages, opts, constraint=quote)))
             out.setdefault(mode, {}).setdefault(kind, []).append(token_f1(reply, truth))
+        reply = answer_text(gen.chat([{"role": "user", "content": question}], opts).text)
+        out.setdefault("closed book", {}).setdefault(kind, []).append(token_f1(reply, truth))
     return {mode: {kind: sum(f) / len(f) for kind, f in kinds.items()} for mode, kinds in out.items()}
 
 
@@ -107,9 +110,9 @@ def main() -> None:
     subprocess.run([sys.executable, "-m", "gpt", "train", "--fresh", "--input", str(work / "vault"),
                     "--out", str(work / "run"), *steps], check=True)
     counts = {kind: sum(q[0] == kind for q in questions) for kind in ("what", "how")}
-    print(f"\nvault: {len(PLANTS)} plant notes and a glossary of {len(GLOSSARY)}; token-F1, greedy, open-book")
+    print(f"\nvault: {len(PLANTS)} plant notes and a glossary of {len(GLOSSARY)}; token-F1, greedy")
     for mode, kinds in score(work / "run", questions).items():
-        print(f"  quoted from the {mode:<13} " + "  ".join(f"{k} ({counts[k]}): {v:.3f}" for k, v in kinds.items()))
+        print(f"  {mode:<13} " + "  ".join(f"{k} ({counts[k]}): {v:.3f}" for k, v in kinds.items()))
 
 
 if __name__ == "__main__":
