@@ -160,6 +160,7 @@ def recipe_inputs(corpus: Path, held_out: list[tuple[str, str]], folder: Path, s
     from gpt.bpe import Tokenizer
     from gpt.chat import add_chat_tokens
     from gpt.config import Config, resolve
+    from gpt.files import write_jsonl
     from gpt.presets import PRESETS
     from gpt.qa import QAPair, derive_entries, questions_for
     from gpt.qa_mix import (
@@ -196,8 +197,7 @@ def recipe_inputs(corpus: Path, held_out: list[tuple[str, str]], folder: Path, s
     chats = conversations(asked, text_passages(source_documents(cfg, [str(corpus)])), cfg, share, tokenizer)
     random.Random(seed).shuffle(chats)  # as render_conversations shuffles derived ones: the held-out 10% is random
     chat_file = folder / f"{corpus.stem}_questions.jsonl"
-    chat_file.write_text("".join(json.dumps({"messages": c}, ensure_ascii=False) + "\n" for c in chats),
-                         encoding="utf-8")
+    write_jsonl(({"messages": c} for c in chats), chat_file)
     augmented = augmentation_file(pairs, folder / f"{corpus.stem}_aug", seed)  # every entry's text, held-out too
     entries = entry_share([("document 1", text)], pairs)  # as gpt train measures it, held-out entries included
     recall = recall_overrides(resolve(preset="cpu"), entries)
