@@ -306,12 +306,11 @@ def retrieval_hits(index, items: list[tuple[str, str]]) -> float:
 
 
 def open_book_ask(gen, index, question: str, k: int = 2):
-    """(messages, quote) as gpt ask --source builds them: the open-book prompt (retrieval.open_book, fitted by
-    gen.fits) and the constraint that quotes the answer from its best passage (None when there is no passage)."""
-    from gpt.retrieval import asked_open_book
-    book = asked_open_book(gen, index, question, k)
-    messages = [{"role": "user", "content": book.prompt}]
-    return messages, gen.quote(messages, list(book.shown[:1]), [book.passages[0].body]) if book.passages else None
+    """(messages, quote) as gpt ask --source builds them (gpt.ask): the open-book prompt and the constraint that
+    quotes the answer from its best passage (None when there is no passage)."""
+    from gpt.ask import ask
+    asked = ask(gen, index, [{"role": "user", "content": question}], k)
+    return asked.messages, asked.quote(gen)
 
 
 def answer_of(pieces) -> str:

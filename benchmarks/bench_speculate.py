@@ -45,7 +45,7 @@ def prompts_from(gen, n: int) -> list[list[int]]:
 
 def workloads(gen, args) -> dict[str, list]:
     """{workload: [callable that decodes one reply and returns its tokens]}."""
-    from gpt.retrieval import asked_open_book, passages_to_ask
+    from gpt.ask import ask, passages_to_ask
     greedy = gen.options(max_new_tokens=args.new_tokens, temperature=0.0)
     sampled = gen.options(max_new_tokens=args.new_tokens, temperature=0.8, seed=7)
     prompts = prompts_from(gen, args.prompts)
@@ -62,14 +62,9 @@ def workloads(gen, args) -> dict[str, list]:
 
     def asked(question):
         def run():
-            messages, quote = [{"role": "user", "content": question}], None
-            if index is not None:
-                book = asked_open_book(gen, index, question)
-                messages = [{"role": "user", "content": book.prompt}]
-                if book.passages:  # the answer quoted from them, as gpt ask does
-                    quote = gen.quote(messages, list(book.shown), [p.body for p in book.passages])
-            ids, end_ids = gen.reply_prompt(messages)
-            return reply(ids, short, end_ids, quote)
+            asked = ask(gen, index, [{"role": "user", "content": question}])  # as gpt ask asks it (gpt/ask.py)
+            ids, end_ids = gen.reply_prompt(asked.messages)
+            return reply(ids, short, end_ids, asked.quote(gen))
         return run
 
     return {"continue": [continuation(p, greedy) for p in prompts],

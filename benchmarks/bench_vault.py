@@ -81,8 +81,9 @@ def write_vault(folder: Path) -> list[tuple[str, str, str]]:
 
 def score(run: Path, questions: list[tuple[str, str, str]]) -> dict[str, dict[str, float]]:
     """Mean token-F1 per question kind: quoted from the best passage, from any passage shown, and closed-book."""
+    from gpt.ask import asked_open_book
     from gpt.generate import Generator
-    from gpt.retrieval import PassageIndex, asked_open_book
+    from gpt.retrieval import PassageIndex
     gen = Generator(run, "cpu")
     opts = gen.options(max_new_tokens=80, temperature=0.0, seed=1, stop=["\n\n"])
     index = PassageIndex.load(run / "passages.json")

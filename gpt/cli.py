@@ -7,7 +7,6 @@ Heavy modules are imported inside each command so `gpt --help` is instant.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -18,6 +17,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from gpt import __version__  # noqa: E402
 from gpt.config import PRESETS, ConfigError, ModelConfig, SampleConfig, TrainConfig, parse_overrides, resolve  # noqa: E402
+from gpt.terminal import cmd_ask, cmd_chat, cmd_generate  # noqa: E402
 
 EPILOG_OVERRIDES = ("Any config field can be overridden by its dotted name, e.g. --train.max_iters 50 "
                     "--model.n_layer=2 --model.mlp swiglu. See gpt/config.py for every field.")
@@ -40,6 +40,15 @@ def _sample_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repetition-penalty", type=float, help="1 = off")
     p.add_argument("--stop", action="append", help="stop string (repeatable)")
     p.add_argument("--seed", type=int, help="same seed, same text; 0 = random")
+
+
+def _book_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", nargs="+", help="answer open-book from these files/folders: retrieve passages, "
+                   "quote the answer from them (greedy unless --temperature is given). Default: the run's own "
+                   "text, when it was trained on questions about it (passages.json in the run)")
+    p.add_argument("--closed", action="store_true", help="answer from the weights alone, no passages")
+    p.add_argument("--free", action="store_true", help="open-book, but generate freely instead of quoting")
+    p.add_argument("--passages", type=int, default=2, help="passages put in the context (default 2)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,19 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
     _sample_args(p)
     _common(p)
 
-    p = sub.add_parser("chat", help="interactive conversation (Ctrl-D or Ctrl-C to leave)")
+    p = sub.add_parser("chat", help="interactive conversation (Ctrl-D or Ctrl-C to leave); answers as gpt ask does")
     p.add_argument("--system", help="a system message that starts the conversation")
+    _book_args(p)
     _sample_args(p)
     _common(p)
 
     p = sub.add_parser("ask", help="ask a trained run one question; the answer streams, then it exits")
     p.add_argument("question")
-    p.add_argument("--source", nargs="+", help="answer open-book from these files/folders: retrieve passages, "
-                   "quote the answer from them (greedy unless --temperature is given). Default: the run's own "
-                   "text, when it was trained on questions about it (passages.json in the run)")
-    p.add_argument("--closed", action="store_true", help="answer from the weights alone, no passages")
-    p.add_argument("--free", action="store_true", help="open-book, but generate freely instead of quoting")
-    p.add_argument("--passages", type=int, default=2, help="passages put in the context (default 2)")
+    _book_args(p)
     p.add_argument("--system", help="a system message before the question")
     p.add_argument("--best", action="store_true", help="use best.safetensors (best validation loss)")
     _sample_args(p)
@@ -189,117 +194,6 @@ def cmd_prepare(args: argparse.Namespace, extra: list[str]) -> int:
     from gpt.run_setup import prepare_only
     data = prepare_only(cfg, Path(args.out), progress=sys.stderr.isatty())
     print(f"prepared: {len(data.train):,} train tokens, {len(data.val):,} val tokens in {Path(args.out) / 'data'}")
-    return 0
-
-
-def _sample_options(gen, args: argparse.Namespace):
-    """The run's [sample] table, with what was given on the command line."""
-    return gen.options(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-                       top_p=args.top_p, repetition_penalty=args.repetition_penalty, stop=args.stop, seed=args.seed,
-                       num_samples=getattr(args, "num_samples", None))
-
-
-def cmd_generate(args: argparse.Namespace, extra: list[str]) -> int:
-    from gpt.generate import Generator
-    gen = Generator(args.out, args.device, weights="best.safetensors" if args.best else "model.safetensors")
-    opts = _sample_options(gen, args)
-    seed = opts.seed
-    for i in range(opts.num_samples):
-        opts.seed = seed + i if seed else 0
-        if args.json:
-            c = gen.complete(args.prompt, opts)
-            print(json.dumps({"prompt": args.prompt, "text": c.text, "finish_reason": c.finish_reason,
-                              "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens}))
-            continue
-        sys.stdout.write(args.prompt)
-        for piece in gen.stream(args.prompt, opts):
-            sys.stdout.write(piece)
-            sys.stdout.flush()
-        sys.stdout.write("\n" + ("---\n" if i + 1 < opts.num_samples else ""))
-    return 0
-
-
-def _chat_history(path: Path):
-    """Line editing and history for input(), kept across sessions in the run directory; returns the saver."""
-    try:
-        import readline
-    except ImportError:  # e.g. Windows: plain input()
-        return lambda: None
-    with contextlib.suppress(OSError):
-        readline.read_history_file(path)
-
-    def save() -> None:
-        with contextlib.suppress(OSError):
-            readline.write_history_file(path)
-    return save
-
-
-def _write_stream(pieces) -> str:
-    text = []
-    try:
-        for piece in pieces:
-            sys.stdout.write(piece)
-            sys.stdout.flush()
-            text.append(piece)
-    except KeyboardInterrupt:  # Ctrl-C stops this answer, not the session
-        pass
-    print(flush=True)  # the answer's line is out before any note on stderr (its source), even through a pipe
-    return "".join(text)
-
-
-def cmd_chat(args: argparse.Namespace, extra: list[str]) -> int:
-    from gpt.generate import Generator
-    gen = Generator(args.out, args.device)
-    opts = _sample_options(gen, args)
-    save_history = _chat_history(Path(args.out) / ".chat_history")
-    if gen.chat_format:
-        print(f"chatting with {args.out} (its chat format keeps the conversation); Ctrl-D to leave")
-    else:
-        print(f"chatting with {args.out}: a base run without a chat format continues each line you type; "
-              "Ctrl-D to leave")
-    messages: list[dict] = [{"role": "system", "content": args.system}] if args.system else []
-    while True:
-        try:
-            prompt = input("> ")
-        except (EOFError, KeyboardInterrupt):
-            print()
-            save_history()
-            return 0
-        if not gen.chat_format:
-            _write_stream(gen.stream(prompt, opts))
-            continue
-        messages.append({"role": "user", "content": prompt})
-        reply = _write_stream(gen.stream_chat(messages, opts))
-        messages.append({"role": "assistant", "content": reply or "…"})
-
-
-def cmd_ask(args: argparse.Namespace, extra: list[str]) -> int:
-    from gpt.errors import InputError
-    from gpt.generate import Generator
-    from gpt.retrieval import asked_open_book, passages_to_ask
-    if not args.question.strip():
-        raise InputError("the question is empty: ask something, e.g. gpt ask \"What is a decorator?\"")
-    index = passages_to_ask(args.out, args.source, args.closed, args.free)
-    gen = Generator(args.out, args.device, weights="best.safetensors" if args.best else "model.safetensors")
-    if index is not None and args.temperature is None:
-        args.temperature = 0.0  # an answer copied out of a passage: greedy, not a draw that may stray from it
-    opts = _sample_options(gen, args)
-    if not gen.chat_format:
-        print(f"note: {args.out} is a base run without a chat format; answering as the continuation of "
-              "'User: ...\nAssistant:'", file=sys.stderr)
-    system = [{"role": "system", "content": args.system}] if args.system else []
-    question, quote, shown = args.question, None, []
-    if index is not None:  # open-book: the prompt the run's open-book questions were trained in (retrieval.open_book)
-        book = asked_open_book(gen, index, args.question, args.passages, system)
-        question, shown = book.prompt, book.passages
-        if not shown:
-            print("note: no passage matches the question; the answer comes from the model alone", file=sys.stderr)
-    messages = [*system, {"role": "user", "content": question}]
-    if shown and not args.free:  # the answer: sentences copied from the best passage (Quote), as trained
-        quote = gen.quote(messages, list(book.shown[:1]), [shown[0].body])
-    _write_stream(gen.stream_chat(messages, opts, constraint=quote))
-    for h in shown if quote is None else shown[quote.copied_from() or 0:][:1]:  # a quote: the passage it is from
-        print(f"source: {h.source}:{h.line}", file=sys.stderr)
     return 0
 
 

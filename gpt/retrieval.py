@@ -30,12 +30,10 @@ import math
 import os
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol
 
-from gpt.data import collect_files, read_documents
+from gpt.data import read_documents
 from gpt.errors import InputError
 from gpt.files import atomic_write, format_problem
 from gpt.qa import (
@@ -416,35 +414,3 @@ def open_book(index: PassageIndex, question: str, block_size: int, k: int = 2,
             return book
         room = room * 7 // 8
     return OpenBook(question, [], "")
-
-
-def passages_to_ask(run_dir: str | os.PathLike, sources: Sequence[str] | None, closed: bool = False,
-                    free: bool = False) -> PassageIndex | None:
-    """The passages `gpt ask` answers from: the sources' (files, folders), else the run's own (RUN_PASSAGES,
-    saved when it was trained to answer from them), none when `closed`. Flags that cannot apply (closed with
-    sources or free; free with no passages at all) are a one-line error before anything is loaded."""
-    if closed and (sources or free):
-        raise RetrievalError("--closed answers without passages: it does not go with --source or --free")
-    own = Path(run_dir) / RUN_PASSAGES
-    if free and not (sources or own.exists()):
-        raise RetrievalError(f"--free needs passages: --source FILES (the run has no {RUN_PASSAGES}); "
-                             "without passages the answer is always free")
-    if sources:
-        return PassageIndex.build(collect_files(sources))
-    return None if closed or not own.exists() else PassageIndex.load(own)
-
-
-class Asker(Protocol):
-    """What asked_open_book needs of a loaded run (gpt.generate.Generator): its context and its fitting rule."""
-
-    block_size: int
-
-    def fits(self, messages: list[dict], answer: str | None = None) -> bool: ...
-
-
-def asked_open_book(gen: Asker, index: PassageIndex, question: str, k: int = 2,
-                    system: Sequence[dict] = ()) -> OpenBook:
-    """open_book() for a loaded run (a gpt.generate.Generator), checked against its tokenizer and context:
-    the question `gpt ask --source` asks."""
-    return open_book(index, question, gen.block_size, k,
-                     lambda text, answer: gen.fits([*system, {"role": "user", "content": text}], answer))

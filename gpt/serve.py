@@ -31,12 +31,12 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gpt.ask import Asked, ask, passages_to_ask
 from gpt.chat import check_messages
 from gpt.config import SampleConfig
 from gpt.errors import GPTError
 from gpt.generate import Completion, Generator, plain_chat_prompt
-from gpt.retrieval import PassageIndex, asked_open_book, passages_to_ask
-from gpt.sampling import Quote
+from gpt.retrieval import PassageIndex
 
 MAX_TOKENS_LIMIT = 4096  # new tokens per choice
 MAX_CHOICES = 16  # prompts x n in one request
@@ -112,10 +112,9 @@ def chat_choice(i: int, c: Completion) -> dict:
             "finish_reason": c.finish_reason}
 
 
-def sources(shown: list, *quotes: Quote | None) -> list[dict]:
-    """The passages answers came from, as the extra "sources" field: each quoted one once (a free answer: all)."""
-    used = sorted({q.copied_from() or 0 for q in quotes if q is not None}) or range(len(shown))
-    return [{"source": shown[i].source, "line": shown[i].line} for i in used]
+def sources(passages: list) -> list[dict]:
+    """The passages a reply came from, as the extra "sources" field."""
+    return [{"source": p.source, "line": p.line} for p in passages]
 
 
 def seeded(opts: SampleConfig, i: int) -> SampleConfig:
@@ -205,17 +204,16 @@ class Service:
                                         "finish_reason": info.get("finish_reason", "length")}]})
         yield sse("[DONE]")
 
-    async def stream_chat(self, messages: list[dict], opts: SampleConfig, model: str,
-                          quote: Callable[[], Quote] | None = None, shown: list = ()) -> AsyncIterator[str]:
+    async def stream_chat(self, asked: Asked, opts: SampleConfig, model: str) -> AsyncIterator[str]:
         base, info = envelope("chat.completion.chunk", model), {}
-        constraint = await run_in_threadpool(quote) if quote else None
+        constraint = await run_in_threadpool(asked.quote, self.generator)
         yield sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
                                         "finish_reason": None}]})
-        async for piece in self.pieces(lambda i: self.generator.stream_chat(messages, opts, i, constraint), info):
+        async for piece in self.pieces(lambda i: self.generator.stream_chat(asked.messages, opts, i, constraint), info):
             yield sse({**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
         finish = info.get("finish_reason", "length")
         yield sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}],
-                   **({"sources": sources(shown, constraint)} if shown else {})})
+                   **({"sources": sources(asked.sources())} if asked.passages else {})})
         yield sse("[DONE]")
 
     async def completions(self, req: CompletionRequest):
@@ -239,33 +237,25 @@ class Service:
         messages = [m.model_dump() for m in req.messages]
         opts = self.options(req, req.max_completion_tokens or req.max_tokens or 256, req.n)
         self.check_conversation(messages)
-        messages, quote, shown = await run_in_threadpool(self.open_book, messages)  # retrieval off the event loop
-        if shown and "temperature" not in req.model_fields_set:
+        asked = await run_in_threadpool(self.open_book, messages)  # retrieval off the event loop
+        if asked.quoted and "temperature" not in req.model_fields_set:
             opts = dataclasses.replace(opts, temperature=0.0)  # a quote, as gpt ask gives it: greedy
         if req.stream:
             if req.n != 1:
                 raise APIError(400, "stream supports n = 1", "invalid_value", "stream")
-            return StreamingResponse(self.stream_chat(messages, opts, req.model, quote, shown),
-                                     media_type="text/event-stream")
-        done, quotes = [], [await run_in_threadpool(quote) if quote else None for _ in range(req.n)]
-        for i in range(req.n):
-            done.append(await run_in_threadpool(self.generator.chat, messages, seeded(opts, i), quotes[i]))
+            return StreamingResponse(self.stream_chat(asked, opts, req.model), media_type="text/event-stream")
+        done = []
+        for i in range(req.n):  # a new Quote for each choice: one follows a single reply
+            quote = await run_in_threadpool(asked.quote, self.generator)
+            done.append(await run_in_threadpool(self.generator.chat, asked.messages, seeded(opts, i), quote))
         return {**build_response("chat.completion", req.model, done, chat_choice),
-                **({"sources": sources(shown, *quotes)} if shown else {})}
+                **({"sources": sources(asked.sources())} if asked.passages else {})}
 
-    def open_book(self, messages: list[dict]) -> tuple[list[dict], Callable[[], Quote] | None, list]:
-        """With the run's passages, the last user message asked as `gpt ask` asks it: (messages with the passages
-        in that message, a maker of the constraint that quotes them, the passages); else the messages as they are."""
-        if self.passages is None or messages[-1]["role"] != "user" or not self.generator.chat_format:
-            return messages, None, []
-        book = asked_open_book(self.generator, self.passages, messages[-1]["content"], system=messages[:-1])
-        if not book.passages:
-            return messages, None, []
-        asked = [*messages[:-1], {"role": "user", "content": book.prompt}]
-
-        def quote() -> Quote:  # one per choice: a Quote follows one reply
-            return self.generator.quote(asked, list(book.shown[:1]), [book.passages[0].body])  # the best one's
-        return asked, quote, book.passages
+    def open_book(self, messages: list[dict]) -> Asked:
+        """With the run's passages, the last user message asked as `gpt ask` asks it (gpt.ask); else as it is."""
+        if self.passages is None or not self.generator.chat_format:
+            return Asked(messages)
+        return ask(self.generator, self.passages, messages)
 
     def check_conversation(self, messages: list[dict]) -> None:
         """Roles, content and length, through the run's chat format (or the plain prompt of a base run)."""

@@ -34,11 +34,11 @@ def shakespeare() -> str:
 
 
 def run_gpt(*args: str, cwd: str | Path | None = None, timeout: float = 300, env: dict | None = None,
-            check: bool = False) -> subprocess.CompletedProcess:
-    """Run the real CLI (`python -m gpt`) in a subprocess."""
+            check: bool = False, input: str | None = None) -> subprocess.CompletedProcess:
+    """Run the real CLI (`python -m gpt`) in a subprocess, `input` on its stdin."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     proc = subprocess.run([sys.executable, "-m", "gpt", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=full_env)
+                          timeout=timeout, env=full_env, input=input)
     if check and proc.returncode != 0:
         raise AssertionError(f"gpt {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc

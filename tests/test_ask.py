@@ -145,8 +145,9 @@ def test_open_book_answers_are_quoted_from_the_passages_unless_free(qa_file, tmp
     free = run_gpt("ask", question, "--out", str(chat_run), "--source", str(notes), "--free", check=True)
     nothing = run_gpt("ask", "What is a zyzzyva?", "--out", str(chat_run), "--source", str(notes), check=True)
     assert nothing.stderr.startswith("note: no passage matches the question") and "source:" not in nothing.stderr
+    from gpt.ask import asked_open_book
     from gpt.generate import Generator
-    from gpt.retrieval import PassageIndex, asked_open_book
+    from gpt.retrieval import PassageIndex
     gen = Generator(chat_run, "cpu")
     index = PassageIndex.build([notes])
     book = asked_open_book(gen, index, question)
@@ -154,10 +155,15 @@ def test_open_book_answers_are_quoted_from_the_passages_unless_free(qa_file, tmp
     assert line == book.passages[0].line  # quoted from the best passage, as open-book answers are trained
     from gpt.serve import Service
     both = "Is 1 plus 2 grass green?"  # words of both passages
-    _, quote, passages = Service(gen, index).open_book([{"role": "user", "content": both}])
-    assert len(passages) == 2 and len(quote().source_starts) == 1  # the server, too, quotes the best alone
+    asked = Service(gen, index).open_book([{"role": "user", "content": both}])
+    assert len(asked.passages) == 2 and len(asked.quote(gen).source_starts) == 1  # the server quotes the best alone
+    assert asked.sources() == [asked.passages[0]]
+    talk = run_gpt("chat", "--out", str(chat_run), "--source", str(notes), input=f"{question}\n \n{both}\n",
+                   check=True)  # gpt chat answers each question as gpt ask does; a blank line is passed over
+    assert talk.stderr.splitlines() == [f"source: {notes}:{line}", f"source: {notes}:{asked.passages[0].line}"]
+    assert f"> {proc.stdout.strip()}\n> " in talk.stdout
     messages = [{"role": "user", "content": book.prompt}]
-    assert free.stdout == "".join(gen.stream_chat(messages, gen.options(temperature=0))) + "\n"
+    assert free.stdout == "".join(gen.stream_chat(messages, gen.options(temperature=0))).lstrip() + "\n"
     for question, _ in QA:  # greedy and sampled, every question: a span of one shown passage
         book = asked_open_book(gen, index, question)
         messages = [{"role": "user", "content": book.prompt}]
@@ -165,3 +171,26 @@ def test_open_book_answers_are_quoted_from_the_passages_unless_free(qa_file, tmp
             opts = gen.options(temperature=temperature, seed=3)
             reply = "".join(gen.stream_chat(messages, opts, constraint=gen.quote(messages, list(book.shown))))
             assert reply and any(reply in text for text in book.shown), (question, reply)
+
+
+def test_asking_gives_the_passages_room_before_old_turns(qa_file, tmp_path):
+    from gpt.ask import ask, asked_open_book
+    from gpt.generate import Generator
+    from gpt.retrieval import PassageIndex
+    run = tmp_path / "run"
+    run_gpt("train", *TINY, "--input", str(qa_file), "--out", str(run), "--model.block_size", "256",
+            "--train.max_iters", "2", "--train.sample_tokens", "0", check=True)
+    gen, index = Generator(run, "cpu"), PassageIndex.build([("notes.md", NOTES)])
+    question = {"role": "user", "content": TRAINED[0][0]}
+    system, old = {"role": "system", "content": "Be brief."}, [{"role": "user", "content": "grass " * 80},
+                                                            {"role": "assistant", "content": "green " * 80}]
+    asked = ask(gen, index, [system, *old, question])
+    book = asked_open_book(gen, index, question["content"], system=[system])
+    assert asked.messages == [system, {"role": "user", "content": book.prompt}]  # the old exchange gave way
+    assert asked.quoted and asked.passages == tuple(book.passages) and asked.sources() == [book.passages[0]]
+    free = ask(gen, index, [question], free=True)
+    assert free.quote(gen) is None and free.sources() == list(free.passages)
+    closed = ask(gen, None, [*old, question])
+    assert closed.messages == [*old, question] and not closed.passages and closed.quote(gen) is None
+    nothing = ask(gen, index, [{"role": "user", "content": "What is a zyzzyva?"}])
+    assert nothing.unmatched and not nothing.passages and nothing.messages[-1]["content"] == "What is a zyzzyva?"

@@ -29,7 +29,7 @@ LONG_FUNCTIONS = {
 # What the model must not depend on: files and I/O, the tokenizer, and everything that uses the model.
 NOT_FOR_THE_MODEL = {"gpt.files", "gpt.data", "gpt.checkpoint", "gpt.metrics", "gpt.run_setup", "gpt.bpe",
                      "gpt.bpe_formats", "gpt.pretokenize", "gpt.chat", "gpt.conversations", "gpt.hf", "gpt.qa",
-                     "gpt.retrieval", "gpt.train", "gpt.generate", "gpt.serve", "gpt.cli"}
+                     "gpt.retrieval", "gpt.train", "gpt.generate", "gpt.ask", "gpt.serve", "gpt.terminal", "gpt.cli"}
 
 
 def module_name(path: Path) -> str:
@@ -146,7 +146,7 @@ def test_the_model_loads_no_files_and_no_tokenizer():
     assert not bad, "gpt.model must stay pure math; it loads " + "; ".join(describe_chain(chains[m]) for m in bad)
 
 
-@pytest.mark.parametrize("module", ["gpt.generate", "gpt.serve", "gpt.sampling"])
+@pytest.mark.parametrize("module", ["gpt.generate", "gpt.ask", "gpt.serve", "gpt.terminal", "gpt.sampling"])
 def test_generation_and_serving_do_not_load_the_trainer(module):
     chains = reachable(module)
     assert "gpt.train" not in chains, f"{module} loads the trainer: {describe_chain(chains['gpt.train'])}"

@@ -121,8 +121,9 @@ def test_a_run_on_notes_answers_a_derived_question(notes, tmp_path):
     book = run_gpt("ask", "What is Monstera?", "--out", str(run), "--source", str(notes), "--temperature", "0",
                    check=True)  # open-book: passages fitted to the 96-token context, and named
     assert book.stderr.startswith(f"source: {notes}:") and book.stdout.strip()
+    from gpt.ask import asked_open_book
     from gpt.generate import Generator
-    from gpt.retrieval import PassageIndex, asked_open_book
+    from gpt.retrieval import PassageIndex
     gen, index = Generator(run, "cpu"), PassageIndex.build([notes])
     documents = source_documents(gen.config, [str(notes)])
     pairs = derived_pairs(gen.config, documents, print)
