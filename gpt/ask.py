@@ -53,7 +53,7 @@ class Asked:
     passages: tuple[Passage, ...] = ()  # shown in that message, best first; none closed-book or when none matched
     shown: tuple[str, ...] = ()  # the passages as the message shows them (cut to the context)
     quoted: bool = False  # the reply is copied from the best passage, else generated freely
-    unmatched: bool = False  # there were passages to search, and none matched the question
+    missing: str = ""  # why no passage is shown when there were passages to search
 
     def quote(self, gen: Generator) -> Quote | None:
         """A new constraint for one reply (a Quote follows a single reply): the best passage's whole sentences."""
@@ -72,7 +72,9 @@ def ask(gen: Generator, index: PassageIndex | None, messages: list[dict], k: int
     system = history[:1] if history and history[0]["role"] == "system" else []
     book = asked_open_book(gen, index, question["content"], k, system)
     if not book.passages:
-        return Asked(messages, unmatched=True)
+        found = index.search(question["content"], 1)
+        return Asked(messages, missing=f"the passages found do not fit this model's {gen.block_size}-token context"
+                     if found else "no passage matches the question")
     asked = {"role": "user", "content": book.prompt}
     turns = history[len(system):]
     while turns and not gen.fits([*system, *turns, asked], book.answer):

@@ -82,7 +82,7 @@ _QUESTION = QUESTION_LINE = re.compile(_LABELLED.format("Q|Question"), re.IGNORE
 _ANSWER = ANSWER_LINE = re.compile(_LABELLED.format("A|Answer"), re.IGNORECASE)
 DEFINITION = re.compile(r"^(?P<term>(?:(?:The|A|An)\s+)?[A-Z][\w'’-]*(?:\s+[\w'’-]+){0,3}?)\s+(?P<verb>is|are)\s+"
                          r"(?:a|an|the)\s+\w")
-SENTENCE_END = _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'“(]?[A-Z])")
+SENTENCE_END = _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'“(]?[A-Z])|(?<=[。！？])\s*(?=\S)")  # CJK: no space
 
 
 class QAError(InputError):

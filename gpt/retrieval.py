@@ -58,6 +58,7 @@ INDEX_VERSION = 4  # 2: titles and body offsets; 3: definitional titles; 4: sete
 RUN_PASSAGES = "passages.json"  # a run's own text as passages, saved when it trains on open-book questions
 MAX_CHARS = 800  # a passage is a paragraph or entry, not a chapter: it must fit in a small model's context
 _WORD = re.compile(r"\w+")
+_CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]+")  # kana, ideographs
 # a plural's end: -es after s, x, ch, sh ("classes", "boxes"); else -s after three letters, not after s ("lambdas")
 _PLURAL = re.compile(r"(?:(?<=ss|\wx|ch|sh)es|(?<=\w\w[^\Ws])s)$")
 QUESTION_WORDS = frozenset("""
@@ -81,9 +82,16 @@ class Passage:
 
 
 def words(text: str) -> list[str]:
-    """Lowercase word tokens with a plural "s" cut ("plants" finds "plant"); used for passages and queries alike."""
-    return [w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
-            for w in _WORD.findall(text.lower())]
+    """Lowercase word tokens with a plural "s" cut ("plants" finds "plant"); used for passages and queries alike.
+    Chinese and Japanese put no spaces between words, so there each two neighbouring characters are a word (the
+    bigrams Lucene's CJK analyzer indexes): "龟背竹是什么" finds "龟背竹是一种植物"."""
+    found = []
+    for w in _WORD.findall(_CJK.sub(r" \g<0> ", text.lower())):
+        if _CJK.match(w):
+            found += [w[i:i + 2] for i in range(max(len(w) - 1, 1))]
+        else:
+            found.append(w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w)
+    return found
 
 
 # "What is X?" and the other ways gpt/qa.py asks about a term, longest first ("What is meant by X?" before "What

@@ -75,8 +75,8 @@ def _write_stream(pieces) -> str:
 
 def _answer(gen, asked, opts) -> str:
     """Stream the reply to a conversation as gpt.ask.ask() put it, then name the passages it came from."""
-    if asked.unmatched:
-        print("note: no passage matches the question; the answer comes from the model alone", file=sys.stderr)
+    if asked.missing:
+        print(f"note: {asked.missing}; the answer comes from the model alone", file=sys.stderr)
     reply = _write_stream(gen.stream_chat(asked.messages, opts, constraint=asked.quote(gen)))
     for passage in asked.sources():
         print(f"source: {passage.source}:{passage.line}", file=sys.stderr)

@@ -344,3 +344,27 @@ def test_only_question_words_leave_a_query():
     index = PassageIndex.build([("video.md", text)])
     assert index.search("Which frame was dropped?", k=1)[0].text.startswith("Dropped frame")
     assert retrieval.QUESTION_WORDS >= {"what", "which", "was"} and not retrieval.QUESTION_WORDS & {"dropped", "frame"}
+
+
+CHINESE_NOTES = """# 龟背竹
+
+龟背竹是天南星科龟背竹属的植物，原产于墨西哥南部的热带雨林。它的叶片有独特的裂口和孔洞。
+
+## 浇水
+
+土壤表面干燥时浇水，冬季减少浇水次数。
+
+# 仙人掌
+
+仙人掌是一种耐旱的多肉植物。它需要充足的阳光，很少需要浇水。
+"""
+
+
+def test_chinese_and_japanese_are_searched_by_character_pairs():
+    assert words("龟背竹是什么？ Plants of 日本") == ["龟背", "背竹", "竹是", "是什", "什么", "plant", "of", "日本"]
+    assert words("花") == ["花"] and words("カメラ") == ["カメ", "メラ"]
+    index = PassageIndex.build([("植物.md", CHINESE_NOTES)])
+    for question, title in [("龟背竹是什么？", "龟背竹"), ("冬季怎么浇水？", "龟背竹 > 浇水"), ("仙人掌需要阳光吗？", "仙人掌")]:
+        assert index.search(question, k=1)[0].text.startswith(title + "\n"), question  # before: nothing found
+    book = open_book(index, "龟背竹是什么？", block_size=256)
+    assert book.answer == "龟背竹是天南星科龟背竹属的植物，原产于墨西哥南部的热带雨林。"  # a sentence ends at "。"
