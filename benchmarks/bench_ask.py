@@ -14,6 +14,7 @@ Beside it, today's flow: a base run on the corpus alone (``--data.qa off``), ask
 Each run is loaded once (gpt.generate.Generator) and scored by token-F1 (SQuAD: lowercase, no punctuation
 or articles, bag of tokens) of its greedy answer, cut at its first sentence, against the entry's first sentence:
   trained   "What is X?" closed-book (gpt ask --closed) for entries whose questions were trained (a sample)
+  typed     the same entries asked as people type: "what is x", lowercase with no "?"
   held-out  "What is X?" closed-book for held-out entries (extraction)
   open-book the held-out questions with the passages retrieval finds in the written corpus, the answer quoted
             from them (what gpt ask does with the run's own passages, or --source; gpt.sampling.Quote)
@@ -22,7 +23,7 @@ or articles, bag of tokens) of its greedy answer, cut at its first sentence, aga
 plus the run's final val bits/byte and val_chat_loss, and gpt ask latency (retrieval included).
 
     python benchmarks/bench_ask.py [--forms wiki glossary] [--budget 5m] [--n 100] [--chat-weight 0.5]
-        [--dropout P] [--open-book SHARE] [--renderings N] [--rendered-sentences N] [--steps N]
+        [--dropout P] [--open-book SHARE] [--renderings N] [--rendered-sentences N] [--casual 0|1] [--steps N]
         [--set section.key=value ...] [--no-base] [--no-latency]
         [--keep DIR [--reuse]]
 
@@ -153,7 +154,7 @@ def split_entries(corpus: Path, entries: list[tuple[str, str]], holdout: float, 
 
 def recipe_inputs(corpus: Path, held_out: list[tuple[str, str]], folder: Path, seed: int,
                   share: float | None = None, renderings: int | None = None,
-                  sentences: int | None = None) -> tuple[list[str], dict]:
+                  sentences: int | None = None, casual: int | None = None) -> tuple[list[str], dict]:
     """What --data.qa on builds for this corpus, minus the questions about held-out entries; and the overrides
     the default recipe would choose for it (qa_mix.recall_overrides: a text mostly of entries is not regularised)."""
     from gpt import qa_mix
@@ -174,6 +175,8 @@ def recipe_inputs(corpus: Path, held_out: list[tuple[str, str]], folder: Path, s
     )
     if renderings is not None:  # an ablation: the re-rendered text is built here, from this constant
         qa_mix.RENDERINGS = renderings
+    if casual is not None:
+        qa_mix.CASUAL = bool(casual)
     if sentences is not None:
         qa_mix.RENDERED_SENTENCES = sentences
     cfg = Config()
@@ -281,16 +284,17 @@ def evaluate_run(run: Path, corpus: Path, trained: list, held: list, chat: bool)
     opts = gen.options(max_new_tokens=80, temperature=0.0, seed=1, stop=["\n\n"])
     index = PassageIndex.build([corpus])
 
-    def closed(term: str) -> str:
+    def closed(term: str, question: str = "What is {}?") -> str:
         if chat:
-            return gen.chat([{"role": "user", "content": f"What is {term}?"}], opts).text
-        return gen.complete(f"What is {term}?", opts).text  # today's flow: gpt generate "What is X?"
+            return gen.chat([{"role": "user", "content": question.format(term)}], opts).text
+        return gen.complete(question.format(term), opts).text  # today's flow: gpt generate "What is X?"
 
     def open_book(term: str, free: bool = False) -> str:
         messages, quote = open_book_ask(gen, index, f"What is {term}?")
         return answer_of(gen.stream_chat(messages, opts, constraint=None if free else quote))
 
     out = {"trained": score(closed, trained), "held-out": score(closed, held),
+           "typed": score(lambda t: closed(t.lower(), "what is {}"), trained),
            "recall": score(lambda t: gen.complete(f"{t}:", opts).text, held)}
     if chat:
         out["open-book"] = score(open_book, held)
@@ -343,7 +347,7 @@ def ask_latency(run: Path, corpus: Path, term: str, reps: int = 5) -> dict:
 # ----------------------------------------------------------------------------- the report
 
 def print_table(form: str, budget: str, results: dict[str, dict]) -> None:
-    names = ["trained", "held-out", "open-book", "open-book free", "recall", "retrieval top-1"]
+    names = ["trained", "typed", "held-out", "open-book", "open-book free", "recall", "retrieval top-1"]
     print(f"\n== {form}, budget {budget}: token-F1 (exact share) ==")
     print(f"{'run':<28}" + "".join(f"{n:>18}" for n in names) + f"{'val bpb':>9}{'chat loss':>10}{'steps':>7}")
     for run, r in results.items():
@@ -382,7 +386,7 @@ def run_form(form: str, corpus: Path, entries: list, args: argparse.Namespace, w
     results: dict[str, dict] = {}
     label = f"recipe cw{args.chat_weight}" + (f" do{args.dropout}" if dropout else "")
     inputs, recall = recipe_inputs(corpus, held, work, args.seed, args.open_book, args.renderings,
-                                   args.rendered_sentences)
+                                   args.rendered_sentences, args.casual)
     info = train(inputs, work / f"{form}_recipe", args.budget, {**recall, **overrides, "data.qa": "off",
                  "data.skip_long": "true", "data.chat_weight": args.chat_weight}, args.reuse)
     results[label] = {"train": info, **evaluate_run(work / f"{form}_recipe", corpus, trained_sample, held_sample,
@@ -414,6 +418,8 @@ def main() -> None:
                         "(default: gpt.qa_mix.OPEN_BOOK_SHARE)")
     parser.add_argument("--renderings", type=int, help="extra renderings of the entries in the text "
                         "(default: gpt.qa_mix.RENDERINGS)")
+    parser.add_argument("--casual", type=int, choices=[0, 1], help="also train \"what is x\" (default: "
+                        "gpt.qa_mix.CASUAL)")
     parser.add_argument("--rendered-sentences", type=int, help="sentences of each entry a rendering carries, 0 for "
                         "all (default: gpt.qa_mix.RENDERED_SENTENCES)")
     parser.add_argument("--steps", type=int, help="train this many steps, no time budget (A/B on a busy machine)")

@@ -45,6 +45,7 @@ OPEN_BOOK_SHARE = 1.0  # open-book conversations per derived question (a seeded 
 RENDERINGS = 2  # extra renderings of the entries added to the text
 RENDERED_SENTENCES = 0  # a rendering carries this many of an entry's first sentences (0: all of it)
 MIN_WORDS = 5  # a closed-book answer cut to fit the context keeps at least this many words
+CASUAL = True  # each term's "What is X?" also asked as typed in a hurry: "what is x", no capitals, no "?"
 RECALL_SHARE = 0.5  # a text whose entries are at least this share of it (a glossary, a wiki) is for reciting them
 FORMS = ("heading", "colon", "dash", "sentence")  # renderings of a term entry that gpt.qa reads back
 FAQ_FORMS = ("qa", "question", "heading")  # renderings of a question entry
@@ -120,6 +121,9 @@ def conversations(pairs: list[QAPair], index: PassageIndex, cfg: Config, share: 
         {"role": "user", "content": text}, {"role": "assistant", "content": answer}])[0], cfg.model.block_size)
     chats = [[{"role": "user", "content": p.question}, {"role": "assistant", "content": fitted_answer(p, fits)}]
              for p in pairs]
+    if CASUAL:  # a small model reads "monstera" and "Monstera" as different tokens: both must lead to the answer
+        chats += [[{"role": "user", "content": q}, answer] for p, (_, answer) in zip(pairs, chats)
+                  if (q := casual_question(p))]
     if not pairs:
         return chats
     rng = random.Random(cfg.train.seed)
@@ -129,6 +133,14 @@ def conversations(pairs: list[QAPair], index: PassageIndex, cfg: Config, share: 
         if book.answer and " ".join(p.answer.split()).startswith(book.answer):
             chats.append([{"role": "user", "content": book.prompt}, {"role": "assistant", "content": book.answer}])
     return chats
+
+
+def casual_question(pair: QAPair) -> str | None:
+    """A term's "What is X?" as typed in a hurry, lowercase with no "?" ("what is monstera"); None for the
+    other phrasings and for FAQ questions."""
+    term = term_of(pair.question) if pair.kind in TERM_KINDS else None
+    return pair.question.lower().rstrip("?") if term and pair.question in (f"What is {term}?", f"What are {term}?") \
+        else None
 
 
 def fitted_answer(pair: QAPair, fits: Callable[[str, str], bool] | None) -> str:

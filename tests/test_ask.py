@@ -194,5 +194,6 @@ def test_asking_gives_the_passages_room_before_old_turns(qa_file, tmp_path):
     assert closed.messages == [*old, question] and not closed.passages and closed.quote(gen) is None
     nothing = ask(gen, index, [{"role": "user", "content": "What is a zyzzyva?"}])
     assert nothing.missing == "no passage matches the question" and not nothing.passages
+    assert nothing.messages[-1]["content"] == "What is a zyzzyva?"
     crowded = ask(gen, index, [{"role": "system", "content": "Be brief. " * 60}, question])  # no room left
-    assert crowded.missing == "the passages found do not fit this model's 256-token context" and not crowded.quoted and nothing.messages[-1]["content"] == "What is a zyzzyva?"
+    assert crowded.missing == "the passages found do not fit this model's 256-token context" and not crowded.quoted

@@ -49,13 +49,16 @@ def test_pairs_and_open_book_conversations_come_from_the_structure(notes):
     index = text_passages(source_documents(cfg, [str(notes)]))
     chats = conversations(pairs, index, cfg)
     open_book = [c for c in chats if c[0]["content"].startswith("Context:")]
-    assert len(chats) == 2 * len(pairs) and len(open_book) == len(pairs)  # OPEN_BOOK_SHARE 1: one per question
+    typed = [[c[0]["content"], c[1]["content"]] for c in chats if c[0]["content"].startswith("what is ")]
+    assert ["what is monstera", "a climbing plant with split leaves."] in typed  # as people type it, too
+    assert len(typed) == len(pairs) // 2  # one per entry (of its two phrasings, "What is X?")
+    assert len(chats) == 2 * len(pairs) + len(typed) and len(open_book) == len(pairs)  # open-book: one per question
     assert open_book[0] == [
         {"role": "user", "content": "Context:\nMonstera: a climbing plant with split leaves.\n\n"
                                     "Question: What is Monstera?"},  # no other passage says "monstera"
         {"role": "assistant", "content": "a climbing plant with split leaves."}]
     assert all(c[1]["content"] in c[0]["content"].split("\n")[1] for c in open_book)  # copied from the best one
-    assert len(conversations(pairs, index, cfg, share=0.5)) == len(pairs) + len(pairs) // 2
+    assert len(conversations(pairs, index, cfg, share=0.5)) == len(pairs) + len(typed) + len(pairs) // 2
     tiny = resolve(preset="tiny", overrides={"data.input": [str(notes)]})  # a 32-token context: no room for them
     assert not [c for c in conversations(pairs, index, tiny) if c[0]["content"].startswith("Context:")]
     off = resolve(preset="tiny", overrides={"data.input": [str(notes)], "data.qa": "off"})
@@ -252,6 +255,7 @@ def test_conversations_fit_long_answers_to_the_runs_context(notes):
                                                                 "<|system|>", "<|end|>"])
     long = [QAPair(f"What is {n}?", f"{n} is a plant. " * 12 + "It grows.", "", "heading") for n in ("Fern", "Moss")]
     chats = conversations(long, text_passages([]), cfg, 0.0, tok)
-    assert len(chats) == 2 and all(fits_window(render(tok, c)[0], 32) for c in chats)
+    assert len(chats) == 4 and all(fits_window(render(tok, c)[0], 32) for c in chats)  # "what is fern" too
     assert all(c[1]["content"] and long[0].answer.replace("Fern", c[0]["content"][8:-1]).startswith(c[1]["content"])
-               for c in chats)
+               for c in chats[:2])
+    assert [c[1] for c in chats[2:]] == [c[1] for c in chats[:2]]

@@ -364,7 +364,8 @@ def test_chinese_and_japanese_are_searched_by_character_pairs():
     assert words("龟背竹是什么？ Plants of 日本") == ["龟背", "背竹", "竹是", "是什", "什么", "plant", "of", "日本"]
     assert words("花") == ["花"] and words("カメラ") == ["カメ", "メラ"]
     index = PassageIndex.build([("植物.md", CHINESE_NOTES)])
-    for question, title in [("龟背竹是什么？", "龟背竹"), ("冬季怎么浇水？", "龟背竹 > 浇水"), ("仙人掌需要阳光吗？", "仙人掌")]:
+    asked = [("龟背竹是什么？", "龟背竹"), ("冬季怎么浇水？", "龟背竹 > 浇水"), ("仙人掌需要阳光吗？", "仙人掌")]
+    for question, title in asked:
         assert index.search(question, k=1)[0].text.startswith(title + "\n"), question  # before: nothing found
     book = open_book(index, "龟背竹是什么？", block_size=256)
     assert book.answer == "龟背竹是天南星科龟背竹属的植物，原产于墨西哥南部的热带雨林。"  # a sentence ends at "。"
