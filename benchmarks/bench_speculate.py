@@ -62,9 +62,9 @@ def workloads(gen, args) -> dict[str, list]:
 
     def asked(question):
         def run():
-            asked = ask(gen, index, [{"role": "user", "content": question}])  # as gpt ask asks it (gpt/ask.py)
-            ids, end_ids = gen.reply_prompt(asked.messages)
-            return reply(ids, short, end_ids, asked.quote(gen))
+            put = ask(gen, index, [{"role": "user", "content": question}])  # as gpt ask asks it (gpt/ask.py)
+            ids, end_ids = gen.reply_prompt(put.messages)
+            return reply(ids, short, end_ids, put.quote(gen))
         return run
 
     return {"continue": [continuation(p, greedy) for p in prompts],

@@ -73,10 +73,12 @@ def ask(gen: Generator, index: PassageIndex | None, messages: list[dict], k: int
     book = asked_open_book(gen, index, question["content"], k, system)
     if not book.passages:
         found = index.search(question["content"], 1)
-        return Asked(messages, missing=f"the passages found do not fit this model's {gen.block_size}-token context"
-                     if found else "no passage matches the question")
+        return Asked(messages, missing=f"the passages found do not fit in this model's {gen.block_size}-token "
+                     "context beside the question" if found else "no passage matches the question")
     asked = {"role": "user", "content": book.prompt}
     turns = history[len(system):]
     while turns and not gen.fits([*system, *turns, asked], book.answer):
-        turns = turns[2:]  # the oldest exchange gives way to the passages
+        turns = turns[1:]  # the oldest turn gives way to the passages, and a reply without its question with it
+        while turns and turns[0]["role"] == "assistant":
+            turns = turns[1:]
     return Asked([*system, *turns, asked], tuple(book.passages), book.shown, quoted=not free)

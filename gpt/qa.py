@@ -82,7 +82,8 @@ _QUESTION = QUESTION_LINE = re.compile(_LABELLED.format("Q|Question"), re.IGNORE
 _ANSWER = ANSWER_LINE = re.compile(_LABELLED.format("A|Answer"), re.IGNORECASE)
 DEFINITION = re.compile(r"^(?P<term>(?:(?:The|A|An)\s+)?[A-Z][\w'’-]*(?:\s+[\w'’-]+){0,3}?)\s+(?P<verb>is|are)\s+"
                          r"(?:a|an|the)\s+\w")
-SENTENCE_END = _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'“(]?[A-Z])|(?<=[。！？])\s*(?=\S)")  # CJK: no space
+SENTENCE_END = _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'“(]?[A-Z])|(?:(?<=[。！？])|(?<=[。！？][」』”’）]))"
+                                          r"\s*(?=[^\s。！？」』”’）])")  # CJK: no space, maybe a closing bracket
 
 
 class QAError(InputError):
@@ -122,8 +123,7 @@ def _bounded(text: str, limit: int = MAX_ANSWER) -> str:
     cut = 0
     for match in _SENTENCE_END.finditer(text, 0, limit + 1):
         cut = match.start()
-    if cut == 0:
-        cut = text.rfind(" ", 0, limit + 1)
+    cut = cut or text.rfind(" ", 0, limit + 1)
     return text[:cut if cut > 0 else limit].rstrip()
 
 

@@ -4,7 +4,8 @@ A model trained only on plain text stores facts it cannot be asked for (Allen-Zh
 Language Models 3.1*). So when the text has structure (headings, glossary lines, FAQ blocks,
 definitions; see gpt/qa.py), a run also trains on:
 
-- closed-book conversations: "What is X?" answered by X's entry, in the chat format (gpt/chat.py);
+- closed-book conversations: "What is X?" answered by X's entry, in the chat format (gpt/chat.py), and
+  "what is x" as people type it;
 - open-book conversations: the question with the passages retrieval finds for it in the context, built by
   gpt/retrieval.py's open_book() exactly as `gpt ask --source` builds it, answered with the best passage's
   first sentence: a small model learns to copy the answer out of the passage;
@@ -109,7 +110,8 @@ def text_passages(documents: list[tuple[str, str]]) -> PassageIndex:
 
 def conversations(pairs: list[QAPair], index: PassageIndex, cfg: Config, share: float = OPEN_BOOK_SHARE,
                   tokenizer: Tokenizer | None = None) -> list[list[dict]]:
-    """Closed-book conversations for every pair, then open-book ones for a seeded `share` of them.
+    """Closed-book conversations for every pair (CASUAL: "What is X?" typed as "what is x" too), then open-book
+    ones for a seeded `share` of them.
 
     An open-book conversation is kept when the best passage retrieved is the pair's own entry (its first
     sentence starts the pair's answer): the model is taught to copy the right passage, not a neighbour's.
@@ -122,8 +124,9 @@ def conversations(pairs: list[QAPair], index: PassageIndex, cfg: Config, share: 
     chats = [[{"role": "user", "content": p.question}, {"role": "assistant", "content": fitted_answer(p, fits)}]
              for p in pairs]
     if CASUAL:  # a small model reads "monstera" and "Monstera" as different tokens: both must lead to the answer
-        chats += [[{"role": "user", "content": q}, answer] for p, (_, answer) in zip(pairs, chats)
-                  if (q := casual_question(p))]
+        for pair, (_, answer) in list(zip(pairs, chats)):
+            if typed := casual_question(pair):
+                chats.append([{"role": "user", "content": typed}, dict(answer)])
     if not pairs:
         return chats
     rng = random.Random(cfg.train.seed)
@@ -149,11 +152,12 @@ def fitted_answer(pair: QAPair, fits: Callable[[str, str], bool] | None) -> str:
     in the text's own words. Without `fits`, the answer as it is."""
     if fits is None or fits(pair.question, pair.answer):
         return pair.answer
-    sentences = SENTENCE_END.split(pair.answer)
-    for n in range(len(sentences) - 1, 0, -1):
-        if fits(pair.question, answer := " ".join(sentences[:n])):
+    ends = [m.start() for m in SENTENCE_END.finditer(pair.answer)]
+    for end in reversed(ends):
+        if fits(pair.question, answer := pair.answer[:end]):
             return answer
-    words = sentences[0].split()  # the longest prefix that fits, by bisection: a longer one never fits if this does not
+    # the first sentence's longest prefix of words that fits, by bisection: a longer one never fits if this does not
+    words = pair.answer[:ends[0] if ends else len(pair.answer)].split()
     first_too_long = bisect.bisect_left(range(MIN_WORDS, len(words)), True,
                                         key=lambda n: not fits(pair.question, " ".join(words[:n])))
     if first_too_long == 0:  # not even MIN_WORDS: the whole answer, which packing then skips as too long
@@ -216,5 +220,6 @@ def augmented_text(items: Iterable[QAPair | Entry], seed: int = 0, epoch: int = 
 
 
 def leading_sentences(text: str, n: int) -> str:
-    """The first n sentences of text (all of it when n is 0)."""
-    return " ".join(SENTENCE_END.split(text)[:n]) if n else text
+    """The first n sentences of text (all of it when n is 0), as the text has them."""
+    ends = [m.start() for m in SENTENCE_END.finditer(text)]
+    return text[:ends[n - 1]] if 0 < n <= len(ends) else text

@@ -16,9 +16,9 @@ the passage whose title is X: the heading it opens, its glossary term or its FAQ
 case, articles or end punctuation). BM25 ranks the rest: words alone cannot tell "foo" from "foo bar" or from
 an entry that merely mentions foo, and a title can.
 
-open_book() builds the prompt an open-book answer is given and trained with (`gpt ask --source` and
-gpt/qa_mix.py both call it, so a model is asked in exactly the form it learnt): the best passage first, cut to
-leave room in the context for an answer copied out of it.
+open_book() builds the prompt an open-book answer is given and trained with (gpt/ask.py, for `gpt ask`, `gpt chat`
+and `gpt serve`, and gpt/qa_mix.py both call it, so a model is asked in exactly the form it learnt): the best
+passage first, cut to leave room in the context for an answer copied out of it.
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ INDEX_VERSION = 4  # 2: titles and body offsets; 3: definitional titles; 4: sete
 RUN_PASSAGES = "passages.json"  # a run's own text as passages, saved when it trains on open-book questions
 MAX_CHARS = 800  # a passage is a paragraph or entry, not a chapter: it must fit in a small model's context
 _WORD = re.compile(r"\w+")
-_CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]+")  # kana, ideographs
+_CJK = re.compile("[\u3005-\u3007\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
+                  "\U00020000-\U0003134f]+")  # kana (half-width too), ideographs, 々 and 〇
 # a plural's end: -es after s, x, ch, sh ("classes", "boxes"); else -s after three letters, not after s ("lambdas")
 _PLURAL = re.compile(r"(?:(?<=ss|\wx|ch|sh)es|(?<=\w\w[^\Ws])s)$")
 QUESTION_WORDS = frozenset("""
@@ -126,7 +127,7 @@ def _pieces(text: str, limit: int) -> list[tuple[int, str]]:
     pieces, at = [], 0
     while len(text) - at > limit:
         window = text[at:at + limit + 1]
-        cut = max(window.rfind(". "), window.rfind("\n"), window.rfind("? "), window.rfind("! "))
+        cut = max(window.rfind(end) for end in (". ", "\n", "? ", "! ", "。", "？", "！"))
         cut = cut + 1 if cut > limit // 3 else window.rfind(" ")
         cut = cut if cut > 0 else limit
         pieces.append((at, text[at:at + cut]))
@@ -382,7 +383,7 @@ def _shown(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     piece = _pieces(text, max(limit - 4, 1))[0][1].rstrip()
-    return piece if piece.endswith((".", "!", "?")) else piece + " ..."
+    return piece if piece.endswith((".", "!", "?", "。", "！", "？")) else piece + " ..."
 
 
 def _fill(question: str, hits: list[Passage], room: int) -> OpenBook | None:
@@ -408,7 +409,7 @@ def _fill(question: str, hits: list[Passage], room: int) -> OpenBook | None:
 
 def open_book(index: PassageIndex, question: str, block_size: int, k: int = 2,
               fits: Callable[[str, str], bool] | None = None) -> OpenBook:
-    """The open-book question `gpt ask --source` asks and gpt/qa_mix.py trains: k passages retrieved, fitted
+    """The open-book question `gpt ask` asks (gpt/ask.py) and gpt/qa_mix.py trains: k passages retrieved, fitted
     to a context of block_size tokens with room left for the answer.
 
     The room is counted in characters (CHARS_PER_TOKEN), so training and asking build the same prompt without

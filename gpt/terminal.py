@@ -83,13 +83,16 @@ def _answer(gen, asked, opts) -> str:
     return reply
 
 
-def _asker(args: argparse.Namespace):
-    """The run and its passages for gpt ask / gpt chat: (generator, passage index or None, sample options)."""
+def _asker(args: argparse.Namespace, base_runs_too: bool = True):
+    """The run and its passages for gpt ask / gpt chat: (generator, passage index or None, sample options).
+    Without `base_runs_too`, a base run (no chat format, so no question to put passages in) gets none."""
     from gpt.ask import passages_to_ask
     from gpt.generate import Generator
     index = passages_to_ask(args.out, args.source, args.closed, args.free)
     gen = Generator(args.out, args.device, weights="best.safetensors" if getattr(args, "best", False)
                     else "model.safetensors")
+    if not (gen.chat_format or base_runs_too):
+        index = None
     if index is not None and args.temperature is None:
         args.temperature = 0.0  # an answer copied out of a passage: greedy, not a draw that may stray from it
     return gen, index, _sample_options(gen, args)
@@ -97,13 +100,15 @@ def _asker(args: argparse.Namespace):
 
 def cmd_chat(args: argparse.Namespace, extra: list[str]) -> int:
     from gpt.ask import ask
-    gen, index, opts = _asker(args)
+    gen, index, opts = _asker(args, base_runs_too=False)
     save_history = _chat_history(Path(args.out) / ".chat_history")
-    book = f"; answers quoted from {len(index.passages):,} passages" if index is not None else ""
+    answers = "free answers from" if args.free else "answers quoted from"
+    book = "" if index is None else f"; {answers} {len(index.passages):,} passages"
     if gen.chat_format:
         print(f"chatting with {args.out} (its chat format keeps the conversation{book}); Ctrl-D to leave")
     else:
-        print(f"chatting with {args.out}: a base run without a chat format continues each line you type; "
+        unused = " (it has no questions to put passages in)" if args.source or args.free else ""
+        print(f"chatting with {args.out}: a base run without a chat format continues each line you type{unused}; "
               "Ctrl-D to leave")
     messages: list[dict] = [{"role": "system", "content": args.system}] if args.system else []
     while True:
@@ -119,7 +124,11 @@ def cmd_chat(args: argparse.Namespace, extra: list[str]) -> int:
             _write_stream(gen.stream(prompt, opts))
             continue
         messages.append({"role": "user", "content": prompt})
-        reply = _answer(gen, ask(gen, index, messages, args.passages, args.free), opts)
+        try:
+            reply = _answer(gen, ask(gen, index, messages, args.passages, args.free), opts)
+        except KeyboardInterrupt:  # during retrieval or before the reply streams: this answer stops, not the session
+            print()
+            reply = ""
         messages.append({"role": "assistant", "content": reply or "…"})
 
 

@@ -228,6 +228,10 @@ def test_renderings_carry_the_leading_sentences(monkeypatch):
     assert leading_sentences(definition, 1) == "A tropical plant with split leaves."
     assert leading_sentences(definition, 2) == "A tropical plant with split leaves. It climbs."
     assert leading_sentences(definition, 0) == leading_sentences(definition, 9) == definition
+    chinese = "他说：“好。”然后走了。龟背竹是一种植物。它很大！？真的。"  # no spaces; may end after a quote
+    assert [leading_sentences(chinese, n) for n in (1, 2, 3)] == [
+        "他说：“好。”", "他说：“好。”然后走了。", "他说：“好。”然后走了。龟背竹是一种植物。"]
+    assert leading_sentences(chinese, 4) == "他说：“好。”然后走了。龟背竹是一种植物。它很大！？"
     monkeypatch.setattr(qa_mix, "RENDERED_SENTENCES", 1)
     text = augmented_text([Entry("Monstera", definition, "glossary")])
     assert "split leaves." in text and "climbs" not in text
