@@ -101,6 +101,8 @@ _ASKED = [re.compile(re.escape(head).replace("\\ ", r"\s+") + r"(.+?)" + re.esca
                      re.IGNORECASE)
           for head, tail in sorted((t.split("{t}") for t in (*TEMPLATES, "What are {t}?", "What's {t}?")),
                                    key=lambda parts: -len(parts[0]))]
+_ASKED += [re.compile(r"(.+?)是什么(?:意思)?[？?]?"), re.compile(r"什么是(.+?)[？?]?"),  # Chinese, Japanese
+           re.compile(r"(.+?)(?:って|とは)(?:何|なん)(?:ですか)?[？?]?")]
 _ARTICLE = re.compile(r"^(?:the|a|an)\s+")
 
 

@@ -367,5 +367,9 @@ def test_chinese_and_japanese_are_searched_by_character_pairs():
     asked = [("龟背竹是什么？", "龟背竹"), ("冬季怎么浇水？", "龟背竹 > 浇水"), ("仙人掌需要阳光吗？", "仙人掌")]
     for question, title in asked:
         assert index.search(question, k=1)[0].text.startswith(title + "\n"), question  # before: nothing found
+    assert [retrieval.question_subject(q) for q in ("龟背竹是什么？", "什么是浇水", "モンステラとは何ですか？")] == [
+        "龟背竹", "浇水", "モンステラ"]  # asked about a title: that passage first, as for "What is X?"
+    crowded = PassageIndex.build([("植物.md", CHINESE_NOTES), ("问答.md", "什么是什么？这是一个问题。" * 3)])
+    assert crowded.search("龟背竹是什么？", k=1)[0].text.startswith("龟背竹\n")
     book = open_book(index, "龟背竹是什么？", block_size=256)
     assert book.answer == "龟背竹是天南星科龟背竹属的植物，原产于墨西哥南部的热带雨林。"  # a sentence ends at "。"
