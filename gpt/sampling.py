@@ -11,7 +11,6 @@ out of given token sequences (an open-book answer quoted from its passage), then
 
 from __future__ import annotations
 
-import bisect
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
@@ -104,10 +103,6 @@ class Quote:
             return sorted(self.starts) or self.end_ids  # no source token at all: only an (empty) end
         can_end = self.stops is None or not self.stops.isdisjoint(self.active)
         return sorted({self.ids[p] for p in self.active if self.ids[p] >= 0} | set(self.end_ids if can_end else ()))
-
-    def copied_from(self) -> int | None:
-        """The index of the source the quote copies (the first, if its span is in several); None before it starts."""
-        return bisect.bisect_right(self.source_starts, self.active[0] - 1) - 1 if self.active else None
 
     def advance(self, token: int) -> None:
         """Take `token` (one of allowed()) as the next token of the reply."""

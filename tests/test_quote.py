@@ -82,15 +82,6 @@ def test_starts_and_ends_can_be_limited_to_given_tokens():
     assert taken(Quote([PASSAGE], {END}, start_at=[[5]], end_after=[[]]), [13, 14]).allowed() == [END]  # last
 
 
-def test_copied_from_names_the_passage_the_quote_comes_from():
-    sources = [[1, 2, 3], [4, 5, 6], [2, 3, 7]]
-    assert Quote(sources, {END}).copied_from() is None
-    assert taken(Quote(sources, {END}), [5, 6, END]).copied_from() == 1
-    assert taken(Quote(sources, {END}), [3, 7]).copied_from() == 2
-    assert taken(Quote(sources, {END}), [2, 3]).copied_from() == 0  # in two passages: the first
-    assert taken(Quote(sources, {END}, bare={4: 54}), [54]).copied_from() == 1
-
-
 def test_mask_keeps_exactly_the_allowed_logits():
     logits = torch.arange(100.0).view(1, 100)
     masked = taken(Quote([PASSAGE], {END}), [10]).mask(logits)
