@@ -78,6 +78,7 @@ class DataConfig:
     jsonl_field: str = "text"
     workers: int = 0  # 0: one per CPU core
     chat_weight: float = 0.5  # share of each batch from conversations (given or derived) when there is text too
+    chat_weight_decay: float = -1.0  # the share while the lr decays (the run's last train.decay_fraction); -1: the same
     qa: str = "auto"  # questions from the text's structure, mixed in (gpt/qa_mix.py): auto | on | off
     skip_bad: bool = False  # skip (and count) malformed conversation records instead of stopping
     skip_long: bool = False  # skip (and count) conversations longer than the context instead of stopping
@@ -320,6 +321,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"data.val_fraction must be in (0, 1), got {d.val_fraction}")
     if not 0.0 <= d.chat_weight <= 1.0:
         raise ConfigError(f"data.chat_weight must be in [0, 1], got {d.chat_weight}")
+    if not (0.0 <= d.chat_weight_decay <= 1.0 or d.chat_weight_decay == -1.0):
+        raise ConfigError(f"data.chat_weight_decay must be in [0, 1], or -1 for data.chat_weight; got "
+                          f"{d.chat_weight_decay}")
     if tr.lr <= 0 or tr.muon_lr < 0 or tr.embedding_lr_scale <= 0:
         raise ConfigError("train.lr and train.embedding_lr_scale must be > 0, train.muon_lr >= 0")
     if not 0.0 <= tr.min_lr_ratio <= 1.0 or not 0.0 < tr.decay_fraction <= 1.0:

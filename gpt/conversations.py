@@ -241,11 +241,24 @@ class MixedBatches:
         self.batch_size = batch_size or sources[0].batch_size
         self.step, self.given = 0, [0] * len(sources)
         self._pending: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(sources)
+        self.anchor_rows, self.anchor_target = 0, [0.0] * len(sources)  # where the current weights took over
+
+    def _target(self, rows: int) -> list[float]:
+        """Each source's share of the first `rows` rows: what it had when the weights last changed, plus its
+        weight's share of the rows since."""
+        return [t + w * (rows - self.anchor_rows) for t, w in zip(self.anchor_target, self.weights)]
+
+    def reweigh(self, weights: list[float]) -> None:
+        """New proportions from the next batch on; the rows already given stay as they were."""
+        weights = [w / sum(weights) for w in weights]
+        if weights != self.weights:
+            rows = self.step * self.batch_size
+            self.anchor_rows, self.anchor_target = rows, self._target(rows)
+            self.weights = weights
 
     def _counts(self) -> list[int]:
         counts = [0] * len(self.sources)
-        rows_after = (self.step + 1) * self.batch_size
-        behind = [w * rows_after - g for w, g in zip(self.weights, self.given)]
+        behind = [t - g for t, g in zip(self._target((self.step + 1) * self.batch_size), self.given)]
         for _ in range(self.batch_size):
             s = max(range(len(behind)), key=lambda i: (behind[i], -i))
             counts[s] += 1
@@ -272,10 +285,13 @@ class MixedBatches:
     def state_dict(self) -> dict:
         pending = [None if p is None else (p[0].cpu(), p[1].cpu()) for p in self._pending]
         return {"step": self.step, "given": list(self.given), "pending": pending,
-                "sources": [src.state_dict() for src in self.sources]}
+                "sources": [src.state_dict() for src in self.sources], "weights": list(self.weights),
+                "anchor": [self.anchor_rows, list(self.anchor_target)]}
 
     def load_state_dict(self, state: dict) -> None:
         self.step, self.given = state["step"], list(state["given"])
+        if "anchor" in state:  # checkpoints before reweigh() kept one set of weights for the whole run
+            self.weights, (self.anchor_rows, self.anchor_target) = list(state["weights"]), state["anchor"]
         self._pending = []
         for src, sub, pending in zip(self.sources, state["sources"], state["pending"]):
             src.load_state_dict(sub)

@@ -379,16 +379,30 @@ def build_model(cfg: Config, prepared: Prepared, init_from: str | None, log: Cal
 
 def batch_source(cfg: Config, prepared: Prepared, per_rank: int, dist: Dist, device: torch.device) -> BatchSource:
     """Random text windows, conversations packed anew each epoch, or both mixed by data.chat_weight."""
-    sources, weights = [], []
+    sources = []
     if prepared.data is not None:
         sources.append(Batches(prepared.data.train, cfg.model.block_size, per_rank, cfg.train.seed, dist.rank,
                                dist.world_size, device))
-        weights.append(1.0 - cfg.data.chat_weight if prepared.chat_train else 1.0)
     if prepared.chat_train:
         sources.append(ConversationBatches(prepared.chat_train, cfg.model.block_size, prepared.tokenizer.eot_id,
                                            per_rank, cfg.train.seed, dist.rank, dist.world_size, device))
-        weights.append(cfg.data.chat_weight if prepared.data is not None else 1.0)
-    return sources[0] if len(sources) == 1 else MixedBatches(sources, weights, cfg.train.seed)
+    if len(sources) == 1:
+        return sources[0]
+    return MixedBatches(sources, text_and_chat_weights(cfg, 0.0), cfg.train.seed)
+
+
+def text_and_chat_weights(cfg: Config, progress: float) -> list[float]:
+    """The shares of text and of conversations in a batch at `progress` (0 to 1) through the run:
+    data.chat_weight, and data.chat_weight_decay once the lr decays, if set."""
+    d, decaying = cfg.data, progress >= 1.0 - cfg.train.decay_fraction
+    chat = d.chat_weight_decay if decaying and d.chat_weight_decay >= 0 else d.chat_weight
+    return [1.0 - chat, chat]
+
+
+def mix_line(cfg: Config) -> str:
+    """The conversations' share of each batch, as the start-up line says it."""
+    before, after = text_and_chat_weights(cfg, 0.0)[1], text_and_chat_weights(cfg, 1.0)[1]
+    return f" at {before:.0%} of each batch" + (f", {after:.0%} while the lr decays" if after != before else "")
 
 
 def prepare_only(cfg: Config, run_dir: Path, progress: bool = False) -> TokenData:

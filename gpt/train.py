@@ -23,14 +23,14 @@ from gpt.batches import eval_windows
 from gpt.chat import until_stop
 from gpt.checkpoint import BASE_WEIGHTS, Checkpointer, load_checkpoint_weights, save_weights, use_best_weights
 from gpt.config import Config, TrainConfig, to_dict
-from gpt.conversations import eval_batches
+from gpt.conversations import MixedBatches, eval_batches
 from gpt.data import check_sizes, token_byte_lengths
 from gpt.errors import GPTError
 from gpt.evaluate import evaluate
 from gpt.files import RunLock
 from gpt.metrics import Metrics, ProgressLine, guarded
 from gpt.model import IGNORE_INDEX
-from gpt.run_setup import batch_source, build_model, commit_run, prepare_run
+from gpt.run_setup import batch_source, build_model, commit_run, mix_line, prepare_run, text_and_chat_weights
 from gpt.sampling import generate
 
 
@@ -113,6 +113,7 @@ class Trainer:
         data = f"{self.text_tokens:,} tokens, val {len(self.data.val):,} tokens" if self.data is not None else ""
         if self.chat_conversations:
             data += (", " if data else "") + f"{self.chat_conversations:,} conversations (val {len(self.chat_val):,})"
+            data += mix_line(cfg) if isinstance(self.batches, MixedBatches) else ""
         self.log(f"train: {data}; {self.tokens_per_step:,} tokens/step (batch {tr.batch_size} x accum "
                  f"{tr.grad_accum} x block {cfg.model.block_size}); up to {tr.max_iters:,} steps{budget}; warmup "
                  f"{warmup}; schedule {tr.schedule}; optimizer {tr.optimizer}{regularised}; run dir {self.run_dir}")
@@ -180,6 +181,8 @@ class Trainer:
             lr = tr.lr * optim.lr_multiplier(self.cfg, self.step, self.progress_fraction())
             optim.set_lr(self.optimizers, lr / tr.lr)
             optim.set_regulariser(self.model, self.optimizers, self.cfg, self.tokens_seen / max(self.text_tokens, 1))
+            if isinstance(self.batches, MixedBatches):
+                self.batches.reweigh(text_and_chat_weights(self.cfg, self.progress_fraction()))
             loss = self.train_step()
             self.step += 1
             self.tokens_seen += self.tokens_per_step

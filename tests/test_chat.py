@@ -287,6 +287,30 @@ def test_mixed_batches_proportions_and_resume():
         assert torch.equal(x, rx) and torch.equal(y, ry)
 
 
+def test_mixed_batches_reweighed_keep_what_was_given_and_resume():
+    def sources():
+        text = Batches(np.arange(1000, 2000, dtype=np.uint16), block_size=4, batch_size=4, seed=1)
+        return [text, PackedBatches(*_windows(7), batch_size=4, seed=2)]
+
+    def text_rows(mixed, steps):
+        return [int((mixed.next()[0] >= 1000).any(1).sum()) for _ in range(steps)]
+
+    same, plain = MixedBatches(sources(), [0.5, 0.5], seed=5), MixedBatches(sources(), [0.5, 0.5], seed=5)
+    same.reweigh([1, 1])  # the same proportions, written otherwise: nothing changes
+    assert all(torch.equal(a.next()[0], b.next()[0]) for a, b in zip([same] * 4, [plain] * 4))
+    mixed = MixedBatches(sources(), [0.5, 0.5], seed=5)
+    assert text_rows(mixed, 3) == [2, 2, 2]
+    mixed.reweigh([0.25, 0.75])  # from now on a quarter text, whatever the first 3 steps gave
+    assert text_rows(mixed, 4) == [1, 1, 1, 1] and mixed.given == [10, 18]
+    mixed.reweigh([3, 1])
+    state = mixed.state_dict()
+    after = [mixed.next() for _ in range(4)]
+    resumed = MixedBatches(sources(), [0.5, 0.5], seed=5)  # built as the run starts; the state brings the rest
+    resumed.load_state_dict(state)
+    assert all(torch.equal(x, resumed.next()[0]) for x, _ in after)
+    assert [int((x >= 1000).any(1).sum()) for x, _ in after] == [3, 3, 3, 3]
+
+
 # ----------------------------------------------------------------------------- the loss with our model
 
 def test_loss_counts_only_assistant_tokens(tok):

@@ -3,8 +3,8 @@
 import pytest
 
 import gpt.data
-from gpt.config import resolve
-from gpt.run_setup import SetupError, resume_point
+from gpt.config import ConfigError, resolve
+from gpt.run_setup import SetupError, resume_point, text_and_chat_weights
 from gpt.train import Trainer
 
 from .conftest import TINY, run_gpt
@@ -60,3 +60,19 @@ def test_every_damaged_checkpoint_is_refused_not_retrained_over(corpus_file, tmp
     with pytest.raises(SetupError, match="every checkpoint .* is damaged.*--fresh"):
         resume_point(run, tiny(corpus_file), "auto", warn=lambda m: None)
     assert (run / "model.safetensors").read_bytes() == weights
+
+
+def test_the_question_share_changes_when_the_lr_decays(corpus_file, tmp_path):
+    cfg = resolve(preset="cpu", overrides={"data.chat_weight": 0.25, "data.chat_weight_decay": 0.75})
+    assert cfg.train.decay_fraction == 0.2
+    assert text_and_chat_weights(cfg, 0.0) == text_and_chat_weights(cfg, 0.79) == [0.75, 0.25]
+    assert text_and_chat_weights(cfg, 0.8) == text_and_chat_weights(cfg, 1.0) == [0.25, 0.75]
+    cfg.data.chat_weight_decay = -1  # the default: one share for the whole run
+    assert text_and_chat_weights(cfg, 0.9) == [0.75, 0.25]
+    with pytest.raises(ConfigError, match="data.chat_weight_decay must be in"):
+        resolve(overrides={"data.chat_weight_decay": 1.5})
+    trainer = Trainer(tiny(corpus_file, **{"data.qa": "on", "data.chat_weight": 0.25, "data.chat_weight_decay": 0.75,
+                                           "train.max_iters": 10}), tmp_path / "run", progress=False,
+                      log=lambda *a: None)
+    trainer.run()  # 8 steps at a quarter conversations, 2 at three quarters: 16 + 12 of 80 rows
+    assert trainer.batches.weights == [0.25, 0.75] and trainer.batches.given == [52, 28]
