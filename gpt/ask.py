@@ -11,11 +11,13 @@ when the context cannot hold both. Without passages the conversation is asked as
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from gpt.config import SampleConfig
 from gpt.data import collect_files
 from gpt.generate import Generator
 from gpt.retrieval import RUN_PASSAGES, OpenBook, Passage, PassageIndex, RetrievalError, open_book
@@ -58,6 +60,10 @@ class Asked:
     def quote(self, gen: Generator) -> Quote | None:
         """A new constraint for one reply (a Quote follows a single reply): the best passage's whole sentences."""
         return gen.quote(self.messages, list(self.shown[:1]), [self.passages[0].body]) if self.quoted else None
+
+    def options(self, opts: SampleConfig, temperature_given: bool) -> SampleConfig:
+        """An answer from passages is greedy unless a temperature was asked for: a draw may stray from the text."""
+        return opts if temperature_given or not self.passages else dataclasses.replace(opts, temperature=0.0)
 
     def sources(self) -> list[Passage]:
         """The passages a reply came from: the quoted one, or all those shown to a free reply."""

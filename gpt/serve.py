@@ -238,8 +238,7 @@ class Service:
         opts = self.options(req, req.max_completion_tokens or req.max_tokens or 256, req.n)
         self.check_conversation(messages)
         asked = await run_in_threadpool(self.open_book, messages)  # retrieval off the event loop
-        if asked.quoted and "temperature" not in req.model_fields_set:
-            opts = dataclasses.replace(opts, temperature=0.0)  # a quote, as gpt ask gives it: greedy
+        opts = asked.options(opts, "temperature" in req.model_fields_set)  # as gpt ask: passages, greedy
         if req.stream:
             if req.n != 1:
                 raise APIError(400, "stream supports n = 1", "invalid_value", "stream")

@@ -73,10 +73,11 @@ def _write_stream(pieces) -> str:
     return "".join(text)
 
 
-def _answer(gen, asked, opts) -> str:
+def _answer(gen, asked, opts, temperature_given: bool) -> str:
     """Stream the reply to a conversation as gpt.ask.ask() put it, then name the passages it came from."""
     if asked.missing:
         print(f"note: {asked.missing}; the answer comes from the model alone", file=sys.stderr)
+    opts = asked.options(opts, temperature_given)
     reply = _write_stream(gen.stream_chat(asked.messages, opts, constraint=asked.quote(gen)))
     for passage in asked.sources():
         print(f"source: {passage.source}:{passage.line}", file=sys.stderr)
@@ -93,8 +94,6 @@ def _asker(args: argparse.Namespace, base_runs_too: bool = True):
                     else "model.safetensors")
     if not (gen.chat_format or base_runs_too):
         index = None
-    if index is not None and args.temperature is None:
-        args.temperature = 0.0  # an answer copied out of a passage: greedy, not a draw that may stray from it
     return gen, index, _sample_options(gen, args)
 
 
@@ -125,7 +124,8 @@ def cmd_chat(args: argparse.Namespace, extra: list[str]) -> int:
             continue
         messages.append({"role": "user", "content": prompt})
         try:
-            reply = _answer(gen, ask(gen, index, messages, args.passages, args.free), opts)
+            asked = ask(gen, index, messages, args.passages, args.free)
+            reply = _answer(gen, asked, opts, args.temperature is not None)
         except KeyboardInterrupt:  # during retrieval or before the reply streams: this answer stops, not the session
             print()
             reply = ""
@@ -142,6 +142,6 @@ def cmd_ask(args: argparse.Namespace, extra: list[str]) -> int:
         print(f"note: {args.out} is a base run without a chat format; answering as the continuation of "
               "'User: ...\nAssistant:'", file=sys.stderr)
     system = [{"role": "system", "content": args.system}] if args.system else []
-    _answer(gen, ask(gen, index, [*system, {"role": "user", "content": args.question}], args.passages, args.free),
-            opts)
+    asked = ask(gen, index, [*system, {"role": "user", "content": args.question}], args.passages, args.free)
+    _answer(gen, asked, opts, args.temperature is not None)
     return 0

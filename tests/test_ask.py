@@ -197,4 +197,7 @@ def test_asking_gives_the_passages_room_before_old_turns(qa_file, tmp_path):
     assert nothing.missing == "no passage matches the question" and not nothing.passages
     assert nothing.messages[-1]["content"] == "What is a zyzzyva?"
     crowded = ask(gen, index, [{"role": "system", "content": "Be brief. " * 60}, question])  # no room left
+    opts = gen.options(temperature=0.8)  # from passages: greedy unless a temperature was asked for
+    assert asked.options(opts, False).temperature == free.options(opts, False).temperature == 0.0
+    assert asked.options(opts, True).temperature == nothing.options(opts, False).temperature == 0.8
     assert crowded.missing.startswith("the passages found do not fit in this model's 256-token") and not crowded.quoted
