@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from gpt.data import read_documents
 from gpt.errors import InputError
+from gpt.markup import HEADING, markdown_lines
 
 MAX_ANSWER = 400  # characters; an answer is the first sentences of a section, not the whole section
 MAX_TERM = 60  # characters; longer "terms" are prose, not names
@@ -49,13 +50,9 @@ or into over under about
 LEADING_ARTICLE = re.compile(r"^(?:the|a|an)\s+", re.IGNORECASE)
 _TERM_WORD = r"[^\W_][\w'’().+&/-]*"
 _EMPHASIS = r"(?:\*\*|__|[*_`])"  # a glossary term in bold, italics or backticks
-HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*))?$")  # no lazy match: a huge "# # # ..." line stays linear
 _CLOSING_HASHES = re.compile(r"(?:^|[ \t]+)#+[ \t]*$")  # "## Title ##"; "C#" keeps its hash
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
 _LINK = re.compile(r"\[\[(?:[^\]|]*\|)?(?P<wiki>[^\]|]+)\]\]|\[(?P<md>[^\]]+)\]\([^)]*\)")  # wiki and markdown links
-_COMMENT = re.compile(r"<!--(?:(?!<!--).)*?-->", re.DOTALL)  # stops at the next "<!--": an unclosed one stays linear
-_IMAGE = r"(?:!\[[^\]\n]*\]\([^)\n]*\)|!\[\[[^\]\n]*\]\]|<img\b[^>\n]*>)"  # markdown, Obsidian's embed, HTML
-_IMAGE_LINE = re.compile(rf"^[ \t]*{_IMAGE}(?:[ \t]*{_IMAGE})*[ \t]*$", re.MULTILINE)
 _SECTION_NUMBER = re.compile(r"^\s*\d+(?:\.\d+)*\.[ \t]+(?=\S)|^\s*\d+(?:\.\d+)+[ \t]+(?=\S)")  # not "1984 (novel)"
 # Paragraphs that say when or how, not what, often first under a title. Notation, no prose at all: Sphinx's version
 # notes ("New in version 3.5."), grammar ("lambda_expr ::= ..."), interpreter sessions (">>>"), reST directives
@@ -141,13 +138,6 @@ def heading_title(text: str | None) -> str:
     text = _LINK.sub(lambda m: m.group("wiki") or m.group("md"), _SECTION_NUMBER.sub("", text))
     text = asked.group(1) if (asked := _QUESTION.match(text)) else text  # "Q: Can I ...?" asks "Can I ...?"
     return _collapse(text.replace("**", "").replace("`", "").rstrip(":"))
-
-
-def blank_markup(text: str) -> str:
-    """HTML comments removed, lines that only show an image blanked, line breaks kept: metadata (Node's "<!-- YAML
-    added: v8.0.0 -->" under each API title) and pictures are never what a title means or a passage to quote."""
-    text = _COMMENT.sub(lambda m: "\n" * m.group().count("\n"), text) if "<!--" in text else text
-    return _IMAGE_LINE.sub("", text) if "![" in text or "<img" in text else text
 
 
 def not_an_entry(line: str, notation: bool = False) -> bool:
@@ -351,34 +341,9 @@ def _definition_entries(paragraphs: list[tuple[int, list[str]]]) -> list[Entry]:
     return entries
 
 
-_UNDERLINE = re.compile(r"^ {0,3}([=*~^-])\1{2,}[ \t]*$")
-
-
-def setext_to_atx(lines: list[str]) -> list[str]:
-    """'Title' over a line of =, -, *, ~ or ^ (Markdown's setext and reStructuredText headings) as '# Title'.
-
-    As in reStructuredText, an underline character met first in the text is a higher level than one met later
-    (Markdown's = before -), written as that many #s. An RST overline above the title goes too. Underlines and
-    overlines become empty lines, so line numbers stay those of the input.
-    """
-    out, levels = list(lines), {}
-    for i in range(1, len(lines)):
-        title, mark = lines[i - 1].strip(), _UNDERLINE.match(lines[i])
-        if not (mark and title and not HEADING.match(lines[i - 1]) and len(lines[i].strip()) >= min(len(title), 3)):
-            continue
-        over = i >= 2 and lines[i - 2].strip() == lines[i].strip()
-        if i >= 2 and out[i - 2].strip() and not over and not HEADING.match(out[i - 2]):
-            continue  # the last line of a paragraph, not a title
-        level = levels.setdefault((mark.group(1), over), min(len(levels) + 1, 6))
-        out[i - 1], out[i] = f"{'#' * level} {title}", ""
-        if over:
-            out[i - 2] = ""
-    return out
-
-
 def derive_entries(text: str, source: str = "") -> list[Entry]:
     """Every fact the notes state in a recognised form, in document order, one per term (the first wins)."""
-    lines = setext_to_atx(blank_markup(text).splitlines())
+    lines = markdown_lines(text, source)
     code = _code_mask(lines)
     paragraphs = _paragraphs(lines, code)
     found = (_heading_entries(lines, paragraphs) + _faq_entries(lines, code) + _definition_entries(paragraphs)

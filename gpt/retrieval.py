@@ -36,13 +36,12 @@ from dataclasses import dataclass
 from gpt.data import read_documents
 from gpt.errors import InputError
 from gpt.files import atomic_write, format_problem
+from gpt.markup import HEADING, markdown_lines
 from gpt.qa import (
     ANSWER_LINE,
-    HEADING,
     QUESTION_LINE,
     SENTENCE_END,
     TEMPLATES,
-    blank_markup,
     continued,
     defined_term,
     definition_list_item,
@@ -50,7 +49,6 @@ from gpt.qa import (
     glossary_entry,
     heading_title,
     not_an_entry,
-    setext_to_atx,
 )
 
 INDEX_FORMAT = "gpt-passages"
@@ -209,7 +207,7 @@ def _units(lines: list[str]) -> Iterable[tuple[int, str, str, tuple[str, ...], i
 
 def passages_of(text: str, source: str, max_chars: int = MAX_CHARS) -> list[Passage]:
     """The passages of one text; each keeps its heading path as a first line, the first piece of a unit its titles."""
-    lines = setext_to_atx(blank_markup(text).splitlines())
+    lines = markdown_lines(text, source)
     metadata = front_matter_lines(lines)  # a note's YAML front matter is not a passage; line numbers stay
     lines = [""] * metadata + lines[metadata:]
     found = []

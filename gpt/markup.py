@@ -1,0 +1,115 @@
+"""Notes in other markups, read as Markdown: what gpt/qa.py and gpt/retrieval.py look for is Markdown's.
+
+People keep notes in Markdown, reStructuredText, Emacs org-mode and AsciiDoc. Their titles and code blocks are
+what questions and passages are made of, so each is rewritten line for line into Markdown's ("* Monstera" in
+org-mode and "== Monstera" in AsciiDoc become "# Monstera"; their source blocks become ``` fences); line numbers
+stay those of the file, so a passage's source line is still right. Org-mode and AsciiDoc are told by the
+file's suffix (as pandoc does); underlined titles (Markdown's setext, reStructuredText) by the text itself.
+"""
+
+from __future__ import annotations
+
+import re
+
+HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*))?$")  # no lazy match: a huge "# # # ..." line stays linear
+_COMMENT = re.compile(r"<!--(?:(?!<!--).)*?-->", re.DOTALL)  # stops at the next "<!--": an unclosed one stays linear
+_IMAGE = r"(?:!\[[^\]\n]*\]\([^)\n]*\)|!\[\[[^\]\n]*\]\]|<img\b[^>\n]*>)"  # markdown, Obsidian's embed, HTML
+_IMAGE_LINE = re.compile(rf"^[ \t]*{_IMAGE}(?:[ \t]*{_IMAGE})*[ \t]*$", re.MULTILINE)
+_UNDERLINE = re.compile(r"^ {0,3}([=*~^-])\1{2,}[ \t]*$")
+
+ORG_SUFFIXES = (".org",)
+ASCIIDOC_SUFFIXES = (".adoc", ".asciidoc", ".asc")
+# "** TODO [#A] Repot the monstera   :plants:home:" -> level 2, "Repot the monstera" (tags cut by org_title)
+_ORG_HEADING = re.compile(r"^(\*+)[ \t]+(?:(?:TODO|DONE|NEXT|WAITING|CANCELLED)[ \t]+)?(?:\[#[A-Z]\][ \t]+)?(.*)$")
+_ORG_TAGS = re.compile(r":[\w@#%:]+:")
+_ORG_BLOCK = re.compile(r"^[ \t]*#\+(BEGIN|END)_(SRC|EXAMPLE)\b", re.IGNORECASE)  # code: a fence
+_ORG_METADATA = re.compile(r"^[ \t]*(?:#\+\w.*|#(?:[ \t].*)?|:[\w-]+:.*)$")  # keywords, comments, drawer lines
+_ORG_LINK = re.compile(r"\[\[([^\]\n]*)\](?:\[([^\]\n]*)\])?\]")  # [[target][text]] -> text, [[target]] as is
+_ADOC_HEADING = re.compile(r"^(={1,6})[ \t]+(\S.*)$")  # a closing "==" is cut in asciidoc_to_markdown
+_ADOC_CODE = re.compile(r"^(-{4,}|\.{4,}|\+{4,})[ \t]*$")  # listing, literal and passthrough blocks: fences
+# Attribute lines ("[source,python]", ":toc:"), comments, and the delimiters of example, quote and sidebar blocks
+_ADOC_METADATA = re.compile(r"^(?:\[.*\]|:[\w-]+:.*|//.*|={4,}|_{4,}|\*{4,})[ \t]*$")
+_ADOC_LABELED = re.compile(r"^(\S[^:\n]*?)::[ \t]+(\S.*)$")  # "Term:: definition", AsciiDoc's glossary
+
+
+def blank_markup(text: str) -> str:
+    """HTML comments removed, lines that only show an image blanked, line breaks kept: metadata (Node's "<!-- YAML
+    added: v8.0.0 -->" under each API title) and pictures are never what a title means or a passage to quote."""
+    text = _COMMENT.sub(lambda m: "\n" * (len(m.group().splitlines()) - 1), text) if "<!--" in text else text
+    return _IMAGE_LINE.sub("", text) if "![" in text or "<img" in text else text
+
+
+def setext_to_atx(lines: list[str]) -> list[str]:
+    """'Title' over a line of =, -, *, ~ or ^ (Markdown's setext and reStructuredText headings) as '# Title'.
+
+    As in reStructuredText, an underline character met first in the text is a higher level than one met later
+    (Markdown's = before -), written as that many #s. An RST overline above the title goes too. Underlines and
+    overlines become empty lines, so line numbers stay those of the input.
+    """
+    out, levels = list(lines), {}
+    for i in range(1, len(lines)):
+        title, mark = lines[i - 1].strip(), _UNDERLINE.match(lines[i])
+        if not (mark and title and not HEADING.match(lines[i - 1]) and len(lines[i].strip()) >= min(len(title), 3)):
+            continue
+        over = i >= 2 and lines[i - 2].strip() == lines[i].strip()
+        if i >= 2 and out[i - 2].strip() and not over and not HEADING.match(out[i - 2]):
+            continue  # the last line of a paragraph, not a title
+        level = levels.setdefault((mark.group(1), over), min(len(levels) + 1, 6))
+        out[i - 1], out[i] = f"{'#' * level} {title}", ""
+        if over:
+            out[i - 2] = ""
+    return out
+
+
+def org_to_markdown(lines: list[str]) -> list[str]:
+    """Org-mode's "* Title" as "# Title", its source and example blocks as fences; keywords ("#+TITLE:"),
+    comments and drawers (":PROPERTIES:" ... ":END:") blanked, links shown as their text."""
+    out = []
+    for line in lines:
+        if heading := _ORG_HEADING.match(line):
+            title, _, tags = heading.group(2).rstrip().rpartition(" ")
+            title = title.rstrip() if title and _ORG_TAGS.fullmatch(tags) else heading.group(2).strip()
+            out.append(f"{'#' * min(len(heading.group(1)), 6)} {title}")
+        elif _ORG_BLOCK.match(line):
+            out.append("```")
+        else:
+            out.append("" if _ORG_METADATA.match(line) else _ORG_LINK.sub(lambda m: m.group(2) or m.group(1), line))
+    return _inside_fences_as_written(lines, out)
+
+
+def asciidoc_to_markdown(lines: list[str]) -> list[str]:
+    """AsciiDoc's "== Title" as "## Title", its listing and literal blocks as fences, "Term:: definition" as
+    "Term: definition"; attribute lines ("[source,python]", ":toc:"), comments and other delimiters blanked."""
+    out = []
+    for line in lines:
+        if heading := _ADOC_HEADING.match(line):
+            out.append(f"{'#' * len(heading.group(1))} {heading.group(2).rstrip().rstrip('=').rstrip()}")
+        elif _ADOC_CODE.match(line):
+            out.append("```")
+        elif _ADOC_METADATA.match(line):
+            out.append("")
+        else:
+            out.append(_ADOC_LABELED.sub(r"\1: \2", line))
+    return _inside_fences_as_written(lines, out)
+
+
+def _inside_fences_as_written(lines: list[str], out: list[str]) -> list[str]:
+    """Lines between two fences are code: the original text, not rewritten ("* x" in Python stays)."""
+    inside = False
+    for i, line in enumerate(out):
+        if line == "```":
+            inside = not inside
+        elif inside:
+            out[i] = lines[i]
+    return out
+
+
+def markdown_lines(text: str, source: str = "") -> list[str]:
+    """The lines of a note as Markdown, one for each line of `text`: what questions and passages are read from."""
+    lines = blank_markup(text).splitlines()
+    suffix = source.lower()
+    if suffix.endswith(ORG_SUFFIXES):
+        lines = org_to_markdown(lines)
+    elif suffix.endswith(ASCIIDOC_SUFFIXES):
+        lines = asciidoc_to_markdown(lines)
+    return setext_to_atx(lines)

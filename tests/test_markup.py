@@ -1,0 +1,76 @@
+"""Other markups read as Markdown, line for line: org-mode and AsciiDoc titles and code, HTML comments, pictures."""
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gpt.markup import markdown_lines
+from gpt.qa import derive_entries
+from gpt.retrieval import passages_of
+
+ORG = """#+TITLE: Plant notes
+#+AUTHOR: Someone
+* Monstera                                                    :plants:tropical:
+:PROPERTIES:
+:ID:       5f3c
+:END:
+Monstera is a genus of flowering plants native to tropical America.
+# a comment, not a title
+** TODO [#A] Repot it
+See [[https://example.org/monstera][the care guide]] and [[Pothos]].
+#+BEGIN_SRC python
+* not a title: code
+#+END_SRC
+  * an indented list item
+"""
+
+ADOC = """= Plant notes
+:toc:
+
+== Monstera ==
+
+Monstera is a genus of flowering plants native to tropical America.
+
+[source,python]
+----
+== not a title: code
+----
+
+// a comment
+Perlite:: A volcanic glass that keeps soil airy.
+====
+An example block.
+====
+"""
+
+
+def test_org_mode_titles_code_and_metadata():
+    assert markdown_lines(ORG, "notes/plants.org") == [
+        "", "", "# Monstera", "", "", "", "Monstera is a genus of flowering plants native to tropical America.", "",
+        "## Repot it", "See the care guide and Pothos.", "```", "* not a title: code", "```",
+        "  * an indented list item"]
+    assert markdown_lines(ORG, "plants.md")[2].startswith("* Monstera")  # the suffix decides, as in pandoc
+
+
+def test_asciidoc_titles_code_glossary_and_metadata():
+    assert markdown_lines(ADOC, "plants.ADOC") == [
+        "# Plant notes", "", "", "## Monstera", "",
+        "Monstera is a genus of flowering plants native to tropical America.", "", "", "```", "== not a title: code",
+        "```", "", "", "Perlite: A volcanic glass that keeps soil airy.", "", "An example block.", ""]
+
+
+def test_questions_and_passages_from_org_and_asciidoc_notes():
+    for text, source in ((ORG, "plants.org"), (ADOC, "plants.adoc")):
+        entries = {(e.term, e.kind, e.line) for e in derive_entries(text, source)}
+        assert ("Monstera", "heading", 3 if source.endswith("org") else 4) in entries, (source, entries)
+        assert not any("not a title" in e.term or "not a title" in e.definition for e in derive_entries(text, source))
+        first = next(p for p in passages_of(text, source) if "Monstera is" in p.text)
+        assert first.titles == ("Monstera",) and first.text.split("\n")[0].endswith("Monstera"), first  # its path
+    assert ("Perlite", "A volcanic glass that keeps soil airy.") in [
+        (e.term, e.definition) for e in derive_entries(ADOC, "plants.adoc")]
+    assert not derive_entries(ORG, "plants.txt")  # without the suffix its stars are a list, as Markdown reads them
+
+
+@given(st.text(alphabet=st.sampled_from("*=-#+:[]<!->/ \t\naZ\r.`_"), max_size=300),
+       st.sampled_from(["n.org", "n.adoc", "n.md", "n.rst"]))
+def test_every_line_keeps_its_number(text, source):
+    assert len(markdown_lines(text, source)) == len(text.splitlines())
