@@ -16,6 +16,7 @@ _COMMENT = re.compile(r"<!--(?:(?!<!--).)*?-->", re.DOTALL)  # stops at the next
 _IMAGE = r"(?:!\[[^\]\n]*\]\([^)\n]*\)|!\[\[[^\]\n]*\]\]|<img\b[^>\n]*>)"  # markdown, Obsidian's embed, HTML
 _IMAGE_LINE = re.compile(rf"^[ \t]*{_IMAGE}(?:[ \t]*{_IMAGE})*[ \t]*$", re.MULTILINE)
 _UNDERLINE = re.compile(r"^ {0,3}([=*~^-])\1{2,}[ \t]*$")
+_FENCE = re.compile(r"^ {0,3}(```|~~~)")
 
 ORG_SUFFIXES = (".org",)
 ASCIIDOC_SUFFIXES = (".adoc", ".asciidoc", ".asc")
@@ -24,12 +25,17 @@ _ORG_HEADING = re.compile(r"^(\*+)[ \t]+(?:(?:TODO|DONE|NEXT|WAITING|CANCELLED)[
 _ORG_TAGS = re.compile(r":[\w@#%:]+:")
 _ORG_BLOCK = re.compile(r"^[ \t]*#\+(BEGIN|END)_(SRC|EXAMPLE)\b", re.IGNORECASE)  # code: a fence
 _ORG_METADATA = re.compile(r"^[ \t]*(?:#\+\w.*|#(?:[ \t].*)?|:[\w-]+:.*)$")  # keywords, comments, drawer lines
+_ORG_IMAGE = re.compile(r"\.(?:png|jpe?g|gif|svg|webp)$", re.IGNORECASE)
 _ORG_LINK = re.compile(r"\[\[([^\]\n]*)\](?:\[([^\]\n]*)\])?\]")  # [[target][text]] -> text, [[target]] as is
 _ADOC_HEADING = re.compile(r"^(={1,6})[ \t]+(\S.*)$")  # a closing "==" is cut in asciidoc_to_markdown
 _ADOC_CODE = re.compile(r"^(-{4,}|\.{4,}|\+{4,})[ \t]*$")  # listing, literal and passthrough blocks: fences
 # Attribute lines ("[source,python]", ":toc:"), comments, and the delimiters of example, quote and sidebar blocks
 _ADOC_METADATA = re.compile(r"^(?:\[.*\]|:[\w-]+:.*|//.*|={4,}|_{4,}|\*{4,})[ \t]*$")
 _ADOC_LABELED = re.compile(r"^(\S[^:\n]*?)::[ \t]+(\S.*)$")  # "Term:: definition", AsciiDoc's glossary
+_ADOC_ADMONITION = re.compile(r"^(?:NOTE|TIP|IMPORTANT|WARNING|CAUTION):[ \t]")  # a callout: quoted, as "> [!NOTE]"
+# Links shown as their text: "xref:install.adoc[Install]", "{url-python}[Python^]", "https://x.org[X]", "<<id,X>>"
+_ADOC_LINK = re.compile(r"(?:\b(?:xref|link|mailto):(?P<target>[^\s\[\]]+)|\{[\w-]+\}|\bhttps?://[^\s\[\]]+)"
+                        r"\[(?P<text>[^\]\n]*)\]|<<(?P<id>[^,>\n]+)(?:,(?P<label>[^>\n]+))?>>")
 
 
 def blank_markup(text: str) -> str:
@@ -39,6 +45,19 @@ def blank_markup(text: str) -> str:
     return _IMAGE_LINE.sub("", text) if "![" in text or "<img" in text else text
 
 
+def fenced(lines: list[str]) -> list[bool]:
+    """True for the lines of fenced code blocks, the fences included."""
+    mask, fence = [], None
+    for line in lines:
+        match = _FENCE.match(line)
+        mask.append(fence is not None or match is not None)
+        if fence is None and match:
+            fence = match.group(1)
+        elif fence is not None and line.lstrip().startswith(fence):
+            fence = None
+    return mask
+
+
 def setext_to_atx(lines: list[str]) -> list[str]:
     """'Title' over a line of =, -, *, ~ or ^ (Markdown's setext and reStructuredText headings) as '# Title'.
 
@@ -46,11 +65,13 @@ def setext_to_atx(lines: list[str]) -> list[str]:
     (Markdown's = before -), written as that many #s. An RST overline above the title goes too. Underlines and
     overlines become empty lines, so line numbers stay those of the input.
     """
-    out, levels = list(lines), {}
+    out, levels, code = list(lines), {}, fenced(lines)
     for i in range(1, len(lines)):
         title, mark = lines[i - 1].strip(), _UNDERLINE.match(lines[i])
         if not (mark and title and not HEADING.match(lines[i - 1]) and len(lines[i].strip()) >= min(len(title), 3)):
             continue
+        if code[i - 1] or code[i]:
+            continue  # code, or the fence that ends it
         over = i >= 2 and lines[i - 2].strip() == lines[i].strip()
         if i >= 2 and out[i - 2].strip() and not over and not HEADING.match(out[i - 2]):
             continue  # the last line of a paragraph, not a title
@@ -73,8 +94,13 @@ def org_to_markdown(lines: list[str]) -> list[str]:
         elif _ORG_BLOCK.match(line):
             out.append("```")
         else:
-            out.append("" if _ORG_METADATA.match(line) else _ORG_LINK.sub(lambda m: m.group(2) or m.group(1), line))
+            out.append("" if _ORG_METADATA.match(line) else _ORG_LINK.sub(_org_link_text, line).rstrip())
     return _inside_fences_as_written(lines, out)
+
+
+def _org_link_text(link: re.Match) -> str:
+    """A link's description, else its target; a picture shown inline ("[[file:img/alda.png]]") is left out."""
+    return link.group(2) or ("" if _ORG_IMAGE.search(link.group(1)) else link.group(1))
 
 
 def asciidoc_to_markdown(lines: list[str]) -> list[str]:
@@ -89,19 +115,19 @@ def asciidoc_to_markdown(lines: list[str]) -> list[str]:
         elif _ADOC_METADATA.match(line):
             out.append("")
         else:
-            out.append(_ADOC_LABELED.sub(r"\1: \2", line))
+            line = _ADOC_LINK.sub(_link_text, _ADOC_LABELED.sub(r"\1: \2", line))
+            out.append(f"> {line}" if _ADOC_ADMONITION.match(line) else line)
     return _inside_fences_as_written(lines, out)
+
+
+def _link_text(link: re.Match) -> str:
+    text = (link.group("text") or "").rstrip("^") or link.group("label") or link.group("target") or link.group("id")
+    return text or link.group()
 
 
 def _inside_fences_as_written(lines: list[str], out: list[str]) -> list[str]:
     """Lines between two fences are code: the original text, not rewritten ("* x" in Python stays)."""
-    inside = False
-    for i, line in enumerate(out):
-        if line == "```":
-            inside = not inside
-        elif inside:
-            out[i] = lines[i]
-    return out
+    return [line if code and mine != "```" else mine for line, mine, code in zip(lines, out, fenced(out))]
 
 
 def markdown_lines(text: str, source: str = "") -> list[str]:

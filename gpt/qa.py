@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from gpt.data import read_documents
 from gpt.errors import InputError
-from gpt.markup import HEADING, markdown_lines
+from gpt.markup import HEADING, fenced, markdown_lines
 
 MAX_ANSWER = 400  # characters; an answer is the first sentences of a section, not the whole section
 MAX_TERM = 60  # characters; longer "terms" are prose, not names
@@ -51,7 +51,6 @@ LEADING_ARTICLE = re.compile(r"^(?:the|a|an)\s+", re.IGNORECASE)
 _TERM_WORD = r"[^\W_][\w'’().+&/-]*"
 _EMPHASIS = r"(?:\*\*|__|[*_`])"  # a glossary term in bold, italics or backticks
 _CLOSING_HASHES = re.compile(r"(?:^|[ \t]+)#+[ \t]*$")  # "## Title ##"; "C#" keeps its hash
-_FENCE = re.compile(r"^ {0,3}(```|~~~)")
 _LINK = re.compile(r"\[\[(?:[^\]|]*\|)?(?P<wiki>[^\]|]+)\]\]|\[(?P<md>[^\]]+)\]\([^)]*\)")  # wiki and markdown links
 _SECTION_NUMBER = re.compile(r"^\s*\d+(?:\.\d+)*\.[ \t]+(?=\S)|^\s*\d+(?:\.\d+)+[ \t]+(?=\S)")  # not "1984 (novel)"
 # Paragraphs that say when or how, not what, often first under a title. Notation, no prose at all: Sphinx's version
@@ -167,15 +166,7 @@ def front_matter_lines(lines: list[str]) -> int:
 def _code_mask(lines: list[str]) -> list[bool]:
     """True for lines inside (or opening/closing) fenced code blocks and for front matter: neither is notes."""
     front = front_matter_lines(lines)
-    mask, fence = [True] * front, None
-    for line in lines[front:]:
-        match = _FENCE.match(line)
-        mask.append(fence is not None or match is not None)
-        if fence is None and match:
-            fence = match.group(1)
-        elif fence is not None and line.lstrip().startswith(fence):
-            fence = None
-    return mask
+    return [True] * front + fenced(lines[front:])
 
 
 def _paragraphs(lines: list[str], code: list[bool]) -> list[tuple[int, list[str]]]:

@@ -143,7 +143,8 @@ def _paragraph_units(start: int, heading: str, text: str, under: str) -> Iterabl
     """The units of one paragraph, as _units yields them, titled by what opens it: the heading right above it
     (`under`) and a definition list's term or an FAQ block's question (the body at its definition or answer);
     else the term its first definitional sentence defines ("A suite is ..."), the sentences before that sentence
-    a unit of their own, untitled, so that the titled passage opens with the entry it answers."""
+    a unit of their own, untitled, so that the titled passage opens with the entry it answers. A paragraph that
+    opens under a heading with a definitional sentence is titled by both."""
     titles = (under,) if under else ()
     lines = text.split("\n")
     while item := definition_list_item(lines, 0):  # a term on its line, its definition under it: a unit per term
@@ -169,6 +170,10 @@ def _paragraph_units(start: int, heading: str, text: str, under: str) -> Iterabl
                     yield start, heading, text[:at].rstrip(), (), 0
                 yield start + text.count("\n", 0, at), heading, text[at:], (term,), 0
                 return
+    first = SENTENCE_END.search(text)
+    term = defined_term(" ".join(text[:first.end() if first else len(text)].split())) if titles else None
+    if term and title_key(term) not in map(title_key, titles):
+        titles += (term,)  # "## Description" over "Alda is a music composition language ...": it answers both
     yield start, heading, text, titles, 0
 
 

@@ -9,6 +9,7 @@ from gpt.retrieval import passages_of
 
 ORG = """#+TITLE: Plant notes
 #+AUTHOR: Someone
+[[file:img/monstera.png]]
 * Monstera                                                    :plants:tropical:
 :PROPERTIES:
 :ID:       5f3c
@@ -28,6 +29,8 @@ ADOC = """= Plant notes
 
 == Monstera ==
 
+NOTE: Keep it out of a cat's reach.
+
 Monstera is a genus of flowering plants native to tropical America.
 
 [source,python]
@@ -36,7 +39,7 @@ Monstera is a genus of flowering plants native to tropical America.
 ----
 
 // a comment
-Perlite:: A volcanic glass that keeps soil airy.
+Perlite:: A volcanic glass that keeps soil airy. See xref:soil.adoc[Soil], {url-pots}[Pots^] or <<care,Care>>.
 ====
 An example block.
 ====
@@ -45,27 +48,30 @@ An example block.
 
 def test_org_mode_titles_code_and_metadata():
     assert markdown_lines(ORG, "notes/plants.org") == [
-        "", "", "# Monstera", "", "", "", "Monstera is a genus of flowering plants native to tropical America.", "",
+        "", "", "", "# Monstera", "", "", "", "Monstera is a genus of flowering plants native to tropical America.", "",
         "## Repot it", "See the care guide and Pothos.", "```", "* not a title: code", "```",
         "  * an indented list item"]
-    assert markdown_lines(ORG, "plants.md")[2].startswith("* Monstera")  # the suffix decides, as in pandoc
+    assert markdown_lines(ORG, "plants.md")[3].startswith("* Monstera")  # the suffix decides, as in pandoc
 
 
 def test_asciidoc_titles_code_glossary_and_metadata():
     assert markdown_lines(ADOC, "plants.ADOC") == [
-        "# Plant notes", "", "", "## Monstera", "",
+        "# Plant notes", "", "", "## Monstera", "", "> NOTE: Keep it out of a cat's reach.", "",
         "Monstera is a genus of flowering plants native to tropical America.", "", "", "```", "== not a title: code",
-        "```", "", "", "Perlite: A volcanic glass that keeps soil airy.", "", "An example block.", ""]
+        "```", "", "", "Perlite: A volcanic glass that keeps soil airy. See Soil, Pots or Care.", "",
+        "An example block.", ""]
 
 
 def test_questions_and_passages_from_org_and_asciidoc_notes():
     for text, source in ((ORG, "plants.org"), (ADOC, "plants.adoc")):
         entries = {(e.term, e.kind, e.line) for e in derive_entries(text, source)}
-        assert ("Monstera", "heading", 3 if source.endswith("org") else 4) in entries, (source, entries)
+        assert ("Monstera", "heading", 4) in entries, (source, entries)
+        monstera = next(e for e in derive_entries(text, source) if e.term == "Monstera")
+        assert monstera.definition.startswith("Monstera is a genus")  # the callout above it is not the answer
         assert not any("not a title" in e.term or "not a title" in e.definition for e in derive_entries(text, source))
         first = next(p for p in passages_of(text, source) if "Monstera is" in p.text)
         assert first.titles == ("Monstera",) and first.text.split("\n")[0].endswith("Monstera"), first  # its path
-    assert ("Perlite", "A volcanic glass that keeps soil airy.") in [
+    assert ("Perlite", "A volcanic glass that keeps soil airy. See Soil, Pots or Care.") in [
         (e.term, e.definition) for e in derive_entries(ADOC, "plants.adoc")]
     assert not derive_entries(ORG, "plants.txt")  # without the suffix its stars are a list, as Markdown reads them
 

@@ -373,3 +373,14 @@ def test_chinese_and_japanese_are_searched_by_character_pairs():
     assert crowded.search("龟背竹是什么？", k=1)[0].text.startswith("龟背竹\n")
     book = open_book(index, "龟背竹是什么？", block_size=256)
     assert book.answer == "龟背竹是天南星科龟背竹属的植物，原产于墨西哥南部的热带雨林。"  # a sentence ends at "。"
+
+
+def test_a_definition_under_another_title_titles_its_passage_too():
+    """A README's "## Description" opening with "Alda is a ..." answers "What is Alda?", not the paragraph that
+    says Alda most often."""
+    text = ("# Alda layer\n\n## Description\nAlda is a music composition language.\n\n"
+            "This layer adds key bindings for Alda: Alda code played by the Alda server, started if Alda is not.\n")
+    best = PassageIndex.build([("README.md", text)]).search("What is Alda?", 1)[0]
+    assert best.titles == ("Description", "Alda") and best.line == 4
+    monstera = passages_of("## Monstera\nMonstera is a genus of plants.\n", "m.md")[0]
+    assert monstera.titles == ("Monstera",)  # one title when the two name the same thing
