@@ -5,11 +5,16 @@ what questions and passages are made of, so each is rewritten line for line into
 org-mode and "== Monstera" in AsciiDoc become "# Monstera"; their source blocks become ``` fences); line numbers
 stay those of the file, so a passage's source line is still right. Org-mode and AsciiDoc are told by the
 file's suffix (as pandoc does); underlined titles (Markdown's setext, reStructuredText) by the text itself.
+
+HTML is not text anyone reads as it is written, so gpt/data.py reads a web page as Markdown (html_to_markdown)
+before anything else sees it: the model trains on its text, not its tags, and its line numbers are those of the
+Markdown.
 """
 
 from __future__ import annotations
 
 import re
+from html.parser import HTMLParser
 
 HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*))?$")  # no lazy match: a huge "# # # ..." line stays linear
 _COMMENT = re.compile(r"<!--(?:(?!<!--).)*?-->", re.DOTALL)  # stops at the next "<!--": an unclosed one stays linear
@@ -139,3 +144,79 @@ def markdown_lines(text: str, source: str = "") -> list[str]:
     elif suffix.endswith(ASCIIDOC_SUFFIXES):
         lines = asciidoc_to_markdown(lines)
     return setext_to_atx(lines)
+
+
+HTML_SUFFIXES = (".html", ".htm", ".xhtml")
+_HTML_SKIPPED = {"head", "script", "style", "noscript", "template", "svg", "nav", "math", "button", "select"}
+_HTML_HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
+_HTML_BLOCKS = {"p", "div", "section", "article", "main", "header", "footer", "aside", "blockquote", "table", "hr",
+                "figure", "figcaption", "details", "summary", "form", "fieldset", "body"}
+
+
+class _MarkdownWriter(HTMLParser):
+    """A web page's text as Markdown: headings as #s, paragraphs apart, list items as "- ", <dt>/<dd> as a
+    definition list, <pre> as a fence, table cells apart; scripts, styles, the <head> and menus left out."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.lines: list[str] = []
+        self.line, self.prefix, self.skipped, self.pre, self.lists = "", "", 0, 0, 0
+
+    def _end_line(self, blank: bool = False) -> None:
+        if self.line.strip():
+            self.lines.append(self.prefix + " ".join(self.line.split()))
+        self.line, self.prefix = "", ""
+        if blank and self.lines and self.lines[-1]:
+            self.lines.append("")
+
+    def handle_starttag(self, tag: str, attrs) -> None:
+        if tag in _HTML_SKIPPED or self.skipped:
+            self.skipped += tag in _HTML_SKIPPED
+        elif tag == "pre":
+            self._end_line(blank=True)
+            self.lines.append("```")
+            self.pre += 1
+        elif tag in _HTML_HEADINGS:
+            self._end_line(blank=True)
+            self.prefix = "#" * int(tag[1]) + " "
+        elif tag in ("li", "dt", "dd", "br", "tr"):
+            self._end_line()
+            self.prefix = {"li": "- ", "dd": ": ", "tr": "| "}.get(tag, "")
+        elif tag in ("td", "th"):
+            self.line += " | " if self.line.strip() else ""
+        elif tag in ("ul", "ol", "dl"):
+            self._end_line(blank=not self.lists)
+            self.lists += 1
+        elif tag in _HTML_BLOCKS:
+            self._end_line(blank=True)
+
+    def handle_endtag(self, tag: str) -> None:
+        if self.skipped:
+            self.skipped -= tag in _HTML_SKIPPED
+        elif tag == "pre" and self.pre:
+            self.lines += self.line.strip("\n").split("\n") if self.line.strip() else []
+            self.line, self.pre = "", self.pre - 1
+            self.lines += ["```", ""]
+        elif tag == "tr":
+            self.line += " |" if self.line.strip() else ""
+            self._end_line()
+        elif tag in ("ul", "ol", "dl"):
+            self.lists = max(self.lists - 1, 0)
+            self._end_line(blank=not self.lists)
+        elif tag in _HTML_HEADINGS or tag in _HTML_BLOCKS:
+            self._end_line(blank=True)
+        elif tag in ("li", "dt", "dd"):
+            self._end_line()
+
+    def handle_data(self, data: str) -> None:
+        if not self.skipped:
+            self.line += data
+
+
+def html_to_markdown(html: str) -> str:
+    """The text of a web page, as Markdown (see _MarkdownWriter)."""
+    writer = _MarkdownWriter()
+    writer.feed(html)
+    writer.close()
+    writer._end_line()
+    return "\n".join(writer.lines).strip() + "\n"

@@ -3,8 +3,9 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gpt.markup import markdown_lines
-from gpt.qa import derive_entries
+from gpt.data import read_documents
+from gpt.markup import html_to_markdown, markdown_lines
+from gpt.qa import derive_entries, derive_from_files
 from gpt.retrieval import passages_of
 
 ORG = """#+TITLE: Plant notes
@@ -80,3 +81,33 @@ def test_questions_and_passages_from_org_and_asciidoc_notes():
        st.sampled_from(["n.org", "n.adoc", "n.md", "n.rst"]))
 def test_every_line_keeps_its_number(text, source):
     assert len(markdown_lines(text, source)) == len(text.splitlines())
+
+
+PAGE = """<!DOCTYPE html><html><head><title>Plants</title><style>p { color: green }</style></head><body>
+<nav><a href="/">Home</a> <a href="/faq">FAQ</a></nav>
+<h1>Plant care</h1><h2 id="m">Monstera</h2>
+<p>Monstera is a genus of <b>flowering</b> plants
+native to tropical America &amp; Mexico.</p><p>Water weekly.
+<ul><li>Bright light</li><li>Humid air<ul><li>misted daily</li></ul></li></ul>
+<dl><dt>Perlite</dt><dd>A volcanic glass.</dd></dl>
+<pre><code>def water(plant):
+    plant.water()
+</code></pre>
+<table><tr><th>Plant</th><th>Water</th></tr><tr><td>Pothos</td><td>weekly</td></tr></table>
+<script>document.write("<h2>Not a title</h2>")</script>First line<br>second line
+</body></html>"""
+
+
+def test_a_web_page_is_read_as_its_text_in_markdown(tmp_path):
+    assert html_to_markdown(PAGE) == "\n".join([
+        "# Plant care", "", "## Monstera", "",
+        "Monstera is a genus of flowering plants native to tropical America & Mexico.", "", "Water weekly.", "",
+        "- Bright light", "- Humid air", "- misted daily", "", "Perlite", ": A volcanic glass.", "",
+        "```", "def water(plant):", "    plant.water()", "```", "", "| Plant | Water |", "| Pothos | weekly |", "",
+        "First line", "second line"]) + "\n"
+    page = tmp_path / "care.HTML"
+    page.write_text(PAGE, encoding="cp1252")  # the encoding is found as for any text file
+    assert read_documents([str(page)]) == [(str(page), html_to_markdown(PAGE))]
+    asked = {p.question: p.answer for p in derive_from_files([str(page)])}
+    assert asked["What is Monstera?"].startswith("Monstera is a genus of flowering plants")
+    assert asked["What is Perlite?"] == "A volcanic glass."
