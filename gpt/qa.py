@@ -36,6 +36,12 @@ FRONT_MATTER_LINES = 100  # a "---" line further down than this closes no front 
 TEMPLATES = ("What is {t}?", "What does {t} mean?", "Tell me about {t}.", "Define {t}.", "What is meant by {t}?",
              "Explain {t}.", "Can you describe {t}?", "Give me a definition of {t}.")  # the first: how people ask
 _PLURAL = "What are {t}?"  # replaces "What is" for "Modules are a ..."
+# A term in Chinese or Japanese is asked as people asking in those languages would ask it (gpt/retrieval.py reads
+# each as naming its subject); Japanese where the entry has kana, else Chinese.
+ZH_TEMPLATES = ("{t}是什么？", "什么是{t}？", "{t}是什么意思？")
+JA_TEMPLATES = ("{t}とは何ですか？", "{t}って何？", "{t}とはなんですか？")
+_IDEOGRAPH_OR_KANA = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_KANA = re.compile("[\u3040-\u30ff]")
 TERM_KINDS = ("heading", "glossary", "definition")  # kinds whose entries have a term; "faq" has a question
 
 # Words that make a would-be term a piece of prose ("The reason is simple: ...", "He said - ...").
@@ -363,14 +369,18 @@ def questions_for(entry: Entry, phrasings: int = 3, seed: int = 0) -> list[str]:
     if entry.kind == "faq":
         return [entry.term]
     rng = random.Random(f"{seed}|{entry.term}")
+    templates = TEMPLATES
+    if _IDEOGRAPH_OR_KANA.search(entry.term):
+        templates = JA_TEMPLATES if _KANA.search(entry.term + entry.definition) else ZH_TEMPLATES
     plural = entry.kind == "definition" and (m := DEFINITION.match(entry.definition)) and m.group("verb") == "are"
-    chosen = [_PLURAL if plural else TEMPLATES[0]] + rng.sample(TEMPLATES[1:], min(phrasings, len(TEMPLATES)) - 1)
+    first = _PLURAL if plural and templates is TEMPLATES else templates[0]
+    chosen = [first] + rng.sample(templates[1:], min(phrasings, len(templates)) - 1)
     return [t.format(t=entry.term) for t in chosen]
 
 
 def term_of(question: str) -> str | None:
     """The X of a question made from TEMPLATES ("What is meant by X?" is tried before "What is X?")."""
-    for template in sorted(TEMPLATES + (_PLURAL,), key=len, reverse=True):
+    for template in sorted(TEMPLATES + (_PLURAL,) + ZH_TEMPLATES + JA_TEMPLATES, key=len, reverse=True):
         head, tail = template.split("{t}")
         if question.startswith(head) and question.endswith(tail) and len(question) > len(head) + len(tail):
             return question[len(head):len(question) - len(tail)]

@@ -347,3 +347,17 @@ def test_definition_lists_markdown_extra_rst_and_indented():
         ("PEP 484 - Type hints", "The proposal that added the typing module.", "glossary", 16)]
     stairs = "\n".join(" " * i + "alpha beta gamma" for i in range(20_000))  # each line read once, not once a line
     assert [(e.term, e.line) for e in derive_entries(stairs)] == [("alpha beta gamma", 1)]
+
+
+def test_chinese_and_japanese_terms_are_asked_in_their_language():
+    from gpt.qa import term_of
+    from gpt.retrieval import question_subject
+    zh = derive_pairs("## 龟背竹\n\n龟背竹是天南星科的植物。\n", phrasings=3)
+    ja = derive_pairs("## モンステラ\n\nモンステラはサトイモ科の植物です。\n", phrasings=3)
+    assert zh[0].question == "龟背竹是什么？" and ja[0].question == "モンステラとは何ですか？"
+    assert {p.question for p in zh} == {"龟背竹是什么？", "什么是龟背竹？", "龟背竹是什么意思？"}
+    for pairs, term in ((zh, "龟背竹"), (ja, "モンステラ")):  # each names its term: for re-rendering, for retrieval
+        assert all(term_of(p.question) == question_subject(p.question) == term for p in pairs), pairs
+    kanji_only = derive_pairs("## 盆栽\n\n盆栽は鉢で育てる木です。\n", phrasings=1)  # kana in the answer: Japanese
+    assert [p.question for p in kanji_only] == ["盆栽とは何ですか？"]
+    assert derive_pairs("## Monstera\n\nMonstera is a genus.\n", phrasings=1)[0].question == "What is Monstera?"
