@@ -200,11 +200,14 @@ def cmd_prepare(args: argparse.Namespace, extra: list[str]) -> int:
 def cmd_qa(args: argparse.Namespace, extra: list[str]) -> int:
     from gpt.data import DataError, collect_files
     from gpt.files import write_jsonl
+    from gpt.markup import is_code
     from gpt.qa import chat_record, derive_from_files
-    pairs = derive_from_files(collect_files(args.input), args.phrasings, args.seed)
+    files = collect_files(args.input)
+    pairs = derive_from_files(files, args.phrasings, args.seed)
     if not pairs:
+        code = " (source code gives none: its comments are not titles)" if all(map(is_code, files)) else ""
         raise DataError("no questions found: the notes have no headings, glossary lines (Term: definition), "
-                        "Q:/A: blocks or definitions")
+                        f"Q:/A: blocks or definitions{code}")
     write_jsonl(map(chat_record, pairs), args.to)
     print(f"wrote {len(pairs):,} question/answer pairs ({', '.join(sorted({p.kind for p in pairs}))}) to {args.to}")
     return 0

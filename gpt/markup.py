@@ -23,6 +23,11 @@ _IMAGE_LINE = re.compile(rf"^[ \t]*{_IMAGE}(?:[ \t]*{_IMAGE})*[ \t]*$", re.MULTI
 _UNDERLINE = re.compile(r"^ {0,3}([=*~^-])\1{2,}[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
 
+# Source code and configuration: their "# ..." lines are comments, not titles, and they state no entries to ask
+CODE_SUFFIXES = tuple(f".{s}" for s in """py pyi pyx js mjs cjs ts tsx jsx c h cc cpp cxx hpp hh java kt kts scala go rs
+rb php pl pm sh bash zsh fish ps1 r jl lua swift m mm cs fs hs ml mli ex exs erl clj cljs el lisp scm vim sql css
+scss less toml yaml yml ini cfg conf json xml cmake mk gradle dart zig nim tf proto ipynb""".split())
+CODE_NAMES = ("makefile", "dockerfile", "cmakelists.txt")
 ORG_SUFFIXES = (".org",)
 ASCIIDOC_SUFFIXES = (".adoc", ".asciidoc", ".asc")
 # "** TODO [#A] Repot the monstera   :plants:home:" -> level 2, "Repot the monstera" (tags cut by org_title)
@@ -50,11 +55,14 @@ def blank_markup(text: str) -> str:
     return _IMAGE_LINE.sub("", text) if "![" in text or "<img" in text else text
 
 
-def fenced(lines: list[str]) -> list[bool]:
-    """True for the lines of fenced code blocks, the fences included."""
+def fenced(lines: list[str], underlines: bool = False) -> list[bool]:
+    """True for the lines of fenced code blocks, the fences included. With `underlines`, a line of tildes right
+    under a line of text underlines it (a reStructuredText title) instead of opening a fence."""
     mask, fence = [], None
-    for line in lines:
+    for i, line in enumerate(lines):
         match = _FENCE.match(line)
+        if match and underlines and fence is None and match.group(1) == "~~~" and i and lines[i - 1].strip():
+            match = None
         mask.append(fence is not None or match is not None)
         if fence is None and match:
             fence = match.group(1)
@@ -70,7 +78,7 @@ def setext_to_atx(lines: list[str]) -> list[str]:
     (Markdown's = before -), written as that many #s. An RST overline above the title goes too. Underlines and
     overlines become empty lines, so line numbers stay those of the input.
     """
-    out, levels, code = list(lines), {}, fenced(lines)
+    out, levels, code = list(lines), {}, fenced(lines, underlines=True)
     for i in range(1, len(lines)):
         title, mark = lines[i - 1].strip(), _UNDERLINE.match(lines[i])
         if not (mark and title and not HEADING.match(lines[i - 1]) and len(lines[i].strip()) >= min(len(title), 3)):
@@ -135,8 +143,17 @@ def _inside_fences_as_written(lines: list[str], out: list[str]) -> list[str]:
     return [line if code and mine != "```" else mine for line, mine, code in zip(lines, out, fenced(out))]
 
 
+def is_code(source: str) -> bool:
+    """Whether a document is source code or configuration, by its file's suffix or name."""
+    name = source.lower().replace("\\", "/").rsplit("/", 1)[-1]
+    return name.endswith(CODE_SUFFIXES) or name in CODE_NAMES
+
+
 def markdown_lines(text: str, source: str = "") -> list[str]:
-    """The lines of a note as Markdown, one for each line of `text`: what questions and passages are read from."""
+    """The lines of a note as Markdown, one for each line of `text`: what questions and passages are read from.
+    In code, a comment that would read as a title ("# Monstera") is indented as code instead."""
+    if is_code(source):
+        return [f"    {line}" if HEADING.match(line) or _UNDERLINE.match(line) else line for line in text.splitlines()]
     lines = blank_markup(text).splitlines()
     suffix = source.lower()
     if suffix.endswith(ORG_SUFFIXES):

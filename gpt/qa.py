@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from gpt.data import read_documents
 from gpt.errors import InputError
-from gpt.markup import HEADING, fenced, markdown_lines
+from gpt.markup import HEADING, fenced, is_code, markdown_lines
 
 MAX_ANSWER = 400  # characters; an answer is the first sentences of a section, not the whole section
 MAX_TERM = 60  # characters; longer "terms" are prose, not names
@@ -339,7 +339,10 @@ def _definition_entries(paragraphs: list[tuple[int, list[str]]]) -> list[Entry]:
 
 
 def derive_entries(text: str, source: str = "") -> list[Entry]:
-    """Every fact the notes state in a recognised form, in document order, one per term (the first wins)."""
+    """Every fact the notes state in a recognised form, in document order, one per term (the first wins). Code
+    states none: its comments and docstrings are read as code (markup.is_code)."""
+    if is_code(source):
+        return []
     lines = markdown_lines(text, source)
     code = _code_mask(lines)
     paragraphs = _paragraphs(lines, code)

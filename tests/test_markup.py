@@ -111,3 +111,18 @@ def test_a_web_page_is_read_as_its_text_in_markdown(tmp_path):
     asked = {p.question: p.answer for p in derive_from_files([str(page)])}
     assert asked["What is Monstera?"].startswith("Monstera is a genus of flowering plants")
     assert asked["What is Perlite?"] == "A volcanic glass."
+
+
+def test_code_comments_are_not_titles_and_code_states_no_entries():
+    code = "# pyright: strict\nimport os\n\n# Monstera\ntimeout: int = 5\n\ndef water():\n    return 1\n"
+    assert markdown_lines(code, "src/plants.py")[:4] == ["    # pyright: strict", "import os", "", "    # Monstera"]
+    assert derive_entries(code, "src/plants.py") == [] and derive_entries(code, "Makefile") == []
+    assert [e.term for e in derive_entries(code, "notes.md")] == ["pyright: strict", "Monstera"]  # as Markdown reads it
+    assert all(not p.titles for p in passages_of(code, "src/plants.py"))  # still searchable, untitled
+
+
+def test_a_line_of_tildes_under_a_title_underlines_it_and_after_a_blank_line_fences_code():
+    rst = "Lambdas\n~~~~~~~\n\nA lambda is a small anonymous function.\n"
+    assert markdown_lines(rst, "ref.rst")[:2] == ["# Lambdas", ""]
+    md = "# Notes\n\n~~~\n\nTitle in code\n---\n~~~\n"
+    assert markdown_lines(md, "notes.md") == md.splitlines()  # no title made inside the fence
