@@ -33,6 +33,7 @@ ASCIIDOC_SUFFIXES = (".adoc", ".asciidoc", ".asc")
 # "** TODO [#A] Repot the monstera   :plants:home:" -> level 2, "Repot the monstera" (tags cut by org_title)
 _ORG_HEADING = re.compile(r"^(\*+)[ \t]+(?:(?:TODO|DONE|NEXT|WAITING|CANCELLED)[ \t]+)?(?:\[#[A-Z]\][ \t]+)?(.*)$")
 _ORG_TAGS = re.compile(r":[\w@#%:]+:")
+_ORG_TITLE = re.compile(r"^[ \t]*#\+title:[ \t]*(\S.*)$", re.IGNORECASE)
 _ORG_BLOCK = re.compile(r"^[ \t]*#\+(BEGIN|END)_(SRC|EXAMPLE)\b", re.IGNORECASE)  # code: a fence
 _ORG_METADATA = re.compile(r"^[ \t]*(?:#\+\w.*|#(?:[ \t].*)?|:[\w-]+:.*)$")  # keywords, comments, drawer lines
 _ORG_IMAGE = re.compile(r"\.(?:png|jpe?g|gif|svg|webp)$", re.IGNORECASE)
@@ -96,14 +97,16 @@ def setext_to_atx(lines: list[str]) -> list[str]:
 
 
 def org_to_markdown(lines: list[str]) -> list[str]:
-    """Org-mode's "* Title" as "# Title", its source and example blocks as fences; keywords ("#+TITLE:"),
-    comments and drawers (":PROPERTIES:" ... ":END:") blanked, links shown as their text."""
+    """Org-mode's "* Title" and "#+title: Title" as "# Title", its source and example blocks as fences; other
+    keywords ("#+AUTHOR:"), comments and drawers (":PROPERTIES:" ... ":END:") blanked, links shown as their text."""
     out = []
     for line in lines:
         if heading := _ORG_HEADING.match(line):
             title, _, tags = heading.group(2).rstrip().rpartition(" ")
             title = title.rstrip() if title and _ORG_TAGS.fullmatch(tags) else heading.group(2).strip()
             out.append(f"{'#' * min(len(heading.group(1)), 6)} {title}")
+        elif title := _ORG_TITLE.match(line):
+            out.append(f"# {title.group(1).strip()}")  # an org-roam note's title: often its only one
         elif _ORG_BLOCK.match(line):
             out.append("```")
         else:

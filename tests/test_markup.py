@@ -49,10 +49,12 @@ An example block.
 
 def test_org_mode_titles_code_and_metadata():
     assert markdown_lines(ORG, "notes/plants.org") == [
-        "", "", "", "# Monstera", "", "", "", "Monstera is a genus of flowering plants native to tropical America.", "",
-        "## Repot it", "See the care guide and Pothos.", "```", "* not a title: code", "```",
-        "  * an indented list item"]
+        "# Plant notes", "", "", "# Monstera", "", "", "",
+        "Monstera is a genus of flowering plants native to tropical America.", "", "## Repot it",
+        "See the care guide and Pothos.", "```", "* not a title: code", "```", "  * an indented list item"]
     assert markdown_lines(ORG, "plants.md")[3].startswith("* Monstera")  # the suffix decides, as in pandoc
+    roam = ":PROPERTIES:\n:ID: 5f3c\n:END:\n#+title: Pothos\n\nPothos is a trailing vine.\n"  # an org-roam note
+    assert [(e.term, e.kind) for e in derive_entries(roam, "20261127-pothos.org")] == [("Pothos", "heading")]
 
 
 def test_asciidoc_titles_code_glossary_and_metadata():
