@@ -56,6 +56,16 @@ def blank_markup(text: str) -> str:
     return _IMAGE_LINE.sub("", text) if "![" in text or "<img" in text else text
 
 
+FRONT_MATTER_LINES = 100  # a "---" line further down than this closes no front matter
+
+
+def front_matter_lines(lines: list[str]) -> int:
+    """How many lines a YAML front matter block takes at the top (Obsidian, Jekyll, Hugo): metadata, not notes."""
+    opened = bool(lines) and lines[0].strip() == "---"
+    ends = (i for i, line in enumerate(lines[1:FRONT_MATTER_LINES], 1) if opened and line.strip() in ("---", "..."))
+    return next(ends, -1) + 1
+
+
 def fenced(lines: list[str], underlines: bool = False) -> list[bool]:
     """True for the lines of fenced code blocks, the fences included. With `underlines`, a line of tildes right
     under a line of text underlines it (a reStructuredText title) instead of opening a fence."""
@@ -152,6 +162,35 @@ def is_code(source: str) -> bool:
     return name.endswith(CODE_SUFFIXES) or name in CODE_NAMES
 
 
+NOTE_SUFFIXES = (".md", ".markdown", ".mdx")
+_NOT_A_TITLE = {"readme", "index", "notes", "note", "todo", "changelog", "license", "contributing", "untitled", "home",
+                "inbox", "draft", "scratch", "main", "test", "glossary", "faq", "terms"}
+_NOTION_ID = re.compile(r"\s+[0-9a-f]{32}$")  # "Monstera 1a2b...9f.md" in a Notion export
+_FRONT_TITLE = re.compile(r"^title:[ \t]*(['\"]?)(.+?)\1[ \t]*$", re.IGNORECASE)
+
+
+def note_title(lines: list[str], front: int, source: str) -> str | None:
+    """The title of a note that writes none above its text, as note apps show it: its front matter's "title:",
+    else its file's name ("Monstera deliciosa.md" in Obsidian, "monstera-care.md"); None for a note that opens
+    with a heading, or whose name says nothing ("README.md", "2026-11-27.md")."""
+    first = next((line for line in lines[front:] if line.strip()), "")
+    if not first or HEADING.match(first):
+        return None
+    for line in lines[1:front]:
+        if (named := _FRONT_TITLE.match(line.strip())) and len(named.group(2)) <= 60:
+            return named.group(2).strip()
+    name = source.replace("\\", "/").rsplit("/", 1)[-1]
+    if "#" in source or not name.lower().endswith(NOTE_SUFFIXES):
+        return None  # a record of a .jsonl file, the built-in corpus: no file name of its own
+    name = _NOTION_ID.sub("", name.rsplit(".", 1)[0]).strip()
+    name = name if " " in name else name.replace("_", " ").replace("-", " ")
+    words = name.split()
+    if not 0 < len(words) <= 5 or name.lower() in _NOT_A_TITLE or sum(c.isalpha() for c in name) < 2 \
+            or sum(c.isdigit() for c in name) > len(name) // 3:
+        return None
+    return " ".join(words)
+
+
 def markdown_lines(text: str, source: str = "") -> list[str]:
     """The lines of a note as Markdown, one for each line of `text`: what questions and passages are read from.
     In code, a comment that would read as a title ("# Monstera") is indented as code instead."""
@@ -163,7 +202,8 @@ def markdown_lines(text: str, source: str = "") -> list[str]:
         lines = org_to_markdown(lines)
     elif suffix.endswith(ASCIIDOC_SUFFIXES):
         lines = asciidoc_to_markdown(lines)
-    return setext_to_atx(lines)
+    front = front_matter_lines(lines)  # its closing "---" underlines nothing
+    return lines[:front] + setext_to_atx(lines[front:])
 
 
 HTML_SUFFIXES = (".html", ".htm", ".xhtml")

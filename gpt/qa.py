@@ -28,11 +28,10 @@ from dataclasses import dataclass
 
 from gpt.data import read_documents
 from gpt.errors import InputError
-from gpt.markup import HEADING, fenced, is_code, markdown_lines
+from gpt.markup import HEADING, fenced, front_matter_lines, is_code, markdown_lines, note_title
 
 MAX_ANSWER = 400  # characters; an answer is the first sentences of a section, not the whole section
 MAX_TERM = 60  # characters; longer "terms" are prose, not names
-FRONT_MATTER_LINES = 100  # a "---" line further down than this closes no front matter
 TEMPLATES = ("What is {t}?", "What does {t} mean?", "Tell me about {t}.", "Define {t}.", "What is meant by {t}?",
              "Explain {t}.", "Can you describe {t}?", "Give me a definition of {t}.")  # the first: how people ask
 _PLURAL = "What are {t}?"  # replaces "What is" for "Modules are a ..."
@@ -161,13 +160,6 @@ def entry_key(entry: Entry) -> tuple[bool, str]:
 
 
 # ----------------------------------------------------------------------------- finding entries
-
-def front_matter_lines(lines: list[str]) -> int:
-    """How many lines a YAML front matter block takes at the top (Obsidian, Jekyll, Hugo): metadata, not notes."""
-    opened = bool(lines) and lines[0].strip() == "---"
-    ends = (i for i, line in enumerate(lines[1:FRONT_MATTER_LINES], 1) if opened and line.strip() in ("---", "..."))
-    return next(ends, -1) + 1
-
 
 def _code_mask(lines: list[str]) -> list[bool]:
     """True for lines inside (or opening/closing) fenced code blocks and for front matter: neither is notes."""
@@ -338,12 +330,30 @@ def _definition_entries(paragraphs: list[tuple[int, list[str]]]) -> list[Entry]:
     return entries
 
 
+def titled_lines(text: str, source: str) -> tuple[list[str], int]:
+    """markdown_lines, with the title of a note that opens with prose and writes no title (markup.note_title) as a
+    heading inserted after its front matter: (lines, the index of that heading, -1 if none)."""
+    lines = markdown_lines(text, source)
+    front = front_matter_lines(lines)
+    first = next((line for line in lines[front:] if line.strip()), "")
+    if _LIST_ITEM.match(first) or glossary_entry(first, 0) or _QUESTION.match(first):
+        return lines, -1  # a glossary, a list or an FAQ: entries of their own, not what a title means
+    if title := note_title(lines, front, source):
+        return lines[:front] + [f"# {title}"] + lines[front:], front
+    return lines, -1
+
+
+def source_line(line: int, inserted: int) -> int:
+    """A line number (from 1) of titled_lines as the file's: the inserted title's is that of the line under it."""
+    return line - 1 if 0 <= inserted < line - 1 else line
+
+
 def derive_entries(text: str, source: str = "") -> list[Entry]:
     """Every fact the notes state in a recognised form, in document order, one per term (the first wins). Code
     states none: its comments and docstrings are read as code (markup.is_code)."""
     if is_code(source):
         return []
-    lines = markdown_lines(text, source)
+    lines, inserted = titled_lines(text, source)
     code = _code_mask(lines)
     paragraphs = _paragraphs(lines, code)
     found = (_heading_entries(lines, paragraphs) + _faq_entries(lines, code) + _definition_entries(paragraphs)
@@ -363,7 +373,7 @@ def derive_entries(text: str, source: str = "") -> list[Entry]:
         named = any(c.isalnum() for c in entry.definition) and any(c.isalnum() for c in entry.term)
         if named and (key := entry_key(entry)) not in seen:
             seen.add(key)
-            entries.append(Entry(entry.term, entry.definition, entry.kind, source, entry.line))
+            entries.append(Entry(entry.term, entry.definition, entry.kind, source, source_line(entry.line, inserted)))
     return entries
 
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from gpt.data import read_documents
 from gpt.errors import InputError
 from gpt.files import atomic_write, format_problem
-from gpt.markup import HEADING, markdown_lines
+from gpt.markup import HEADING, front_matter_lines
 from gpt.qa import (
     ANSWER_LINE,
     QUESTION_LINE,
@@ -45,10 +45,11 @@ from gpt.qa import (
     continued,
     defined_term,
     definition_list_item,
-    front_matter_lines,
     glossary_entry,
     heading_title,
     not_an_entry,
+    source_line,
+    titled_lines,
 )
 
 INDEX_FORMAT = "gpt-passages"
@@ -212,7 +213,7 @@ def _units(lines: list[str]) -> Iterable[tuple[int, str, str, tuple[str, ...], i
 
 def passages_of(text: str, source: str, max_chars: int = MAX_CHARS) -> list[Passage]:
     """The passages of one text; each keeps its heading path as a first line, the first piece of a unit its titles."""
-    lines = markdown_lines(text, source)
+    lines, inserted = titled_lines(text, source)
     metadata = front_matter_lines(lines)  # a note's YAML front matter is not a passage; line numbers stay
     lines = [""] * metadata + lines[metadata:]
     found = []
@@ -222,7 +223,7 @@ def passages_of(text: str, source: str, max_chars: int = MAX_CHARS) -> list[Pass
         for n, (offset, piece) in enumerate(_pieces(body, room)):
             line = start + 1 + body.count("\n", 0, offset)
             opens = n == 0 and at < len(piece)
-            found.append(Passage(prefix + piece, source, line, titles=titles if opens else (),
+            found.append(Passage(prefix + piece, source, source_line(line, inserted), titles=titles if opens else (),
                                  body=len(prefix) + (at if opens else 0)))
     return found
 

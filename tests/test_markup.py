@@ -128,3 +128,21 @@ def test_a_line_of_tildes_under_a_title_underlines_it_and_after_a_blank_line_fen
     assert markdown_lines(rst, "ref.rst")[:2] == ["# Lambdas", ""]
     md = "# Notes\n\n~~~\n\nTitle in code\n---\n~~~\n"
     assert markdown_lines(md, "notes.md") == md.splitlines()  # no title made inside the fence
+
+
+def test_a_note_that_writes_no_title_is_titled_as_its_app_shows_it():
+    care = "Likes bright, indirect light.\n\nRepot every two years.\n"
+    (entry,) = derive_entries(care, "vault/Monstera deliciosa.md")
+    assert (entry.term, entry.definition, entry.line) == ("Monstera deliciosa", "Likes bright, indirect light.", 1)
+    front = '---\ntitle: "Fiddle-leaf fig"\n---\nA fussy tree.\n\nIt hates drafts.\n'
+    (entry,) = derive_entries(front, "vault/ficus.md")
+    assert (entry.term, entry.line) == ("Fiddle-leaf fig", 4)
+    assert [e.term for e in derive_entries("Tolerates neglect.\n", "snake-plant 0123456789abcdef0123456789abcdef.md")] \
+        == ["snake plant"]  # a slug, a Notion export's id
+    for source in ("README.md", "2026-11-27.md", "notes.md", "plants.txt", "export.jsonl#3", "a long name of a note "
+                   "that is a sentence.md"):
+        assert derive_entries(care, source) == [], source
+    assert [e.term for e in derive_entries("# Pothos\n\nA trailing vine.\n", "Devil's ivy.md")] == ["Pothos"]
+    passages = passages_of(front + "\n## Care\nWater weekly.\n", "ficus.md")
+    assert [(p.line, p.titles) for p in passages] == [(4, ("Fiddle-leaf fig",)), (6, ()), (9, ("Care",))]
+    assert passages[0].text.startswith("Fiddle-leaf fig\nA fussy tree.")
