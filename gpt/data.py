@@ -4,9 +4,10 @@ Inputs are files, folders (recursive) and globs; each file (or JSONL/Parquet rec
 and documents are joined with ``<|endoftext|>``. Bytes that are not valid UTF-8 are replaced with
 U+FFFD (documented policy: training text is Unicode); a byte-order mark is dropped, and one for UTF-16
 (Windows' "Unicode" text) decodes the file as UTF-16; other files with NUL bytes in their first 8 KiB
-are treated as binary and skipped with a warning. A web page (.html, .htm) is read as its text, written as
-Markdown (gpt/markup.py), not as its tags. Tokens are written once to a cache (flat uint16/uint32
-files plus a JSON manifest) and read back with numpy.memmap; gpt/batches.py cuts them into batches.
+are treated as binary and skipped with a warning. A web page (.html, .htm) or a Jupyter notebook
+(.ipynb) is read as its text, written as Markdown (gpt/markup.py), not as its tags or JSON. Tokens are
+written once to a cache (flat uint16/uint32 files plus a JSON manifest) and read back with numpy.memmap;
+gpt/batches.py cuts them into batches.
 This module knows nothing of models and does not import torch.
 """
 
@@ -32,7 +33,7 @@ import regex
 from gpt.bpe import Tokenizer
 from gpt.errors import InputError
 from gpt.files import atomic_write, disk_full_at, sha256_file
-from gpt.markup import HTML_SUFFIXES, html_to_markdown
+from gpt.markup import CONVERTED_SUFFIXES, as_markdown
 from gpt.pretokenize import SAFE_CUT, bounded_map
 
 CACHE_FORMAT = "gpt-tokens"
@@ -175,8 +176,8 @@ def iter_documents(files: list[str], jsonl_field: str = "text") -> Iterator[Iter
                 if (encoding := _text_encoding(path)) is None:
                     warn(f"skipping binary file {path}")
                     continue
-                if path.lower().endswith(HTML_SUFFIXES):  # a web page: its text, not its tags
-                    yield [html_to_markdown("".join(_read_pieces(path, encoding)))]
+                if path.lower().endswith(CONVERTED_SUFFIXES):  # a web page, a notebook: text, not tags or JSON
+                    yield [as_markdown(path, "".join(_read_pieces(path, encoding)), warn)]
                     continue
                 yield _read_pieces(path, encoding)  # a generator: a file larger than memory streams
             except OSError as exc:

@@ -6,14 +6,16 @@ org-mode and "== Monstera" in AsciiDoc become "# Monstera"; their source blocks 
 stay those of the file, so a passage's source line is still right. Org-mode and AsciiDoc are told by the
 file's suffix (as pandoc does); underlined titles (Markdown's setext, reStructuredText) by the text itself.
 
-HTML is not text anyone reads as it is written, so gpt/data.py reads a web page as Markdown (html_to_markdown)
-before anything else sees it: the model trains on its text, not its tags, and its line numbers are those of the
-Markdown.
+HTML and Jupyter notebooks are not text anyone reads as it is written, so gpt/data.py reads a web page or a
+notebook as Markdown (html_to_markdown, notebook_to_markdown) before anything else sees it: the model trains on
+its text, not its tags or JSON, and its line numbers are those of the Markdown.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable
 from html.parser import HTMLParser
 
 HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*))?$")  # no lazy match: a huge "# # # ..." line stays linear
@@ -26,7 +28,7 @@ _FENCE = re.compile(r"^ {0,3}(```|~~~)")
 # Source code and configuration: their "# ..." lines are comments, not titles, and they state no entries to ask
 CODE_SUFFIXES = tuple(f".{s}" for s in """py pyi pyx js mjs cjs ts tsx jsx c h cc cpp cxx hpp hh java kt kts scala go rs
 rb php pl pm sh bash zsh fish ps1 r jl lua swift m mm cs fs hs ml mli ex exs erl clj cljs el lisp scm vim sql css
-scss less toml yaml yml ini cfg conf json xml cmake mk gradle dart zig nim tf proto ipynb""".split())
+scss less toml yaml yml ini cfg conf json xml cmake mk gradle dart zig nim tf proto""".split())
 CODE_NAMES = ("makefile", "dockerfile", "cmakelists.txt")
 ORG_SUFFIXES = (".org",)
 ASCIIDOC_SUFFIXES = (".adoc", ".asciidoc", ".asc")
@@ -206,6 +208,27 @@ def markdown_lines(text: str, source: str = "") -> list[str]:
     return lines[:front] + setext_to_atx(lines[front:])
 
 
+NOTEBOOK_SUFFIXES = (".ipynb",)
+
+
+def notebook_to_markdown(text: str) -> str | None:
+    """A Jupyter notebook's cells in order: Markdown cells as they are, code cells fenced in the notebook's
+    language; outputs left out. None when the text is not a notebook's JSON."""
+    try:
+        notebook = json.loads(text)
+        cells, language = notebook["cells"], notebook.get("metadata", {}).get("language_info", {}).get("name", "")
+        parts = []
+        for cell in cells:
+            source = "".join(cell["source"]) if isinstance(cell["source"], list) else str(cell["source"])
+            if cell.get("cell_type") == "markdown":
+                parts.append(source.strip())
+            elif cell.get("cell_type") == "code" and source.strip():
+                parts.append(f"```{language}\n{source.strip()}\n```")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return "\n\n".join(p for p in parts if p) + "\n"
+
+
 HTML_SUFFIXES = (".html", ".htm", ".xhtml")
 _HTML_SKIPPED = {"head", "script", "style", "noscript", "template", "svg", "nav", "math", "button", "select"}
 _HTML_HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
@@ -280,3 +303,16 @@ def html_to_markdown(html: str) -> str:
     writer.close()
     writer._end_line()
     return "\n".join(writer.lines).strip() + "\n"
+
+
+CONVERTED_SUFFIXES = HTML_SUFFIXES + NOTEBOOK_SUFFIXES
+
+
+def as_markdown(path: str, text: str, warn: Callable[[str], None]) -> str:
+    """A web page or a notebook as Markdown; a .ipynb file that is no notebook as it is, with a warning."""
+    if path.lower().endswith(HTML_SUFFIXES):
+        return html_to_markdown(text)
+    if (notebook := notebook_to_markdown(text)) is None:
+        warn(f"{path} is not a Jupyter notebook's JSON: reading it as text")
+        return text
+    return notebook

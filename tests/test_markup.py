@@ -146,3 +146,19 @@ def test_a_note_that_writes_no_title_is_titled_as_its_app_shows_it():
     passages = passages_of(front + "\n## Care\nWater weekly.\n", "ficus.md")
     assert [(p.line, p.titles) for p in passages] == [(4, ("Fiddle-leaf fig",)), (6, ()), (9, ("Care",))]
     assert passages[0].text.startswith("Fiddle-leaf fig\nA fussy tree.")
+
+
+def test_a_notebook_is_read_as_its_cells(tmp_path, capsys):
+    import json
+    cells = [{"cell_type": "markdown", "source": ["# Monstera\n", "\n", "Monstera is a genus of plants."]},
+             {"cell_type": "code", "source": "water(monstera)", "outputs": [{"text": "done"}]},
+             {"cell_type": "code", "source": []}, {"cell_type": "raw", "source": "left out"}]
+    notebook = tmp_path / "plants.ipynb"
+    notebook.write_text(json.dumps({"cells": cells, "metadata": {"language_info": {"name": "python"}}}))
+    text = "# Monstera\n\nMonstera is a genus of plants.\n\n```python\nwater(monstera)\n```\n"
+    assert read_documents([str(notebook)]) == [(str(notebook), text)]
+    assert [p.question for p in derive_from_files([str(notebook)], phrasings=1)] == ["What is Monstera?"]
+    broken = tmp_path / "broken.ipynb"
+    broken.write_text('{"cells": [')
+    assert read_documents([str(broken)]) == [(str(broken), '{"cells": [')]
+    assert "broken.ipynb is not a Jupyter notebook's JSON: reading it as text" in capsys.readouterr().err
