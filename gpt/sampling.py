@@ -59,6 +59,8 @@ class Constraint(Protocol):
 
     def advance(self, token: int) -> None: ...
 
+    def guess(self, k: int) -> list[int]: ...  # up to k tokens the rule expects next: a draft (gpt/speculate.py)
+
 
 class Quote:
     """The reply is one contiguous span of one of `sources` (token id sequences), then one of `end_ids`.
@@ -94,6 +96,8 @@ class Quote:
             self.starts[bare.get(self.ids[p], self.ids[p])].append(p + 1)
         self.active: list[int] | None = None  # None: nothing copied yet
         self.ended = False
+        self.first = min(first, default=-1)
+        self.first_token = bare.get(self.ids[self.first], self.ids[self.first]) if first else -1
 
     def allowed(self) -> list[int]:
         """The token ids that may come next."""
@@ -115,6 +119,17 @@ class Quote:
             self.active = self.starts[token]
         else:
             self.active = [p + 1 for p in self.active if self.ids[p] == token]
+
+    def guess(self, k: int) -> list[int]:
+        """Up to k tokens the quote goes on with, if the reply does not end: its first occurrence's next tokens
+        (before the first token: the source's first start, most often the passage's first sentence)."""
+        if self.ended or k <= 0 or (self.active is None and self.first < 0):
+            return []
+        if self.active is None:
+            rest = [self.first_token, *self.ids[self.first + 1:self.first + k]]
+        else:
+            rest = self.ids[min(self.active):min(self.active) + k] if self.active else []
+        return rest[:rest.index(-1)] if -1 in rest else rest
 
     def mask(self, logits: torch.Tensor) -> torch.Tensor:
         """(1, vocab) logits with every token but the allowed ones at -inf."""

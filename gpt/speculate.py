@@ -4,7 +4,8 @@ At batch 1 a forward over a few positions costs far less than that many forwards
 once either way, and the Python and dispatch overhead per op is the same. So a reply goes faster
 whenever its next tokens can be guessed. The guess (a draft) is what followed the last few tokens where
 they occurred before: in the prompt and the reply so far (an answer quoting its passage, a list repeating
-its pattern), else in the run's training tokens (the text the model learned to say).
+its pattern), else in the run's training tokens (the text the model learned to say). A reply under a quote
+constraint (`gpt ask`) is guessed by the constraint itself: the passage as it goes on from where the quote is.
 
 The model reads its last token and the draft in one forward (gpt.decode.decode_block) and gets the logits
 after each. Then each position's token is chosen exactly as the one-token path chooses it (same sampler,
@@ -169,7 +170,8 @@ def speculative_stream(model: GPT, idx: torch.Tensor, opts: SampleConfig, genera
                 last, cache = read(seq)
                 yield torch.tensor([[last]], device=device)
                 continue
-            draft = drafter.draft(min(draft_tokens, block - len(seq), left - 1))
+            k = min(draft_tokens, block - len(seq), left - 1)
+            draft = (constraint.guess(k) if constraint is not None else []) or drafter.draft(k)
             sent = draft if drafter.worth_sending() else []
             logits = forward(model, cache, torch.tensor([[last, *sent]], device=device), len(seq) - 1)[0]
             for i in range(len(sent) + 1):  # logits[i] follow sent[i - 1]: choose; go on while they agree

@@ -163,3 +163,13 @@ def test_sentence_bounds_start_at_the_body_and_after_each_sentence():
     starts, ends = sentence_bounds(tok, ids, body=len("Monstera: "))
     pieces = [tok.decode(ids[a:b + 1]).strip() for a, b in zip(starts, ends + [len(ids) - 1])]
     assert pieces == ["A climbing plant.", "It has split leaves, e.g. big ones.", "Grow it in shade."]
+
+
+def test_a_quote_guesses_how_it_goes_on():
+    """Drafts for speculative decoding: the first start's tokens, then the first occurrence's continuation."""
+    quote = Quote([PASSAGE, [30, 31]], {END}, bare={10: 40}, start_at=[[3, 5], [0]])
+    assert quote.guess(3) == [40, 11, 13]  # from the first start (position 3), its first token in its bare form
+    assert taken(quote, [13]).guess(9) == [14]  # never past its passage's end
+    assert taken(Quote([PASSAGE], {END}), [10]).guess(2) == [11, 12]  # "10" occurs twice: the first goes on
+    assert taken(Quote([PASSAGE], {END}), [10, 11, 12]).guess(2) == [10, 11] and Quote([PASSAGE], {END}).guess(0) == []
+    assert taken(Quote([PASSAGE], {END}), [14, END]).guess(3) == []  # ended

@@ -75,6 +75,21 @@ def test_a_reply_the_corpus_holds_takes_fewer_forwards():
     assert len(forwards) < len(plain) / 3 and max(forwards) == gpt.speculate.DRAFT_TOKENS + 1
 
 
+def test_a_quoted_reply_is_drafted_from_its_quote():
+    """With no corpus and no repeat in the prompt to draft from, a quote's own continuation is the draft (here
+    the quote is the whole passage: it starts at its start and may end only at its end)."""
+    model = model_for("modern", seed=4, block_size=128)
+    source = list(range(20, 60))
+    idx = torch.tensor([[1, *source, 2]])
+    opts = SampleConfig(max_new_tokens=30, temperature=0)
+    quote = lambda: Quote([source], [96], start_at=[[0]], end_after=[[]])  # noqa: E731
+    forwards = []
+    counted = lambda *a: forwards.append(a[2].size(1)) or decode_block(*a)  # noqa: E731
+    plain = tokens(decode_stream(model, idx, opts, constraint=quote()))
+    assert tokens(speculative_stream(model, idx, opts, constraint=quote(), forward=counted)) == plain == source[:30]
+    assert forwards == [gpt.speculate.DRAFT_TOKENS + 1] * 3 + [5]  # 29 tokens after the prefill's, 8 a forward
+
+
 def test_drafter_prefers_the_longest_match_in_the_text_then_the_corpus():
     drafter = Drafter(CorpusIndex(np.array([7, 8, 9, 50, 51, 52, 53])), vocab_size=52)
     drafter.extend([1, 2, 3, 4, 9, 3, 4, 5, 1, 2, 3])
