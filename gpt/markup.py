@@ -9,6 +9,10 @@ file's suffix (as pandoc does); underlined titles (Markdown's setext, reStructur
 HTML and Jupyter notebooks are not text anyone reads as it is written, so gpt/data.py reads a web page or a
 notebook as Markdown (html_to_markdown, notebook_to_markdown) before anything else sees it: the model trains on
 its text, not its tags or JSON, and its line numbers are those of the Markdown.
+
+Two more things a note's markup decides live here: whether a file is code (is_code: its "#" lines are comments,
+and it states no entries to ask about), and the title of a note that writes none (note_title: the one its app
+shows).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ _IMAGE = r"(?:!\[[^\]\n]*\]\([^)\n]*\)|!\[\[[^\]\n]*\]\]|<img\b[^>\n]*>)"  # mar
 _IMAGE_LINE = re.compile(rf"^[ \t]*{_IMAGE}(?:[ \t]*{_IMAGE})*[ \t]*$", re.MULTILINE)
 _UNDERLINE = re.compile(r"^ {0,3}([=*~^-])\1{2,}[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
+FRONT_MATTER_LINES = 100  # a "---" line further down than this closes no front matter
 
 # Source code and configuration: their "# ..." lines are comments, not titles, and they state no entries to ask
 CODE_SUFFIXES = tuple(f".{s}" for s in """py pyi pyx js mjs cjs ts tsx jsx c h cc cpp cxx hpp hh java kt kts scala go rs
@@ -32,7 +37,7 @@ scss less toml yaml yml ini cfg conf json xml cmake mk gradle dart zig nim tf pr
 CODE_NAMES = ("makefile", "dockerfile", "cmakelists.txt")
 ORG_SUFFIXES = (".org",)
 ASCIIDOC_SUFFIXES = (".adoc", ".asciidoc", ".asc")
-# "** TODO [#A] Repot the monstera   :plants:home:" -> level 2, "Repot the monstera" (tags cut by org_title)
+# "** TODO [#A] Repot the monstera   :plants:home:" -> level 2, "Repot the monstera" (its tags cut in org_to_markdown)
 _ORG_HEADING = re.compile(r"^(\*+)[ \t]+(?:(?:TODO|DONE|NEXT|WAITING|CANCELLED)[ \t]+)?(?:\[#[A-Z]\][ \t]+)?(.*)$")
 _ORG_TAGS = re.compile(r":[\w@#%:]+:")
 _ORG_TITLE = re.compile(r"^[ \t]*#\+title:[ \t]*(\S.*)$", re.IGNORECASE)
@@ -56,9 +61,6 @@ def blank_markup(text: str) -> str:
     added: v8.0.0 -->" under each API title) and pictures are never what a title means or a passage to quote."""
     text = _COMMENT.sub(lambda m: "\n" * (len(m.group().splitlines()) - 1), text) if "<!--" in text else text
     return _IMAGE_LINE.sub("", text) if "![" in text or "<img" in text else text
-
-
-FRONT_MATTER_LINES = 100  # a "---" line further down than this closes no front matter
 
 
 def front_matter_lines(lines: list[str]) -> int:
