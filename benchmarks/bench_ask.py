@@ -386,11 +386,13 @@ def run_form(form: str, corpus: Path, entries: list, args: argparse.Namespace, w
     overrides = {**dropout, "train.seed": args.seed, "train.max_epochs": 0, **steps,
                  **dict(kv.split("=", 1) for kv in args.set)}
     results: dict[str, dict] = {}
-    label = f"recipe cw{args.chat_weight}" + (f" do{args.dropout}" if dropout else "")
+    share = {} if args.chat_weight is None else {"data.chat_weight": args.chat_weight,
+                                                  "data.chat_weight_decay": args.chat_weight}
+    label = "recipe" + (f" cw{args.chat_weight}" if share else "") + (f" do{args.dropout}" if dropout else "")
     inputs, recall = recipe_inputs(corpus, held, work, args.seed, args.open_book, args.renderings,
                                    args.rendered_sentences, args.casual)
-    info = train(inputs, work / f"{form}_recipe", args.budget, {**recall, **overrides, "data.qa": "off",
-                 "data.skip_long": "true", "data.chat_weight": args.chat_weight}, args.reuse)
+    info = train(inputs, work / f"{form}_recipe", args.budget, {**recall, **share, **overrides, "data.qa": "off",
+                 "data.skip_long": "true"}, args.reuse)
     results[label] = {"train": info, **evaluate_run(work / f"{form}_recipe", corpus, trained_sample, held_sample,
                                                      chat=True)}
     if not args.no_base:
@@ -413,7 +415,8 @@ def main() -> None:
     parser.add_argument("--budget", default="5m", help="train.max_time of each run (5m, 30m)")
     parser.add_argument("--n", type=int, default=100, help="entries scored per measure")
     parser.add_argument("--holdout", type=float, default=0.1, help="share of entries whose questions are not trained")
-    parser.add_argument("--chat-weight", type=float, default=0.5)
+    parser.add_argument("--chat-weight", type=float, help="the conversations' share of each batch, the whole run "
+                        "(default: the recipe's, gpt.qa_mix.RECALL_CHAT_WEIGHTS for a text mostly of entries)")
     parser.add_argument("--dropout", type=float, help="model.dropout (default: the cpu preset's, 0; its regulariser "
                         "is model.drop_path with train.weight_decay: --set them to 0 and 0.1 for none)")
     parser.add_argument("--open-book", type=float, help="open-book conversations per derived question "

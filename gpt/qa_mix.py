@@ -48,6 +48,10 @@ RENDERED_SENTENCES = 0  # a rendering carries this many of an entry's first sent
 MIN_WORDS = 5  # a closed-book answer cut to fit the context keeps at least this many words
 CASUAL = True  # each term's "What is X?" also asked as typed in a hurry: "what is x", no capitals, no "?"
 RECALL_SHARE = 0.5  # a text whose entries are at least this share of it (a glossary, a wiki) is for reciting them
+# Such a text's share of each batch is what stores the entries no question asks about, and the questions' share
+# is what makes the asked ones answerable: a quarter questions while the lr is high, half while it decays, did
+# better on both than half throughout (benchmarks/README.md, round 14).
+RECALL_CHAT_WEIGHTS = (0.25, 0.5)  # data.chat_weight, data.chat_weight_decay
 FORMS = ("heading", "colon", "dash", "sentence")  # renderings of a term entry that gpt.qa reads back
 FAQ_FORMS = ("qa", "question", "heading")  # renderings of a question entry
 
@@ -78,14 +82,16 @@ def entry_share(documents: list[tuple[str, str]], pairs: list[QAPair]) -> float:
 
 
 def recall_overrides(cfg: Config, share: float) -> dict[str, float]:
-    """What a text that is mostly entries changes in cfg: no regulariser and no pass cap. Both are there for
-    validation of prose seen many times, and both keep a model from reciting its text: on the Jargon File at
-    30 minutes they took trained answers from 0.75 to 0.17 F1 (benchmarks/README.md, round 8). Empty for
-    other texts, and where cfg has neither."""
+    """What a text that is mostly entries changes in cfg: no regulariser and no pass cap, and more of the text in
+    each batch until the lr decays (RECALL_CHAT_WEIGHTS). The regulariser and the cap are there for validation of
+    prose seen many times, and both keep a model from reciting its text: on the Jargon File at 30 minutes they took
+    trained answers from 0.75 to 0.17 F1 (benchmarks/README.md, round 8). Empty for other texts, and where cfg
+    already has all of it."""
     if share < RECALL_SHARE:
         return {}
     wanted = {"model.drop_path": 0.0, "train.weight_decay": min(cfg.train.weight_decay, TrainConfig.weight_decay),
-              "train.max_epochs": 0.0}
+              "train.max_epochs": 0.0, "data.chat_weight": RECALL_CHAT_WEIGHTS[0],
+              "data.chat_weight_decay": RECALL_CHAT_WEIGHTS[1]}
     return {key: value for key, value in wanted.items() if get_value(cfg, key) != value}
 
 
@@ -94,7 +100,8 @@ def aim_at_recall(cfg: Config, documents: list[tuple[str, str]], pairs: list[QAP
     """Apply recall_overrides to cfg, except keys set on the command line, and say so. True if the text is for
     recall (mostly entries)."""
     share = entry_share(documents, pairs) if pairs else 0.0
-    changes = {k: v for k, v in recall_overrides(cfg, share).items() if k not in explicit}
+    given = explicit | ({"data.chat_weight_decay"} if "data.chat_weight" in explicit else set())  # one share: kept
+    changes = {k: v for k, v in recall_overrides(cfg, share).items() if k not in given}
     if changes:
         apply(cfg, changes)
         log(f"recall: entries are {share:.0%} of the text, so it is trained to recite them: "

@@ -80,13 +80,18 @@ def test_a_text_that_is_mostly_entries_is_trained_for_recall(notes, tmp_path):
     assert entry_share(documents, pairs) == sum(map(len, definitions)) / len(GLOSSARY)  # each once, not per question
     story = "it was a quiet morning and the garden slept under the fog, waiting for the sun. " * 50
     assert entry_share([("story", story + GLOSSARY)], pairs) < 0.1  # the same entries in a longer prose text
-    assert recall_overrides(cfg, 0.9) == {"model.drop_path": 0.0, "train.weight_decay": 0.1, "train.max_epochs": 0}
+    assert recall_overrides(cfg, 0.9) == {"model.drop_path": 0.0, "train.weight_decay": 0.1, "train.max_epochs": 0,
+                                          "data.chat_weight": 0.25, "data.chat_weight_decay": 0.5}
     assert recall_overrides(cfg, 0.1) == {}  # prose with a few definitions: the preset's regulariser stays
-    assert recall_overrides(resolve(), 0.9) == {}  # nothing to turn off
+    assert recall_overrides(resolve(overrides={"data.chat_weight": 0.25, "data.chat_weight_decay": 0.5}), 0.9) == {}
     said = []
     assert aim_at_recall(cfg, documents, pairs, {"model.drop_path"}, said.append)
     assert (cfg.model.drop_path, cfg.train.weight_decay, cfg.train.max_epochs) == (0.2, 0.1, 0.0)  # one key was given
+    assert (cfg.data.chat_weight, cfg.data.chat_weight_decay) == (0.25, 0.5)
     assert len(said) == 1 and "train.weight_decay 0.1" in said[0] and "drop_path" not in said[0]
+    given = resolve(preset="cpu", overrides={"data.input": [str(notes)], "data.chat_weight": 0.75})
+    aim_at_recall(given, documents, pairs, {"data.chat_weight"}, said.append)
+    assert (given.data.chat_weight, given.data.chat_weight_decay) == (0.75, -1)  # a share given is the run's share
     run = tmp_path / "run"  # end to end: said at start-up, and kept in the run's config
     notes.write_text("".join(f"Plant {a}{b}: a green plant from the {a}{b} garden that likes water and light.\n"
                              for a in "ABCD" for b in "ABCDEFGHIJKLMNOPQRST"))  # enough text for validation
