@@ -28,7 +28,7 @@ from gpt.decode import Cache, Forward, decode_block, prefill
 from gpt.model import GPT
 from gpt.sampling import Constraint, sample_next, slid_window
 
-DRAFT_TOKENS = 7  # per round: a forward over 8 positions (the last token and the draft)
+DRAFT_TOKENS = 7  # per round: a forward over 8 positions (the last token and the draft), 16 while sure
 CONTEXT_NGRAMS = (4, 3, 2)  # longest first: a longer match is a better guess
 CORPUS_NGRAM = 3
 CANDIDATES, LOOKBACK = 32, 12  # of a common n-gram's occurrences, the one matching the most tokens before it
@@ -40,6 +40,9 @@ CORPUS_MAX_TOKENS = 1 << 22  # the index holds 24 bytes a token: at most 96 MiB,
 # when they improve (benchmarks/README.md).
 MIN_TAKEN = 0.3
 TAKEN_MEMORY = 8  # the share taken is a running average over about this many scored guesses
+# While nearly every guess is taken (text the model recites, a quoted answer) a draft twice as long (a forward
+# over 16 positions) pays: fewer forwards per token for little more each (benchmarks/README.md, round 14).
+SURE_TAKEN = 0.8
 
 
 class CorpusIndex:
@@ -96,6 +99,10 @@ class Drafter:
     def worth_sending(self) -> bool:
         """Whether guesses are taken often enough to repay checking them in a wider forward."""
         return self.taken >= MIN_TAKEN
+
+    def draft_length(self, base: int) -> int:
+        """How many tokens to guess: `base`, or twice as many and one while nearly every guess is taken."""
+        return 2 * base + 1 if self.taken >= SURE_TAKEN else base
 
     def score(self, guess: Sequence[int], chosen: Sequence[int]) -> None:
         """Update the share taken: each guess matching the chosen token counts 1, the first mismatch 0."""
@@ -170,7 +177,7 @@ def speculative_stream(model: GPT, idx: torch.Tensor, opts: SampleConfig, genera
                 last, cache = read(seq)
                 yield torch.tensor([[last]], device=device)
                 continue
-            k = min(draft_tokens, block - len(seq), left - 1)
+            k = min(drafter.draft_length(draft_tokens), block - len(seq), left - 1)
             draft = (constraint.guess(k) if constraint is not None else []) or drafter.draft(k)
             sent = draft if drafter.worth_sending() else []
             logits = forward(model, cache, torch.tensor([[last, *sent]], device=device), len(seq) - 1)[0]

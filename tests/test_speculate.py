@@ -72,7 +72,7 @@ def test_a_reply_the_corpus_holds_takes_fewer_forwards():
     counted = lambda *a: forwards.append(a[2].size(1)) or decode_block(*a)  # noqa: E731
     corpus = CorpusIndex(np.array(prompt + plain))
     assert tokens(speculative_stream(model, torch.tensor([prompt]), GREEDY, corpus=corpus, forward=counted)) == plain
-    assert len(forwards) < len(plain) / 3 and max(forwards) == gpt.speculate.DRAFT_TOKENS + 1
+    assert len(forwards) < len(plain) / 3 and max(forwards) == 2 * gpt.speculate.DRAFT_TOKENS + 2  # sure: longer
 
 
 def test_a_quoted_reply_is_drafted_from_its_quote():
@@ -87,7 +87,8 @@ def test_a_quoted_reply_is_drafted_from_its_quote():
     counted = lambda *a: forwards.append(a[2].size(1)) or decode_block(*a)  # noqa: E731
     plain = tokens(decode_stream(model, idx, opts, constraint=quote()))
     assert tokens(speculative_stream(model, idx, opts, constraint=quote(), forward=counted)) == plain == source[:30]
-    assert forwards == [gpt.speculate.DRAFT_TOKENS + 1] * 3 + [5]  # 29 tokens after the prefill's, 8 a forward
+    # 29 tokens after the prefill's: 7 guesses, all taken, then twice as many, then what is left
+    assert forwards == [gpt.speculate.DRAFT_TOKENS + 1, 2 * gpt.speculate.DRAFT_TOKENS + 2, 5]
 
 
 def test_drafter_prefers_the_longest_match_in_the_text_then_the_corpus():
@@ -133,3 +134,13 @@ def test_drafts_stop_being_sent_while_missed_and_resume_once_taken():
     for _ in range(3):
         drafter.score([5, 6, 7], [5, 6, 7])  # scored as a draft not sent is: its guesses against the tokens chosen
     assert drafter.worth_sending()
+
+
+def test_drafts_grow_while_nearly_every_guess_is_taken():
+    drafter = Drafter()
+    assert drafter.draft_length(7) == 7  # as it starts: half taken
+    drafter.score([1] * 20, [1] * 20)
+    assert drafter.draft_length(7) == 15
+    for _ in range(2):
+        drafter.score([1], [2])  # two misses in a row
+    assert drafter.draft_length(7) == 7
