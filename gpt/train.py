@@ -177,12 +177,12 @@ class Trainer:
         flops_per_step = self.model.flops_per_token() * self.tokens_per_step
         last_time, last_step = time.perf_counter(), self.step
         loop_start = time.perf_counter() - self.elapsed
-        while self.progress_fraction() < 1.0:
-            lr = tr.lr * optim.lr_multiplier(self.cfg, self.step, self.progress_fraction())
+        while (progress := self.progress_fraction()) < 1.0:
+            lr = tr.lr * optim.lr_multiplier(self.cfg, self.step, progress)
             optim.set_lr(self.optimizers, lr / tr.lr)
             optim.set_regulariser(self.model, self.optimizers, self.cfg, self.tokens_seen / max(self.text_tokens, 1))
             if isinstance(self.batches, MixedBatches):
-                self.batches.reweigh(text_and_chat_weights(self.cfg, self.progress_fraction()))
+                self.batches.reweigh(text_and_chat_weights(self.cfg, progress))
             loss = self.train_step()
             self.step += 1
             self.tokens_seen += self.tokens_per_step
