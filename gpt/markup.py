@@ -6,7 +6,7 @@ org-mode and "== Monstera" in AsciiDoc become "# Monstera"; their source blocks 
 stay those of the file, so a passage's source line is still right. Org-mode and AsciiDoc are told by the
 file's suffix (as pandoc does); underlined titles (Markdown's setext, reStructuredText) by the text itself.
 
-HTML and Jupyter notebooks are not text anyone reads as it is written, so gpt/data.py reads a web page or a
+HTML and Jupyter notebooks are not text anyone reads as it is written, so gpt/documents.py reads a web page or a
 notebook as Markdown (html_to_markdown, notebook_to_markdown) before anything else sees it: the model trains on
 its text, not its tags or JSON, and its line numbers are those of the Markdown.
 
@@ -45,11 +45,15 @@ _ORG_BLOCK = re.compile(r"^[ \t]*#\+(BEGIN|END)_(SRC|EXAMPLE)\b", re.IGNORECASE)
 _ORG_METADATA = re.compile(r"^[ \t]*(?:#\+\w.*|#(?:[ \t].*)?|:[\w-]+:.*)$")  # keywords, comments, drawer lines
 _ORG_IMAGE = re.compile(r"\.(?:png|jpe?g|gif|svg|webp)$", re.IGNORECASE)
 _ORG_LINK = re.compile(r"\[\[([^\]\n]*)\](?:\[([^\]\n]*)\])?\]")  # [[target][text]] -> text, [[target]] as is
+# =verbatim= and ~code~ as `code`: org's rule, a marker after a space or an opening mark and before a closing one;
+# at most 200 characters inside, so that a long line of markers stays linear
+_ORG_CODE = re.compile(r"(?<![^\s({'\"-])([=~])(\S(?:.{0,198}?\S)??)\1(?=[\s\-.,;:!?')}\"]|$)")
 _ADOC_HEADING = re.compile(r"^(={1,6})[ \t]+(\S.*)$")  # a closing "==" is cut in asciidoc_to_markdown
 _ADOC_CODE = re.compile(r"^(-{4,}|\.{4,}|\+{4,})[ \t]*$")  # listing, literal and passthrough blocks: fences
 # Attribute lines ("[source,python]", ":toc:"), comments, and the delimiters of example, quote and sidebar blocks
 _ADOC_METADATA = re.compile(r"^(?:\[.*\]|:[\w-]+:.*|//.*|={4,}|_{4,}|\*{4,})[ \t]*$")
 _ADOC_LABELED = re.compile(r"^(\S[^:\n]*?)::[ \t]+(\S.*)$")  # "Term:: definition", AsciiDoc's glossary
+_ADOC_TERM_ALONE = re.compile(r"^(\S[^:\n]*?)::[ \t]*$")  # "Term::", its definition on the lines under it
 _ADOC_ADMONITION = re.compile(r"^(?:NOTE|TIP|IMPORTANT|WARNING|CAUTION):[ \t]")  # a callout: quoted, as "> [!NOTE]"
 # Links shown as their text: "xref:install.adoc[Install]", "{url-python}[Python^]", "https://x.org[X]", "<<id,X>>"
 _ADOC_LINK = re.compile(r"(?:\b(?:xref|link|mailto):(?P<target>[^\s\[\]]+)|\{[\w-]+\}|\bhttps?://[^\s\[\]]+)"
@@ -112,20 +116,26 @@ def setext_to_atx(lines: list[str]) -> list[str]:
 
 def org_to_markdown(lines: list[str]) -> list[str]:
     """Org-mode's "* Title" and "#+title: Title" as "# Title", its source and example blocks as fences; other
-    keywords ("#+AUTHOR:"), comments and drawers (":PROPERTIES:" ... ":END:") blanked, links shown as their text."""
+    keywords ("#+AUTHOR:"), comments and drawers (":PROPERTIES:" ... ":END:") blanked, links shown as their text,
+    =verbatim= and ~code~ as `code`."""
     out = []
     for line in lines:
         if heading := _ORG_HEADING.match(line):
             title, _, tags = heading.group(2).rstrip().rpartition(" ")
             title = title.rstrip() if title and _ORG_TAGS.fullmatch(tags) else heading.group(2).strip()
-            out.append(f"{'#' * min(len(heading.group(1)), 6)} {title}")
+            out.append(f"{'#' * min(len(heading.group(1)), 6)} {_org_code(title)}")
         elif title := _ORG_TITLE.match(line):
             out.append(f"# {title.group(1).strip()}")  # an org-roam note's title: often its only one
         elif _ORG_BLOCK.match(line):
             out.append("```")
         else:
-            out.append("" if _ORG_METADATA.match(line) else _ORG_LINK.sub(_org_link_text, line).rstrip())
+            text = _org_code(_ORG_LINK.sub(_org_link_text, line)).rstrip()
+            out.append("" if _ORG_METADATA.match(line) else text)
     return _inside_fences_as_written(lines, out)
+
+
+def _org_code(text: str) -> str:
+    return _ORG_CODE.sub(r"`\2`", text)
 
 
 def _org_link_text(link: re.Match) -> str:
@@ -137,7 +147,7 @@ def asciidoc_to_markdown(lines: list[str]) -> list[str]:
     """AsciiDoc's "== Title" as "## Title", its listing and literal blocks as fences, "Term:: definition" as
     "Term: definition"; attribute lines ("[source,python]", ":toc:"), comments and other delimiters blanked."""
     out = []
-    for line in lines:
+    for line in _adoc_definitions_joined(lines):
         if heading := _ADOC_HEADING.match(line):
             out.append(f"{'#' * len(heading.group(1))} {heading.group(2).rstrip().rstrip('=').rstrip()}")
         elif _ADOC_CODE.match(line):
@@ -148,6 +158,22 @@ def asciidoc_to_markdown(lines: list[str]) -> list[str]:
             line = _ADOC_LINK.sub(_link_text, _ADOC_LABELED.sub(r"\1: \2", line))
             out.append(f"> {line}" if _ADOC_ADMONITION.match(line) else line)
     return _inside_fences_as_written(lines, out)
+
+
+def _adoc_definitions_joined(lines: list[str]) -> list[str]:
+    """"Term::" with its definition on the lines under it (up to a blank line) as "Term:: definition" on the
+    term's line, the definition's lines blanked: one glossary line, every line keeping its number."""
+    out = list(lines)
+    for i, line in enumerate(lines):
+        if (term := _ADOC_TERM_ALONE.match(line)) and out[i] == line:
+            end = i + 1
+            while end < len(lines) and lines[end].strip() and not _ADOC_TERM_ALONE.match(lines[end]) \
+                    and not _ADOC_CODE.match(lines[end]) and not _ADOC_METADATA.match(lines[end]):
+                end += 1
+            if end > i + 1:
+                out[i] = f"{term.group(1)}:: " + " ".join(part.strip() for part in lines[i + 1:end])
+                out[i + 1:end] = [""] * (end - i - 1)
+    return out
 
 
 def _link_text(link: re.Match) -> str:

@@ -3,7 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gpt.data import read_documents
+from gpt.documents import read_documents
 from gpt.markup import html_to_markdown, markdown_lines
 from gpt.qa import derive_entries, derive_from_files
 from gpt.retrieval import passages_of
@@ -18,7 +18,7 @@ ORG = """#+TITLE: Plant notes
 Monstera is a genus of flowering plants native to tropical America.
 # a comment, not a title
 ** TODO [#A] Repot it
-See [[https://example.org/monstera][the care guide]] and [[Pothos]].
+See [[https://example.org/monstera][the care guide]] and [[Pothos]]; run =repot --deep= (not x=1).
 #+BEGIN_SRC python
 * not a title: code
 #+END_SRC
@@ -51,7 +51,8 @@ def test_org_mode_titles_code_and_metadata():
     assert markdown_lines(ORG, "notes/plants.org") == [
         "# Plant notes", "", "", "# Monstera", "", "", "",
         "Monstera is a genus of flowering plants native to tropical America.", "", "## Repot it",
-        "See the care guide and Pothos.", "```", "* not a title: code", "```", "  * an indented list item"]
+        "See the care guide and Pothos; run `repot --deep` (not x=1).", "```", "* not a title: code", "```",
+        "  * an indented list item"]
     assert markdown_lines(ORG, "plants.md")[3].startswith("* Monstera")  # the suffix decides, as in pandoc
     roam = ":PROPERTIES:\n:ID: 5f3c\n:END:\n#+title: Pothos\n\nPothos is a trailing vine.\n"  # an org-roam note
     assert [(e.term, e.kind) for e in derive_entries(roam, "20261127-pothos.org")] == [("Pothos", "heading")]
@@ -63,6 +64,15 @@ def test_asciidoc_titles_code_glossary_and_metadata():
         "Monstera is a genus of flowering plants native to tropical America.", "", "", "```", "== not a title: code",
         "```", "", "", "Perlite: A volcanic glass that keeps soil airy. See Soil, Pots or Care.", "",
         "An example block.", ""]
+
+
+def test_an_asciidoc_term_alone_on_its_line_takes_the_definition_under_it():
+    text = "Sphagnum::\n  A moss that holds water.\n  It lines pots.\nBark::\nPine bark chips.\n\nLast::\n\nText.\n"
+    assert markdown_lines(text, "soil.adoc") == [
+        "Sphagnum: A moss that holds water. It lines pots.", "", "", "Bark: Pine bark chips.", "", "", "Last::", "",
+        "Text."]
+    assert [(e.term, e.definition, e.line) for e in derive_entries(text, "soil.adoc")] == [
+        ("Sphagnum", "A moss that holds water. It lines pots.", 1), ("Bark", "Pine bark chips.", 4)]
 
 
 def test_questions_and_passages_from_org_and_asciidoc_notes():
