@@ -157,7 +157,7 @@ def memory_check(text: str, megabytes: int) -> None:
             while written < megabytes * 1e6:
                 fh.write(block)
                 written += len(block)
-        code = ("import resource, sys; from gpt.bpe import Tokenizer; from gpt.data import iter_texts; "
+        code = ("import resource, sys; from gpt.bpe import Tokenizer; from gpt.documents import iter_texts; "
                 f"t = Tokenizer.train(iter_texts([{str(path)!r}]), 4096, 'gpt4', (), workers=2); "
                 "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
                 "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpt.config import SampleConfig
-from gpt.data import collect_files
+from gpt.documents import collect_files
 from gpt.generate import Generator
 from gpt.retrieval import RUN_PASSAGES, OpenBook, Passage, PassageIndex, RetrievalError, open_book
 from gpt.sampling import Quote

@@ -198,7 +198,7 @@ def cmd_prepare(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_qa(args: argparse.Namespace, extra: list[str]) -> int:
-    from gpt.data import DataError, collect_files
+    from gpt.documents import DataError, collect_files
     from gpt.files import write_jsonl
     from gpt.markup import is_code
     from gpt.qa import chat_record, derive_from_files
@@ -218,7 +218,8 @@ def cmd_eval(args: argparse.Namespace, extra: list[str]) -> int:
 
     from gpt.batches import eval_windows
     from gpt.checkpoint import load_run
-    from gpt.data import DataError, collect_files, encode_files, token_byte_lengths
+    from gpt.data import encode_files, token_byte_lengths
+    from gpt.documents import DataError, collect_files
     from gpt.evaluate import evaluate
     from gpt.runtime import resolve_device, resolve_precision
     device = resolve_device(args.device)
@@ -260,7 +261,7 @@ def cmd_tokenizer(args: argparse.Namespace, extra: list[str]) -> int:
 
         from gpt.bpe import ENDOFTEXT
         from gpt.config import Config, TokenizerConfig
-        from gpt.data import collect_files
+        from gpt.documents import collect_files
         from gpt.run_setup import train_tokenizer
         start = time.perf_counter()
         cfg = Config(tokenizer=TokenizerConfig(args.vocab_size, args.pattern, args.special or [ENDOFTEXT]))

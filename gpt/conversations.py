@@ -176,7 +176,7 @@ def pack_files(files: Sequence[str | Path], tokenizer: Tokenizer, block_size: in
 class PackedBatches:
     """Batches of packed windows, epoch by epoch in a seeded order: every window once per epoch.
 
-    Like gpt.data.Batches, all ranks walk the same global order and each takes its own slice of every
+    Like gpt.batches.Batches, all ranks walk the same global order and each takes its own slice of every
     global batch. The state is (epoch, position): the order of an epoch is recomputed from the seed.
     """
 

@@ -1,214 +1,36 @@
-"""Text in, token shards out, batches back: the data pipeline.
+"""Documents in, token shards out: the data pipeline.
 
-Inputs are files, folders (recursive) and globs; each file (or JSONL/Parquet record) is a document,
-and documents are joined with ``<|endoftext|>``. Bytes that are not valid UTF-8 are replaced with
-U+FFFD (documented policy: training text is Unicode); a byte-order mark is dropped, and one for UTF-16
-(Windows' "Unicode" text) decodes the file as UTF-16; other files with NUL bytes in their first 8 KiB
-are treated as binary and skipped with a warning. A web page (.html, .htm) or a Jupyter notebook
-(.ipynb) is read as its text, written as Markdown (gpt/markup.py), not as its tags or JSON. Tokens are
-written once to a cache (flat uint16/uint32 files plus a JSON manifest) and read back with numpy.memmap;
+Documents come from gpt/documents.py (files, folders, globs, records) and are joined with ``<|endoftext|>``.
+Tokens are written once to a cache (flat uint16/uint32 files plus a JSON manifest) and read back with numpy.memmap;
 gpt/batches.py cuts them into batches.
 This module knows nothing of models and does not import torch.
 """
 
 from __future__ import annotations
 
-import codecs
-import glob
 import json
 import multiprocessing
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import numpy as np
-import regex
 
 from gpt.bpe import Tokenizer
-from gpt.errors import InputError
+from gpt.documents import BUILTIN, DataError, collect_files, iter_documents, warn
 from gpt.files import atomic_write, disk_full_at, sha256_file
-from gpt.markup import CONVERTED_SUFFIXES, as_markdown
-from gpt.pretokenize import SAFE_CUT, bounded_map
+from gpt.pretokenize import bounded_map
 
 CACHE_FORMAT = "gpt-tokens"
 CACHE_VERSION = 3  # 2: large files cut where tokens cannot change (pretokenize.SAFE_CUT); 3: byte-order marks dropped
-BUILTIN = "builtin:pydoc"  # Python's reference documentation, shipped with every CPython
-_READ_BYTES = 1 << 20  # small pieces keep every encoder busy
+_GROUP_CHARS = 1 << 20  # text handed to an encoder at a time: small groups keep every encoder busy
 _PROCESS_MIN_BYTES = 32 << 20  # below this, starting encoder processes costs more than it saves
-_SAFE_CUT = regex.compile(SAFE_CUT, flags=regex.REVERSE)  # searched backwards: the last cut in a block
-
-
-class DataError(InputError):
-    """Unusable input; the CLI prints it as one line."""
-
-
-def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
-
-
-# ----------------------------------------------------------------------------- finding documents
-
-def collect_files(inputs: Iterable[str]) -> list[str]:
-    """Expand files, folders (recursively, hidden entries skipped) and globs into a sorted, unique file list."""
-    files: list[str] = []
-    for spec in inputs:
-        if spec == BUILTIN:
-            files.append(spec)
-            continue
-        matches = sorted(glob.glob(spec, recursive=True)) if glob.has_magic(spec) else [spec]
-        if not matches:
-            raise DataError(f"no files match {spec!r}")
-        for path in matches:
-            if os.path.isdir(path):
-                for root, dirs, names in os.walk(path):
-                    dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                    found = [os.path.join(root, n) for n in sorted(names) if not n.startswith(".")]
-                    readable = [f for f in found if os.path.isfile(f)]  # not a broken link, a pipe, a socket
-                    for other in sorted(set(found) - set(readable)):
-                        warn(f"skipping {other}: not a file (a broken link?)")
-                    files += readable
-            elif os.path.isfile(path):
-                files.append(path)
-            else:
-                raise DataError(f"input path does not exist: {path}")
-    unique = list(dict.fromkeys(files))
-    if not unique:
-        raise DataError("no input files found")
-    return unique
-
-
-def builtin_documents() -> dict[str, str]:
-    """The default corpus: every topic of Python's reference documentation (pydoc_data.topics), by name."""
-    from pydoc_data.topics import topics
-    return {name: topics[name] for name in sorted(topics)}
-
-
-def _text_encoding(path: str) -> str | None:
-    """How to decode a file: 'utf-16' when it opens with a UTF-16 byte-order mark, None for binary (a NUL in
-    its first 8 KiB), 'cp1252' when those 8 KiB hold bytes that are not UTF-8 and no character that is (a
-    Windows or Latin-1 file: "café" from an old editor, curly quotes), else 'utf-8-sig' (UTF-8 with its
-    byte-order mark, if any, dropped; a stray bad byte in it becomes U+FFFD)."""
-    with open(path, "rb") as fh:
-        head = fh.read(8192)
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16"
-    if b"\0" in head:
-        return None
-    text = codecs.getincrementaldecoder("utf-8")(errors="replace").decode(head)  # a character cut at 8 KiB waits
-    legacy = "\ufffd" in text and all(c == "\ufffd" or c.isascii() for c in text)
-    return "cp1252" if legacy else "utf-8-sig"
-
-
-def _read_pieces(path: str, encoding: str = "utf-8-sig") -> Iterator[str]:
-    """A text file as str pieces of about a MB, cut only where tokenization cannot change (pretokenize.SAFE_CUT).
-
-    Text with no letter followed by whitespace in 16 blocks (digits only, say) is cut anyway, so that
-    memory stays bounded; the pre-tokens at such a cut may differ from those of the whole text.
-    """
-    decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
-    carry = ""
-    with open(path, "rb") as fh:
-        while block := fh.read(_READ_BYTES):
-            carry += decoder.decode(block)
-            if cut := _SAFE_CUT.search(carry, max(0, len(carry) - _READ_BYTES // 2)):
-                at = cut.end()
-            elif len(carry) >= 16 * _READ_BYTES:
-                at = len(carry)
-            else:
-                continue
-            yield carry[:at]
-            carry = carry[at:]
-    carry += decoder.decode(b"", final=True)
-    if carry:
-        yield carry
-
-
-def _jsonl_records(path: str, field: str) -> Iterator[str]:
-    with open(path, "rb") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line.decode("utf-8-sig" if n == 1 else "utf-8", errors="replace"))
-            except json.JSONDecodeError:
-                raise DataError(f"{path}:{n}: not valid JSON") from None
-            text = record.get(field) if isinstance(record, dict) else None
-            if not isinstance(text, str):
-                raise DataError(f"{path}:{n}: no string field {field!r} (set --data.jsonl_field)")
-            yield text
-
-
-def _parquet_records(path: str, field: str) -> Iterator[str]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise DataError(f"{path}: reading Parquet needs pyarrow (pip install 'gpt[parquet]')") from None
-    try:
-        table = pq.ParquetFile(path)
-    except Exception as exc:  # pyarrow's errors (ArrowInvalid, OSError) for a damaged or foreign file
-        raise DataError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
-    if field not in table.schema_arrow.names:
-        raise DataError(f"{path}: no column {field!r} (set --data.jsonl_field)")
-    try:
-        for batch in table.iter_batches(columns=[field]):
-            yield from (t for t in batch.column(0).to_pylist() if isinstance(t, str))
-    except (OSError, ValueError) as exc:  # damaged data pages (ArrowInvalid is a ValueError): found only when read
-        raise DataError(f"{path}: damaged Parquet data ({str(exc).splitlines()[0]})") from None
-
-
-def iter_documents(files: list[str], jsonl_field: str = "text") -> Iterator[Iterable[str]]:
-    """Each document as an iterable of text pieces (one piece unless the file is large)."""
-    for path in files:
-        if path == BUILTIN:
-            yield from ([doc] for doc in builtin_documents().values())
-        elif path.endswith(".jsonl"):
-            yield from ([doc] for doc in _jsonl_records(path, jsonl_field))
-        elif path.endswith(".parquet"):
-            yield from ([doc] for doc in _parquet_records(path, jsonl_field))
-        else:
-            try:
-                if (encoding := _text_encoding(path)) is None:
-                    warn(f"skipping binary file {path}")
-                    continue
-                if path.lower().endswith(CONVERTED_SUFFIXES):  # a web page, a notebook: text, not tags or JSON
-                    yield [as_markdown(path, "".join(_read_pieces(path, encoding)), warn)]
-                    continue
-                yield _read_pieces(path, encoding)  # a generator: a file larger than memory streams
-            except OSError as exc:
-                warn(f"skipping unreadable file {path}: {exc.strerror}")
-
-
-def read_documents(files: list[str], jsonl_field: str = "text",
-                   max_chars: int = 0) -> list[tuple[str, str]]:
-    """(source, text) of each document, whole, up to max_chars in all (0: no limit). The source is the file,
-    or for a file of records its record ("notes.jsonl#3"), for the built-in corpus its topic ("builtin:pydoc#with")."""
-    out, total = [], 0
-    for path in files:
-        if path == BUILTIN:
-            named = ((f"{path}#{name}", [text]) for name, text in builtin_documents().items())
-        else:
-            records = path.endswith((".jsonl", ".parquet"))
-            named = ((f"{path}#{n}" if records else path, doc)
-                     for n, doc in enumerate(iter_documents([path], jsonl_field), 1))
-        for source, doc in named:
-            text = "".join(doc)
-            out.append((source, text))
-            total += len(text)
-            if max_chars and total >= max_chars:
-                return out
-    return out
-
-
-def iter_texts(files: list[str], jsonl_field: str = "text") -> Iterator[str]:
-    """All text pieces, in order: what the tokenizer trains on."""
-    for doc in iter_documents(files, jsonl_field):
-        yield from doc
 
 
 # ----------------------------------------------------------------------------- the token cache
@@ -236,7 +58,7 @@ def _groups(files: list[str], jsonl_field: str) -> Iterator[list[str | None]]:
         for piece in doc:
             group.append(piece)
             chars += len(piece)
-            if chars >= _READ_BYTES:
+            if chars >= _GROUP_CHARS:
                 yield group
                 group, chars = [], 0
         group.append(None)

@@ -26,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from gpt.data import read_documents
+from gpt.documents import read_documents
 from gpt.errors import InputError
 from gpt.markup import HEADING, fenced, front_matter_lines, is_code, markdown_lines, note_title
 

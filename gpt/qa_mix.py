@@ -24,7 +24,7 @@ from gpt.bpe import Tokenizer
 from gpt.chat import render
 from gpt.config import Config, TrainConfig, apply, get_value
 from gpt.conversations import fits_window
-from gpt.data import read_documents
+from gpt.documents import read_documents
 from gpt.files import atomic_write
 from gpt.qa import (
     DEFINITION,

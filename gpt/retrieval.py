@@ -33,7 +33,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from gpt.data import read_documents
+from gpt.documents import read_documents
 from gpt.errors import InputError
 from gpt.files import atomic_write, format_problem
 from gpt.markup import HEADING, front_matter_lines

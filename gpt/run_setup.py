@@ -43,7 +43,8 @@ from gpt.conversations import (
     read_rendered,
     too_long,
 )
-from gpt.data import BUILTIN, TokenData, check_sizes, collect_files, iter_texts, open_prepared, prepare
+from gpt.data import TokenData, check_sizes, open_prepared, prepare
+from gpt.documents import BUILTIN, collect_files, iter_texts
 from gpt.errors import InputError
 from gpt.files import RunLock, atomic_write
 from gpt.lora import apply_lora, store_base, trainable_parameters

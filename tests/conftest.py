@@ -100,3 +100,16 @@ def losses(run_dir: Path) -> dict[int, float]:
         if "loss" in record:
             out[record["step"]] = record["loss"]
     return out
+
+
+@pytest.fixture()
+def folder(tmp_path):
+    """A notes folder: Markdown, text, JSONL records in a subfolder, a picture and a Latin-1 file."""
+    root = tmp_path / "notes"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.md").write_text("# Monstera\nMonstera is a plant.\n")
+    (root / "sub" / "b.txt").write_text("Water it weekly. " * 50)
+    (root / "sub" / "c.jsonl").write_text('{"text": "first record"}\n{"text": "second record"}\n')
+    (root / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00binary")
+    (root / "latin1.txt").write_bytes("café naïve".encode("latin-1"))
+    return root

@@ -1,5 +1,3 @@
-import codecs
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 
@@ -7,9 +5,11 @@ import numpy as np
 import pytest
 
 import gpt.data as data_module
+import gpt.documents as documents_module
 from gpt.batches import Batches
 from gpt.bpe import ENDOFTEXT, Tokenizer, TokenizerError
-from gpt.data import BUILTIN, DataError, check_sizes, collect_files, iter_documents, prepare, read_documents
+from gpt.data import check_sizes, prepare
+from gpt.documents import BUILTIN, DataError
 
 from .conftest import pydoc_text
 
@@ -17,67 +17,6 @@ from .conftest import pydoc_text
 @pytest.fixture(scope="module")
 def tok() -> Tokenizer:
     return Tokenizer.train([pydoc_text(30_000)], 400, special_tokens=[ENDOFTEXT])
-
-
-@pytest.fixture()
-def folder(tmp_path):
-    root = tmp_path / "notes"
-    (root / "sub").mkdir(parents=True)
-    (root / "a.md").write_text("# Monstera\nMonstera is a plant.\n")
-    (root / "sub" / "b.txt").write_text("Water it weekly. " * 50)
-    (root / "sub" / "c.jsonl").write_text('{"text": "first record"}\n{"text": "second record"}\n')
-    (root / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00binary")
-    (root / "latin1.txt").write_bytes("café naïve".encode("latin-1"))
-    return root
-
-
-def test_folder_documents_binary_and_non_utf8(folder, capsys):
-    files = collect_files([str(folder)])
-    docs = ["".join(d) for d in iter_documents(files)]
-    assert "skipping binary file" in capsys.readouterr().err
-    assert "first record" in docs and "second record" in docs
-    assert "café naïve" in docs  # not UTF-8, and nothing in it is: read as Windows-1252 (Latin-1's superset)
-    assert len(docs) == 5
-
-
-def test_a_stray_bad_byte_in_utf8_text_is_replaced_not_a_reason_to_change_encoding(tmp_path):
-    (tmp_path / "mixed.txt").write_bytes("naïve ".encode() + b"\xff" + " café".encode())
-    (tmp_path / "quotes.txt").write_bytes(b"\x93Monstera\x94 is a plant\x85 " + ("x" * 8190).encode() + "é".encode())
-    docs = ["".join(d) for d in iter_documents(collect_files([str(tmp_path)]))]
-    assert docs[0] == "naïve \ufffd café"
-    assert docs[1].startswith("“Monstera” is a plant… ")  # the UTF-8 "é" past 8 KiB decodes as cp1252 then
-
-
-def test_byte_order_marks_are_dropped_and_utf16_is_read(tmp_path, capsys):
-    text = "## Monstera\nMonstera is a plant. Café.\n"
-    (tmp_path / "bom.md").write_bytes(codecs.BOM_UTF8 + text.encode())
-    (tmp_path / "le.md").write_bytes(text.encode("utf-16"))  # Windows' "Unicode": a BOM, then UTF-16-LE
-    (tmp_path / "be.md").write_bytes(codecs.BOM_UTF16_BE + text.encode("utf-16-be"))
-    (tmp_path / "r.jsonl").write_bytes(codecs.BOM_UTF8 + b'{"text": "first"}\n{"text": "second"}\n')
-    docs = ["".join(d) for d in iter_documents(collect_files([str(tmp_path)]))]
-    assert docs == [text, text, text, "first", "second"] and capsys.readouterr().err == ""
-
-
-def test_parquet_records_are_documents(tmp_path):
-    pa = pytest.importorskip("pyarrow")
-    import pyarrow.parquet as pq
-    path = tmp_path / "wiki.parquet"
-    pq.write_table(pa.table({"id": [1, 2, 3], "body": ["Monstera is a plant.", None, "Water it weekly."]}), path)
-    assert [list(d) for d in iter_documents([str(path)], "body")] == [["Monstera is a plant."], ["Water it weekly."]]
-    with pytest.raises(DataError, match="no column 'text'"):
-        list(iter_documents([str(path)]))
-    broken = tmp_path / "broken.parquet"
-    broken.write_bytes(b"PAR1 not really")
-    with pytest.raises(DataError, match="not a readable Parquet file"):
-        list(iter_documents([str(broken)]))
-
-
-def test_globs_and_missing_paths(folder):
-    assert [os.path.basename(f) for f in collect_files([str(folder / "**" / "*.txt")])] == ["latin1.txt", "b.txt"]
-    with pytest.raises(DataError, match="does not exist"):
-        collect_files([str(folder / "nope.txt")])
-    with pytest.raises(DataError, match="no files match"):
-        collect_files([str(folder / "*.zzz")])
 
 
 def test_documents_are_separated_by_endoftext(folder, tok, tmp_path):
@@ -174,7 +113,8 @@ class _RecordingPool(ProcessPoolExecutor):
 def test_encoder_processes_write_the_same_tokens_in_order(folder, tmp_path, monkeypatch, specials):
     (folder / "long.txt").write_text(pydoc_text(40_000))
     tokenizer = Tokenizer.train([pydoc_text(30_000)], 400, special_tokens=specials)
-    monkeypatch.setattr(data_module, "_READ_BYTES", 512)  # many small groups: their order matters
+    monkeypatch.setattr(documents_module, "_READ_BYTES", 512)  # many small groups: their order matters
+    monkeypatch.setattr(data_module, "_GROUP_CHARS", 512)
     one = prepare([str(folder)], tokenizer, tmp_path / "one", workers=1, progress=False, log=lambda *a: None)
     monkeypatch.setattr(data_module, "_PROCESS_MIN_BYTES", 0)
     monkeypatch.setattr(data_module, "ProcessPoolExecutor", _RecordingPool)
@@ -201,38 +141,7 @@ def test_a_file_read_in_pieces_encodes_as_the_whole_text(tmp_path, monkeypatch, 
     (tmp_path / "doc.txt").write_bytes(text.encode("utf-8"))
     texts = [pydoc_text(30_000)] + ["x  \n", "y \r\n"] * 500  # so that "  \n" and " \r\n" are tokens
     tokenizer = Tokenizer.train(texts, 400, pattern=pattern, special_tokens=[ENDOFTEXT])
-    monkeypatch.setattr(data_module, "_READ_BYTES", 256)  # dozens of cuts
-    assert len(list(data_module._read_pieces(str(tmp_path / "doc.txt")))) > 20
+    monkeypatch.setattr(documents_module, "_READ_BYTES", 256)  # dozens of cuts
+    assert len(list(documents_module._read_pieces(str(tmp_path / "doc.txt")))) > 20
     data = prepare([str(tmp_path / "doc.txt")], tokenizer, tmp_path / "c", progress=False, log=lambda *a: None)
     assert np.concatenate([data.train, data.val]).tolist() == tokenizer.encode(text) + [tokenizer.eot_id]
-
-
-def test_text_without_safe_cuts_is_still_read_in_bounded_pieces(tmp_path, monkeypatch):
-    digits = "".join(str(i % 10) for i in range(50_000))  # no letter anywhere: no safe cut point
-    (tmp_path / "digits.txt").write_text(digits)
-    monkeypatch.setattr(data_module, "_READ_BYTES", 256)
-    pieces = list(data_module._read_pieces(str(tmp_path / "digits.txt")))
-    assert "".join(pieces) == digits and max(map(len, pieces)) <= 16 * 256
-
-
-def test_documents_name_their_record_or_topic(tmp_path):
-    """A passage's `source: ...` line must point at one document: a record of a JSONL file, a built-in topic."""
-    notes, records = tmp_path / "notes.md", tmp_path / "r.jsonl"
-    notes.write_text("# A\ntext\n")
-    records.write_text('{"text": "one"}\n{"text": "two"}\n')
-    assert read_documents([str(notes), str(records)]) == [
-        (str(notes), "# A\ntext\n"), (f"{records}#1", "one"), (f"{records}#2", "two")]
-    builtin = read_documents([BUILTIN])
-    from pydoc_data.topics import topics
-    assert ("builtin:pydoc#with", topics["with"]) in builtin and len({s for s, _ in builtin}) == len(builtin)
-
-
-def test_broken_links_link_loops_and_pipes_in_a_folder_are_passed_over(tmp_path, capsys):
-    (tmp_path / "a.md").write_text("Monstera is a plant.")
-    (tmp_path / "gone.md").symlink_to(tmp_path / "deleted.md")
-    (tmp_path / "loop.md").symlink_to(tmp_path / "loop.md")
-    os.mkfifo(tmp_path / "pipe.md")  # reading it would wait for a writer forever
-    assert collect_files([str(tmp_path)]) == [str(tmp_path / "a.md")]
-    assert capsys.readouterr().err.count("not a file (a broken link?)") == 3
-    with pytest.raises(DataError, match="does not exist"):  # named on the command line, it is still an error
-        collect_files([str(tmp_path / "gone.md")])

@@ -1,0 +1,245 @@
+"""Books and word-processor files read as Markdown: EPUB (.epub), Word (.docx) and OpenDocument (.odt).
+
+Each is a zip archive of XML. What questions and passages are made of is the same as in a note: the titles and
+the paragraphs under them. So a book's chapters (in its reading order) and a document's headings, paragraphs,
+list items and table rows are written as Markdown, as gpt/markup.py writes a web page, and gpt/documents.py reads the
+result as the file's text. Line numbers are those of the Markdown.
+
+A Word heading is a paragraph whose style is a heading. Style ids are the user's language ("berschrift1",
+"Titre1"), so the level comes from word/styles.xml: the style's English name ("heading 1") or its outline level.
+
+These files come from anywhere, so nothing here trusts them: a part larger than MAX_PART_BYTES once unpacked,
+or XML that declares entities (the "billion laughs"), is refused; the caller skips the file with a warning.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import zipfile
+from collections.abc import Iterator
+from urllib.parse import unquote
+from xml.etree import ElementTree
+
+from gpt.markup import html_to_markdown
+
+ZIPPED_SUFFIXES = (".epub", ".docx", ".odt")
+MAX_PART_BYTES = 64 << 20  # one chapter, or a document's body: a book's whole text is a few MB
+
+_W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+_TEXT = "{urn:oasis:names:tc:opendocument:xmlns:text:1.0}"
+_TABLE = "{urn:oasis:names:tc:opendocument:xmlns:table:1.0}"
+_OFFICE = "{urn:oasis:names:tc:opendocument:xmlns:office:1.0}"
+_OPF = "{http://www.idpf.org/2007/opf}"
+_CONTAINER = "{urn:oasis:names:tc:opendocument:xmlns:container}"
+_HEADING_NAME = re.compile(r"^heading\s*(\d)$", re.IGNORECASE)
+_HEADING_ID = re.compile(r"^heading(\d)$", re.IGNORECASE)  # a style id written in English, when styles.xml is absent
+
+
+class UnreadableDocument(ValueError):
+    """A zipped document that cannot be read; gpt/documents.py skips it with this message."""
+
+
+def zipped_to_markdown(path: str) -> str:
+    """The text of an EPUB, Word or OpenDocument file as Markdown (see the module's docstring)."""
+    kind = path.lower().rsplit(".", 1)[-1]
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return {"epub": epub_to_markdown, "docx": docx_to_markdown, "odt": odt_to_markdown}[kind](archive)
+    except (zipfile.BadZipFile, KeyError, EOFError) as exc:
+        raise UnreadableDocument(f"not a readable .{kind} file ({exc})") from None
+
+
+def _part(archive: zipfile.ZipFile, name: str) -> bytes:
+    if archive.getinfo(name).file_size > MAX_PART_BYTES:
+        raise UnreadableDocument(f"{name} is over {MAX_PART_BYTES >> 20} MB once unpacked")
+    with archive.open(name) as fh:
+        data = fh.read(MAX_PART_BYTES + 1)
+    if len(data) > MAX_PART_BYTES:
+        raise UnreadableDocument(f"{name} is over {MAX_PART_BYTES >> 20} MB once unpacked")
+    return data
+
+
+def _xml(archive: zipfile.ZipFile, name: str) -> ElementTree.Element:
+    data = _part(archive, name)
+    if b"<!ENTITY" in data:  # office files and EPUB packages declare none: entities here can only be an attack
+        raise UnreadableDocument(f"{name} declares XML entities")
+    try:
+        return ElementTree.fromstring(data)
+    except ElementTree.ParseError as exc:
+        raise UnreadableDocument(f"{name} is not well-formed XML ({exc})") from None
+
+
+# ----------------------------------------------------------------------------- EPUB: a book's chapters in order
+
+def epub_to_markdown(archive: zipfile.ZipFile) -> str:
+    """The chapters of the book's spine, in reading order, each as html_to_markdown writes it; the table of
+    contents (the navigation document) and the parts the book marks as not in the reading order are left out."""
+    rootfile = _xml(archive, "META-INF/container.xml").find(f".//{_CONTAINER}rootfile")
+    if rootfile is None or not rootfile.get("full-path"):
+        raise UnreadableDocument("META-INF/container.xml names no package document")
+    package = rootfile.get("full-path")
+    opf = _xml(archive, package)
+    items = {item.get("id"): item for item in opf.iter(f"{_OPF}item")}
+    names, chapters = set(archive.namelist()), []
+    for ref in opf.iter(f"{_OPF}itemref"):
+        item = items.get(ref.get("idref"))
+        if ref.get("linear") == "no" or item is None or "nav" in (item.get("properties") or "").split():
+            continue
+        href = unquote((item.get("href") or "").split("#")[0])
+        name = posixpath.normpath(posixpath.join(posixpath.dirname(package), href))
+        if "html" in (item.get("media-type") or "") and name in names:
+            chapters.append(html_to_markdown(_part(archive, name).decode("utf-8", errors="replace")).strip())
+    return "\n\n".join(c for c in chapters if c) + "\n"
+
+
+# ----------------------------------------------------------------------------- Word (.docx)
+
+def docx_to_markdown(archive: zipfile.ZipFile) -> str:
+    """The body of a Word document: headings by their style's level, list paragraphs as "- ", table rows as
+    "| a | b |"; a table of contents, text boxes, comments, footnotes and tracked deletions left out."""
+    styles = _docx_styles(archive)
+    body = _xml(archive, "word/document.xml").find(f"{_W}body")
+    lines: list[str] = []
+    for block in _docx_blocks(body):
+        if block.tag == f"{_W}p":
+            line = _docx_paragraph(block, styles)
+            lines += [line] if line.startswith("- ") else [line, ""]  # a list's items stay together
+        else:
+            lines += [_table_row(_docx_text(cell) for cell in row.iter(f"{_W}tc"))
+                      for row in block.iter(f"{_W}tr")] + [""]
+    return _joined(lines)
+
+
+def _docx_blocks(body: ElementTree.Element | None) -> Iterator[ElementTree.Element]:
+    """The body's paragraphs and tables in order, those inside content controls (w:sdt) too."""
+    for block in body if body is not None else []:
+        if block.tag in (f"{_W}p", f"{_W}tbl"):
+            yield block
+        elif block.tag == f"{_W}sdt":
+            yield from _docx_blocks(block.find(f"{_W}sdtContent"))
+
+
+_TOC, _LIST = -1, -2  # not heading levels: a table-of-contents style (left out), a list style (an item)
+
+
+def _docx_styles(archive: zipfile.ZipFile) -> dict[str, int]:
+    """{paragraph style id: what it makes a paragraph} from word/styles.xml: "heading N" is level N, "Title" 1,
+    a style with an outline level its level + 1; "toc N" _TOC; a numbered style or one named "List ..." _LIST."""
+    if "word/styles.xml" not in archive.namelist():
+        return {}
+    kinds = {}
+    for style in _xml(archive, "word/styles.xml").iter(f"{_W}style"):
+        name_tag, outline = style.find(f"{_W}name"), style.find(f"{_W}pPr/{_W}outlineLvl")
+        name = (name_tag.get(f"{_W}val", "") if name_tag is not None else "").lower()
+        outline_level = outline.get(f"{_W}val", "") if outline is not None else ""
+        if heading := _HEADING_NAME.match(name):
+            kinds[style.get(f"{_W}styleId")] = int(heading.group(1))
+        elif name == "title":
+            kinds[style.get(f"{_W}styleId")] = 1
+        elif name.startswith("toc "):
+            kinds[style.get(f"{_W}styleId")] = _TOC
+        elif outline_level.isdigit() and int(outline_level) < 9:
+            kinds[style.get(f"{_W}styleId")] = int(outline_level) + 1
+        elif name.startswith("list ") or style.find(f"{_W}pPr/{_W}numPr") is not None:
+            kinds[style.get(f"{_W}styleId")] = _LIST
+    return kinds
+
+
+def _docx_paragraph(paragraph: ElementTree.Element, styles: dict[str, int]) -> str:
+    text = _docx_text(paragraph)
+    style = paragraph.find(f"{_W}pPr/{_W}pStyle")
+    style_id = style.get(f"{_W}val", "") if style is not None else ""
+    kind = styles.get(style_id) or (int(m.group(1)) if (m := _HEADING_ID.match(style_id)) else 0)
+    numbering = paragraph.find(f"{_W}pPr/{_W}numPr/{_W}numId")
+    if not text or kind == _TOC:
+        return ""
+    if kind > 0:
+        return f"{'#' * min(kind, 6)} {text}"
+    numbered = numbering.get(f"{_W}val") != "0" if numbering is not None else kind == _LIST
+    return f"- {text}" if numbered else text
+
+
+def _docx_text(element: ElementTree.Element) -> str:
+    """The visible text of a paragraph or cell: runs' text, tabs and breaks; deleted text and field codes are
+    other tags (w:delText, w:instrText) and are not read; neither are text boxes inside a drawing."""
+    pieces = []
+    for node in _without(element, {f"{_W}txbxContent", f"{_W}del"}):
+        if node.tag == f"{_W}t":
+            pieces.append(node.text or "")
+        elif node.tag in (f"{_W}tab", f"{_W}br", f"{_W}cr"):
+            pieces.append(" ")
+        elif node.tag == f"{_W}p" and pieces:  # a cell's second paragraph
+            pieces.append(" ")
+    return " ".join("".join(pieces).split())
+
+
+# ----------------------------------------------------------------------------- OpenDocument (.odt)
+
+def odt_to_markdown(archive: zipfile.ZipFile) -> str:
+    """The text of an OpenDocument file: headings by their outline level, list items as "- ", table rows as
+    "| a | b |"."""
+    text = _xml(archive, "content.xml").find(f"{_OFFICE}body/{_OFFICE}text")
+    lines: list[str] = []
+    for block in text if text is not None else []:
+        lines += _odt_block(block, in_list=False)
+    return _joined(lines)
+
+
+def _odt_block(block: ElementTree.Element, in_list: bool) -> list[str]:
+    """The lines of one body element; a paragraph in a list is an item."""
+    if block.tag == f"{_TEXT}h":
+        level = block.get(f"{_TEXT}outline-level", "1")
+        return [f"{'#' * min(max(int(level) if level.isdigit() else 1, 1), 6)} {_odt_text(block)}", ""]
+    if block.tag == f"{_TEXT}p":
+        line = _odt_text(block)
+        return [f"- {line}"] if in_list and line else [line, ""]
+    if block.tag in (f"{_TEXT}list-item", f"{_TEXT}list-header", f"{_TEXT}section"):
+        return [line for child in block for line in _odt_block(child, in_list)]
+    if block.tag == f"{_TEXT}list":
+        return [line for child in block for line in _odt_block(child, True)] + ([] if in_list else [""])
+    if block.tag == f"{_TABLE}table":
+        return [_table_row(_odt_text(cell) for cell in row.iter(f"{_TABLE}table-cell"))
+                for row in block.iter(f"{_TABLE}table-row")] + [""]
+    return []
+
+
+def _odt_text(element: ElementTree.Element) -> str:
+    """Spans, links and spaces (<text:s text:c="3"/>) in order; notes (footnotes) left out."""
+    pieces = [element.text or ""]
+    for child in element:
+        if child.tag == f"{_TEXT}s":
+            pieces.append(" " * int(child.get(f"{_TEXT}c", "1") or 1))
+        elif child.tag in (f"{_TEXT}tab", f"{_TEXT}line-break"):
+            pieces.append(" ")
+        elif child.tag not in (f"{_TEXT}note", f"{_OFFICE}annotation"):
+            pieces.append(_odt_text(child))
+        pieces.append(child.tail or "")
+    return " ".join("".join(pieces).split())
+
+
+# ----------------------------------------------------------------------------- shared
+
+def _without(element: ElementTree.Element, skipped: set[str]) -> Iterator[ElementTree.Element]:
+    """element.iter() in document order, without the subtrees whose tag is in skipped."""
+    for child in element:
+        if child.tag in skipped:
+            continue
+        yield child
+        yield from _without(child, skipped)
+
+
+def _table_row(cells) -> str:
+    cells = list(cells)
+    return "| " + " | ".join(cells) + " |" if any(cells) else ""
+
+
+def _joined(lines: list[str]) -> str:
+    """Lines as one text: a list apart from what follows it, no run of blank lines, none at either end."""
+    out: list[str] = []
+    for line in lines:
+        if line and out and out[-1].startswith("- ") and not line.startswith("- "):
+            out.append("")
+        if line or (out and out[-1]):
+            out.append(line)
+    return "\n".join(out).strip() + "\n"

@@ -1,0 +1,210 @@
+import codecs
+import os
+import zipfile
+
+import pytest
+
+import gpt.documents as documents_module
+from gpt.documents import BUILTIN, DataError, collect_files, iter_documents, read_documents
+
+
+def test_folder_documents_binary_and_non_utf8(folder, capsys):
+    files = collect_files([str(folder)])
+    docs = ["".join(d) for d in iter_documents(files)]
+    assert "skipping binary file" in capsys.readouterr().err
+    assert "first record" in docs and "second record" in docs
+    assert "café naïve" in docs  # not UTF-8, and nothing in it is: read as Windows-1252 (Latin-1's superset)
+    assert len(docs) == 5
+
+
+def test_a_stray_bad_byte_in_utf8_text_is_replaced_not_a_reason_to_change_encoding(tmp_path):
+    (tmp_path / "mixed.txt").write_bytes("naïve ".encode() + b"\xff" + " café".encode())
+    (tmp_path / "quotes.txt").write_bytes(b"\x93Monstera\x94 is a plant\x85 " + ("x" * 8190).encode() + "é".encode())
+    docs = ["".join(d) for d in iter_documents(collect_files([str(tmp_path)]))]
+    assert docs[0] == "naïve \ufffd café"
+    assert docs[1].startswith("“Monstera” is a plant… ")  # the UTF-8 "é" past 8 KiB decodes as cp1252 then
+
+
+def test_byte_order_marks_are_dropped_and_utf16_is_read(tmp_path, capsys):
+    text = "## Monstera\nMonstera is a plant. Café.\n"
+    (tmp_path / "bom.md").write_bytes(codecs.BOM_UTF8 + text.encode())
+    (tmp_path / "le.md").write_bytes(text.encode("utf-16"))  # Windows' "Unicode": a BOM, then UTF-16-LE
+    (tmp_path / "be.md").write_bytes(codecs.BOM_UTF16_BE + text.encode("utf-16-be"))
+    (tmp_path / "r.jsonl").write_bytes(codecs.BOM_UTF8 + b'{"text": "first"}\n{"text": "second"}\n')
+    docs = ["".join(d) for d in iter_documents(collect_files([str(tmp_path)]))]
+    assert docs == [text, text, text, "first", "second"] and capsys.readouterr().err == ""
+
+
+def test_parquet_records_are_documents(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+    path = tmp_path / "wiki.parquet"
+    pq.write_table(pa.table({"id": [1, 2, 3], "body": ["Monstera is a plant.", None, "Water it weekly."]}), path)
+    assert [list(d) for d in iter_documents([str(path)], "body")] == [["Monstera is a plant."], ["Water it weekly."]]
+    with pytest.raises(DataError, match="no column 'text'"):
+        list(iter_documents([str(path)]))
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"PAR1 not really")
+    with pytest.raises(DataError, match="not a readable Parquet file"):
+        list(iter_documents([str(broken)]))
+
+
+def test_globs_and_missing_paths(folder):
+    assert [os.path.basename(f) for f in collect_files([str(folder / "**" / "*.txt")])] == ["latin1.txt", "b.txt"]
+    with pytest.raises(DataError, match="does not exist"):
+        collect_files([str(folder / "nope.txt")])
+    with pytest.raises(DataError, match="no files match"):
+        collect_files([str(folder / "*.zzz")])
+
+
+def test_text_without_safe_cuts_is_still_read_in_bounded_pieces(tmp_path, monkeypatch):
+    digits = "".join(str(i % 10) for i in range(50_000))  # no letter anywhere: no safe cut point
+    (tmp_path / "digits.txt").write_text(digits)
+    monkeypatch.setattr(documents_module, "_READ_BYTES", 256)
+    pieces = list(documents_module._read_pieces(str(tmp_path / "digits.txt")))
+    assert "".join(pieces) == digits and max(map(len, pieces)) <= 16 * 256
+
+
+def test_documents_name_their_record_or_topic(tmp_path):
+    """A passage's `source: ...` line must point at one document: a record of a JSONL file, a built-in topic."""
+    notes, records = tmp_path / "notes.md", tmp_path / "r.jsonl"
+    notes.write_text("# A\ntext\n")
+    records.write_text('{"text": "one"}\n{"text": "two"}\n')
+    assert read_documents([str(notes), str(records)]) == [
+        (str(notes), "# A\ntext\n"), (f"{records}#1", "one"), (f"{records}#2", "two")]
+    builtin = read_documents([BUILTIN])
+    from pydoc_data.topics import topics
+    assert ("builtin:pydoc#with", topics["with"]) in builtin and len({s for s, _ in builtin}) == len(builtin)
+
+
+def test_broken_links_link_loops_and_pipes_in_a_folder_are_passed_over(tmp_path, capsys):
+    (tmp_path / "a.md").write_text("Monstera is a plant.")
+    (tmp_path / "gone.md").symlink_to(tmp_path / "deleted.md")
+    (tmp_path / "loop.md").symlink_to(tmp_path / "loop.md")
+    os.mkfifo(tmp_path / "pipe.md")  # reading it would wait for a writer forever
+    assert collect_files([str(tmp_path)]) == [str(tmp_path / "a.md")]
+    assert capsys.readouterr().err.count("not a file (a broken link?)") == 3
+    with pytest.raises(DataError, match="does not exist"):  # named on the command line, it is still an error
+        collect_files([str(tmp_path / "gone.md")])
+
+
+# ----------------------------------------------------------------------------- books and word-processor files
+
+W = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+
+
+def zipped(path, parts: dict[str, str]):
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, text in parts.items():
+            archive.writestr(name, text)
+    return path
+
+
+def epub(path, chapters: dict[str, str], spine: list[str], nav: str = "nav.xhtml"):
+    """An EPUB 3 book: the package in OEBPS/, chapters by href, the spine in order, a navigation document."""
+    items = "".join(f'<item id="{h}" href="{h}" media-type="application/xhtml+xml"/>' for h in chapters)
+    refs = "".join(f'<itemref idref="{h}"/>' for h in spine)
+    return zipped(path, {
+        "mimetype": "application/epub+zip",
+        "META-INF/container.xml": '<?xml version="1.0"?><container version="1.0" xmlns="urn:oasis:names:tc:'
+                                  'opendocument:xmlns:container"><rootfiles><rootfile full-path="OEBPS/book.opf" '
+                                  'media-type="application/oebps-package+xml"/></rootfiles></container>',
+        "OEBPS/book.opf": f'<?xml version="1.0"?><package xmlns="http://www.idpf.org/2007/opf" version="3.0">'
+                          f'<manifest>{items}<item id="nav" href="{nav}" properties="nav" '
+                          f'media-type="application/xhtml+xml"/></manifest><spine><itemref idref="nav"/>{refs}'
+                          f'<itemref idref="notes.xhtml" linear="no"/></spine></package>',
+        f"OEBPS/{nav}": "<html><body><ol><li>Chapter one</li></ol></body></html>",
+        **{f"OEBPS/{h}": c for h, c in chapters.items()}})
+
+
+def test_an_epub_is_its_chapters_in_reading_order(tmp_path, capsys):
+    chapter = '<?xml version="1.0" encoding="utf-8"?><html xmlns="http://www.w3.org/1999/xhtml"><head><title>x' \
+              '</title></head><body><h1>{}</h1><p>{}</p></body></html>'
+    book = epub(tmp_path / "plants.epub", {
+        "two.xhtml": chapter.format("Ficus", "Ficus is a genus of trees."),
+        "one.xhtml": chapter.format("Monstera", "Monstera is a genus of plants.<br/>It climbs."),
+        "notes.xhtml": chapter.format("Notes", "Left out of the reading order.")},
+        spine=["one.xhtml", "two.xhtml"])
+    docs = ["".join(d) for d in iter_documents([str(book)])]
+    assert docs == ["# Monstera\n\nMonstera is a genus of plants.\nIt climbs.\n\n"
+                    "# Ficus\n\nFicus is a genus of trees.\n"]
+    assert capsys.readouterr().err == ""
+
+
+def docx(path, paragraphs: str, styles: str | None = None):
+    parts = {"[Content_Types].xml": "<Types/>",
+             "word/document.xml": f"<w:document {W}><w:body>{paragraphs}<w:sectPr/></w:body></w:document>"}
+    if styles is not None:
+        parts["word/styles.xml"] = f"<w:styles {W}>{styles}</w:styles>"
+    return zipped(path, parts)
+
+
+def para(text: str, style: str = "", extra: str = "") -> str:
+    props = f'<w:pPr><w:pStyle w:val="{style}"/>{extra}</w:pPr>' if style or extra else ""
+    return f"<w:p>{props}<w:r><w:t xml:space=\"preserve\">{text}</w:t></w:r></w:p>"
+
+
+def test_a_word_document_reads_its_headings_by_style_in_any_language(tmp_path):
+    # German Word: the style ids are "berschrift1"/"Titel"; their names say what they are.
+    styles = ('<w:style w:type="paragraph" w:styleId="Titel"><w:name w:val="Title"/></w:style>'
+              '<w:style w:type="paragraph" w:styleId="berschrift2"><w:name w:val="heading 2"/></w:style>'
+              '<w:style w:type="paragraph" w:styleId="Verzeichnis1"><w:name w:val="toc 1"/></w:style>'
+              '<w:style w:type="paragraph" w:styleId="Aufzhlungszeichen"><w:name w:val="List Bullet"/></w:style>')
+    body = (para("Pflanzen", "Titel") + para("Monstera 3", "Verzeichnis1") + para("Monstera", "berschrift2")
+            + "<w:p><w:r><w:t>Monstera is a </w:t></w:r><w:hyperlink><w:r><w:t>genus</w:t></w:r></w:hyperlink>"
+              "<w:r><w:delText>deleted </w:delText><w:t xml:space=\"preserve\"> of plants.</w:t></w:r></w:p>"
+            + para("Water weekly", extra='<w:numPr><w:numId w:val="1"/></w:numPr>')
+            + para("Bright light", "Aufzhlungszeichen")
+            + para("Not a list", extra='<w:numPr><w:numId w:val="0"/></w:numPr>')
+            + "<w:tbl><w:tr><w:tc><w:p><w:r><w:t>Light</w:t></w:r></w:p></w:tc><w:tc><w:p><w:r><w:t>bright"
+              "</w:t></w:r></w:p></w:tc></w:tr></w:tbl>")
+    path = docx(tmp_path / "Pflanzen.docx", body, styles)
+    assert read_documents([str(path)]) == [(str(path), "# Pflanzen\n\n## Monstera\n\nMonstera is a genus of plants."
+                                                       "\n\n- Water weekly\n- Bright light\n\nNot a list\n\n"
+                                                       "| Light | bright |\n")]
+    english = docx(tmp_path / "plain.docx", para("Ficus", "Heading1") + para("Ficus is a tree."))  # no styles.xml
+    assert "".join(*iter_documents([str(english)])) == "# Ficus\n\nFicus is a tree.\n"
+
+
+def test_an_opendocument_file_reads_headings_lists_and_tables(tmp_path):
+    ns = ('xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+          'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" '
+          'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0"')
+    content = (f'<office:document-content {ns}><office:body><office:text>'
+               '<text:h text:outline-level="2">Monstera</text:h>'
+               '<text:p>Monstera is a<text:s text:c="2"/>genus<text:note><text:note-body><text:p>a footnote'
+               '</text:p></text:note-body></text:note> of <text:span>plants</text:span>.</text:p>'
+               '<text:list><text:list-item><text:p>Water weekly</text:p></text:list-item>'
+               '<text:list-item><text:p>Bright light</text:p></text:list-item></text:list>'
+               '<table:table><table:table-row><table:table-cell><text:p>Soil</text:p></table:table-cell>'
+               '<table:table-cell><text:p>loose</text:p></table:table-cell></table:table-row></table:table>'
+               '</office:text></office:body></office:document-content>')
+    path = zipped(tmp_path / "notes.odt", {"mimetype": "application/vnd.oasis.opendocument.text",
+                                           "content.xml": content})
+    assert "".join(*iter_documents([str(path)])) == ("## Monstera\n\nMonstera is a genus of plants.\n\n"
+                                                     "- Water weekly\n- Bright light\n\n| Soil | loose |\n")
+
+
+def test_questions_come_from_a_word_document(tmp_path):
+    from gpt.qa import derive_from_files
+    path = docx(tmp_path / "plants.docx", para("Monstera", "Heading1") + para("Monstera is a genus of plants."))
+    pairs = derive_from_files([str(path)], phrasings=1)
+    assert [(p.question, p.answer, p.source, p.line) for p in pairs] == [
+        ("What is Monstera?", "Monstera is a genus of plants.", str(path), 1)]
+
+
+def test_damaged_or_hostile_zipped_documents_are_skipped_with_a_warning(tmp_path, capsys, monkeypatch):
+    (tmp_path / "a.md").write_text("Monstera is a plant.\n")
+    (tmp_path / "broken.docx").write_bytes(b"PK\x03\x04 not a zip at all")
+    docx(tmp_path / "laughs.docx", "").unlink()
+    zipped(tmp_path / "laughs.docx", {"word/document.xml": '<!DOCTYPE d [<!ENTITY a "aaaaaaaa">]><d>&a;</d>'})
+    zipped(tmp_path / "empty.epub", {"mimetype": "application/epub+zip"})  # no container.xml
+    docx(tmp_path / "big.docx", para("x" * 2000))
+    monkeypatch.setattr("gpt.zip_documents.MAX_PART_BYTES", 1000)
+    (tmp_path / "paper.pdf").write_bytes(b"%PDF-1.7\n%text-like header with no NUL in it\n")
+    assert ["".join(d) for d in iter_documents(collect_files([str(tmp_path)]))] == ["Monstera is a plant.\n"]
+    err = capsys.readouterr().err.splitlines()
+    expected = ["big.docx: word/document.xml is over 0 MB once unpacked", "broken.docx: not a readable .docx file",
+                "empty.epub: not a readable .epub file", "laughs.docx: word/document.xml declares XML entities",
+                "paper.pdf (a PDF: convert it to text first, e.g. pdftotext FILE.pdf)"]
+    assert len(err) == len(expected) and all(e in line for e, line in zip(expected, err)), err
