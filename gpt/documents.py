@@ -3,10 +3,11 @@
 Inputs are files, folders (recursive) and globs; each file (or JSONL/Parquet record) is a document. Bytes that
 are not valid UTF-8 are replaced with U+FFFD (documented policy: training text is Unicode); a byte-order mark is
 dropped, and one for UTF-16 (Windows' "Unicode" text) decodes the file as UTF-16; a Windows or Latin-1 file is
-read as cp1252; other files with NUL bytes in their first 8 KiB, and PDFs, are treated as binary and skipped with
-a warning. A web page (.html, .htm) or a Jupyter notebook (.ipynb) is read as its text, written as Markdown
+read as cp1252; other files with NUL bytes in their first 8 KiB are treated as binary and skipped with a
+warning. A web page (.html, .htm) or a Jupyter notebook (.ipynb) is read as its text, written as Markdown
 (gpt/markup.py), not as its tags or JSON; so is a book (.epub) or a word-processor file (.docx, .odt:
-gpt/zip_documents.py). A large text file is read in pieces, cut only where tokenization cannot change.
+gpt/zip_documents.py), and a PDF's text (gpt/pdf_text.py, with the optional pypdf). A large text file is read
+in pieces, cut only where tokenization cannot change.
 This module knows nothing of tokens or models.
 """
 
@@ -17,19 +18,19 @@ import glob
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import regex
 
 from gpt.errors import InputError
 from gpt.markup import CONVERTED_SUFFIXES, as_markdown
+from gpt.pdf_text import UnreadablePDF, pdf_to_markdown
 from gpt.pretokenize import SAFE_CUT
 from gpt.zip_documents import ZIPPED_SUFFIXES, UnreadableDocument, zipped_to_markdown
 
 BUILTIN = "builtin:pydoc"  # Python's reference documentation, shipped with every CPython
 _READ_BYTES = 1 << 20  # a large file's pieces: small pieces keep every encoder busy
 _SAFE_CUT = regex.compile(SAFE_CUT, flags=regex.REVERSE)  # searched backwards: the last cut in a block
-_PDF_HINT = " (a PDF: convert it to text first, e.g. pdftotext FILE.pdf)"
 
 
 class DataError(InputError):
@@ -86,7 +87,7 @@ def _text_encoding(path: str) -> str | None:
         head = fh.read(8192)
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
-    if b"\0" in head or head.startswith(b"%PDF-"):  # a PDF's first 8 KiB may hold no NUL
+    if b"\0" in head or head.startswith(b"%PDF-"):  # a PDF not named .pdf: its first 8 KiB may hold no NUL
         return None
     text = codecs.getincrementaldecoder("utf-8")(errors="replace").decode(head)  # a character cut at 8 KiB waits
     legacy = "\ufffd" in text and all(c == "\ufffd" or c.isascii() for c in text)
@@ -162,10 +163,13 @@ def iter_documents(files: list[str], jsonl_field: str = "text") -> Iterator[Iter
         else:
             try:
                 if path.lower().endswith(ZIPPED_SUFFIXES):  # a book or a word-processor file: a zip of XML
-                    yield from _zipped(path)
+                    yield from _converted(path, zipped_to_markdown, UnreadableDocument)
+                    continue
+                if path.lower().endswith(".pdf"):
+                    yield from _converted(path, pdf_to_markdown, UnreadablePDF)
                     continue
                 if (encoding := _text_encoding(path)) is None:
-                    warn(f"skipping binary file {path}" + (_PDF_HINT if path.lower().endswith(".pdf") else ""))
+                    warn(f"skipping binary file {path}")
                     continue
                 if path.lower().endswith(CONVERTED_SUFFIXES):  # a web page, a notebook: text, not tags or JSON
                     yield [as_markdown(path, "".join(_read_pieces(path, encoding)), warn)]
@@ -175,10 +179,11 @@ def iter_documents(files: list[str], jsonl_field: str = "text") -> Iterator[Iter
                 warn(f"skipping unreadable file {path}: {exc.strerror}")
 
 
-def _zipped(path: str) -> Iterator[list[str]]:
+def _converted(path: str, to_markdown: Callable[[str], str], unreadable: type[Exception]) -> Iterator[list[str]]:
+    """A file that is not text, as the text to_markdown finds in it; skipped with a warning if it finds none."""
     try:
-        yield [zipped_to_markdown(path)]
-    except UnreadableDocument as exc:
+        yield [to_markdown(path)]
+    except unreadable as exc:
         warn(f"skipping {path}: {exc}")
 
 

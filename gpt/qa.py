@@ -57,7 +57,10 @@ _TERM_WORD = r"[^\W_][\w'’().+&/-]*"
 _EMPHASIS = r"(?:\*\*|__|[*_`])"  # a glossary term in bold, italics or backticks
 _CLOSING_HASHES = re.compile(r"(?:^|[ \t]+)#+[ \t]*$")  # "## Title ##"; "C#" keeps its hash
 _LINK = re.compile(r"\[\[(?:[^\]|]*\|)?(?P<wiki>[^\]|]+)\]\]|\[(?P<md>[^\]]+)\]\([^)]*\)")  # wiki and markdown links
-_SECTION_NUMBER = re.compile(r"^\s*\d+(?:\.\d+)*\.[ \t]+(?=\S)|^\s*\d+(?:\.\d+)+[ \t]+(?=\S)")  # not "1984 (novel)"
+# "2.1 ", "3. ", an appendix's "A.1 ", a chapter's "1 Introduction" (one or two digits, a capital after); not
+# "1984 (novel)", nor "J. R. R. Tolkien"
+_SECTION_NUMBER = re.compile(r"^\s*(?:\d+(?:\.\d+)*\.[ \t]+(?=\S)|\d+(?:\.\d+)+[ \t]+(?=\S)"
+                             r"|[A-Z](?:\.\d+)+\.?[ \t]+(?=\S)|\d{1,2}[ \t]+(?=[A-Z]))")
 # Paragraphs that say when or how, not what, often first under a title. Notation, no prose at all: Sphinx's version
 # notes ("New in version 3.5."), grammar ("lambda_expr ::= ..."), interpreter sessions (">>>"), reST directives
 # (".. glossary::"), lists of contents or links ("* [Windows](#windows)", "- [[Monstera]]"). And what may hold a fact

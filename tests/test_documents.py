@@ -1,5 +1,6 @@
 import codecs
 import os
+import sys
 import zipfile
 
 import pytest
@@ -201,10 +202,57 @@ def test_damaged_or_hostile_zipped_documents_are_skipped_with_a_warning(tmp_path
     zipped(tmp_path / "empty.epub", {"mimetype": "application/epub+zip"})  # no container.xml
     docx(tmp_path / "big.docx", para("x" * 2000))
     monkeypatch.setattr("gpt.zip_documents.MAX_PART_BYTES", 1000)
-    (tmp_path / "paper.pdf").write_bytes(b"%PDF-1.7\n%text-like header with no NUL in it\n")
+    (tmp_path / "paper").write_bytes(b"%PDF-1.7\n%text-like header with no NUL in it\n")  # a PDF not named .pdf
     assert ["".join(d) for d in iter_documents(collect_files([str(tmp_path)]))] == ["Monstera is a plant.\n"]
     err = capsys.readouterr().err.splitlines()
     expected = ["big.docx: word/document.xml is over 0 MB once unpacked", "broken.docx: not a readable .docx file",
                 "empty.epub: not a readable .epub file", "laughs.docx: word/document.xml declares XML entities",
-                "paper.pdf (a PDF: convert it to text first, e.g. pdftotext FILE.pdf)"]
+                "skipping binary file"]
     assert len(err) == len(expected) and all(e in line for e, line in zip(expected, err)), err
+
+
+def pdf(path, pages: list[list[str]], outline: list[tuple[str, int, int]]):
+    """A PDF written by pypdf: each page's lines in Helvetica, and bookmarks (title, page, depth 1 or 2)."""
+    from pypdf import PdfWriter
+    from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
+    writer, name = PdfWriter(), NameObject
+    font = writer._add_object(DictionaryObject({name("/Type"): name("/Font"), name("/Subtype"): name("/Type1"),
+                                                name("/BaseFont"): name("/Helvetica")}))
+    for lines in pages:
+        page = writer.add_blank_page(612, 792)
+        stream = DecodedStreamObject()
+        stream.set_data(("BT /F1 12 Tf 14 TL 72 720 Td " + " ".join(f"({t}) Tj T*" for t in lines) + " ET").encode())
+        page[name("/Contents")] = writer._add_object(stream)
+        page[name("/Resources")] = DictionaryObject({name("/Font"): DictionaryObject({name("/F1"): font})})
+    parent = None
+    for title, page_number, depth in outline:
+        item = writer.add_outline_item(title=title, page_number=page_number, parent=parent if depth == 2 else None)
+        parent = item if depth == 1 else parent
+    writer.write(path)
+    return path
+
+
+def test_a_pdf_is_its_pages_text_with_its_bookmarks_as_titles(tmp_path):
+    pytest.importorskip("pypdf")
+    path = pdf(tmp_path / "plants.pdf", [["Plant notes", "Monstera", "Monstera is a genus of flowering plants na-",
+                                          "tive to tropical America."], ["Watering", "Water when the soil is dry."]],
+               [("Monstera", 0, 1), ("Watering", 1, 2)])
+    assert "".join(*iter_documents([str(path)])) == (
+        "Plant notes\n# Monstera\nMonstera is a genus of flowering plants native to tropical America.\n"
+        "## Watering\nWater when the soil is dry.\n")
+    from gpt.qa import derive_from_files
+    assert [(p.question, p.answer) for p in derive_from_files([str(path)], phrasings=1)] == [
+        ("What is Monstera?", "Monstera is a genus of flowering plants native to tropical America."),
+        ("What is Watering?", "Water when the soil is dry.")]
+
+
+def test_a_pdf_without_text_or_pypdf_is_skipped_with_a_warning(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("pypdf")
+    pdf(tmp_path / "scan.pdf", [[]], [])
+    (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.7\nnot really a PDF")
+    assert list(iter_documents(collect_files([str(tmp_path)]))) == []
+    err = capsys.readouterr().err.splitlines()
+    assert "broken.pdf: not a readable PDF" in err[0] and "scan.pdf: the PDF has no text (a scan?" in err[1], err
+    monkeypatch.setitem(sys.modules, "pypdf", None)  # as if the extra were not installed
+    assert list(iter_documents([str(tmp_path / "scan.pdf")])) == []
+    assert "reading PDF needs pypdf (pip install 'gpt[pdf]')" in capsys.readouterr().err

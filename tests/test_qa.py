@@ -319,15 +319,18 @@ def test_underlined_titles_are_headings():
 def test_notes_app_markup_numbered_headings_and_emphasised_terms():
     """What note apps write: YAML front matter gives nothing, section numbers are not part of a title, and a
     glossary term may be in italics or backticks as well as in bold, a linked title is its link's text; "1984
-    (novel)" keeps its number."""
+    (novel)" keeps its number, and "J. R. R. Tolkien" his initials."""
     text = ("---\ntitle: Monstera\ndescription: notes about the plant by the window.\n---\n\n"
             "## 1. Light\n\nBright, indirect light suits it.\n\n"
             "## 2.3 Soil\n\nA chunky, well-drained mix.\n\n## 1984 (novel)\n\nA novel by George Orwell.\n\n"
+            "## 3 Repotting\n\nEvery second spring.\n\n## A.1 Sources\n\nThe society's guide.\n\n"
+            "## J. R. R. Tolkien\n\nAn English writer.\n\n"
             "## [[plants/pothos|Pothos]]\n\nA trailing vine.\n\n## [Ficus](ficus.md)\n\nA genus of trees.\n\n"
             "- *Aerial roots* - roots that grow above the ground.\n- `gpt qa`: derives questions from notes.\n"
             "- **Fenestration**: the holes and splits in the leaves.\n")
     assert [(e.term, e.kind) for e in derive_entries(text)] == [
-        ("Light", "heading"), ("Soil", "heading"), ("1984 (novel)", "heading"), ("Pothos", "heading"),
+        ("Light", "heading"), ("Soil", "heading"), ("1984 (novel)", "heading"), ("Repotting", "heading"),
+        ("Sources", "heading"), ("J. R. R. Tolkien", "heading"), ("Pothos", "heading"),
         ("Ficus", "heading"), ("Aerial roots", "glossary"),
         ("gpt qa", "glossary"), ("Fenestration", "glossary")]
 
