@@ -52,6 +52,8 @@ update edit ps nb q a question answer see step each every all some any both many
 following else otherwise however thus therefore first finally in on at for with by from after before during of to and
 or into over under about
 """.split())
+# A sentence that opens with one of these is not saying what its first word is: "Now is the time to repot."
+_ADVERBS = frozenset("now yet still too very only even ever never always often soon again perhaps indeed hence".split())
 LEADING_ARTICLE = re.compile(r"^(?:the|a|an)\s+", re.IGNORECASE)
 _TERM_WORD = r"[^\W_][\w'’().+&/-]*"
 _EMPHASIS = r"(?:\*\*|__|[*_`])"  # a glossary term in bold, italics or backticks
@@ -277,7 +279,8 @@ def _faq_entries(lines: list[str], code: list[bool]) -> list[Entry]:
 def defined_term(sentence: str) -> str | None:
     """The term a sentence such as "A monstera is a genus of ..." defines (a short noun phrase), else None."""
     match = DEFINITION.match(sentence)
-    if not (match and sentence.endswith((".", "!")) and _is_term(match.group("term"), 4)):
+    if not (match and sentence.endswith((".", "!")) and _is_term(match.group("term"), 4)) \
+            or match.group("term").split()[0].lower() in _ADVERBS:
         return None
     term = match.group("term")
     return term[0].lower() + term[1:] if LEADING_ARTICLE.match(term) else term

@@ -53,6 +53,7 @@ from gpt.qa_mix import aim_at_recall, augmentation_file, conversations, derived_
 from gpt.retrieval import RUN_PASSAGES
 from gpt.runtime import Dist
 
+MAX_CHAT_REPEATS = 4  # times as often as the text a conversation may be seen, unless data.chat_weight is given
 PENDING_TOKENIZER = ".tokenizer.pending.json"  # a new run's tokenizer, until the run is committed
 # What a fresh run replaces. The token cache (data/) stays: it is checked against its tokenizer and inputs.
 TEMPLATE_FILE, SPECIAL_FILE = "chat_template.jinja", "special.json"  # the chat format; a HF model's tokens
@@ -232,6 +233,7 @@ class Prepared:
     base_vocab: int  # the --init-from model's vocabulary, before chat tokens grew it (else the model's)
     chat: dict | None = None  # --init-from's chat template and special tokens (read_chat_files)
     recall: bool = False  # the text is mostly entries, trained to recite them (qa_mix.aim_at_recall)
+    chat_cap: float = 1.0  # the most the conversations' share of a batch may be (chat_share_cap)
 
 
 def prepare_run(cfg: Config, run_dir: Path, dist: Dist, resume: str = "auto", init_from: str | None = None,
@@ -284,7 +286,17 @@ def prepare_run(cfg: Config, run_dir: Path, dist: Dist, resume: str = "auto", in
     data = prepare_tokens(cfg, text_files, tokenizer, run_dir / "data", dist, progress, log) if text_files else None
     chat_train, chat_val = render_conversations(cfg, chat_files, tokenizer, log, derived) if needs_chat else ([], [])
     return Prepared(files, tokenizer, data, chat_train, chat_val, checkpoint, state,
-                    base_vocab or cfg.model.vocab_size, chat, recall)
+                    base_vocab or cfg.model.vocab_size, chat, recall, chat_share_cap(data, chat_train, explicit))
+
+
+def chat_share_cap(data: TokenData | None, chat_train: Rendered, explicit: set[str]) -> float:
+    """The most the conversations' share of each batch may be, so that none is seen more than MAX_CHAT_REPEATS
+    times as often as the text: a novel's ten derived questions would otherwise take half of every batch, read
+    a hundred times for each time the text is. 1.0 (no cap) when data.chat_weight is given, or nothing to mix."""
+    if "data.chat_weight" in explicit or data is None or not chat_train:
+        return 1.0
+    text, chat = len(data.train), sum(len(ids) for ids, _ in chat_train)
+    return MAX_CHAT_REPEATS * chat / (text + MAX_CHAT_REPEATS * chat)
 
 
 def render_conversations(cfg: Config, files: list[str], tokenizer: Tokenizer, log: Callable[[str], None],
@@ -389,21 +401,24 @@ def batch_source(cfg: Config, prepared: Prepared, per_rank: int, dist: Dist, dev
                                            per_rank, cfg.train.seed, dist.rank, dist.world_size, device))
     if len(sources) == 1:
         return sources[0]
-    return MixedBatches(sources, text_and_chat_weights(cfg, 0.0), cfg.train.seed)
+    return MixedBatches(sources, text_and_chat_weights(cfg, 0.0, prepared.chat_cap), cfg.train.seed)
 
 
-def text_and_chat_weights(cfg: Config, progress: float) -> list[float]:
+def text_and_chat_weights(cfg: Config, progress: float, cap: float = 1.0) -> list[float]:
     """The shares of text and of conversations in a batch at `progress` (0 to 1) through the run:
-    data.chat_weight, and data.chat_weight_decay once the lr decays, if set."""
+    data.chat_weight, and data.chat_weight_decay once the lr decays, if set; at most `cap` (chat_share_cap)."""
     d, decaying = cfg.data, progress >= 1.0 - cfg.train.decay_fraction
-    chat = d.chat_weight_decay if decaying and d.chat_weight_decay >= 0 else d.chat_weight
+    chat = min(d.chat_weight_decay if decaying and d.chat_weight_decay >= 0 else d.chat_weight, cap)
     return [1.0 - chat, chat]
 
 
-def mix_line(cfg: Config) -> str:
+def mix_line(cfg: Config, cap: float = 1.0) -> str:
     """The conversations' share of each batch, as the start-up line says it."""
-    before, after = text_and_chat_weights(cfg, 0.0)[1], text_and_chat_weights(cfg, 1.0)[1]
-    return f" at {before:.0%} of each batch" + (f", {after:.0%} while the lr decays" if after != before else "")
+    before, after = text_and_chat_weights(cfg, 0.0, cap)[1], text_and_chat_weights(cfg, 1.0, cap)[1]
+    capped = cap < cfg.data.chat_weight
+    share = lambda x: f"{x:.0%}" if x >= 0.095 else f"{x:.1%}"  # noqa: E731
+    return (f" at {share(before)} of each batch" + (f", {share(after)} while the lr decays" if after != before else "")
+            + (f" (capped: each seen at most {MAX_CHAT_REPEATS}x as often as the text)" if capped else ""))
 
 
 def prepare_only(cfg: Config, run_dir: Path, progress: bool = False) -> TokenData:

@@ -66,6 +66,7 @@ class Trainer:
         prepared = prepare_run(cfg, self.run_dir, self.dist, resume, init_from, explicit, self.progress, self.log)
         self.tokenizer, self.data, self.chat_val = prepared.tokenizer, prepared.data, prepared.chat_val
         self.chat_conversations, self.recall = len(prepared.chat_train), prepared.recall
+        self.chat_cap = prepared.chat_cap
         if self.data is not None:
             check_sizes(self.data, cfg.model.block_size)
         self.text_tokens = len(self.data.train) if self.data is not None else 0
@@ -113,7 +114,7 @@ class Trainer:
         data = f"{self.text_tokens:,} tokens, val {len(self.data.val):,} tokens" if self.data is not None else ""
         if self.chat_conversations:
             data += (", " if data else "") + f"{self.chat_conversations:,} conversations (val {len(self.chat_val):,})"
-            data += mix_line(cfg) if isinstance(self.batches, MixedBatches) else ""
+            data += mix_line(cfg, self.chat_cap) if isinstance(self.batches, MixedBatches) else ""
         self.log(f"train: {data}; {self.tokens_per_step:,} tokens/step (batch {tr.batch_size} x accum "
                  f"{tr.grad_accum} x block {cfg.model.block_size}); up to {tr.max_iters:,} steps{budget}; warmup "
                  f"{warmup}; schedule {tr.schedule}; optimizer {tr.optimizer}{regularised}; run dir {self.run_dir}")
@@ -182,7 +183,7 @@ class Trainer:
             optim.set_lr(self.optimizers, lr / tr.lr)
             optim.set_regulariser(self.model, self.optimizers, self.cfg, self.tokens_seen / max(self.text_tokens, 1))
             if isinstance(self.batches, MixedBatches):
-                self.batches.reweigh(text_and_chat_weights(self.cfg, progress))
+                self.batches.reweigh(text_and_chat_weights(self.cfg, progress, self.chat_cap))
             loss = self.train_step()
             self.step += 1
             self.tokens_seen += self.tokens_per_step

@@ -4,10 +4,10 @@ import pytest
 
 import gpt.data
 from gpt.config import ConfigError, resolve
-from gpt.run_setup import SetupError, resume_point, text_and_chat_weights
+from gpt.run_setup import MAX_CHAT_REPEATS, SetupError, resume_point, text_and_chat_weights
 from gpt.train import Trainer
 
-from .conftest import TINY, run_gpt
+from .conftest import TINY, pydoc_text, run_gpt
 
 
 def tiny(corpus, **overrides):
@@ -73,6 +73,28 @@ def test_the_question_share_changes_when_the_lr_decays(corpus_file, tmp_path):
         resolve(overrides={"data.chat_weight_decay": 1.5})
     trainer = Trainer(tiny(corpus_file, **{"data.qa": "on", "data.chat_weight": 0.25, "data.chat_weight_decay": 0.75,
                                            "train.max_iters": 10}), tmp_path / "run", progress=False,
-                      log=lambda *a: None)
+                      explicit={"data.chat_weight", "data.chat_weight_decay"}, log=lambda *a: None)
     trainer.run()  # 8 steps at a quarter conversations, 2 at three quarters: 16 + 12 of 80 rows
     assert trainer.batches.weights == [0.25, 0.75] and trainer.batches.given == [52, 28]
+
+
+def test_a_few_questions_in_a_long_text_are_not_half_of_every_batch(tmp_path):
+    """A novel gives a handful of questions: at the default half of each batch, each would be read about a hundred
+    times for each time the text is. The share is capped so that no conversation is seen more than
+    MAX_CHAT_REPEATS times as often as the text; a share given on the command line is the run's."""
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "plants.md").write_text("".join(f"## Plant {c}\n\nPlant {c} is a green plant with {c} leaves.\n\n"
+                                             for c in "ABCDEF"))
+    (notes / "novel.txt").write_text(pydoc_text(60_000))
+    lines = []
+    cfg = resolve(preset="tiny", overrides={"data.input": [str(notes)], "data.qa": "auto", "train.max_iters": 4})
+    trainer = Trainer(cfg, tmp_path / "run", progress=False, log=lines.append)
+    text, chat = len(trainer.data.train), sum(len(ids) for ids, _ in trainer.batches.sources[1].rendered)
+    cap = MAX_CHAT_REPEATS * chat / (text + MAX_CHAT_REPEATS * chat)
+    assert cap < 0.2 and trainer.batches.weights == pytest.approx([1 - cap, cap])
+    assert any("(capped: each seen at most 4x as often as the text)" in line for line in lines), lines
+    given = Trainer(resolve(preset="tiny", overrides={"data.input": [str(notes)], "data.qa": "auto",
+                                                      "data.chat_weight": 0.5, "train.max_iters": 4}),
+                    tmp_path / "given", explicit={"data.chat_weight"}, progress=False, log=lambda *a: None)
+    assert given.batches.weights == [0.5, 0.5]
