@@ -1,10 +1,11 @@
 """Notes in other markups, read as Markdown: what gpt/qa.py and gpt/retrieval.py look for is Markdown's.
 
-People keep notes in Markdown, reStructuredText, Emacs org-mode and AsciiDoc. Their titles and code blocks are
-what questions and passages are made of, so each is rewritten line for line into Markdown's ("* Monstera" in
-org-mode and "== Monstera" in AsciiDoc become "# Monstera"; their source blocks become ``` fences); line numbers
-stay those of the file, so a passage's source line is still right. Org-mode and AsciiDoc are told by the
-file's suffix (as pandoc does); underlined titles (Markdown's setext, reStructuredText) by the text itself.
+People keep notes in Markdown, reStructuredText, Emacs org-mode, AsciiDoc and LaTeX. Their titles and code blocks
+are what questions and passages are made of, so each is rewritten line for line into Markdown's ("* Monstera" in
+org-mode, "== Monstera" in AsciiDoc and "\\chapter{Monstera}" in LaTeX become "# Monstera"; their source blocks
+become ``` fences); line numbers stay those of the file, so a passage's source line is still right. Org-mode,
+AsciiDoc and LaTeX are told by the file's suffix (as pandoc does); underlined titles (Markdown's setext,
+reStructuredText) by the text itself.
 
 HTML and Jupyter notebooks are not text anyone reads as it is written, so gpt/documents.py reads a web page or a
 notebook as Markdown (html_to_markdown, notebook_to_markdown) before anything else sees it: the model trains on
@@ -37,6 +38,7 @@ scss less toml yaml yml ini cfg conf json xml cmake mk gradle dart zig nim tf pr
 CODE_NAMES = ("makefile", "dockerfile", "cmakelists.txt")
 ORG_SUFFIXES = (".org",)
 ASCIIDOC_SUFFIXES = (".adoc", ".asciidoc", ".asc")
+LATEX_SUFFIXES = (".tex", ".latex")
 # "** TODO [#A] Repot the monstera   :plants:home:" -> level 2, "Repot the monstera" (its tags cut in org_to_markdown)
 _ORG_HEADING = re.compile(r"^(\*+)[ \t]+(?:(?:TODO|DONE|NEXT|WAITING|CANCELLED)[ \t]+)?(?:\[#[A-Z]\][ \t]+)?(.*)$")
 _ORG_TAGS = re.compile(r":[\w@#%:]+:")
@@ -221,6 +223,71 @@ def note_title(lines: list[str], front: int, source: str) -> str | None:
     return " ".join(words)
 
 
+_TEX_LEVELS = {"title": 1, "part": 1, "chapter": 1, "section": 2, "subsection": 3, "subsubsection": 4, "paragraph": 5}
+_TEX_HEADING = re.compile(rf"^\s*\\({'|'.join(_TEX_LEVELS)})\*?(?:\[[^\]]*\])?\{{(.*?)\}}\s*"
+                          r"(?:\\label\{[^}]*\}\s*)?$")
+_TEX_CODE = re.compile(r"^\s*\\(?:begin|end)\{(?:verbatim|Verbatim|lstlisting|minted|code)\}")  # a fence
+_TEX_ITEM = re.compile(r"^\s*\\item(?:\[([^\]]*)\])?\s*(.*)$")  # "\item[Term] definition" or "\item text"
+# \begin{itemize}, \maketitle, \usepackage[utf8]{inputenc}: a line of commands and nothing else
+_TEX_COMMANDS_ONLY = re.compile(r"^\s*(?:\\[a-zA-Z@]+\*?(?:\[[^\]]*\])*(?:\{[^{}]*\})*\s*)+$")
+_TEX_COMMENT = re.compile(r"(?<!\\)%.*$")
+_TEX_DROPPED = re.compile(r"\\(?:cite[tp]?|ref|eqref|pageref|label|index|footnote)\*?(?:\[[^\]]*\])*\{[^{}]*\}")
+_TEX_LINK = re.compile(r"\\href\{[^{}]*\}\{([^{}]*)\}")
+_TEX_UNWRAP = re.compile(r"\\(?!href\b)[a-zA-Z]+\*?(?:\[[^\]]*\])?\{([^{}]*)\}")  # \emph{x}, \textbf{x}, \texttt{x}: x
+_TEX_ESCAPES = {"\\%": "%", "\\&": "&", "\\_": "_", "\\#": "#", "\\$": "$", "``": "\u201c", "''": "\u201d", "~": " ",
+                "\\\\": ""}
+
+
+def latex_to_markdown(lines: list[str]) -> list[str]:
+    """LaTeX's \\section{Title} (and \\chapter, \\title...) as "## Title", verbatim and listings as fences,
+    "\\item[Term] definition" as "Term: definition" and "\\item text" as "- text"; the preamble, comments and lines
+    of commands alone blanked; \\emph{x} and the like as their text, citations and labels left out."""
+    start = next((i + 1 for i, line in enumerate(lines) if line.strip().startswith("\\begin{document}")), 0)
+    out = []
+    for i, line in enumerate(_tex_items_joined(lines)):
+        line = _TEX_COMMENT.sub("", line).rstrip()
+        if heading := _TEX_HEADING.match(line):
+            out.append(f"{'#' * _TEX_LEVELS[heading.group(1)]} {_tex_text(heading.group(2))}")
+        elif _TEX_CODE.match(line):
+            out.append("```")
+        elif i < start or _TEX_COMMANDS_ONLY.match(line):
+            out.append("")
+        elif item := _TEX_ITEM.match(line):
+            term, text = _tex_text(item.group(1) or ""), _tex_text(item.group(2))
+            out.append(f"{term}: {text}" if term else f"- {text}")
+        else:
+            out.append(_tex_text(line))
+    return _inside_fences_as_written(lines, out)
+
+
+def _tex_text(text: str) -> str:
+    text = _TEX_DROPPED.sub("", text)
+    for _ in range(4):  # nested: \textbf{\emph{x}}, \href{url}{the \textbf{care} guide}
+        text = _TEX_LINK.sub(r"\1", _TEX_UNWRAP.sub(r"\1", text))
+    for escaped, char in _TEX_ESCAPES.items():
+        text = text.replace(escaped, char)
+    return text
+
+
+def _tex_items_joined(lines: list[str]) -> list[str]:
+    """A title whose braces close on a later line, and "\\item[Term]" with its definition on the lines under it,
+    joined onto their first line; the lines joined blanked."""
+    out = list(lines)
+    for i, line in enumerate(lines):
+        if out[i] != line:
+            continue
+        end = i + 1
+        if re.match(rf"^\s*\\(?:{'|'.join(_TEX_LEVELS)})\b", line):
+            while end < len(lines) and sum(t.count("{") - t.count("}") for t in lines[i:end]) > 0 and end - i < 5:
+                end += 1
+        elif (item := _TEX_ITEM.match(line)) and item.group(1) is not None and not item.group(2):
+            while end < len(lines) and lines[end].strip() and not lines[end].lstrip().startswith("\\"):
+                end += 1
+        out[i] = " ".join([line.rstrip()] + [part.strip() for part in lines[i + 1:end]])
+        out[i + 1:end] = [""] * (end - i - 1)
+    return out
+
+
 def markdown_lines(text: str, source: str = "") -> list[str]:
     """The lines of a note as Markdown, one for each line of `text`: what questions and passages are read from.
     In code, a comment that would read as a title ("# Monstera") is indented as code instead."""
@@ -232,6 +299,8 @@ def markdown_lines(text: str, source: str = "") -> list[str]:
         lines = org_to_markdown(lines)
     elif suffix.endswith(ASCIIDOC_SUFFIXES):
         lines = asciidoc_to_markdown(lines)
+    elif suffix.endswith(LATEX_SUFFIXES):
+        lines = latex_to_markdown(lines)
     front = front_matter_lines(lines)  # its closing "---" underlines nothing
     return lines[:front] + setext_to_atx(lines[front:])
 

@@ -89,8 +89,44 @@ def test_questions_and_passages_from_org_and_asciidoc_notes():
     assert not derive_entries(ORG, "plants.txt")  # without the suffix its stars are a list, as Markdown reads them
 
 
-@given(st.text(alphabet=st.sampled_from("*=-#+:[]<!->/ \t\naZ\r.`_"), max_size=300),
-       st.sampled_from(["n.org", "n.adoc", "n.md", "n.rst"]))
+TEX = r"""\documentclass{article}
+\usepackage[utf8]{inputenc}
+\title{Plant notes}
+\begin{document}
+\maketitle
+\section{Monstera}\label{sec:monstera}
+% a comment, not text
+Monstera is a genus of \emph{flowering} plants~\cite{kew} native to tropical America (50\% humidity).
+\begin{verbatim}
+\section{not a title: code}
+\end{verbatim}
+\begin{description}
+\item[Perlite] A volcanic glass that keeps soil airy.
+\item[Sphagnum]
+  A moss that holds water.
+\end{description}
+\subsection{Repotting
+  in spring}
+See \href{https://example.org}{the \textbf{care} guide}.
+\end{document}
+"""
+
+
+def test_latex_titles_code_description_lists_and_commands():
+    assert markdown_lines(TEX, "notes.tex") == [
+        "", "", "# Plant notes", "", "", "## Monstera", "",
+        "Monstera is a genus of flowering plants  native to tropical America (50% humidity).", "```",
+        "\\section{not a title: code}", "```", "", "Perlite: A volcanic glass that keeps soil airy.",
+        "Sphagnum: A moss that holds water.", "", "", "### Repotting in spring", "", "See the care guide.", ""]
+    assert [(e.term, e.kind, e.line) for e in derive_entries(TEX, "notes.tex")] == [  # the title has no text under it
+        ("Monstera", "heading", 6), ("Perlite", "glossary", 13), ("Sphagnum", "glossary", 14),
+        ("Repotting in spring", "heading", 17)]
+    assert derive_entries(TEX, "notes.tex")[0].definition == (
+        "Monstera is a genus of flowering plants native to tropical America (50% humidity).")
+
+
+@given(st.text(alphabet=st.sampled_from("*=-#+:[]<!->/ \t\naZ\r.`_{}%\\"), max_size=300),
+       st.sampled_from(["n.org", "n.adoc", "n.md", "n.rst", "n.tex"]))
 def test_every_line_keeps_its_number(text, source):
     assert len(markdown_lines(text, source)) == len(text.splitlines())
 
