@@ -18,6 +18,7 @@ shows).
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from collections.abc import Callable
@@ -39,6 +40,7 @@ CODE_NAMES = ("makefile", "dockerfile", "cmakelists.txt")
 ORG_SUFFIXES = (".org",)
 ASCIIDOC_SUFFIXES = (".adoc", ".asciidoc", ".asc")
 LATEX_SUFFIXES = (".tex", ".latex")
+TABLE_SUFFIXES = (".csv", ".tsv")  # a glossary kept in a spreadsheet, flash cards exported from Anki
 # "** TODO [#A] Repot the monstera   :plants:home:" -> level 2, "Repot the monstera" (its tags cut in org_to_markdown)
 _ORG_HEADING = re.compile(r"^(\*+)[ \t]+(?:(?:TODO|DONE|NEXT|WAITING|CANCELLED)[ \t]+)?(?:\[#[A-Z]\][ \t]+)?(.*)$")
 _ORG_TAGS = re.compile(r":[\w@#%:]+:")
@@ -288,6 +290,24 @@ def _tex_items_joined(lines: list[str]) -> list[str]:
     return out
 
 
+def table_to_markdown(lines: list[str], delimiter: str) -> list[str]:
+    """A table's rows of two cells ("Monstera,A genus of plants") as glossary lines ("Monstera: A genus of
+    plants"), HTML in a cell (Anki's) as its text; other rows as list items ("- id, name, price"). A row that
+    names its columns ("term,definition") is no entry: its second cell is one word."""
+    out = []
+    for line in lines:
+        try:
+            cells = next(csv.reader([line], delimiter=delimiter), [])
+        except csv.Error:  # a cell past csv's field size limit: no glossary line
+            cells = []
+        cells = [" ".join(html_to_markdown(c).split()) if "<" in c else c.strip() for c in cells]
+        if len(cells) == 2 and all(cells):
+            out.append(f"{cells[0]}: {cells[1]}")
+        else:  # a list item, so that no row reads as the one before it carried on
+            out.append(f"- {', '.join(c for c in cells if c)}" if any(cells) else "")
+    return out
+
+
 def markdown_lines(text: str, source: str = "") -> list[str]:
     """The lines of a note as Markdown, one for each line of `text`: what questions and passages are read from.
     In code, a comment that would read as a title ("# Monstera") is indented as code instead."""
@@ -301,6 +321,8 @@ def markdown_lines(text: str, source: str = "") -> list[str]:
         lines = asciidoc_to_markdown(lines)
     elif suffix.endswith(LATEX_SUFFIXES):
         lines = latex_to_markdown(lines)
+    elif suffix.endswith(TABLE_SUFFIXES):
+        lines = table_to_markdown(lines, "\t" if suffix.endswith(".tsv") else ",")
     front = front_matter_lines(lines)  # its closing "---" underlines nothing
     return lines[:front] + setext_to_atx(lines[front:])
 

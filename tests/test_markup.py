@@ -125,8 +125,8 @@ def test_latex_titles_code_description_lists_and_commands():
         "Monstera is a genus of flowering plants native to tropical America (50% humidity).")
 
 
-@given(st.text(alphabet=st.sampled_from("*=-#+:[]<!->/ \t\naZ\r.`_{}%\\"), max_size=300),
-       st.sampled_from(["n.org", "n.adoc", "n.md", "n.rst", "n.tex"]))
+@given(st.text(alphabet=st.sampled_from("*=-#+:[]<!->/ \t\naZ\r.`_{}%\\,\""), max_size=300),
+       st.sampled_from(["n.org", "n.adoc", "n.md", "n.rst", "n.tex", "n.csv", "n.tsv"]))
 def test_every_line_keeps_its_number(text, source):
     assert len(markdown_lines(text, source)) == len(text.splitlines())
 
@@ -208,3 +208,14 @@ def test_a_notebook_is_read_as_its_cells(tmp_path, capsys):
     broken.write_text('{"cells": [')
     assert read_documents([str(broken)]) == [(str(broken), '{"cells": [')]
     assert "broken.ipynb is not a Jupyter notebook's JSON: reading it as text" in capsys.readouterr().err
+
+
+def test_a_table_of_two_columns_is_a_glossary():
+    """A glossary kept in a spreadsheet (CSV) or flash cards exported from Anki (TSV, HTML in the cells)."""
+    table = 'term,definition\nMonstera,"A genus of flowering plants, native to the Americas."\nid,name,price\n'
+    assert markdown_lines(table, "plants.csv") == [
+        "term: definition", "Monstera: A genus of flowering plants, native to the Americas.", "- id, name, price"]
+    cards = "Ficus\t<b>A genus</b> of woody trees<br>and shrubs.\n" + "x\t" + "y" * 200_000 + "\n"
+    assert markdown_lines(cards, "deck.tsv")[0] == "Ficus: A genus of woody trees and shrubs."
+    assert [(e.term, e.definition, e.line) for e in derive_entries(table, "plants.csv")] == [
+        ("Monstera", "A genus of flowering plants, native to the Americas.", 2)]
