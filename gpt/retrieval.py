@@ -94,11 +94,13 @@ def words(text: str) -> list[str]:
     return found
 
 
+_ALSO_ASKED = ("What are {t}?", "What's {t}?", "What was {t}?", "What were {t}?", "Who is {t}?", "Who was {t}?",
+               "Who are {t}?", "Who were {t}?", "Who's {t}?")  # people and places are asked "who", not "what"
 # "What is X?" and the other ways gpt/qa.py asks about a term, longest first ("What is meant by X?" before "What
 # is X?"), read without case and with any end punctuation: the X of a question is its subject.
 _ASKED = [re.compile(re.escape(head).replace("\\ ", r"\s+") + r"(.+?)" + re.escape(tail.rstrip("?.")) + r"\s*[?.!]*",
                      re.IGNORECASE)
-          for head, tail in sorted((t.split("{t}") for t in (*TEMPLATES, "What are {t}?", "What's {t}?")),
+          for head, tail in sorted((t.split("{t}") for t in (*TEMPLATES, *_ALSO_ASKED)),
                                    key=lambda parts: -len(parts[0]))]
 _ASKED += [re.compile(r"(.+?)是什么(?:意思)?[？?]?"), re.compile(r"什么是(.+?)[？?]?"),  # Chinese, Japanese
            re.compile(r"(.+?)(?:って|とは)(?:何|なん)(?:ですか)?[？?]?")]

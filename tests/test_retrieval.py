@@ -191,6 +191,8 @@ def test_question_subject_and_title_key():
     assert retrieval.question_subject("What is meant by  the Foo Bar ?") == "the Foo Bar"
     assert retrieval.question_subject("Can you describe X?") == "X"
     assert retrieval.question_subject("How do I water it?") == "How do I water it?"
+    assert [retrieval.question_subject(q) for q in ("Who was Ada Lovelace?", "who's alice", "Who are the Montagues?")] \
+        == ["Ada Lovelace", "alice", "the Montagues"]
     assert retrieval.title_key("The **Foo  Bar**:") == "foo bar" == retrieval.title_key("foo bar?")
     assert [retrieval.title_key(t) for t in ("Lambdas", "Classes", "boxes", "class", "bus")] == [
         "lambda", "class", "box", "class", "bus"]
