@@ -2,8 +2,8 @@
 
 Each is a zip archive of XML. What questions and passages are made of is the same as in a note: the titles and
 the paragraphs under them. So a book's chapters (in its reading order) and a document's headings, paragraphs,
-list items and table rows are written as Markdown, as gpt/markup.py writes a web page, and gpt/documents.py reads the
-result as the file's text. Line numbers are those of the Markdown.
+list items and table rows are written as Markdown, as gpt/markup.py writes a web page, and gpt/documents.py reads
+the result as the file's text. Line numbers are those of the Markdown.
 
 A Word heading is a paragraph whose style is a heading. Style ids are the user's language ("berschrift1",
 "Titre1"), so the level comes from word/styles.xml: the style's English name ("heading 1") or its outline level.
@@ -17,6 +17,7 @@ from __future__ import annotations
 import posixpath
 import re
 import zipfile
+import zlib
 from collections.abc import Iterator
 from urllib.parse import unquote
 from xml.etree import ElementTree
@@ -46,7 +47,8 @@ def zipped_to_markdown(path: str) -> str:
     try:
         with zipfile.ZipFile(path) as archive:
             return {"epub": epub_to_markdown, "docx": docx_to_markdown, "odt": odt_to_markdown}[kind](archive)
-    except (zipfile.BadZipFile, KeyError, EOFError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, EOFError, zlib.error, NotImplementedError,
+            RuntimeError) as exc:  # damaged, a compression zipfile lacks, a password (RuntimeError)
         raise UnreadableDocument(f"not a readable .{kind} file ({exc})") from None
 
 
