@@ -415,7 +415,7 @@ def text_and_chat_weights(cfg: Config, progress: float, cap: float = 1.0) -> lis
 def mix_line(cfg: Config, cap: float = 1.0) -> str:
     """The conversations' share of each batch, as the start-up line says it."""
     before, after = text_and_chat_weights(cfg, 0.0, cap)[1], text_and_chat_weights(cfg, 1.0, cap)[1]
-    capped = cap < cfg.data.chat_weight
+    capped = cap < max(cfg.data.chat_weight, cfg.data.chat_weight_decay)
     share = lambda x: f"{x:.0%}" if x >= 0.095 else f"{x:.1%}"  # noqa: E731
     return (f" at {share(before)} of each batch" + (f", {share(after)} while the lr decays" if after != before else "")
             + (f" (capped: each seen at most {MAX_CHAT_REPEATS}x as often as the text)" if capped else ""))
