@@ -156,7 +156,8 @@ def split_entries(corpus: Path, entries: list[tuple[str, str]], holdout: float, 
 
 def recipe_inputs(corpus: Path, held_out: list[tuple[str, str]], folder: Path, seed: int,
                   share: float | None = None, renderings: int | None = None,
-                  sentences: int | None = None, casual: int | None = None) -> tuple[list[str], dict]:
+                  sentences: int | None = None, casual: int | None = None,
+                  vocab: int | None = None) -> tuple[list[str], dict]:
     """What --data.qa on builds for this corpus, minus the questions about held-out entries; and the overrides
     the default recipe would choose for it (qa_mix.recall_overrides: a text mostly of entries is not regularised)."""
     from gpt import qa_mix
@@ -193,10 +194,13 @@ def recipe_inputs(corpus: Path, held_out: list[tuple[str, str]], folder: Path, s
         pairs += mine
         if e.term.lower() not in held_terms and e.definition not in held_text:
             asked += mine
-    # Open-book conversations are fitted to the context with a tokenizer like the run's (the cpu preset's size,
-    # trained on the corpus), as gpt train does with its own; counted in characters only, 40% did not fit.
-    tokenizer = add_chat_tokens(Tokenizer.train([text],
-                                                PRESETS["cpu"]["tokenizer.vocab_size"], cfg.tokenizer.pattern,
+    entries = entry_share([("document 1", text)], pairs)  # as gpt train measures it, held-out entries included
+    recall = recall_overrides(resolve(preset="cpu"), entries)
+    # Open-book conversations are fitted to the context with a tokenizer like the run's (its size: --set, else the
+    # recipe's, else the cpu preset's; trained on the corpus), as gpt train does with its own; counted in
+    # characters only, 40% did not fit.
+    vocab = vocab or recall.get("tokenizer.vocab_size") or PRESETS["cpu"]["tokenizer.vocab_size"]
+    tokenizer = add_chat_tokens(Tokenizer.train([text], int(vocab), cfg.tokenizer.pattern,
                                                 cfg.tokenizer.special_tokens))
     share = OPEN_BOOK_SHARE if share is None else share
     chats = conversations(asked, text_passages(source_documents(cfg, [str(corpus)])), cfg, share, tokenizer)
@@ -204,8 +208,6 @@ def recipe_inputs(corpus: Path, held_out: list[tuple[str, str]], folder: Path, s
     chat_file = folder / f"{corpus.stem}_questions.jsonl"
     write_jsonl(({"messages": c} for c in chats), chat_file)
     augmented = augmentation_file(pairs, folder / f"{corpus.stem}_aug", seed)  # every entry's text, held-out too
-    entries = entry_share([("document 1", text)], pairs)  # as gpt train measures it, held-out entries included
-    recall = recall_overrides(resolve(preset="cpu"), entries)
     print(f"  {len(pairs):,} derived pairs, {len(pairs) - len(asked):,} about held-out entries left out; "
           f"{len(chats):,} conversations; entries {entries:.0%} of the text: {recall or 'the preset as it is'}",
           flush=True)
@@ -389,8 +391,9 @@ def run_form(form: str, corpus: Path, entries: list, args: argparse.Namespace, w
     share = {} if args.chat_weight is None else {"data.chat_weight": args.chat_weight,
                                                   "data.chat_weight_decay": args.chat_weight}
     label = "recipe" + (f" cw{args.chat_weight}" if share else "") + (f" do{args.dropout}" if dropout else "")
+    vocab = overrides.get("tokenizer.vocab_size")
     inputs, recall = recipe_inputs(corpus, held, work, args.seed, args.open_book, args.renderings,
-                                   args.rendered_sentences, args.casual)
+                                   args.rendered_sentences, args.casual, int(vocab) if vocab else None)
     info = train(inputs, work / f"{form}_recipe", args.budget, {**recall, **share, **overrides, "data.qa": "off",
                  "data.skip_long": "true"}, args.reuse)
     results[label] = {"train": info, **evaluate_run(work / f"{form}_recipe", corpus, trained_sample, held_sample,

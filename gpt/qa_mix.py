@@ -52,6 +52,12 @@ RECALL_SHARE = 0.5  # a text whose entries are at least this share of it (a glos
 # is what makes the asked ones answerable: a quarter questions while the lr is high, half while it decays, did
 # better on both than half throughout (benchmarks/README.md, round 14).
 RECALL_CHAT_WEIGHTS = (0.25, 0.5)  # data.chat_weight, data.chat_weight_decay
+# Such a text is stored by how often each entry is seen, so the recipe sees it more often in the same time:
+# longer tokens (4,096 instead of the cpu preset's 1,024: a step carries 1.4x the text, each entry is fewer
+# tokens to recite) and, for the cpu preset's model, 2 layers instead of 4 (twice the steps). Together they took
+# held-out answers at the 30-minute budget from 0.34 to 0.50 F1 (benchmarks/README.md, round 15).
+RECALL_VOCAB = 4096  # tokenizer.vocab_size, at least
+RECALL_LAYERS = {(4, 256): 2}  # (model.n_layer, model.n_embd) of the cpu preset -> model.n_layer; others: as set
 FORMS = ("heading", "colon", "dash", "sentence")  # renderings of a term entry that gpt.qa reads back
 FAQ_FORMS = ("qa", "question", "heading")  # renderings of a question entry
 
@@ -82,16 +88,19 @@ def entry_share(documents: list[tuple[str, str]], pairs: list[QAPair]) -> float:
 
 
 def recall_overrides(cfg: Config, share: float) -> dict[str, float]:
-    """What a text that is mostly entries changes in cfg: no regulariser and no pass cap, and more of the text in
-    each batch until the lr decays (RECALL_CHAT_WEIGHTS). The regulariser and the cap are there for validation of
-    prose seen many times, and both keep a model from reciting its text: on the Jargon File at 30 minutes they took
+    """What a text that is mostly entries changes in cfg: no regulariser and no pass cap, more of the text in
+    each batch until the lr decays (RECALL_CHAT_WEIGHTS), a vocabulary of at least RECALL_VOCAB, and for the cpu
+    preset's model fewer layers (RECALL_LAYERS). The regulariser and the cap are there for validation of prose
+    seen many times, and both keep a model from reciting its text: on the Jargon File at 30 minutes they took
     trained answers from 0.75 to 0.17 F1 (benchmarks/README.md, round 8). Empty for other texts, and where cfg
     already has all of it."""
     if share < RECALL_SHARE:
         return {}
     wanted = {"model.drop_path": 0.0, "train.weight_decay": min(cfg.train.weight_decay, TrainConfig.weight_decay),
               "train.max_epochs": 0.0, "data.chat_weight": RECALL_CHAT_WEIGHTS[0],
-              "data.chat_weight_decay": RECALL_CHAT_WEIGHTS[1]}
+              "data.chat_weight_decay": RECALL_CHAT_WEIGHTS[1],
+              "tokenizer.vocab_size": max(cfg.tokenizer.vocab_size, RECALL_VOCAB),
+              "model.n_layer": RECALL_LAYERS.get((cfg.model.n_layer, cfg.model.n_embd), cfg.model.n_layer)}
     return {key: value for key, value in wanted.items() if get_value(cfg, key) != value}
 
 

@@ -244,7 +244,8 @@ def prepare_run(cfg: Config, run_dir: Path, dist: Dist, resume: str = "auto", in
     text_files, chat_files = split_inputs(files)
     documents = source_documents(cfg, text_files)  # read once: questions and passages both come from it
     pairs = derived_pairs(cfg, documents, log)  # questions the text's own structure gives (gpt/qa_mix.py)
-    recall = aim_at_recall(cfg, documents, pairs, explicit, log)  # a glossary or wiki: recited, not regularised
+    kept = explicit | ({"model.n_layer", "tokenizer.vocab_size"} if init_from else set())  # the model's own
+    recall = aim_at_recall(cfg, documents, pairs, kept, log)  # a glossary or wiki: recited, not regularised
     needs_chat = bool(chat_files or pairs)
     adopted, chat = None, None
     if init_from:

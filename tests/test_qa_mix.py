@@ -81,9 +81,11 @@ def test_a_text_that_is_mostly_entries_is_trained_for_recall(notes, tmp_path):
     story = "it was a quiet morning and the garden slept under the fog, waiting for the sun. " * 50
     assert entry_share([("story", story + GLOSSARY)], pairs) < 0.1  # the same entries in a longer prose text
     assert recall_overrides(cfg, 0.9) == {"model.drop_path": 0.0, "train.weight_decay": 0.1, "train.max_epochs": 0,
-                                          "data.chat_weight": 0.25, "data.chat_weight_decay": 0.5}
+                                          "data.chat_weight": 0.25, "data.chat_weight_decay": 0.5,
+                                          "tokenizer.vocab_size": 4096, "model.n_layer": 2}
     assert recall_overrides(cfg, 0.1) == {}  # prose with a few definitions: the preset's regulariser stays
-    assert recall_overrides(resolve(overrides={"data.chat_weight": 0.25, "data.chat_weight_decay": 0.5}), 0.9) == {}
+    assert recall_overrides(resolve(overrides={"data.chat_weight": 0.25, "data.chat_weight_decay": 0.5,
+                                               "tokenizer.vocab_size": 8192}), 0.9) == {}  # another model: as set
     said = []
     assert aim_at_recall(cfg, documents, pairs, {"model.drop_path"}, said.append)
     assert (cfg.model.drop_path, cfg.train.weight_decay, cfg.train.max_epochs) == (0.2, 0.1, 0.0)  # one key was given
@@ -100,7 +102,7 @@ def test_a_text_that_is_mostly_entries_is_trained_for_recall(notes, tmp_path):
     assert "recall: entries are" in proc.stdout and "model.drop_path 0" in proc.stdout
     assert "regularised from pass" not in proc.stdout  # the header does not announce what was turned off
     saved = resolve(str(run / "config.toml"))
-    assert (saved.model.drop_path, saved.train.max_epochs) == (0.0, 0.0)
+    assert (saved.model.drop_path, saved.train.max_epochs, saved.tokenizer.vocab_size) == (0.0, 0.0, 4096)
 
 
 def test_a_run_on_notes_answers_a_derived_question(notes, tmp_path):
