@@ -228,6 +228,7 @@ def note_title(lines: list[str], front: int, source: str) -> str | None:
 _TEX_LEVELS = {"title": 1, "part": 1, "chapter": 1, "section": 2, "subsection": 3, "subsubsection": 4, "paragraph": 5}
 _TEX_HEADING = re.compile(rf"^\s*\\({'|'.join(_TEX_LEVELS)})\*?(?:\[[^\]]*\])?\{{(.*?)\}}\s*"
                           r"(?:\\label\{[^}]*\}\s*)?$")
+_TEX_TITLE_START = re.compile(rf"^\s*\\(?:{'|'.join(_TEX_LEVELS)})\b")  # its braces may close on a later line
 _TEX_CODE = re.compile(r"^\s*\\(?:begin|end)\{(?:verbatim|Verbatim|lstlisting|minted|code)\}")  # a fence
 _TEX_ITEM = re.compile(r"^\s*\\item(?:\[([^\]]*)\])?\s*(.*)$")  # "\item[Term] definition" or "\item text"
 # \begin{itemize}, \maketitle, \usepackage[utf8]{inputenc}: a line of commands and nothing else
@@ -279,7 +280,7 @@ def _tex_items_joined(lines: list[str]) -> list[str]:
         if out[i] != line:
             continue
         end = i + 1
-        if re.match(rf"^\s*\\(?:{'|'.join(_TEX_LEVELS)})\b", line):
+        if _TEX_TITLE_START.match(line):
             while end < len(lines) and sum(t.count("{") - t.count("}") for t in lines[i:end]) > 0 and end - i < 5:
                 end += 1
         elif (item := _TEX_ITEM.match(line)) and item.group(1) is not None and not item.group(2):
