@@ -174,10 +174,15 @@ def _adoc_definitions_joined(lines: list[str]) -> list[str]:
             while end < len(lines) and lines[end].strip() and not _ADOC_TERM_ALONE.match(lines[end]) \
                     and not _ADOC_CODE.match(lines[end]) and not _ADOC_METADATA.match(lines[end]):
                 end += 1
-            if end > i + 1:
-                out[i] = f"{term.group(1)}:: " + " ".join(part.strip() for part in lines[i + 1:end])
-                out[i + 1:end] = [""] * (end - i - 1)
+            _join_onto(out, lines, i, end, f"{term.group(1)}::")
     return out
+
+
+def _join_onto(out: list[str], lines: list[str], i: int, end: int, first: str) -> None:
+    """lines[i + 1:end] joined onto `first` at out[i], their own lines blanked: every line keeps its number."""
+    if end > i + 1:
+        out[i] = " ".join([first] + [part.strip() for part in lines[i + 1:end]])
+        out[i + 1:end] = [""] * (end - i - 1)
 
 
 def _link_text(link: re.Match) -> str:
@@ -286,8 +291,7 @@ def _tex_items_joined(lines: list[str]) -> list[str]:
         elif (item := _TEX_ITEM.match(line)) and item.group(1) is not None and not item.group(2):
             while end < len(lines) and lines[end].strip() and not lines[end].lstrip().startswith("\\"):
                 end += 1
-        out[i] = " ".join([line.rstrip()] + [part.strip() for part in lines[i + 1:end]])
-        out[i + 1:end] = [""] * (end - i - 1)
+        _join_onto(out, lines, i, end, line.rstrip())
     return out
 
 
