@@ -34,6 +34,27 @@ new MutationObserver(() => {
   if (bubbles.length) window.__lengths.push(bubbles[bubbles.length - 1].textContent.length);
 }).observe(document.getElementById('messages'), {childList: true, subtree: true, characterData: true});
 """
+# Holds the answer's stream once the page shows a visible word, until the request is aborted: a slow network, so
+# that pressing Stop never races the end of the answer, however fast the machine generates.
+HOLD_SPY = """
+const unheld = window.fetch;
+window.fetch = async (url, init = {}) => {
+  const response = await unheld(url, init);
+  if (!String(url).endsWith("/chat/completions") || !response.ok) return response;
+  const reader = response.body.getReader();
+  const aborted = new Promise((_, reject) => init.signal.addEventListener(
+    "abort", () => reject(new DOMException("the user pressed Stop", "AbortError"))));
+  const shown = () => document.querySelector("#messages .assistant.streaming")?.textContent.trim();
+  const body = new ReadableStream({
+    async pull(controller) {
+      if (shown()) await aborted;
+      const { value, done } = await reader.read();
+      if (done) controller.close(); else controller.enqueue(value);
+    },
+  }, { highWaterMark: 0 });
+  return new Response(body, { status: response.status, headers: response.headers });
+};
+"""
 
 
 
@@ -159,7 +180,8 @@ def test_errors_stop_and_new_chat(server, browser):
     assert by_id(browser, "prompt").get_attribute("value") == too_long.strip() and stored(browser) == []
 
     fill(browser, "seed", "7")
-    fill(browser, "max-tokens", "4096")  # seconds of generation on a CPU: plenty of time to press Stop
+    fill(browser, "max-tokens", "4096")  # the server is still generating when the page stops reading
+    browser.execute_script(HOLD_SPY)
     fill(browser, "prompt", "Hi")
     by_id(browser, "send").click()
     wait(browser, lambda d: answer_text(d).strip())  # stopped before a visible word, the empty answer is dropped
