@@ -164,6 +164,7 @@ def recipe_inputs(corpus: Path, held_out: list[tuple[str, str]], folder: Path, s
     from gpt.bpe import Tokenizer
     from gpt.chat import add_chat_tokens
     from gpt.config import Config, resolve
+    from gpt.documents import Document
     from gpt.files import write_jsonl
     from gpt.presets import PRESETS
     from gpt.qa import QAPair, derive_entries, questions_for
@@ -194,7 +195,7 @@ def recipe_inputs(corpus: Path, held_out: list[tuple[str, str]], folder: Path, s
         pairs += mine
         if e.term.lower() not in held_terms and e.definition not in held_text:
             asked += mine
-    entries = entry_share([("document 1", text)], pairs)  # as gpt train measures it, held-out entries included
+    entries = entry_share([Document("document 1", text)], pairs)  # as gpt train measures it, held-out entries included
     recall = recall_overrides(resolve(preset="cpu"), entries)
     # Open-book conversations are fitted to the context with a tokenizer like the run's (its size: --set, else the
     # recipe's, else the cpu preset's; trained on the corpus), as gpt train does with its own; counted in

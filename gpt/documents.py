@@ -19,6 +19,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from typing import NamedTuple, TypeVar
 
 import regex
 
@@ -31,6 +32,15 @@ from gpt.zip_documents import ZIPPED_SUFFIXES, UnreadableDocument, zipped_to_mar
 BUILTIN = "builtin:pydoc"  # Python's reference documentation, shipped with every CPython
 _READ_BYTES = 1 << 20  # a large file's pieces: small pieces keep every encoder busy
 _SAFE_CUT = regex.compile(SAFE_CUT, flags=regex.REVERSE)  # searched backwards: the last cut in a block
+T = TypeVar("T")
+
+
+class Document(NamedTuple):
+    """One document, whole: where it came from and its text. `pages` is, for a paginated file (a PDF), the line
+    of `text` each page starts on, so that a passage can be cited by page; () for any other."""
+    source: str
+    text: str
+    pages: tuple[int, ...] = ()
 
 
 class DataError(InputError):
@@ -163,10 +173,10 @@ def iter_documents(files: list[str], jsonl_field: str = "text") -> Iterator[Iter
         else:
             try:
                 if path.lower().endswith(ZIPPED_SUFFIXES):  # a book or a word-processor file: a zip of XML
-                    yield from _converted(path, zipped_to_markdown, UnreadableDocument)
+                    yield from ([text] for text in _converted(path, zipped_to_markdown, UnreadableDocument))
                     continue
                 if path.lower().endswith(".pdf"):
-                    yield from _converted(path, pdf_to_markdown, UnreadablePDF)
+                    yield from ([text] for text, _ in _converted(path, pdf_to_markdown, UnreadablePDF))
                     continue
                 if (encoding := _text_encoding(path)) is None:
                     warn(f"skipping binary file {path}")
@@ -179,30 +189,30 @@ def iter_documents(files: list[str], jsonl_field: str = "text") -> Iterator[Iter
                 warn(f"skipping unreadable file {path}: {exc.strerror}")
 
 
-def _converted(path: str, to_markdown: Callable[[str], str], unreadable: type[Exception]) -> Iterator[list[str]]:
-    """A file that is not text, as the text to_markdown finds in it; skipped with a warning if it finds none."""
+def _converted(path: str, to_markdown: Callable[[str], T], unreadable: type[Exception]) -> Iterator[T]:
+    """A file that is not text, as what to_markdown finds in it; skipped with a warning if it finds no text."""
     try:
-        yield [to_markdown(path)]
+        yield to_markdown(path)
     except unreadable as exc:
         warn(f"skipping {path}: {exc}")
 
 
-def read_documents(files: list[str], jsonl_field: str = "text",
-                   max_chars: int = 0) -> list[tuple[str, str]]:
-    """(source, text) of each document, whole, up to max_chars in all (0: no limit). The source is the file,
-    or for a file of records its record ("notes.jsonl#3"), for the built-in corpus its topic ("builtin:pydoc#with")."""
+def read_documents(files: list[str], jsonl_field: str = "text", max_chars: int = 0) -> list[Document]:
+    """Each document, whole, up to max_chars in all (0: no limit). The source is the file, or for a file of
+    records its record ("notes.jsonl#3"), for the built-in corpus its topic ("builtin:pydoc#with")."""
     out, total = [], 0
     for path in files:
         if path == BUILTIN:
-            named = ((f"{path}#{name}", [text]) for name, text in builtin_documents().items())
+            named = (Document(f"{path}#{name}", text) for name, text in builtin_documents().items())
+        elif path.lower().endswith(".pdf"):
+            named = (Document(path, text, pages) for text, pages in _converted(path, pdf_to_markdown, UnreadablePDF))
         else:
             records = path.endswith((".jsonl", ".parquet"))
-            named = ((f"{path}#{n}" if records else path, doc)
+            named = (Document(f"{path}#{n}" if records else path, "".join(doc))
                      for n, doc in enumerate(iter_documents([path], jsonl_field), 1))
-        for source, doc in named:
-            text = "".join(doc)
-            out.append((source, text))
-            total += len(text)
+        for document in named:
+            out.append(document)
+            total += len(document.text)
             if max_chars and total >= max_chars:
                 return out
     return out

@@ -25,8 +25,9 @@ class UnreadablePDF(ValueError):
     """A PDF that cannot be read; gpt/documents.py skips it with this message."""
 
 
-def pdf_to_markdown(path: str) -> str:
-    """The text of a PDF's pages, its bookmarked titles as Markdown titles (see the module's docstring)."""
+def pdf_to_markdown(path: str) -> tuple[str, tuple[int, ...]]:
+    """The text of a PDF's pages, its bookmarked titles as Markdown titles (see the module's docstring), and the
+    line of that text each page starts on (1-based; a page left empty starts where the next one does)."""
     try:
         from pypdf import PdfReader
     except ImportError:
@@ -43,10 +44,14 @@ def pdf_to_markdown(path: str) -> str:
     except Exception as exc:  # a damaged file raises many kinds in pypdf (PdfReadError, zlib.error, IndexError...)
         raise UnreadablePDF(f"not a readable PDF ({type(exc).__name__}: {exc})") from None
     kept = _without_running_lines([_BROKEN_WORD.sub(r"\1\2", page).splitlines() for page in pages], titles)
-    text = "\n".join(_as_title(line, titles) for page in kept for line in page if not _LEADER.search(line)).strip()
-    if not text:
+    lines, starts = [], []
+    for page in kept:
+        starts.append(len(lines) + 1)
+        lines += [_as_title(line, titles) for line in page if not _LEADER.search(line)]
+    text = "\n".join(lines).rstrip()  # leading blank lines stay: each line keeps its page
+    if not text.strip():
         raise UnreadablePDF("the PDF has no text (a scan? run OCR on it first)")
-    return text + "\n"
+    return text + "\n", tuple(starts)
 
 
 def _key(title: str) -> str:

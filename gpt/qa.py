@@ -411,12 +411,13 @@ def derive_pairs(text: str, source: str = "", phrasings: int = 3, seed: int = 0)
     return pairs_of_documents([(source, text)], phrasings, seed)
 
 
-def pairs_of_documents(documents: Iterable[tuple[str, str]], phrasings: int = 3, seed: int = 0) -> list[QAPair]:
-    """derive_pairs of each (source, text), less the terms two documents define differently ("What is Watering?"
-    of each plant's note, "What is Installation?" of each README): taught both answers, a model learns neither."""
+def pairs_of_documents(documents: Iterable[tuple[str, ...]], phrasings: int = 3, seed: int = 0) -> list[QAPair]:
+    """derive_pairs of each (source, text) or documents.Document, less the terms two documents define differently
+    ("What is Watering?" of each plant's note, "What is Installation?" of each README): taught both answers, a
+    model learns neither."""
     if phrasings < 1:
         raise QAError(f"phrasings must be at least 1, got {phrasings}")
-    entries = [e for source, text in documents for e in derive_entries(text, source)]
+    entries = [e for source, text, *_ in documents for e in derive_entries(text, source)]
     answers = defaultdict(set)
     for e in entries:
         answers[entry_key(e)].add(e.definition)

@@ -24,7 +24,7 @@ from gpt.bpe import Tokenizer
 from gpt.chat import render
 from gpt.config import Config, TrainConfig, apply, get_value
 from gpt.conversations import fits_window
-from gpt.documents import read_documents
+from gpt.documents import Document, read_documents
 from gpt.files import atomic_write
 from gpt.qa import (
     DEFINITION,
@@ -62,13 +62,13 @@ FORMS = ("heading", "colon", "dash", "sentence")  # renderings of a term entry t
 FAQ_FORMS = ("qa", "question", "heading")  # renderings of a question entry
 
 
-def source_documents(cfg: Config, files: list[str]) -> list[tuple[str, str]]:
+def source_documents(cfg: Config, files: list[str]) -> list[Document]:
     """(source, text) of the text questions are derived from and passages retrieved from (its first MAX_CHARS),
     read once for both; none when data.qa is off."""
     return [] if cfg.data.qa == "off" else read_documents(files, cfg.data.jsonl_field, MAX_CHARS)
 
 
-def derived_pairs(cfg: Config, documents: list[tuple[str, str]], log: Callable[[str], None]) -> list[QAPair]:
+def derived_pairs(cfg: Config, documents: list[Document], log: Callable[[str], None]) -> list[QAPair]:
     """The question/answer pairs the documents' structure gives, or none when data.qa is off or they are too few."""
     if cfg.data.qa == "off" or not documents:
         return []
@@ -79,10 +79,10 @@ def derived_pairs(cfg: Config, documents: list[tuple[str, str]], log: Callable[[
     return pairs
 
 
-def entry_share(documents: list[tuple[str, str]], pairs: list[QAPair]) -> float:
+def entry_share(documents: list[Document], pairs: list[QAPair]) -> float:
     """The share of the documents' characters that their entries' answers make up, each entry counted once:
     near 1 for a glossary, about 0.1 for Python's reference (prose with some definitions), 0 for a novel."""
-    total = sum(len(text) for _, text in documents)
+    total = sum(len(document.text) for document in documents)
     answers = {(p.source, p.line, p.answer) for p in pairs}
     return sum(len(answer) for *_, answer in answers) / total if total else 0.0
 
@@ -104,7 +104,7 @@ def recall_overrides(cfg: Config, share: float) -> dict[str, float]:
     return {key: value for key, value in wanted.items() if get_value(cfg, key) != value}
 
 
-def aim_at_recall(cfg: Config, documents: list[tuple[str, str]], pairs: list[QAPair], explicit: set[str],
+def aim_at_recall(cfg: Config, documents: list[Document], pairs: list[QAPair], explicit: set[str],
                   log: Callable[[str], None]) -> bool:
     """Apply recall_overrides to cfg, except keys set on the command line, and say so. True if the text is for
     recall (mostly entries)."""
@@ -118,7 +118,7 @@ def aim_at_recall(cfg: Config, documents: list[tuple[str, str]], pairs: list[QAP
     return share >= RECALL_SHARE
 
 
-def text_passages(documents: list[tuple[str, str]]) -> PassageIndex:
+def text_passages(documents: list[Document]) -> PassageIndex:
     """The documents' passages, indexed: what open-book examples are retrieved from, saved in the run directory
     so that `gpt ask` answers from them (retrieval.RUN_PASSAGES)."""
     return PassageIndex.build(documents)

@@ -23,6 +23,7 @@ passage first, cut to leave room in the context for an answer copied out of it.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import heapq
 import json
@@ -53,7 +54,7 @@ from gpt.qa import (
 )
 
 INDEX_FORMAT = "gpt-passages"
-INDEX_VERSION = 4  # 2: titles and body offsets; 3: definitional titles; 4: setext and RST headings
+INDEX_VERSION = 5  # 2: titles and body offsets; 3: definitional titles; 4: setext and RST headings; 5: pages
 RUN_PASSAGES = "passages.json"  # a run's own text as passages, saved when it trains on open-book questions
 MAX_CHARS = 800  # a passage is a paragraph or entry, not a chapter: it must fit in a small model's context
 _WORD = re.compile(r"\w+")
@@ -79,6 +80,11 @@ class Passage:
     score: float = 0.0
     titles: tuple[str, ...] = ()  # the heading, glossary term or FAQ question this passage opens, if any
     body: int = 0  # where the entry's own text starts in `text`: after the heading path, "Term: " or "A: "
+    page: int = 0  # the page of a paginated source (a PDF) the passage starts on; 0 for a text
+
+    def cited(self) -> str:
+        """Where the passage is, as a reader looks it up: "notes.md:12", or a PDF's "manual.pdf, page 3"."""
+        return f"{self.source}, page {self.page}" if self.page else f"{self.source}:{self.line}"
 
 
 def words(text: str) -> list[str]:
@@ -213,8 +219,9 @@ def _units(lines: list[str]) -> Iterable[tuple[int, str, str, tuple[str, ...], i
             block.append(line)
 
 
-def passages_of(text: str, source: str, max_chars: int = MAX_CHARS) -> list[Passage]:
-    """The passages of one text; each keeps its heading path as a first line, the first piece of a unit its titles."""
+def passages_of(text: str, source: str, max_chars: int = MAX_CHARS, pages: tuple[int, ...] = ()) -> list[Passage]:
+    """The passages of one text; each keeps its heading path as a first line, the first piece of a unit its titles,
+    and, given the line each page starts on (documents.Document.pages), its page."""
     lines, inserted = titled_lines(text, source)
     metadata = front_matter_lines(lines)  # a note's YAML front matter is not a passage; line numbers stay
     lines = [""] * metadata + lines[metadata:]
@@ -225,8 +232,9 @@ def passages_of(text: str, source: str, max_chars: int = MAX_CHARS) -> list[Pass
         for n, (offset, piece) in enumerate(_pieces(body, room)):
             line = start + 1 + body.count("\n", 0, offset)
             opens = n == 0 and at < len(piece)
-            found.append(Passage(prefix + piece, source, source_line(line, inserted), titles=titles if opens else (),
-                                 body=len(prefix) + (at if opens else 0)))
+            line = source_line(line, inserted)
+            found.append(Passage(prefix + piece, source, line, titles=titles if opens else (),
+                                 body=len(prefix) + (at if opens else 0), page=bisect.bisect_right(pages, line)))
     return found
 
 
@@ -263,14 +271,14 @@ class PassageIndex:
         self._starred = {i for i, entry in enumerate(entries) if "*" in entry}  # may emphasize a term
 
     @classmethod
-    def build(cls, files_or_texts: Iterable[str | os.PathLike | tuple[str, str]],
+    def build(cls, files_or_texts: Iterable[str | os.PathLike | tuple[str, ...]],
               max_chars: int = MAX_CHARS) -> PassageIndex:
-        """Index files (paths; binary ones skipped with a warning) and (source, text) pairs."""
+        """Index files (paths; binary ones skipped with a warning), (source, text) pairs and documents.Document."""
         passages: list[Passage] = []
         for item in files_or_texts:
             documents = [item] if isinstance(item, tuple) else read_documents([os.fspath(item)])
-            for source, text in documents:
-                passages += passages_of(text, source, max_chars)
+            for source, text, *pages in documents:
+                passages += passages_of(text, source, max_chars, *pages)
         return cls(passages)
 
     def _idf(self, word: str) -> float:
@@ -331,7 +339,7 @@ class PassageIndex:
     def save(self, path: str | os.PathLike) -> None:
         """JSON with a format name and version, written to a temporary file and renamed into place."""
         record = {"format": INDEX_FORMAT, "version": INDEX_VERSION, "k1": self.k1, "b": self.b,
-                  "passages": [[p.text, p.source, p.line, list(p.titles), p.body] for p in self.passages]}
+                  "passages": [[p.text, p.source, p.line, list(p.titles), p.body, p.page] for p in self.passages]}
         atomic_write(path, json.dumps(record, ensure_ascii=False))
 
     @classmethod
@@ -343,11 +351,13 @@ class PassageIndex:
                 record = json.load(fh)
         except (ValueError, UnicodeDecodeError) as exc:
             raise RetrievalError(f"{path} is not a passage index (damaged JSON: {exc})") from None
-        if problem := format_problem(record, INDEX_FORMAT, INDEX_VERSION, "passage index"):
+        problem = format_problem(record, INDEX_FORMAT, INDEX_VERSION, "passage index")
+        if problem and format_problem(record, INDEX_FORMAT, 4, "passage index"):  # 4: the same rows, without pages
             raise RetrievalError(f"{path} {problem}")
         try:
-            passages = [Passage(str(text), str(source), int(line), titles=tuple(map(str, titles)), body=int(body))
-                        for text, source, line, titles, body in record["passages"]]
+            passages = [Passage(str(text), str(source), int(line), titles=tuple(map(str, titles)), body=int(body),
+                                page=int(page[0]) if page else 0)
+                        for text, source, line, titles, body, *page in record["passages"]]
             return cls(passages, float(record["k1"]), float(record["b"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise RetrievalError(f"{path} is a damaged passage index ({type(exc).__name__}: {exc})") from None

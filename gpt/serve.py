@@ -113,8 +113,8 @@ def chat_choice(i: int, c: Completion) -> dict:
 
 
 def sources(passages: list) -> list[dict]:
-    """The passages a reply came from, as the extra "sources" field."""
-    return [{"source": p.source, "line": p.line} for p in passages]
+    """The passages a reply came from, as the extra "sources" field (a "page" too where the source has pages)."""
+    return [{"source": p.source, "line": p.line, **({"page": p.page} if p.page else {})} for p in passages]
 
 
 def seeded(opts: SampleConfig, i: int) -> SampleConfig:

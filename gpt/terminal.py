@@ -80,7 +80,7 @@ def _answer(gen, asked, opts, temperature_given: bool) -> str:
     opts = asked.options(opts, temperature_given)
     reply = _write_stream(gen.stream_chat(asked.messages, opts, constraint=asked.quote(gen)))
     for passage in asked.sources():
-        print(f"source: {passage.source}:{passage.line}", file=sys.stderr)
+        print(f"source: {passage.cited()}", file=sys.stderr)
     return reply
 
 

@@ -158,6 +158,12 @@ def test_open_book_answers_are_quoted_from_the_passages_unless_free(qa_file, tmp
     asked = Service(gen, index).open_book([{"role": "user", "content": both}])
     assert len(asked.passages) == 2 and len(asked.quote(gen).source_starts) == 1  # the server quotes the best alone
     assert asked.sources() == [asked.passages[0]]
+    pytest.importorskip("pypdf")  # the same notes as a PDF: the passage is cited by its page, not a line of text
+    from .test_documents import pdf
+    paper = pdf(tmp_path / "notes.pdf", [["Colours: grass is green, the sky is blue and snow is white."],
+                                         ["Sums: 1 plus 2 is 3, and 3 plus 4 is 7; 5 plus 6 is 11."]], [])
+    proc = run_gpt("ask", question, "--out", str(chat_run), "--source", str(paper), check=True)
+    assert proc.stderr.splitlines() == [f"source: {paper}, page 2"] and proc.stdout.strip() in NOTES
     talk = run_gpt("chat", "--out", str(chat_run), "--source", str(notes), input=f"{question}\n \n{both}\n",
                    check=True)  # gpt chat answers each question as gpt ask does; a blank line is passed over
     assert talk.stderr.splitlines() == [f"source: {notes}:{line}", f"source: {notes}:{asked.passages[0].line}"]

@@ -6,7 +6,7 @@ import zipfile
 import pytest
 
 import gpt.documents as documents_module
-from gpt.documents import BUILTIN, DataError, collect_files, iter_documents, read_documents
+from gpt.documents import BUILTIN, DataError, Document, collect_files, iter_documents, read_documents
 
 
 def test_folder_documents_binary_and_non_utf8(folder, capsys):
@@ -72,10 +72,11 @@ def test_documents_name_their_record_or_topic(tmp_path):
     notes.write_text("# A\ntext\n")
     records.write_text('{"text": "one"}\n{"text": "two"}\n')
     assert read_documents([str(notes), str(records)]) == [
-        (str(notes), "# A\ntext\n"), (f"{records}#1", "one"), (f"{records}#2", "two")]
+        Document(str(notes), "# A\ntext\n"), Document(f"{records}#1", "one"), Document(f"{records}#2", "two")]
     builtin = read_documents([BUILTIN])
     from pydoc_data.topics import topics
-    assert ("builtin:pydoc#with", topics["with"]) in builtin and len({s for s, _ in builtin}) == len(builtin)
+    assert Document("builtin:pydoc#with", topics["with"]) in builtin
+    assert len({d.source for d in builtin}) == len(builtin)
 
 
 def test_broken_links_link_loops_and_pipes_in_a_folder_are_passed_over(tmp_path, capsys):
@@ -160,9 +161,9 @@ def test_a_word_document_reads_its_headings_by_style_in_any_language(tmp_path):
             + "<w:tbl><w:tr><w:tc><w:p><w:r><w:t>Light</w:t></w:r></w:p></w:tc><w:tc><w:p><w:r><w:t>bright"
               "</w:t></w:r></w:p></w:tc></w:tr></w:tbl>")
     path = docx(tmp_path / "Pflanzen.docx", body, styles)
-    assert read_documents([str(path)]) == [(str(path), "# Pflanzen\n\n## Monstera\n\nMonstera is a genus of plants."
-                                                       "\n\n- Water weekly\n- Bright light\n\nNot a list\n\n"
-                                                       "| Light | bright |\n")]
+    assert read_documents([str(path)]) == [Document(str(path), (
+        "# Pflanzen\n\n## Monstera\n\nMonstera is a genus of plants.\n\n- Water weekly\n- Bright light\n\n"
+        "Not a list\n\n| Light | bright |\n"))]
     english = docx(tmp_path / "plain.docx", para("Ficus", "Heading1") + para("Ficus is a tree."))  # no styles.xml
     assert "".join(*iter_documents([str(english)])) == "# Ficus\n\nFicus is a tree.\n"
 

@@ -3,7 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gpt.documents import read_documents
+from gpt.documents import Document, read_documents
 from gpt.markup import html_to_markdown, markdown_lines
 from gpt.qa import derive_entries, derive_from_files
 from gpt.retrieval import passages_of
@@ -155,7 +155,7 @@ def test_a_web_page_is_read_as_its_text_in_markdown(tmp_path):
         "First line", "second line"]) + "\n"
     page = tmp_path / "care.HTML"
     page.write_text(PAGE, encoding="cp1252")  # the encoding is found as for any text file
-    assert read_documents([str(page)]) == [(str(page), html_to_markdown(PAGE))]
+    assert read_documents([str(page)]) == [Document(str(page), html_to_markdown(PAGE))]
     asked = {p.question: p.answer for p in derive_from_files([str(page)])}
     assert asked["What is Monstera?"].startswith("Monstera is a genus of flowering plants")
     assert asked["What is Perlite?"] == "A volcanic glass."
@@ -202,11 +202,11 @@ def test_a_notebook_is_read_as_its_cells(tmp_path, capsys):
     notebook = tmp_path / "plants.ipynb"
     notebook.write_text(json.dumps({"cells": cells, "metadata": {"language_info": {"name": "python"}}}))
     text = "# Monstera\n\nMonstera is a genus of plants.\n\n```python\nwater(monstera)\n```\n"
-    assert read_documents([str(notebook)]) == [(str(notebook), text)]
+    assert read_documents([str(notebook)]) == [Document(str(notebook), text)]
     assert [p.question for p in derive_from_files([str(notebook)], phrasings=1)] == ["What is Monstera?"]
     broken = tmp_path / "broken.ipynb"
     broken.write_text('{"cells": [')
-    assert read_documents([str(broken)]) == [(str(broken), '{"cells": [')]
+    assert read_documents([str(broken)]) == [Document(str(broken), '{"cells": [')]
     assert "broken.ipynb is not a Jupyter notebook's JSON: reading it as text" in capsys.readouterr().err
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from gpt import qa_mix
 from gpt.config import resolve
+from gpt.documents import Document
 from gpt.qa import Entry, QAError, QAPair, derive_entries, derive_pairs
 from gpt.qa_mix import (
     FORMS,
@@ -79,7 +80,7 @@ def test_a_text_that_is_mostly_entries_is_trained_for_recall(notes, tmp_path):
     definitions = [line.split(": ", 1)[1] for line in GLOSSARY.splitlines()]
     assert entry_share(documents, pairs) == sum(map(len, definitions)) / len(GLOSSARY)  # each once, not per question
     story = "it was a quiet morning and the garden slept under the fog, waiting for the sun. " * 50
-    assert entry_share([("story", story + GLOSSARY)], pairs) < 0.1  # the same entries in a longer prose text
+    assert entry_share([Document("story", story + GLOSSARY)], pairs) < 0.1  # the same entries in a longer prose text
     assert recall_overrides(cfg, 0.9) == {"model.drop_path": 0.0, "train.weight_decay": 0.1, "train.max_epochs": 0,
                                           "data.chat_weight": 0.25, "data.chat_weight_decay": 0.5,
                                           "tokenizer.vocab_size": 4096, "model.n_layer": 2}

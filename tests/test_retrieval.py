@@ -136,8 +136,29 @@ def test_load_refuses_damaged_or_foreign_files_in_one_line(tmp_path, content, sa
 def test_saved_file_is_plain_json(index, tmp_path):
     index.save(tmp_path / "i.json")
     record = json.loads((tmp_path / "i.json").read_text())
-    assert (record["format"], record["version"], record["k1"], record["b"]) == ("gpt-passages", 4, 1.5, 0.75)
-    assert record["passages"][0] == [index.passages[0].text, "plants.md", 3, ["Plant glossary", "Monstera"], 25]
+    assert (record["format"], record["version"], record["k1"], record["b"]) == ("gpt-passages", 5, 1.5, 0.75)
+    assert record["passages"][0] == [index.passages[0].text, "plants.md", 3, ["Plant glossary", "Monstera"], 25, 0]
+    for row in record["passages"]:  # version 4 wrote the same rows without a page: a run trained then still answers
+        row.pop()
+    (tmp_path / "v4.json").write_text(json.dumps({**record, "version": 4}))
+    assert PassageIndex.load(tmp_path / "v4.json").passages == index.passages
+
+
+def test_a_pdf_passage_is_cited_by_its_page(tmp_path):
+    pytest.importorskip("pypdf")
+    from .test_documents import pdf
+    path = pdf(tmp_path / "plants.pdf", [["Plant notes", "Monstera", "Monstera is a genus of flowering plants."],
+                                         ["12"],  # a page with nothing but its number: no text of its own
+                                         ["Watering", "Water when the soil is dry."], ["Repotting", "In spring."]],
+               [("Monstera", 0, 1), ("Watering", 2, 1), ("Repotting", 3, 1)])
+    index = PassageIndex.build([path])
+    watering = index.search("What is Watering?")[0]
+    assert watering.text == "Watering\nWater when the soil is dry." and (watering.page, watering.cited()) == (
+        3, f"{path}, page 3")
+    assert [(p.page, p.line) for p in index.passages] == [(1, 1), (1, 3), (3, 5), (4, 7)]  # page 2 gave no line
+    index.save(tmp_path / "index.json")
+    assert PassageIndex.load(tmp_path / "index.json").passages == index.passages
+    assert passages_of("# Notes\nText.\n", "notes.md")[0].cited() == "notes.md:2"  # a text: its line
 
 
 TITLED = """# Widgets

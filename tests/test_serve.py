@@ -125,3 +125,7 @@ def test_chat_answers_are_quoted_from_the_runs_passages_and_name_their_source(tm
         assert "sources" not in (out.model_extra or {})
     finally:
         stop_server(proc)
+    from gpt.retrieval import Passage
+    from gpt.serve import sources
+    assert sources([Passage("Ivy climbs.", "notes.pdf", 12, page=3)]) == [  # a PDF's passage: its page too
+        {"source": "notes.pdf", "line": 12, "page": 3}]
