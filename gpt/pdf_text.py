@@ -5,8 +5,8 @@ with words broken at a line's end ("photo-\nsynthesis") joined again. Titles com
 (its bookmarks, which most exported PDFs have): a line that is a bookmark's title (its section number aside) is
 written as a Markdown title of the bookmark's depth, so that questions and passages find it as they find a note's.
 Running headers and footers (a line at the edge of several pages, page numbers) and a table of contents' lines
-are left out. A PDF without an
-outline gives text only; a scanned one (pictures of pages) gives none, and is skipped with a warning.
+are left out; a bulleted line is a Markdown list item. A PDF without an outline gives text only; a scanned one
+(pictures of pages) gives none, and is skipped with a warning.
 """
 
 from __future__ import annotations
@@ -19,6 +19,10 @@ _BROKEN_WORD = re.compile(r"(\w)-\n(\w)")  # "photo-\nsynthesis": the hyphen onl
 _SECTION_NUMBER = re.compile(r"^(?:\d+(?:\.\d+)*|[A-Z](?:\.\d+)+)\.?\s+")
 _LEADER = re.compile(r"(?:\.\s?){4,}\s*\d+\s*$")  # a table of contents' "2.2 Naming . . . . . 3"
 _PAGE_NUMBER = re.compile(r"^\s*(?:[-–—]\s*)?(?:\d+|[ivxlc]+)(?:\s*[-–—])?\s*$", re.IGNORECASE)
+# A list's bullet glyph, or a C1 control code where the font's bullet has no Unicode mapping (TeX's PDFs give
+# "\x88"): a Markdown list item, as notes write one. Other control codes are glyphs with no text.
+_BULLET = re.compile(r"^(\s*)[•◦▪▫‣∙●○■□►▸➢\x80-\x9f][ \t]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 class UnreadablePDF(ValueError):
@@ -47,11 +51,16 @@ def pdf_to_markdown(path: str) -> tuple[str, tuple[int, ...]]:
     lines, starts = [], []
     for page in kept:
         starts.append(len(lines) + 1)
-        lines += [_as_title(line, titles) for line in page if not _LEADER.search(line)]
+        lines += [_as_title(_plain(line), titles) for line in page if not _LEADER.search(line)]
     text = "\n".join(lines).rstrip()  # leading blank lines stay: each line keeps its page
     if not text.strip():
         raise UnreadablePDF("the PDF has no text (a scan? run OCR on it first)")
     return text + "\n", tuple(starts)
+
+
+def _plain(line: str) -> str:
+    """A line of a page as Markdown text: its bullet a list item's "- ", control codes left out."""
+    return _CONTROL.sub("", _BULLET.sub(r"\1- ", line))
 
 
 def _key(title: str) -> str:

@@ -54,6 +54,8 @@ or into over under about
 """.split())
 # A sentence that opens with one of these is not saying what its first word is: "Now is the time to repot."
 _ADVERBS = frozenset("now yet still too very only even ever never always often soon again perhaps indeed hence".split())
+# and so is one that opens with an adverb of this shape: "Technically R is ..." (but "Assembly language is ...")
+_LY_ADVERB = re.compile(r"\w{3,}(?:al|ent|ant|ous|ive|ful|ar|ate|ual)ly", re.IGNORECASE)
 LEADING_ARTICLE = re.compile(r"^(?:the|a|an)\s+", re.IGNORECASE)
 _TERM_WORD = r"[^\W_][\w'’().+&/-]*"
 _EMPHASIS = r"(?:\*\*|__|[*_`])"  # a glossary term in bold, italics or backticks
@@ -279,10 +281,11 @@ def _faq_entries(lines: list[str], code: list[bool]) -> list[Entry]:
 def defined_term(sentence: str) -> str | None:
     """The term a sentence such as "A monstera is a genus of ..." defines (a short noun phrase), else None."""
     match = DEFINITION.match(sentence)
-    if not (match and sentence.endswith((".", "!")) and _is_term(match.group("term"), 4)) \
-            or match.group("term").split()[0].lower() in _ADVERBS:
+    if not (match and sentence.endswith((".", "!")) and _is_term(match.group("term"), 4)):
         return None
-    term = match.group("term")
+    term, first = match.group("term"), match.group("term").split()[0]
+    if first.lower() in _ADVERBS or _LY_ADVERB.fullmatch(first):
+        return None
     return term[0].lower() + term[1:] if LEADING_ARTICLE.match(term) else term
 
 

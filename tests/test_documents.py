@@ -247,6 +247,13 @@ def test_a_pdf_is_its_pages_text_with_its_bookmarks_as_titles(tmp_path):
         ("What is Watering?", "Water when the soil is dry.")]
 
 
+def test_a_pdf_line_with_a_bullet_is_a_list_item_and_control_codes_are_dropped():
+    from gpt.pdf_text import _plain
+    assert [_plain(line) for line in ("• Water weekly.", "  ◦ Less in winter.", "\x88 Voxel grids (TeX's bullet).",
+                                      "Tab\x08s and 1 • 2", "•Not a bullet")] == [
+        "- Water weekly.", "  - Less in winter.", "- Voxel grids (TeX's bullet).", "Tabs and 1 • 2", "•Not a bullet"]
+
+
 def test_a_pdf_without_text_or_pypdf_is_skipped_with_a_warning(tmp_path, capsys, monkeypatch):
     pytest.importorskip("pypdf")
     pdf(tmp_path / "scan.pdf", [[]], [])

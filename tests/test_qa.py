@@ -116,11 +116,14 @@ def test_faq_blocks_with_multiline_answers_and_a_gap():
 def test_definitional_sentences_need_a_short_noun_phrase_subject():
     text = ("A cactus is a plant that stores water. It is a good plant. There is a pot here.\n\n"
             "The reason this works is a mystery. The Eiffel Tower is the tallest tower in Paris.\n"
-            "Below is a list. Each plant is a friend. Modules are a unit of code. Now is the time to repot.\n")
+            "Below is a list. Each plant is a friend. Modules are a unit of code. Now is the time to repot.\n\n"
+            "Technically R is an expression language. Normally labels is a vector. "
+            "Assembly language is a low-level programming language.\n")
     assert short(derive_pairs(text, phrasings=1)) == [
         ("What is a cactus?", "A cactus is a plant that stores water.", "definition", 1),
         ("What is the Eiffel Tower?", "The Eiffel Tower is the tallest tower in Paris.", "definition", 3),
         ("What are Modules?", "Modules are a unit of code.", "definition", 3),
+        ("What is Assembly language?", "Assembly language is a low-level programming language.", "definition", 6),
     ]
 
 
