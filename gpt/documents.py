@@ -14,6 +14,7 @@ This module knows nothing of tokens or models.
 from __future__ import annotations
 
 import codecs
+import functools
 import glob
 import json
 import os
@@ -192,9 +193,24 @@ def iter_documents(files: list[str], jsonl_field: str = "text") -> Iterator[Iter
 def _converted(path: str, to_markdown: Callable[[str], T], unreadable: type[Exception]) -> Iterator[T]:
     """A file that is not text, as what to_markdown finds in it; skipped with a warning if it finds no text."""
     try:
-        yield to_markdown(path)
+        stat = os.stat(path)
+    except OSError as exc:
+        warn(f"skipping unreadable file {path}: {exc.strerror}")
+        return
+    if (found := _convert_once(path, stat.st_size, stat.st_mtime_ns, to_markdown, unreadable)) is not None:
+        yield found
+
+
+@functools.lru_cache(maxsize=256)
+def _convert_once(path: str, size: int, mtime_ns: int, to_markdown: Callable[[str], T],
+                  unreadable: type[Exception]) -> T | None:
+    """to_markdown(path), once per process while the file keeps its size and time (and so its one warning):
+    `gpt train` reads its input three times (tokenizer, token cache, questions), and a 300-page PDF takes seconds."""
+    try:
+        return to_markdown(path)
     except unreadable as exc:
         warn(f"skipping {path}: {exc}")
+        return None
 
 
 def read_documents(files: list[str], jsonl_field: str = "text", max_chars: int = 0) -> list[Document]:

@@ -261,6 +261,22 @@ def test_a_pdf_without_text_or_pypdf_is_skipped_with_a_warning(tmp_path, capsys,
     assert list(iter_documents(collect_files([str(tmp_path)]))) == []
     err = capsys.readouterr().err.splitlines()
     assert "broken.pdf: not a readable PDF" in err[0] and "scan.pdf: the PDF has no text (a scan?" in err[1], err
+    assert list(iter_documents(collect_files([str(tmp_path)]))) == [] and capsys.readouterr().err == ""  # said once
+    pdf(tmp_path / "other.pdf", [["Text"]], [])
     monkeypatch.setitem(sys.modules, "pypdf", None)  # as if the extra were not installed
-    assert list(iter_documents([str(tmp_path / "scan.pdf")])) == []
+    assert list(iter_documents([str(tmp_path / "other.pdf")])) == []
     assert "reading PDF needs pypdf (pip install 'gpt[pdf]')" in capsys.readouterr().err
+
+
+def test_a_document_is_converted_once_while_it_is_unchanged(tmp_path, monkeypatch):
+    """gpt train reads its input three times; a PDF is read from disk once, and again once it changes."""
+    pytest.importorskip("pypdf")
+    import gpt.pdf_text
+    path, calls = pdf(tmp_path / "notes.pdf", [["Monstera is a plant."]], []), []
+    convert = gpt.pdf_text.pdf_to_markdown
+    monkeypatch.setattr(documents_module, "pdf_to_markdown", lambda p: calls.append(p) or convert(p))
+    for _ in range(3):
+        assert "".join(*iter_documents([str(path)])) == "Monstera is a plant.\n"
+    assert read_documents([str(path)]) == [Document(str(path), "Monstera is a plant.\n", (1,))] and len(calls) == 1
+    pdf(path, [["Monstera is a plant."], ["Water it."]], [])
+    assert read_documents([str(path)])[0].text == "Monstera is a plant.\nWater it.\n" and len(calls) == 2
