@@ -64,10 +64,18 @@ _ADOC_LINK = re.compile(r"(?:\b(?:xref|link|mailto):(?P<target>[^\s\[\]]+)|\{[\w
                         r"\[(?P<text>[^\]\n]*)\]|<<(?P<id>[^,>\n]+)(?:,(?P<label>[^>\n]+))?>>")
 
 
+def text_lines(text: str) -> list[str]:
+    """The lines of `text` as an editor and `grep -n` number them: split at "\n" ("\r\n" too) only. str.splitlines
+    also splits at a form feed, which plain-text documents such as RFCs put between pages: a line cited after
+    the tenth page would be ten lines off."""
+    lines = text.replace("\r\n", "\n").split("\n")
+    return lines[:-1] if lines[-1] == "" else lines  # a last line's "\n" ends it, as in splitlines
+
+
 def blank_markup(text: str) -> str:
     """HTML comments removed, lines that only show an image blanked, line breaks kept: metadata (Node's "<!-- YAML
     added: v8.0.0 -->" under each API title) and pictures are never what a title means or a passage to quote."""
-    text = _COMMENT.sub(lambda m: "\n" * (len(m.group().splitlines()) - 1), text) if "<!--" in text else text
+    text = _COMMENT.sub(lambda m: "\n" * m.group().count("\n"), text) if "<!--" in text else text
     return _IMAGE_LINE.sub("", text) if "![" in text or "<img" in text else text
 
 
@@ -317,8 +325,8 @@ def markdown_lines(text: str, source: str = "") -> list[str]:
     """The lines of a note as Markdown, one for each line of `text`: what questions and passages are read from.
     In code, a comment that would read as a title ("# Monstera") is indented as code instead."""
     if is_code(source):
-        return [f"    {line}" if HEADING.match(line) or _UNDERLINE.match(line) else line for line in text.splitlines()]
-    lines = blank_markup(text).splitlines()
+        return [f"    {line}" if HEADING.match(line) or _UNDERLINE.match(line) else line for line in text_lines(text)]
+    lines = text_lines(blank_markup(text))
     suffix = source.lower()
     if suffix.endswith(ORG_SUFFIXES):
         lines = org_to_markdown(lines)

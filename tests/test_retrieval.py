@@ -407,3 +407,12 @@ def test_a_definition_under_another_title_titles_its_passage_too():
     assert best.titles == ("Description", "Alda") and best.line == 4
     monstera = passages_of("## Monstera\nMonstera is a genus of plants.\n", "m.md")[0]
     assert monstera.titles == ("Monstera",)  # one title when the two name the same thing
+
+
+def test_a_passage_after_form_feeds_is_cited_at_its_line():
+    """An RFC puts a form feed between its pages; str.splitlines counts one more line at each."""
+    page = "Some text of the page.\n\n[Page 1]\n\f\n"
+    text = page * 3 + "Monstera is a genus of plants.\n"
+    (found,) = PassageIndex.build([("rfc.txt", text)]).search("What is Monstera?", 1)
+    assert found.cited() == "rfc.txt:13" == f"rfc.txt:{text.split(chr(10)).index('Monstera is a genus of plants.') + 1}"
+    assert [e.line for e in derive_entries(text, "rfc.txt")] == [13]
