@@ -5,9 +5,10 @@ are not valid UTF-8 are replaced with U+FFFD (documented policy: training text i
 dropped, and one for UTF-16 (Windows' "Unicode" text) decodes the file as UTF-16; a Windows or Latin-1 file is
 read as cp1252; other files with NUL bytes in their first 8 KiB are treated as binary and skipped with a
 warning. A web page (.html, .htm) or a Jupyter notebook (.ipynb) is read as its text, written as Markdown
-(gpt/markup.py), not as its tags or JSON; so is a book (.epub) or a word-processor file (.docx, .odt:
-gpt/zip_documents.py), and a PDF's text (gpt/pdf_text.py, with the optional pypdf). A large text file is read
-in pieces, cut only where tokenization cannot change.
+(gpt/markup.py), not as its tags or JSON; so is a book (.epub), a word-processor file (.docx, .odt), a
+spreadsheet (.xlsx) or slides (.pptx) (gpt/zip_documents.py), and a PDF's text (gpt/pdf_text.py, with the
+optional pypdf); each is converted once per process while it is unchanged. A large text file is read in
+pieces, cut only where tokenization cannot change.
 This module knows nothing of tokens or models.
 """
 

@@ -313,12 +313,16 @@ def table_to_markdown(lines: list[str], delimiter: str) -> list[str]:
             cells = next(csv.reader([line], delimiter=delimiter), [])
         except csv.Error:  # a cell past csv's field size limit: no glossary line
             cells = []
-        cells = [" ".join(html_to_markdown(c).split()) if "<" in c else c.strip() for c in cells]
-        if len(cells) == 2 and all(cells):
-            out.append(f"{cells[0]}: {cells[1]}")
-        else:  # a list item, so that no row reads as the one before it carried on
-            out.append(f"- {', '.join(c for c in cells if c)}" if any(cells) else "")
+        out.append(table_row_line(cells))
     return out
+
+
+def table_row_line(cells: list[str]) -> str:
+    """One row of a table (a CSV line, a spreadsheet's row) as table_to_markdown writes it."""
+    cells = [" ".join(html_to_markdown(c).split()) if "<" in c else " ".join(c.split()) for c in cells]
+    if len(cells) == 2 and all(cells):
+        return f"{cells[0]}: {cells[1]}"
+    return f"- {', '.join(c for c in cells if c)}" if any(cells) else ""  # an item: no row carries on the last
 
 
 def markdown_lines(text: str, source: str = "") -> list[str]:

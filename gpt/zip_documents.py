@@ -1,9 +1,13 @@
-"""Books and word-processor files read as Markdown: EPUB (.epub), Word (.docx) and OpenDocument (.odt).
+"""Books, word-processor files, spreadsheets and slides read as Markdown: EPUB (.epub), Word (.docx),
+OpenDocument (.odt), Excel (.xlsx) and PowerPoint (.pptx).
 
 Each is a zip archive of XML. What questions and passages are made of is the same as in a note: the titles and
 the paragraphs under them. So a book's chapters (in its reading order) and a document's headings, paragraphs,
 list items and table rows are written as Markdown, as gpt/markup.py writes a web page, and gpt/documents.py reads
 the result as the file's text. Line numbers are those of the Markdown.
+
+A spreadsheet's rows are read as a CSV file's are (markup.table_row_line): a row of two cells is a glossary line
+("Monstera: A genus of plants"). A slide's title is a title, its text the paragraphs and list items under it.
 
 A Word heading is a paragraph whose style is a heading. Style ids are the user's language ("berschrift1",
 "Titre1"), so the level comes from word/styles.xml: the style's English name ("heading 1") or its outline level.
@@ -22,9 +26,9 @@ from collections.abc import Iterator
 from urllib.parse import unquote
 from xml.etree import ElementTree
 
-from gpt.markup import html_to_markdown
+from gpt.markup import html_to_markdown, table_row_line
 
-ZIPPED_SUFFIXES = (".epub", ".docx", ".odt")
+ZIPPED_SUFFIXES = (".epub", ".docx", ".odt", ".xlsx", ".pptx")
 MAX_PART_BYTES = 64 << 20  # one chapter, or a document's body: a book's whole text is a few MB
 
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
@@ -33,6 +37,11 @@ _TABLE = "{urn:oasis:names:tc:opendocument:xmlns:table:1.0}"
 _OFFICE = "{urn:oasis:names:tc:opendocument:xmlns:office:1.0}"
 _OPF = "{http://www.idpf.org/2007/opf}"
 _CONTAINER = "{urn:oasis:names:tc:opendocument:xmlns:container}"
+_SHEET = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+_SLIDE = "{http://schemas.openxmlformats.org/presentationml/2006/main}"
+_DRAWING = "{http://schemas.openxmlformats.org/drawingml/2006/main}"
+_RELATION = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
+_PACKAGE_RELATION = "{http://schemas.openxmlformats.org/package/2006/relationships}"
 _HEADING_NAME = re.compile(r"^heading\s*(\d)$", re.IGNORECASE)
 _HEADING_ID = re.compile(r"^heading(\d)$", re.IGNORECASE)  # a style id written in English, when styles.xml is absent
 
@@ -46,7 +55,8 @@ def zipped_to_markdown(path: str) -> str:
     kind = path.lower().rsplit(".", 1)[-1]
     try:
         with zipfile.ZipFile(path) as archive:
-            return {"epub": epub_to_markdown, "docx": docx_to_markdown, "odt": odt_to_markdown}[kind](archive)
+            return {"epub": epub_to_markdown, "docx": docx_to_markdown, "odt": odt_to_markdown,
+                    "xlsx": xlsx_to_markdown, "pptx": pptx_to_markdown}[kind](archive)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, EOFError, zlib.error, NotImplementedError,
             RuntimeError) as exc:  # damaged, a compression zipfile lacks, a password (RuntimeError)
         raise UnreadableDocument(f"not a readable .{kind} file ({exc})") from None
@@ -217,6 +227,100 @@ def _odt_text(element: ElementTree.Element) -> str:
         elif child.tag not in (f"{_TEXT}note", f"{_OFFICE}annotation"):
             pieces.append(_odt_text(child))
         pieces.append(child.tail or "")
+    return " ".join("".join(pieces).split())
+
+
+# ----------------------------------------------------------------------------- Excel (.xlsx) and PowerPoint (.pptx)
+
+def xlsx_to_markdown(archive: zipfile.ZipFile) -> str:
+    """The rows of each visible sheet, in the workbook's order, as table_row_line writes them."""
+    strings = [_drawn_text(item, _SHEET) for item in _xml(archive, "xl/sharedStrings.xml").iter(f"{_SHEET}si")] \
+        if "xl/sharedStrings.xml" in archive.namelist() else []
+    workbook = _xml(archive, "xl/workbook.xml")
+    targets = _relations(archive, "xl/workbook.xml")
+    lines: list[str] = []
+    for sheet in workbook.iter(f"{_SHEET}sheet"):
+        if sheet.get("state") in ("hidden", "veryHidden") or (name := targets.get(sheet.get(f"{_RELATION}id"))) is None:
+            continue
+        lines += [table_row_line(_sheet_row(row, strings)) for row in _xml(archive, name).iter(f"{_SHEET}row")]
+        lines.append("")
+    return _joined(lines)
+
+
+def _sheet_row(row: ElementTree.Element, strings: list[str]) -> list[str]:
+    """A row's cells by their column ("B7" is the second), text as shown: a shared string, inline text, a value."""
+    cells: list[str] = []
+    for cell in row.iter(f"{_SHEET}c"):
+        letters = re.match(r"[A-Z]*", cell.get("r", "")).group()
+        column = sum(26 ** i * (ord(c) - 64) for i, c in enumerate(reversed(letters))) - 1 if letters else len(cells)
+        value = cell.findtext(f"{_SHEET}v") or ""
+        if cell.get("t") == "s":
+            value = strings[int(value)] if value.isdigit() and int(value) < len(strings) else ""
+        elif cell.get("t") == "inlineStr":
+            value = _drawn_text(cell.find(f"{_SHEET}is"), _SHEET)
+        elif cell.get("t") == "b":
+            value = {"1": "TRUE", "0": "FALSE"}.get(value, value)
+        if 0 <= column < 1 << 14:  # Excel's last column is XFD
+            cells += [""] * (column + 1 - len(cells))
+            cells[column] = value
+    return cells
+
+
+def pptx_to_markdown(archive: zipfile.ZipFile) -> str:
+    """Each slide in the deck's order: its title as a title, its other text as paragraphs, indented or bulleted
+    ones as list items (_sub_item); speaker notes left out."""
+    targets = _relations(archive, "ppt/presentation.xml")
+    lines: list[str] = []
+    for slide in _xml(archive, "ppt/presentation.xml").iter(f"{_SLIDE}sldId"):
+        if (name := targets.get(slide.get(f"{_RELATION}id"))) is not None:
+            lines += _slide_lines(_xml(archive, name))
+    return _joined(lines)
+
+
+def _slide_lines(slide: ElementTree.Element) -> list[str]:
+    title, body = "", []
+    for shape in slide.iter(f"{_SLIDE}sp"):
+        placeholder = shape.find(f"{_SLIDE}nvSpPr/{_SLIDE}nvPr/{_SLIDE}ph")
+        paragraphs = [(p.find(f"{_DRAWING}pPr"), _drawn_text(p, _DRAWING)) for p in shape.iter(f"{_DRAWING}p")]
+        if placeholder is not None and placeholder.get("type") in ("title", "ctrTitle") and not title:
+            title = " ".join(text for _, text in paragraphs if text)
+            continue
+        for props, text in paragraphs:
+            if text:
+                body += [f"- {text}"] if _sub_item(props) else [text, ""]
+        body.append("")
+    return ([f"# {title}", ""] if title else []) + body
+
+
+def _sub_item(props: ElementTree.Element | None) -> bool:
+    """Whether a slide's paragraph is a list item: indented (lvl) or with a bullet or number of its own. A body's
+    first-level points stay paragraphs: "Monstera is a genus of plants." is what the slide's title means."""
+    if props is None or props.find(f"{_DRAWING}buNone") is not None:
+        return False
+    return props.get("lvl", "0") != "0" or any(
+        props.find(f"{_DRAWING}{tag}") is not None for tag in ("buChar", "buAutoNum", "buBlip"))
+
+
+def _relations(archive: zipfile.ZipFile, part: str) -> dict[str, str]:
+    """{relationship id: the archive name it points to} from a part's .rels file."""
+    folder, base = posixpath.split(part)
+    rels = f"{folder}/_rels/{base}.rels"
+    if rels not in archive.namelist():
+        return {}
+    return {rel.get("Id"): posixpath.normpath(target.lstrip("/") if target.startswith("/")
+                                              else posixpath.join(folder, target))
+            for rel in _xml(archive, rels).iter(f"{_PACKAGE_RELATION}Relationship")
+            if (target := unquote(rel.get("Target") or ""))}
+
+
+def _drawn_text(element: ElementTree.Element | None, namespace: str) -> str:
+    """The text of a shared string, a cell's inline string or a slide's paragraph: its <t> runs, without the
+    phonetic guides (<rPh>) Japanese spreadsheets add; line breaks as spaces."""
+    if element is None:
+        return ""
+    skipped = {f"{namespace}rPh"}
+    pieces = [node.text or "" if node.tag == f"{namespace}t" else " " for node in _without(element, skipped)
+              if node.tag in (f"{namespace}t", f"{_DRAWING}br")]
     return " ".join("".join(pieces).split())
 
 

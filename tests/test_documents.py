@@ -187,6 +187,63 @@ def test_an_opendocument_file_reads_headings_lists_and_tables(tmp_path):
                                                      "- Water weekly\n- Bright light\n\n| Soil | loose |\n")
 
 
+RELS = 'xmlns="http://schemas.openxmlformats.org/package/2006/relationships"'
+R = 'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"'
+
+
+def relations(targets: dict[str, str]) -> str:
+    rows = "".join(f'<Relationship Id="{rid}" Type="x" Target="{target}"/>' for rid, target in targets.items())
+    return f"<Relationships {RELS}>{rows}</Relationships>"
+
+
+def test_a_spreadsheet_is_its_rows_with_two_cells_as_glossary_lines(tmp_path):
+    ns = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
+    strings = (f'<sst {ns}><si><t>Term</t></si><si><t>Definition</t></si><si><t>Monstera</t></si>'
+               '<si><r><t>A genus of </t></r><r><t>plants.</t></r><rPh><t>ふりがな</t></rPh></si></sst>')
+    sheet = (f'<worksheet {ns}><sheetData><row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>1</v></c></row>'
+             '<row r="2"><c r="A2" t="s"><v>2</v></c><c r="B2" t="s"><v>3</v></c></row>'
+             '<row r="3"><c r="A3" t="inlineStr"><is><t>Perlite</t></is></c><c r="B3" t="inlineStr"><is><t>A '
+             'volcanic\nglass.</t></is></c></row>'
+             '<row r="5"><c r="A5"><v>3.5</v></c><c r="C5" t="b"><v>1</v></c></row></sheetData></worksheet>')
+    path = zipped(tmp_path / "glossary.xlsx", {
+        "xl/workbook.xml": f'<workbook {ns} {R}><sheets><sheet name="Hidden" sheetId="2" state="hidden" '
+                           'r:id="rId2"/><sheet name="Plants" sheetId="1" r:id="rId1"/></sheets></workbook>',
+        "xl/_rels/workbook.xml.rels": relations({"rId1": "worksheets/sheet1.xml", "rId2": "/xl/worksheets/sheet2.xml"}),
+        "xl/sharedStrings.xml": strings, "xl/worksheets/sheet1.xml": sheet,
+        "xl/worksheets/sheet2.xml": sheet.replace("Perlite", "Hidden")})
+    assert "".join(*iter_documents([str(path)])) == (
+        "Term: Definition\nMonstera: A genus of plants.\nPerlite: A volcanic glass.\n- 3.5, TRUE\n")
+    from gpt.qa import derive_from_files
+    assert [(p.question, p.answer) for p in derive_from_files([str(path)], phrasings=1)] == [
+        ("What is Monstera?", "A genus of plants."), ("What is Perlite?", "A volcanic glass.")]
+
+
+def test_a_slide_deck_is_its_slides_titles_and_points_in_order(tmp_path):
+    ns = ('xmlns:p="http://schemas.openxmlformats.org/presentationml/2006/main" '
+          'xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main"')
+
+    def shape(placeholder: str, *paragraphs: str) -> str:
+        ph = f'<p:nvSpPr><p:nvPr><p:ph {placeholder}/></p:nvPr></p:nvSpPr>' if placeholder else ""
+        return f"<p:sp>{ph}<p:txBody>{''.join(paragraphs)}</p:txBody></p:sp>"
+
+    def point(text: str, props: str = "") -> str:
+        return f"<a:p>{props}<a:r><a:t>{text}</a:t></a:r></a:p>"
+
+    first = shape('type="title"', point("Monstera")) + shape(
+        'idx="1"', point("Monstera is a genus of plants."), point("Water weekly", '<a:pPr lvl="1"/>'),
+        point("Not a point", '<a:pPr lvl="1"><a:buNone/></a:pPr>'))
+    second = shape('type="ctrTitle"', point("Plant "), point("care")) + shape("", point("In a text box."))
+    path = zipped(tmp_path / "deck.pptx", {
+        "ppt/presentation.xml": f'<p:presentation {ns} {R}><p:sldIdLst><p:sldId id="256" r:id="rId7"/>'
+                                '<p:sldId id="257" r:id="rId3"/></p:sldIdLst></p:presentation>',
+        "ppt/_rels/presentation.xml.rels": relations({"rId3": "slides/slide1.xml", "rId7": "slides/slide2.xml"}),
+        "ppt/slides/slide1.xml": f"<p:sld {ns}><p:cSld><p:spTree>{second}</p:spTree></p:cSld></p:sld>",
+        "ppt/slides/slide2.xml": f"<p:sld {ns}><p:cSld><p:spTree>{first}</p:spTree></p:cSld></p:sld>"})
+    assert "".join(*iter_documents([str(path)])) == (
+        "# Monstera\n\nMonstera is a genus of plants.\n\n- Water weekly\n\nNot a point\n\n"
+        "# Plant care\n\nIn a text box.\n")
+
+
 def test_questions_come_from_a_word_document(tmp_path):
     from gpt.qa import derive_from_files
     path = docx(tmp_path / "plants.docx", para("Monstera", "Heading1") + para("Monstera is a genus of plants."))
@@ -201,13 +258,15 @@ def test_damaged_or_hostile_zipped_documents_are_skipped_with_a_warning(tmp_path
     docx(tmp_path / "laughs.docx", "").unlink()
     zipped(tmp_path / "laughs.docx", {"word/document.xml": '<!DOCTYPE d [<!ENTITY a "aaaaaaaa">]><d>&a;</d>'})
     zipped(tmp_path / "empty.epub", {"mimetype": "application/epub+zip"})  # no container.xml
+    zipped(tmp_path / "empty.xlsx", {"xl/styles.xml": "<styleSheet/>"})  # no workbook
     docx(tmp_path / "big.docx", para("x" * 2000))
     monkeypatch.setattr("gpt.zip_documents.MAX_PART_BYTES", 1000)
     (tmp_path / "paper").write_bytes(b"%PDF-1.7\n%text-like header with no NUL in it\n")  # a PDF not named .pdf
     assert ["".join(d) for d in iter_documents(collect_files([str(tmp_path)]))] == ["Monstera is a plant.\n"]
     err = capsys.readouterr().err.splitlines()
     expected = ["big.docx: word/document.xml is over 0 MB once unpacked", "broken.docx: not a readable .docx file",
-                "empty.epub: not a readable .epub file", "laughs.docx: word/document.xml declares XML entities",
+                "empty.epub: not a readable .epub file", "empty.xlsx: not a readable .xlsx file",
+                "laughs.docx: word/document.xml declares XML entities",
                 "skipping binary file"]
     assert len(err) == len(expected) and all(e in line for e, line in zip(expected, err)), err
 
