@@ -4,11 +4,11 @@ Inputs are files, folders (recursive) and globs; each file (or JSONL/Parquet rec
 are not valid UTF-8 are replaced with U+FFFD (documented policy: training text is Unicode); a byte-order mark is
 dropped, and one for UTF-16 (Windows' "Unicode" text) decodes the file as UTF-16; a Windows or Latin-1 file is
 read as cp1252; other files with NUL bytes in their first 8 KiB are treated as binary and skipped with a
-warning. A web page (.html, .htm) or a Jupyter notebook (.ipynb) is read as its text, written as Markdown
-(gpt/markup.py), not as its tags or JSON; so is a book (.epub), a word-processor file (.docx, .odt), a
-spreadsheet (.xlsx) or slides (.pptx) (gpt/zip_documents.py), and a PDF's text (gpt/pdf_text.py, with the
-optional pypdf); each is converted once per process while it is unchanged. A large text file is read in
-pieces, cut only where tokenization cannot change.
+warning. A web page (.html, .htm), a Jupyter notebook (.ipynb) or an RTF document is read as its text, written
+as Markdown (gpt/rich_text.py), not as its tags, JSON or control words; so is a book (.epub), a word-processor
+file (.docx, .odt), a spreadsheet (.xlsx) or slides (.pptx) (gpt/zip_documents.py), and a PDF's text
+(gpt/pdf_text.py, with the optional pypdf); each is converted once per process while it is unchanged. A large
+text file is read in pieces, cut only where tokenization cannot change.
 This module knows nothing of tokens or models.
 """
 
@@ -26,9 +26,9 @@ from typing import NamedTuple, TypeVar
 import regex
 
 from gpt.errors import InputError
-from gpt.markup import CONVERTED_SUFFIXES, as_markdown
 from gpt.pdf_text import UnreadablePDF, pdf_to_markdown
 from gpt.pretokenize import SAFE_CUT
+from gpt.rich_text import CONVERTED_SUFFIXES, as_markdown
 from gpt.zip_documents import ZIPPED_SUFFIXES, UnreadableDocument, zipped_to_markdown
 
 BUILTIN = "builtin:pydoc"  # Python's reference documentation, shipped with every CPython
@@ -183,8 +183,9 @@ def iter_documents(files: list[str], jsonl_field: str = "text") -> Iterator[Iter
                 if (encoding := _text_encoding(path)) is None:
                     warn(f"skipping binary file {path}")
                     continue
-                if path.lower().endswith(CONVERTED_SUFFIXES):  # a web page, a notebook: text, not tags or JSON
-                    yield [as_markdown(path, "".join(_read_pieces(path, encoding)), warn)]
+                if path.lower().endswith(CONVERTED_SUFFIXES):  # a web page, a notebook, RTF: text, not markup
+                    if (text := as_markdown(path, "".join(_read_pieces(path, encoding)), warn)) is not None:
+                        yield [text]
                     continue
                 yield _read_pieces(path, encoding)  # a generator: a file larger than memory streams
             except OSError as exc:

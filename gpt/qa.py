@@ -332,11 +332,20 @@ def _definition_entries(paragraphs: list[tuple[int, list[str]]]) -> list[Entry]:
     for start, para in paragraphs:
         if len(para) == 1 and (_GLOSSARY.match(para[0]) or _QUESTION.match(para[0]) or _ANSWER.match(para[0])):
             continue
-        text = _collapse("\n".join(para))
-        for sentence in _SENTENCE_END.split(text):
+        for sentence in map(sentence_under_title, _SENTENCE_END.split("\n".join(para))):
             if term := defined_term(sentence):
                 entries.append(Entry(term, _bounded(sentence), "definition", line=start + 1))
     return entries
+
+
+def sentence_under_title(sentence: str) -> str:
+    """A sentence on one line, without a title line above it that its subject repeats, as plain-text notes write
+    a title ("Ficus\nFicus is a genus of trees."): else "Ficus Ficus" would be what it defines."""
+    first, _, rest = sentence.partition("\n")
+    title, subject = _collapse(first).casefold(), LEADING_ARTICLE.sub("", _collapse(rest)).casefold()
+    if rest and title and title[-1] not in ".:;,!?" and subject.startswith(title + " "):
+        sentence = rest
+    return _collapse(sentence)
 
 
 def titled_lines(text: str, source: str) -> tuple[list[str], int]:

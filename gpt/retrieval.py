@@ -49,6 +49,7 @@ from gpt.qa import (
     glossary_entry,
     heading_title,
     not_an_entry,
+    sentence_under_title,
     source_line,
     titled_lines,
 )
@@ -174,13 +175,13 @@ def _paragraph_units(start: int, heading: str, text: str, under: str) -> Iterabl
     if not titles:
         starts = [0] + [m.end() for m in SENTENCE_END.finditer(text)]
         for at, end in zip(starts, starts[1:] + [len(text)]):
-            if term := defined_term(" ".join(text[at:end].split())):
+            if term := defined_term(sentence_under_title(text[at:end])):
                 if at:
                     yield start, heading, text[:at].rstrip(), (), 0
                 yield start + text.count("\n", 0, at), heading, text[at:], (term,), 0
                 return
     first = SENTENCE_END.search(text)
-    term = defined_term(" ".join(text[:first.end() if first else len(text)].split())) if titles else None
+    term = defined_term(sentence_under_title(text[:first.end() if first else len(text)])) if titles else None
     if term and title_key(term) not in map(title_key, titles):
         titles += (term,)  # "## Description" over "Alda is a music composition language ...": it answers both
     yield start, heading, text, titles, 0

@@ -26,7 +26,8 @@ from collections.abc import Iterator
 from urllib.parse import unquote
 from xml.etree import ElementTree
 
-from gpt.markup import html_to_markdown, table_row_line
+from gpt.markup import table_row_line
+from gpt.rich_text import html_to_markdown
 
 ZIPPED_SUFFIXES = (".epub", ".docx", ".odt", ".xlsx", ".pptx")
 MAX_PART_BYTES = 64 << 20  # one chapter, or a document's body: a book's whole text is a few MB

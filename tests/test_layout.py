@@ -27,7 +27,8 @@ LONG_FUNCTIONS = {
                            "one place; split by command it would scatter the shared options",
 }
 # What the model must not depend on: files and I/O, the tokenizer, and everything that uses the model.
-NOT_FOR_THE_MODEL = {"gpt.files", "gpt.documents", "gpt.zip_documents", "gpt.pdf_text", "gpt.data", "gpt.checkpoint",
+NOT_FOR_THE_MODEL = {"gpt.files", "gpt.documents", "gpt.zip_documents", "gpt.pdf_text", "gpt.rich_text", "gpt.data",
+                     "gpt.checkpoint",
                      "gpt.metrics", "gpt.run_setup", "gpt.bpe", "gpt.bpe_formats", "gpt.pretokenize", "gpt.chat",
                      "gpt.conversations", "gpt.hf", "gpt.markup", "gpt.qa", "gpt.retrieval", "gpt.train",
                      "gpt.generate", "gpt.ask", "gpt.serve", "gpt.terminal", "gpt.cli"}

@@ -3,9 +3,8 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gpt.documents import Document, read_documents
-from gpt.markup import html_to_markdown, markdown_lines
-from gpt.qa import derive_entries, derive_from_files
+from gpt.markup import markdown_lines
+from gpt.qa import derive_entries
 from gpt.retrieval import passages_of
 
 ORG = """#+TITLE: Plant notes
@@ -132,36 +131,6 @@ def test_every_line_keeps_its_number(text, source):
     assert len(markdown_lines(text, source)) == text.count("\n") + (text != "" and not text.endswith("\n"))
 
 
-PAGE = """<!DOCTYPE html><html><head><title>Plants</title><style>p { color: green }</style></head><body>
-<nav><a href="/">Home</a> <a href="/faq">FAQ</a></nav>
-<h1>Plant care</h1><h2 id="m">Monstera</h2>
-<p>Monstera is a genus of <b>flowering</b> plants
-native to tropical America &amp; Mexico.</p><p>Water weekly.
-<ul><li>Bright light</li><li>Humid air<ul><li>misted daily</li></ul></li></ul>
-<dl><dt>Perlite</dt><dd>A volcanic glass.</dd></dl>
-<pre><code>def water(plant):
-    plant.water()
-</code></pre>
-<table><tr><th>Plant</th><th>Water</th></tr><tr><td>Pothos</td><td>weekly</td></tr></table>
-<script>document.write("<h2>Not a title</h2>")</script>First line<br>second line
-</body></html>"""
-
-
-def test_a_web_page_is_read_as_its_text_in_markdown(tmp_path):
-    assert html_to_markdown(PAGE) == "\n".join([
-        "# Plant care", "", "## Monstera", "",
-        "Monstera is a genus of flowering plants native to tropical America & Mexico.", "", "Water weekly.", "",
-        "- Bright light", "- Humid air", "- misted daily", "", "Perlite", ": A volcanic glass.", "",
-        "```", "def water(plant):", "    plant.water()", "```", "", "| Plant | Water |", "| Pothos | weekly |", "",
-        "First line", "second line"]) + "\n"
-    page = tmp_path / "care.HTML"
-    page.write_text(PAGE, encoding="cp1252")  # the encoding is found as for any text file
-    assert read_documents([str(page)]) == [Document(str(page), html_to_markdown(PAGE))]
-    asked = {p.question: p.answer for p in derive_from_files([str(page)])}
-    assert asked["What is Monstera?"].startswith("Monstera is a genus of flowering plants")
-    assert asked["What is Perlite?"] == "A volcanic glass."
-
-
 def test_code_comments_are_not_titles_and_code_states_no_entries():
     code = "# pyright: strict\nimport os\n\n# Monstera\ntimeout: int = 5\n\ndef water():\n    return 1\n"
     assert markdown_lines(code, "src/plants.py")[:4] == ["    # pyright: strict", "import os", "", "    # Monstera"]
@@ -193,22 +162,6 @@ def test_a_note_that_writes_no_title_is_titled_as_its_app_shows_it():
     passages = passages_of(front + "\n## Care\nWater weekly.\n", "ficus.md")
     assert [(p.line, p.titles) for p in passages] == [(4, ("Fiddle-leaf fig",)), (6, ()), (9, ("Care",))]
     assert passages[0].text.startswith("Fiddle-leaf fig\nA fussy tree.")
-
-
-def test_a_notebook_is_read_as_its_cells(tmp_path, capsys):
-    import json
-    cells = [{"cell_type": "markdown", "source": ["# Monstera\n", "\n", "Monstera is a genus of plants."]},
-             {"cell_type": "code", "source": "water(monstera)", "outputs": [{"text": "done"}]},
-             {"cell_type": "code", "source": []}, {"cell_type": "raw", "source": "left out"}]
-    notebook = tmp_path / "plants.ipynb"
-    notebook.write_text(json.dumps({"cells": cells, "metadata": {"language_info": {"name": "python"}}}))
-    text = "# Monstera\n\nMonstera is a genus of plants.\n\n```python\nwater(monstera)\n```\n"
-    assert read_documents([str(notebook)]) == [Document(str(notebook), text)]
-    assert [p.question for p in derive_from_files([str(notebook)], phrasings=1)] == ["What is Monstera?"]
-    broken = tmp_path / "broken.ipynb"
-    broken.write_text('{"cells": [')
-    assert read_documents([str(broken)]) == [Document(str(broken), '{"cells": [')]
-    assert "broken.ipynb is not a Jupyter notebook's JSON: reading it as text" in capsys.readouterr().err
 
 
 def test_a_table_of_two_columns_is_a_glossary():

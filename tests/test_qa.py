@@ -367,3 +367,13 @@ def test_chinese_and_japanese_terms_are_asked_in_their_language():
     kanji_only = derive_pairs("## 盆栽\n\n盆栽は鉢で育てる木です。\n", phrasings=1)  # kana in the answer: Japanese
     assert [p.question for p in kanji_only] == ["盆栽とは何ですか？"]
     assert derive_pairs("## Monstera\n\nMonstera is a genus.\n", phrasings=1)[0].question == "What is Monstera?"
+
+
+def test_a_title_line_above_a_definition_is_no_part_of_its_subject():
+    text = ("Ficus\nFicus is a genus of trees.\n\nMonstera\nThe monstera is a genus of plants.\n\n"
+            "The Royal\nHorticultural Society is a charity for gardeners.\n")  # a wrapped subject stays whole
+    assert short(derive_pairs(text, phrasings=1)) == [
+        ("What is Ficus?", "Ficus is a genus of trees.", "definition", 1),
+        ("What is the monstera?", "The monstera is a genus of plants.", "definition", 4),
+        ("What is the Royal Horticultural Society?", "The Royal Horticultural Society is a charity for gardeners.",
+         "definition", 7)]

@@ -1,0 +1,84 @@
+"""Web pages, notebooks and RTF documents read as Markdown, whole: their text, not their tags, JSON or control words."""
+
+import json
+import sys
+
+from gpt.documents import Document, iter_documents, read_documents
+from gpt.qa import derive_from_files
+from gpt.rich_text import html_to_markdown
+
+PAGE = """<!DOCTYPE html><html><head><title>Plants</title><style>p { color: green }</style></head><body>
+<nav><a href="/">Home</a> <a href="/faq">FAQ</a></nav>
+<h1>Plant care</h1><h2 id="m">Monstera</h2>
+<p>Monstera is a genus of <b>flowering</b> plants
+native to tropical America &amp; Mexico.</p><p>Water weekly.
+<ul><li>Bright light</li><li>Humid air<ul><li>misted daily</li></ul></li></ul>
+<dl><dt>Perlite</dt><dd>A volcanic glass.</dd></dl>
+<pre><code>def water(plant):
+    plant.water()
+</code></pre>
+<table><tr><th>Plant</th><th>Water</th></tr><tr><td>Pothos</td><td>weekly</td></tr></table>
+<script>document.write("<h2>Not a title</h2>")</script>First line<br>second line
+</body></html>"""
+
+
+def test_a_web_page_is_read_as_its_text_in_markdown(tmp_path):
+    assert html_to_markdown(PAGE) == "\n".join([
+        "# Plant care", "", "## Monstera", "",
+        "Monstera is a genus of flowering plants native to tropical America & Mexico.", "", "Water weekly.", "",
+        "- Bright light", "- Humid air", "- misted daily", "", "Perlite", ": A volcanic glass.", "",
+        "```", "def water(plant):", "    plant.water()", "```", "", "| Plant | Water |", "| Pothos | weekly |", "",
+        "First line", "second line"]) + "\n"
+    page = tmp_path / "care.HTML"
+    page.write_text(PAGE, encoding="cp1252")  # the encoding is found as for any text file
+    assert read_documents([str(page)]) == [Document(str(page), html_to_markdown(PAGE))]
+    asked = {p.question: p.answer for p in derive_from_files([str(page)])}
+    assert asked["What is Monstera?"].startswith("Monstera is a genus of flowering plants")
+    assert asked["What is Perlite?"] == "A volcanic glass."
+
+
+
+
+def test_a_notebook_is_read_as_its_cells(tmp_path, capsys):
+    cells = [{"cell_type": "markdown", "source": ["# Monstera\n", "\n", "Monstera is a genus of plants."]},
+             {"cell_type": "code", "source": "water(monstera)", "outputs": [{"text": "done"}]},
+             {"cell_type": "code", "source": []}, {"cell_type": "raw", "source": "left out"}]
+    notebook = tmp_path / "plants.ipynb"
+    notebook.write_text(json.dumps({"cells": cells, "metadata": {"language_info": {"name": "python"}}}))
+    text = "# Monstera\n\nMonstera is a genus of plants.\n\n```python\nwater(monstera)\n```\n"
+    assert read_documents([str(notebook)]) == [Document(str(notebook), text)]
+    assert [p.question for p in derive_from_files([str(notebook)], phrasings=1)] == ["What is Monstera?"]
+    broken = tmp_path / "broken.ipynb"
+    broken.write_text('{"cells": [')
+    assert read_documents([str(broken)]) == [Document(str(broken), '{"cells": [')]
+    assert "broken.ipynb is not a Jupyter notebook's JSON: reading it as text" in capsys.readouterr().err
+
+
+RTF = r"""{\rtf1\ansi\ansicpg1252\cocoartf2639
+\cocoatextscaling0\cocoaplatform0{\fonttbl\f0\fswiss\fcharset0 Helvetica;}
+{\colortbl;\red255\green255\blue255;}
+{\*\expandedcolortbl;;}
+\pard\tx566\tx1133\pardirnatural\partightenfactor0
+
+\f0\fs24 \cf0 Monstera: A genus of plants native to tropical America.\
+Perlite: A volcanic glass\'97used in soil, caf\'e9 \u8364 ? prices.\
+\
+\b Ficus\b0 \
+Ficus is a genus of trees.}
+"""
+
+
+def test_an_rtf_document_is_read_as_its_text(tmp_path, capsys, monkeypatch):
+    """As macOS TextEdit saves notes: a font table, colours, escaped and Unicode characters, "\\" line ends."""
+    notes = tmp_path / "notes.rtf"
+    notes.write_text(RTF)
+    assert "".join(*iter_documents([str(notes)])) == (
+        "Monstera: A genus of plants native to tropical America.\n"
+        "Perlite: A volcanic glass\u2014used in soil, caf\u00e9 \u20ac prices.\n\nFicus\nFicus is a genus of trees.\n")
+    assert [(p.question, p.answer) for p in derive_from_files([str(notes)], phrasings=1)] == [
+        ("What is Monstera?", "A genus of plants native to tropical America."),
+        ("What is Perlite?", "A volcanic glass\u2014used in soil, caf\u00e9 \u20ac prices."),
+        ("What is Ficus?", "Ficus is a genus of trees.")]  # a title line above its sentence is no part of it
+    monkeypatch.setitem(sys.modules, "striprtf.striprtf", None)  # as if the extra were not installed
+    assert list(iter_documents([str(notes)])) == []  # not trained on as control words
+    assert f"skipping {notes}: reading RTF needs striprtf (pip install 'gpt[rtf]')" in capsys.readouterr().err
