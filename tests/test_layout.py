@@ -28,9 +28,8 @@ LONG_FUNCTIONS = {
 }
 # What the model must not depend on: files and I/O, the tokenizer, and everything that uses the model.
 NOT_FOR_THE_MODEL = {"gpt.files", "gpt.documents", "gpt.zip_documents", "gpt.pdf_text", "gpt.rich_text", "gpt.data",
-                     "gpt.checkpoint",
-                     "gpt.metrics", "gpt.run_setup", "gpt.bpe", "gpt.bpe_formats", "gpt.pretokenize", "gpt.chat",
-                     "gpt.conversations", "gpt.hf", "gpt.markup", "gpt.qa", "gpt.retrieval", "gpt.train",
+                     "gpt.checkpoint", "gpt.metrics", "gpt.run_setup", "gpt.bpe", "gpt.bpe_formats", "gpt.pretokenize",
+                     "gpt.chat", "gpt.conversations", "gpt.hf", "gpt.markup", "gpt.qa", "gpt.retrieval", "gpt.train",
                      "gpt.generate", "gpt.ask", "gpt.serve", "gpt.terminal", "gpt.cli"}
 
 
