@@ -264,7 +264,7 @@ class PassageIndex:
         self._average = sum(self._lengths) / len(self._lengths) if passages else 0.0
         self._titled: dict[str, list[int]] = defaultdict(list)  # title key -> passages with that title, in order
         for i, passage in enumerate(passages):
-            for key in dict.fromkeys(title_key(t) for t in passage.titles):
+            for key in dict.fromkeys(title_key(question_subject(t)) for t in passage.titles):  # "What is CRAN?": cran
                 self._titled[key].append(i)
         # what search ranks by besides titles and BM25, worked out once per passage, not once per query
         entries = [p.text[p.body:] for p in passages]
@@ -304,7 +304,7 @@ class PassageIndex:
                 norm = 1 - self.b + self.b * self._lengths[i] / self._average
                 scores[i] += idf * tf * (self.k1 + 1) / (tf + self.k1 * norm)
         subject = title_key(question_subject(query))
-        titled = {i: rank for rank, i in enumerate(self._titled_with(subject))}
+        titled = {i: rank for rank, i in enumerate(self._titled_with(subject, query))}
         found = [i for i, s in scores.items() if s > 0] + [i for i in titled if i not in scores]
         introduced = _emphasized(subject)
 
@@ -323,13 +323,16 @@ class PassageIndex:
                 best.append(dataclasses.replace(self.passages[i], score=round(scores.get(i, 0.0), 6)))
         return best
 
-    def _titled_with(self, subject: str) -> list[int]:
-        """Passages titled `subject` (those whose entry opens with the subject first); else those whose title
-        starts with it as whole words ("generator" -> "Generator functions"). In text order."""
+    def _titled_with(self, subject: str, question: str = "") -> list[int]:
+        """Passages titled `subject` (first those titled with the very question, as an FAQ's answer is, then
+        those whose entry opens with the subject); else those whose title starts with it as whole words
+        ("generator" -> "Generator functions"). In text order."""
         if not subject:
             return []
         if exact := self._titled.get(subject):  # "Lists are ..." before "The items of a list ..."
-            return sorted(exact, key=lambda i: not self._opens_with(i, subject))
+            asked = title_key(question)
+            return sorted(exact, key=lambda i: (asked not in map(title_key, self.passages[i].titles),
+                                                not self._opens_with(i, subject)))
         return sorted(i for key, ids in self._titled.items() if key.startswith(subject + " ") for i in ids)
 
     def _opens_with(self, i: int, subject: str) -> bool:

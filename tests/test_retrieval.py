@@ -416,3 +416,14 @@ def test_a_passage_after_form_feeds_is_cited_at_its_line():
     (found,) = PassageIndex.build([("rfc.txt", text)]).search("What is Monstera?", 1)
     assert found.cited() == "rfc.txt:13" == f"rfc.txt:{text.split(chr(10)).index('Monstera is a genus of plants.') + 1}"
     assert [e.line for e in derive_entries(text, "rfc.txt")] == [13]
+
+
+def test_a_section_titled_with_the_question_is_found_by_its_subject():
+    """An FAQ's "## What is CRAN?": the subject asked is CRAN; the section's second paragraph, which BM25 alone
+    prefers (more of the question's words), is not its answer."""
+    text = ("## What is CRAN?\n\nThe Comprehensive R Archive Network is a collection of sites.\n\n"
+            "Each CRAN site has CRAN code, and what CRAN is for is said above.\n\n"
+            "## Mirrors\n\nMirrors copy CRAN.\n\nQ: What is a mirror?\nA: A copy of a site.\n")
+    index = PassageIndex.build([("faq.md", text)])
+    assert index.search("What is CRAN?", 1)[0].line == 3
+    assert index.search("What is a mirror?", 1)[0].text.endswith("A: A copy of a site.")
