@@ -49,8 +49,21 @@ class DataError(InputError):
     """Unusable input; the CLI prints it as one line."""
 
 
-def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
+MAX_WARNINGS_OF_A_KIND = 5  # a folder's many pictures and archives: the first few are named
+_WARNED: dict[str, set[str]] = {}  # kind ("" for any) -> the warnings this process has given
+
+
+def warn(message: str, kind: str = "") -> None:
+    """A warning on stderr, once per process: `gpt train` reads its inputs three times (tokenizer, token cache,
+    questions). Of a `kind` ("binary files"), the first MAX_WARNINGS_OF_A_KIND, then one line for the rest."""
+    said = _WARNED.setdefault(kind, set())
+    if message in said:
+        return
+    said.add(message)
+    if not kind or len(said) <= MAX_WARNINGS_OF_A_KIND:
+        print(f"warning: {message}", file=sys.stderr)
+    elif len(said) == MAX_WARNINGS_OF_A_KIND + 1:
+        print(f"warning: skipping more {kind} without naming them", file=sys.stderr)
 
 
 # ----------------------------------------------------------------------------- finding documents
@@ -181,7 +194,7 @@ def iter_documents(files: list[str], jsonl_field: str = "text") -> Iterator[Iter
                     yield from ([text] for text, _ in _converted(path, pdf_to_markdown, UnreadablePDF))
                     continue
                 if (encoding := _text_encoding(path)) is None:
-                    warn(f"skipping binary file {path}")
+                    warn(f"skipping binary file {path}", kind="binary files")
                     continue
                 if path.lower().endswith(CONVERTED_SUFFIXES):  # a web page, a notebook, RTF: text, not markup
                     if (text := as_markdown(path, "".join(_read_pieces(path, encoding)), warn)) is not None:

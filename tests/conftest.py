@@ -19,6 +19,13 @@ def pydoc_text(n_chars: int = 60_000) -> str:
     return "\n\n".join(topics[k] for k in sorted(topics))[:n_chars]
 
 
+@pytest.fixture(autouse=True)
+def fresh_warnings(monkeypatch):
+    """gpt says each warning once per process (gpt/documents.py warn); a test is a process of its own here."""
+    import gpt.documents
+    monkeypatch.setattr(gpt.documents, "_WARNED", {})
+
+
 @pytest.fixture(scope="session")
 def corpus_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("corpus") / "input.txt"

@@ -339,3 +339,15 @@ def test_a_document_is_converted_once_while_it_is_unchanged(tmp_path, monkeypatc
     assert read_documents([str(path)]) == [Document(str(path), "Monstera is a plant.\n", (1,))] and len(calls) == 1
     pdf(path, [["Monstera is a plant."], ["Water it."]], [])
     assert read_documents([str(path)])[0].text == "Monstera is a plant.\nWater it.\n" and len(calls) == 2
+
+
+def test_warnings_are_said_once_and_a_folders_many_binary_files_in_a_few_lines(tmp_path, capsys):
+    (tmp_path / "notes.md").write_text("Monstera is a plant.\n")
+    for n in range(8):
+        (tmp_path / f"photo{n}.jpg").write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00")
+    files = collect_files([str(tmp_path)])
+    for _ in range(3):  # as gpt train reads its inputs: tokenizer, token cache, questions
+        assert ["".join(d) for d in iter_documents(files)] == ["Monstera is a plant.\n"]
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"warning: skipping binary file {tmp_path / f'photo{n}.jpg'}" for n in range(5)] + [
+        "warning: skipping more binary files without naming them"]
