@@ -302,7 +302,7 @@ def _tex_items_joined(lines: list[str]) -> list[str]:
 
 
 def table_to_markdown(lines: list[str], delimiter: str) -> list[str]:
-    """A table's rows of two cells ("Monstera,A genus of plants") as glossary lines ("Monstera: A genus of
+    """A table's rows of two cells ("Monstera,A genus of plants") as glossary lines ("- Monstera: A genus of
     plants"), HTML in a cell (Anki's) as its text; other rows as list items ("- id, name, price"). A row that
     names its columns ("term,definition") is no entry: its second cell is one word."""
     out = []
@@ -316,11 +316,12 @@ def table_to_markdown(lines: list[str], delimiter: str) -> list[str]:
 
 
 def table_row_line(cells: list[str]) -> str:
-    """One row of a table (a CSV line, a spreadsheet's row) as table_to_markdown writes it."""
+    """One row of a table (a CSV line, a spreadsheet's row) as a list item, so that no row reads as the one before
+    it carried on (a header row above glossary lines, say): "- Monstera: A genus of plants" for two cells."""
     cells = [" ".join(html_to_markdown(c).split()) if "<" in c else " ".join(c.split()) for c in cells]
     if len(cells) == 2 and all(cells):
-        return f"{cells[0]}: {cells[1]}"
-    return f"- {', '.join(c for c in cells if c)}" if any(cells) else ""  # an item: no row carries on the last
+        return f"- {cells[0]}: {cells[1]}"
+    return f"- {', '.join(c for c in cells if c)}" if any(cells) else ""
 
 
 def markdown_lines(text: str, source: str = "") -> list[str]:

@@ -212,7 +212,7 @@ def test_a_spreadsheet_is_its_rows_with_two_cells_as_glossary_lines(tmp_path):
         "xl/sharedStrings.xml": strings, "xl/worksheets/sheet1.xml": sheet,
         "xl/worksheets/sheet2.xml": sheet.replace("Perlite", "Hidden")})
     assert "".join(*iter_documents([str(path)])) == (
-        "Term: Definition\nMonstera: A genus of plants.\nPerlite: A volcanic glass.\n- 3.5, TRUE\n")
+        "- Term: Definition\n- Monstera: A genus of plants.\n- Perlite: A volcanic glass.\n- 3.5, TRUE\n")
     from gpt.qa import derive_from_files
     assert [(p.question, p.answer) for p in derive_from_files([str(path)], phrasings=1)] == [
         ("What is Monstera?", "A genus of plants."), ("What is Perlite?", "A volcanic glass.")]
