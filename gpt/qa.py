@@ -339,13 +339,18 @@ def _definition_entries(paragraphs: list[tuple[int, list[str]]]) -> list[Entry]:
 
 
 def sentence_under_title(sentence: str) -> str:
-    """A sentence on one line, without a title line above it that its subject repeats, as plain-text notes write
-    a title ("Ficus\nFicus is a genus of trees."): else "Ficus Ficus" would be what it defines."""
+    """A sentence on one line, without a title line above it (is_title_line): else "Ficus Ficus" would be what
+    "Ficus\nFicus is a genus of trees." defines."""
     first, _, rest = sentence.partition("\n")
-    title, subject = _collapse(first).casefold(), LEADING_ARTICLE.sub("", _collapse(rest)).casefold()
-    if rest and title and title[-1] not in ".:;,!?" and subject.startswith(title + " "):
-        sentence = rest
-    return _collapse(sentence)
+    return _collapse(rest if rest and is_title_line(first, rest) else sentence)
+
+
+def is_title_line(line: str, below: str) -> bool:
+    """Whether `line` is a plain-text note's title over the sentence `below`, which repeats it as its subject
+    ("Ficus" over "Ficus is a genus of trees."; "Monstera" over "The monstera is ...")."""
+    title, defining = _collapse(line).casefold(), DEFINITION.match(_collapse(below))
+    subject = LEADING_ARTICLE.sub("", defining.group("term")).casefold() if defining else ""
+    return bool(title) and title[-1] not in ".:;,!?" and (subject == title or subject.startswith(title + " "))
 
 
 def titled_lines(text: str, source: str) -> tuple[list[str], int]:

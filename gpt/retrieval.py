@@ -48,6 +48,7 @@ from gpt.qa import (
     definition_list_item,
     glossary_entry,
     heading_title,
+    is_title_line,
     not_an_entry,
     sentence_under_title,
     source_line,
@@ -201,6 +202,9 @@ def _units(lines: list[str]) -> Iterable[tuple[int, str, str, tuple[str, ...], i
         heading = HEADING.match(line) if i < len(lines) else None
         entry = glossary_entry(line, 0, opens=not block)
         if block and (heading or not line.strip() or entry):
+            if len(block) > 1 and is_title_line(block[0], block[1]):  # a plain-text title: a heading below all #s
+                path = [(lv, t) for lv, t in path if lv < 7] + [(7, block.pop(0).strip())]
+                under = path[-1][1]
             note = not_an_entry(block[0])  # a version note, grammar or session under a title: its entry is next
             yield from _paragraph_units(i - len(block), " > ".join(t for _, t in path), "\n".join(block),
                                             "" if note else under)

@@ -427,3 +427,14 @@ def test_a_section_titled_with_the_question_is_found_by_its_subject():
     index = PassageIndex.build([("faq.md", text)])
     assert index.search("What is CRAN?", 1)[0].line == 3
     assert index.search("What is a mirror?", 1)[0].text.endswith("A: A copy of a site.")
+
+
+def test_a_plain_text_title_over_its_sentence_heads_its_passage():
+    """"Ficus" over "Ficus is a genus of trees.": the passage's entry (what an answer quotes) is the sentence alone,
+    under "Ficus" as under a heading; a table's cell over another ("|CodeRay" over "|coderay") is no title."""
+    text = "Plants\n\nFicus\nFicus is a genus of trees.\nIt grows.\n\nMore about it.\n\n|CodeRay\n|coderay (>= 1.1)\n"
+    ficus, more, table = PassageIndex.build([("notes.txt", text)]).passages[1:]
+    assert (ficus.line, ficus.titles) == (4, ("Ficus",))
+    assert ficus.text[ficus.body:] == "Ficus is a genus of trees.\nIt grows."
+    assert (more.text, more.titles) == ("Ficus\nMore about it.", ())  # still under it, as under a heading
+    assert (table.line, table.titles, table.text) == (9, (), "Ficus\n|CodeRay\n|coderay (>= 1.1)")
