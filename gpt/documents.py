@@ -6,7 +6,7 @@ dropped, and one for UTF-16 (Windows' "Unicode" text) decodes the file as UTF-16
 read as cp1252; other files with NUL bytes in their first 8 KiB are treated as binary and skipped with a
 warning. A web page (.html, .htm), a Jupyter notebook (.ipynb) or an RTF document is read as its text, written
 as Markdown (gpt/rich_text.py), not as its tags, JSON or control words; so is a book (.epub), a word-processor
-file (.docx, .odt), a spreadsheet (.xlsx) or slides (.pptx) (gpt/zip_documents.py), and a PDF's text
+file (.docx, .odt), a spreadsheet (.xlsx, .ods) or slides (.pptx, .odp) (gpt/zip_documents.py), and a PDF's text
 (gpt/pdf_text.py, with the optional pypdf); each is converted once per process while it is unchanged. A large
 text file is read in pieces, cut only where tokenization cannot change.
 This module knows nothing of tokens or models.

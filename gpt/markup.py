@@ -319,6 +319,8 @@ def table_row_line(cells: list[str]) -> str:
     """One row of a table (a CSV line, a spreadsheet's row) as a list item, so that no row reads as the one before
     it carried on (a header row above glossary lines, say): "- Monstera: A genus of plants" for two cells."""
     cells = [" ".join(html_to_markdown(c).split()) if "<" in c else " ".join(c.split()) for c in cells]
+    while cells and not cells[-1]:  # "Monstera,A genus of plants," and a sheet's styled empty cells
+        cells.pop()
     if len(cells) == 2 and all(cells):
         return f"- {cells[0]}: {cells[1]}"
     return f"- {', '.join(c for c in cells if c)}" if any(cells) else ""

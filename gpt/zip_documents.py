@@ -1,5 +1,6 @@
-"""Books, word-processor files, spreadsheets and slides read as Markdown: EPUB (.epub), Word (.docx),
-OpenDocument (.odt), Excel (.xlsx) and PowerPoint (.pptx).
+"""Books, word-processor files, spreadsheets and slides read as Markdown: EPUB (.epub), Word (.docx) and
+OpenDocument text (.odt), Excel (.xlsx) and OpenDocument spreadsheets (.ods), PowerPoint (.pptx) and
+OpenDocument presentations (.odp).
 
 Each is a zip archive of XML. What questions and passages are made of is the same as in a note: the titles and
 the paragraphs under them. So a book's chapters (in its reading order) and a document's headings, paragraphs,
@@ -29,13 +30,16 @@ from xml.etree import ElementTree
 from gpt.markup import table_row_line
 from gpt.rich_text import html_to_markdown
 
-ZIPPED_SUFFIXES = (".epub", ".docx", ".odt", ".xlsx", ".pptx")
+ZIPPED_SUFFIXES = (".epub", ".docx", ".odt", ".xlsx", ".ods", ".pptx", ".odp")
 MAX_PART_BYTES = 64 << 20  # one chapter, or a document's body: a book's whole text is a few MB
+MAX_REPEATED_CELLS = 16  # an .ods row's empty cell may "repeat" to the sheet's last column (16,384)
 
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 _TEXT = "{urn:oasis:names:tc:opendocument:xmlns:text:1.0}"
 _TABLE = "{urn:oasis:names:tc:opendocument:xmlns:table:1.0}"
 _OFFICE = "{urn:oasis:names:tc:opendocument:xmlns:office:1.0}"
+_DRAW = "{urn:oasis:names:tc:opendocument:xmlns:drawing:1.0}"
+_PRESENTATION = "{urn:oasis:names:tc:opendocument:xmlns:presentation:1.0}"
 _OPF = "{http://www.idpf.org/2007/opf}"
 _CONTAINER = "{urn:oasis:names:tc:opendocument:xmlns:container}"
 _SHEET = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
@@ -57,7 +61,8 @@ def zipped_to_markdown(path: str) -> str:
     try:
         with zipfile.ZipFile(path) as archive:
             return {"epub": epub_to_markdown, "docx": docx_to_markdown, "odt": odt_to_markdown,
-                    "xlsx": xlsx_to_markdown, "pptx": pptx_to_markdown}[kind](archive)
+                    "xlsx": xlsx_to_markdown, "ods": ods_to_markdown, "pptx": pptx_to_markdown,
+                    "odp": odp_to_markdown}[kind](archive)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, EOFError, zlib.error, NotImplementedError,
             RuntimeError) as exc:  # damaged, a compression zipfile lacks, a password (RuntimeError)
         raise UnreadableDocument(f"not a readable .{kind} file ({exc})") from None
@@ -229,6 +234,56 @@ def _odt_text(element: ElementTree.Element) -> str:
             pieces.append(_odt_text(child))
         pieces.append(child.tail or "")
     return " ".join("".join(pieces).split())
+
+
+# ----------------------------------------------------------------------------- OpenDocument sheets and slides
+
+def ods_to_markdown(archive: zipfile.ZipFile) -> str:
+    """The rows of each sheet, as table_row_line writes them; a row repeated is written once, and a cell
+    repeated (an empty one runs to the sheet's last column) at most MAX_REPEATED_CELLS times."""
+    body = _xml(archive, "content.xml").find(f"{_OFFICE}body/{_OFFICE}spreadsheet")
+    lines: list[str] = []
+    for table in body.iter(f"{_TABLE}table") if body is not None else []:
+        for row in table.iter(f"{_TABLE}table-row"):
+            repeats = [(_odt_text(cell), cell.get(f"{_TABLE}number-columns-repeated", "1"))
+                       for cell in row if cell.tag in (f"{_TABLE}table-cell", f"{_TABLE}covered-table-cell")]
+            lines.append(table_row_line([text for text, n in repeats
+                                         for _ in range(min(int(n) if n.isdigit() else 1, MAX_REPEATED_CELLS))]))
+        lines.append("")
+    return _joined(lines)
+
+
+def odp_to_markdown(archive: zipfile.ZipFile) -> str:
+    """Each slide as pptx_to_markdown writes one: its title frame as a title, its outline's first-level points
+    as paragraphs and deeper ones as list items; speaker notes left out."""
+    body = _xml(archive, "content.xml").find(f"{_OFFICE}body/{_OFFICE}presentation")
+    lines: list[str] = []
+    for page in body.iter(f"{_DRAW}page") if body is not None else []:
+        title, points = "", []
+        for frame in _without(page, {f"{_PRESENTATION}notes"}):
+            box = frame.find(f"{_DRAW}text-box") if frame.tag == f"{_DRAW}frame" else None
+            if box is None:
+                continue
+            if frame.get(f"{_PRESENTATION}class") == "title" and not title:
+                title = " ".join(_odt_text(p) for p in box.iter(f"{_TEXT}p"))
+            else:
+                points += [line for block in box for line in _odp_block(block)]
+        lines += ([f"# {title}", ""] if title else []) + points
+    return _joined(lines)
+
+
+def _odp_block(block: ElementTree.Element) -> list[str]:
+    """A slide's paragraph, or its list: a first-level item's text a paragraph, the lists inside it items."""
+    if block.tag != f"{_TEXT}list":
+        return _odt_block(block, in_list=False)
+    lines = []
+    for item in block:
+        for child in item:
+            if child.tag == f"{_TEXT}list":
+                lines += _odt_block(child, in_list=True)
+            elif text := _odt_text(child):
+                lines += [text, ""]
+    return lines
 
 
 # ----------------------------------------------------------------------------- Excel (.xlsx) and PowerPoint (.pptx)

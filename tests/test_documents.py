@@ -244,6 +244,41 @@ def test_a_slide_deck_is_its_slides_titles_and_points_in_order(tmp_path):
         "# Plant care\n\nIn a text box.\n")
 
 
+ODF = ('xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+       'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" '
+       'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
+       'xmlns:draw="urn:oasis:names:tc:opendocument:xmlns:drawing:1.0" '
+       'xmlns:presentation="urn:oasis:names:tc:opendocument:xmlns:presentation:1.0"')
+
+
+def test_opendocument_sheets_and_slides_read_as_excel_and_powerpoint_files_are(tmp_path):
+    def row(*cells: str, repeat: str = "") -> str:
+        return (f'<table:table-row{repeat}>' + "".join(
+            f"<table:table-cell><text:p>{c}</text:p></table:table-cell>" if c else
+            '<table:table-cell table:number-columns-repeated="16384"/>' for c in cells) + "</table:table-row>")
+
+    sheet = (row("Term", "Definition") + row("Monstera", "A genus of plants.", "")  # an empty cell to the last column
+             + row("", repeat=' table:number-rows-repeated="1048000"') + row("Perlite", "A volcanic glass."))
+    ods = zipped(tmp_path / "terms.ods", {"content.xml": f"<office:document-content {ODF}><office:body>"
+                 f'<office:spreadsheet><table:table table:name="Plants">{sheet}</table:table></office:spreadsheet>'
+                 "</office:body></office:document-content>"})
+    assert "".join(*iter_documents([str(ods)])) == (
+        "- Term: Definition\n- Monstera: A genus of plants.\n\n- Perlite: A volcanic glass.\n")
+
+    def frame(kind: str, inner: str) -> str:
+        return f'<draw:frame presentation:class="{kind}"><draw:text-box>{inner}</draw:text-box></draw:frame>'
+
+    points = ("<text:list><text:list-item><text:p>Monstera is a genus of plants.</text:p><text:list><text:list-item>"
+              "<text:p>Water weekly</text:p></text:list-item></text:list></text:list-item></text:list>")
+    slide = (frame("title", "<text:p>Monstera</text:p>") + frame("outline", points)
+             + f'<presentation:notes>{frame("notes", "<text:p>Speaker notes</text:p>")}</presentation:notes>')
+    odp = zipped(tmp_path / "talk.odp", {"content.xml": f"<office:document-content {ODF}><office:body>"
+                 f"<office:presentation><draw:page>{slide}</draw:page></office:presentation></office:body>"
+                 "</office:document-content>"})
+    assert "".join(*iter_documents([str(odp)])) == (
+        "# Monstera\n\nMonstera is a genus of plants.\n\n- Water weekly\n")
+
+
 def test_questions_come_from_a_word_document(tmp_path):
     from gpt.qa import derive_from_files
     path = docx(tmp_path / "plants.docx", para("Monstera", "Heading1") + para("Monstera is a genus of plants."))

@@ -171,6 +171,7 @@ def test_a_table_of_two_columns_is_a_glossary():
         "- term: definition", "- Monstera: A genus of flowering plants, native to the Americas.", "- id, name, price"]
     cards = "Ficus\t<b>A genus</b> of woody trees<br>and shrubs.\n" + "x\t" + "y" * 200_000 + "\n"
     assert markdown_lines(cards, "deck.tsv")[0] == "- Ficus: A genus of woody trees and shrubs."
+    assert markdown_lines("Pothos,A trailing vine.,,\n", "plants.csv") == ["- Pothos: A trailing vine."]  # empty cells
     assert [(e.term, e.definition, e.line) for e in derive_entries(table, "plants.csv")] == [
         ("Monstera", "A genus of flowering plants, native to the Americas.", 2)]
     # each row a passage of its own: the header row above is no part of Monstera's (every row is a list item)
