@@ -52,10 +52,10 @@ update edit ps nb q a question answer see step each every all some any both many
 following else otherwise however thus therefore first finally in on at for with by from after before during of to and
 or into over under about
 """.split())
-# A sentence that opens with one of these is not saying what its first word is: "Now is the time to repot."
-_ADVERBS = frozenset("now yet still too very only even ever never always often soon again perhaps indeed hence".split())
-# and so is one that opens with an adverb of this shape: "Technically R is ..." (but "Assembly language is ...")
-_LY_ADVERB = re.compile(r"\w{3,}(?:al|ent|ant|ous|ive|ful|ar|ate|ual)ly", re.IGNORECASE)
+# A sentence that opens with an adverb is not saying what its first word is: "Now is the time to repot.",
+# "Technically R is an expression language." (but "Assembly language is ...")
+_ADVERB = re.compile(r"now|yet|still|too|very|only|even|ever|never|always|often|soon|again|perhaps|indeed|hence"
+                     r"|\w{3,}(?:al|ent|ant|ous|ive|ful|ar|ate|ual)ly", re.IGNORECASE)
 LEADING_ARTICLE = re.compile(r"^(?:the|a|an)\s+", re.IGNORECASE)
 _TERM_WORD = r"[^\W_][\w'’().+&/-]*"
 _EMPHASIS = r"(?:\*\*|__|[*_`])"  # a glossary term in bold, italics or backticks
@@ -281,11 +281,10 @@ def _faq_entries(lines: list[str], code: list[bool]) -> list[Entry]:
 def defined_term(sentence: str) -> str | None:
     """The term a sentence such as "A monstera is a genus of ..." defines (a short noun phrase), else None."""
     match = DEFINITION.match(sentence)
-    if not (match and sentence.endswith((".", "!")) and _is_term(match.group("term"), 4)):
+    if not (match and sentence.endswith((".", "!")) and _is_term(match.group("term"), 4)) \
+            or _ADVERB.fullmatch(match.group("term").split()[0]):
         return None
-    term, first = match.group("term"), match.group("term").split()[0]
-    if first.lower() in _ADVERBS or _LY_ADVERB.fullmatch(first):
-        return None
+    term = match.group("term")
     return term[0].lower() + term[1:] if LEADING_ARTICLE.match(term) else term
 
 
@@ -339,15 +338,13 @@ def _definition_entries(paragraphs: list[tuple[int, list[str]]]) -> list[Entry]:
 
 
 def sentence_under_title(sentence: str) -> str:
-    """A sentence on one line, without a title line above it (is_title_line): else "Ficus Ficus" would be what
-    "Ficus\nFicus is a genus of trees." defines."""
+    """The sentence on one line, without a plain-text title line above it (is_title_line): "Ficus\nFicus is ..."."""
     first, _, rest = sentence.partition("\n")
     return _collapse(rest if rest and is_title_line(first, rest) else sentence)
 
 
 def is_title_line(line: str, below: str) -> bool:
-    """Whether `line` is a plain-text note's title over the sentence `below`, which repeats it as its subject
-    ("Ficus" over "Ficus is a genus of trees."; "Monstera" over "The monstera is ...")."""
+    """Whether `line` is a plain-text title over the definition `below` ("Monstera" over "The monstera is a ...")."""
     title, defining = _collapse(line).casefold(), DEFINITION.match(_collapse(below))
     subject = LEADING_ARTICLE.sub("", defining.group("term")).casefold() if defining else ""
     return bool(title) and title[-1] not in ".:;,!?" and (subject == title or subject.startswith(title + " "))

@@ -328,9 +328,8 @@ class PassageIndex:
         return best
 
     def _titled_with(self, subject: str, question: str = "") -> list[int]:
-        """Passages titled `subject` (first those titled with the very question, as an FAQ's answer is, then
-        those whose entry opens with the subject); else those whose title starts with it as whole words
-        ("generator" -> "Generator functions"). In text order."""
+        """Passages titled `subject` (first any titled with the very question, as an FAQ's is, then any whose entry
+        opens with it); else those whose title starts with it as words ("generator": "Generator functions")."""
         if not subject:
             return []
         if exact := self._titled.get(subject):  # "Lists are ..." before "The items of a list ..."
