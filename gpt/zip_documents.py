@@ -244,13 +244,18 @@ def ods_to_markdown(archive: zipfile.ZipFile) -> str:
     body = _xml(archive, "content.xml").find(f"{_OFFICE}body/{_OFFICE}spreadsheet")
     lines: list[str] = []
     for table in body.iter(f"{_TABLE}table") if body is not None else []:
-        for row in table.iter(f"{_TABLE}table-row"):
-            repeats = [(_odt_text(cell), cell.get(f"{_TABLE}number-columns-repeated", "1"))
-                       for cell in row if cell.tag in (f"{_TABLE}table-cell", f"{_TABLE}covered-table-cell")]
-            lines.append(table_row_line([text for text, n in repeats
-                                         for _ in range(min(int(n) if n.isdigit() else 1, MAX_REPEATED_CELLS))]))
-        lines.append("")
+        lines += [table_row_line(_ods_row(row)) for row in table.iter(f"{_TABLE}table-row")] + [""]
     return _joined(lines)
+
+
+def _ods_row(row: ElementTree.Element) -> list[str]:
+    """A row's cells in order, each repeated as the sheet says (number-columns-repeated), up to MAX_REPEATED_CELLS."""
+    cells: list[str] = []
+    for cell in row:
+        if cell.tag in (f"{_TABLE}table-cell", f"{_TABLE}covered-table-cell"):
+            repeat = cell.get(f"{_TABLE}number-columns-repeated", "1")
+            cells += [_odt_text(cell)] * min(int(repeat) if repeat.isdigit() else 1, MAX_REPEATED_CELLS)
+    return cells
 
 
 def odp_to_markdown(archive: zipfile.ZipFile) -> str:
