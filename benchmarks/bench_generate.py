@@ -3,14 +3,17 @@
 
 Variants: old-bf16 (GPT.forward under bf16 autocast: what `Generator` did on a CPU with avx512_bf16),
 old-fp32, new-fp32 (the fast step, fp32 weights, no autocast); new-bf16w (bf16 weights) and
-new-compile (torch.compile of the step, compile time reported apart) on request. One torch thread, as
-`Generator` sets on CPU. Greedy, 500 new tokens after a 16-token prompt, random weights. Tokens/s is
-reported by wall clock and by this process's CPU time (less sensitive to a busy machine), with the
-load average; every variant must produce the same tokens as old-fp32 (bf16 variants are only compared
-with each other).
+new-compile (torch.compile of the step, compile time reported apart; new-compile-bf16w with bf16 weights)
+on request. One torch thread, as `Generator` sets on CPU. Greedy, 500 new tokens after a 16-token prompt,
+random weights. Tokens/s is reported by wall clock and by this process's CPU time (less sensitive to a
+busy machine), with the load average; every variant must produce the same tokens as old-fp32 (bf16
+variants are only compared with each other).
 
     python benchmarks/bench_generate.py [--reps 3] [--presets cpu default] [--variants old-fp32 new-fp32]
     python benchmarks/bench_generate.py --ceiling   # the weights' matrix-vector products alone: the bound
+    python benchmarks/bench_generate.py --device cuda --presets cpu default gpt2 --variants old-bf16 new-fp32 ...
+
+On CUDA the autocast is CUDA's, the clock waits for the device, and the thread count is left alone.
 """
 
 from __future__ import annotations
@@ -37,17 +40,19 @@ MODELS = {
             "vocab_size": 1024, "block_size": 512},
     # the design default (GPT-2 style 6 x 384) as in bench_model.py
     "default": {"vocab_size": 4096, "block_size": 1024},
+    # GPT-2 small's shape, the GPU recipe's model
+    "gpt2": {"n_layer": 12, "n_head": 12, "n_embd": 768, "vocab_size": 50304, "block_size": 1024},
 }
-VARIANTS = ("old-bf16", "old-fp32", "new-fp32", "new-bf16w", "new-compile")
+VARIANTS = ("old-bf16", "old-fp32", "new-fp32", "new-bf16w", "new-compile", "new-compile-bf16w")
 
 
-def build(preset: str, variant: str) -> GPT:
+def build(preset: str, variant: str, device: str = "cpu") -> GPT:
     torch.manual_seed(0)
     model = GPT(ModelConfig(**MODELS[preset])).eval()
     with torch.no_grad():  # zero-init projections would make every token's logits alike
         for p in model.parameters():
             p.add_(0.02 * torch.randn_like(p))
-    return model.to(torch.bfloat16) if variant == "new-bf16w" else model
+    return model.to(device, torch.bfloat16 if variant.endswith("bf16w") else None)
 
 
 def generator_for(variant: str):
@@ -56,27 +61,32 @@ def generator_for(variant: str):
         from gpt.sampling import generate
         return generate, torch.bfloat16 if variant == "old-bf16" else None
     import gpt.decode
-    if variant == "new-compile":  # as gpt serve --compile compiles it
+    if variant.startswith("new-compile"):  # as gpt serve --compile compiles it
         forward = torch.compile(gpt.decode.decode_block, dynamic=True)
         return lambda model, idx, opts: torch.cat([idx, *gpt.decode.decode_stream(model, idx, opts, forward=forward)],
                                                   dim=1), None
     return gpt.decode.fast_generate, None
 
 
-def run_one(preset: str, variant: str, n: int) -> dict:
+def run_one(preset: str, variant: str, n: int, device: str = "cpu") -> dict:
     """Time one variant in this process: a 20-token warm-up (the compile, if any), then n tokens."""
-    torch.set_num_threads(1)
-    model = build(preset, variant)
+    if device == "cpu":
+        torch.set_num_threads(1)
+    model = build(preset, variant, device)
     generate, amp = generator_for(variant)
     prompt = torch.randint(0, model.config.vocab_size, (1, 16), generator=torch.Generator().manual_seed(1))
-    with torch.inference_mode(), torch.autocast("cpu", dtype=amp or torch.bfloat16, enabled=amp is not None):
+    prompt = prompt.to(device)
+    sync = torch.cuda.synchronize if device == "cuda" else lambda: None
+    with torch.inference_mode(), torch.autocast(device, dtype=amp or torch.bfloat16, enabled=amp is not None):
         start = time.perf_counter()
         generate(model, prompt, SampleConfig(max_new_tokens=20, temperature=0))
+        sync()
         warmup = time.perf_counter() - start
         wall, cpu = time.perf_counter(), time.process_time()
         out = generate(model, prompt, SampleConfig(max_new_tokens=n, temperature=0))
+        sync()
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    digest = hashlib.sha256(out.numpy().tobytes()).hexdigest()[:12]
+    digest = hashlib.sha256(out.cpu().numpy().tobytes()).hexdigest()[:12]
     return dict(preset=preset, variant=variant, wall=n / wall, cpu=n / cpu, warmup=warmup, tokens=digest,
                 load=os.getloadavg()[0])
 
@@ -104,8 +114,8 @@ def ceiling(preset: str, reps: int = 300) -> None:
                   f"{1 / median:6.0f} ({len(layers)} products, {size / 1e6:.1f} MB, best {size / best / 1e9:.1f} GB/s)")
 
 
-def fresh(preset: str, variant: str, n: int) -> dict:
-    cmd = [sys.executable, __file__, "--one", preset, variant, "--new-tokens", str(n)]
+def fresh(preset: str, variant: str, n: int, device: str) -> dict:
+    cmd = [sys.executable, __file__, "--one", preset, variant, "--new-tokens", str(n), "--device", device]
     return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
 
 
@@ -131,20 +141,22 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=500)
     parser.add_argument("--presets", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--variants", nargs="+", default=["old-bf16", "old-fp32", "new-fp32"], choices=VARIANTS)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--ceiling", action="store_true", help="time the matrix-vector products alone, then exit")
     parser.add_argument("--one", nargs=2, metavar=("PRESET", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(*args.one, args.new_tokens)))
+        print(json.dumps(run_one(*args.one, args.new_tokens, args.device)))
         return
     if args.ceiling:
         for preset in args.presets:
             ceiling(preset)
         return
-    print(f"batch 1, 1 thread, greedy, {args.new_tokens} new tokens; each variant in a fresh process, "
+    threads = "1 thread" if args.device == "cpu" else torch.cuda.get_device_name(0)
+    print(f"batch 1, {threads}, greedy, {args.new_tokens} new tokens; each variant in a fresh process, "
           f"interleaved, medians of {args.reps}; load average at the start {os.getloadavg()[0]:.1f}")
     for preset in args.presets:
-        rows = [fresh(preset, v, args.new_tokens) for _ in range(args.reps) for v in args.variants]
+        rows = [fresh(preset, v, args.new_tokens, args.device) for _ in range(args.reps) for v in args.variants]
         report(preset, rows, "old-fp32")
 
 

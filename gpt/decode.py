@@ -21,10 +21,9 @@ from collections.abc import Callable, Iterator
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 
 from gpt.config import SampleConfig
-from gpt.model import GPT, MLP, CausalSelfAttention, activation
+from gpt.model import GPT, MLP, CausalSelfAttention, activation, cached_attention
 from gpt.runtime import resolve_precision
 from gpt.sampling import Constraint, generate_stream
 
@@ -48,8 +47,7 @@ def attend(attn: CausalSelfAttention, x: torch.Tensor, rope: Rope, keys: torch.T
     keys[:, :, pos:pos + T] = k
     values[:, :, pos:pos + T] = v
     mask = None if T == 1 else torch.ones(T, pos + T, dtype=torch.bool, device=x.device).tril(pos)
-    y = F.scaled_dot_product_attention(q, keys[:, :, :pos + T], values[:, :, :pos + T], attn_mask=mask,
-                                       enable_gqa=nkv != nh)  # (B, nh, T, hs)
+    y = cached_attention(q, keys[:, :, :pos + T], values[:, :, :pos + T], mask)  # (B, nh, T, hs)
     # with T = 1, (B, nh, 1, hs) is already laid out as (B, 1, C): the transpose and reshape are views
     return attn.c_proj(y.transpose(1, 2).reshape(B, T, C))
 
@@ -109,11 +107,10 @@ def fast_generate(model: GPT, idx: torch.Tensor, opts: SampleConfig,
 
 
 def generation_precision(name: str, device: torch.device) -> str:
-    """The precision to generate in: 'auto' is fp32 on a CPU, whatever its bf16 support.
+    """The precision to generate in: 'auto' is fp32, on a CPU or a GPU.
 
-    One token at a time, bf16 autocast casts every weight again at every token, which made generation
-    1.1-2.3x slower than fp32 here, and bf16 weights were no faster than fp32 (benchmarks/README.md).
+    One token at a time, bf16 autocast casts every weight again at every token. That made generation
+    1.1-2.3x slower than fp32 on a CPU, and 1.2-1.4x slower on an H200 at batch 1, where a step is bound by
+    its kernel launches; bf16 weights were no faster than fp32 on either (benchmarks/README.md).
     """
-    if name == "auto" and device.type == "cpu":
-        return "fp32"
-    return resolve_precision(name, device)
+    return "fp32" if name == "auto" else resolve_precision(name, device)

@@ -15,6 +15,7 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from gpt.config import ModelConfig
 from gpt.linear_loss import IGNORE_INDEX, linear_cross_entropy, plain_cross_entropy
@@ -164,15 +165,15 @@ class CausalSelfAttention(nn.Module):
         if self.cache is None and q.device.type == "cpu" and q.dtype == torch.bfloat16:
             y = written_out_attention(q, k, v, dropout)  # faster than SDPA here: benchmarks/README.md
             return self.resid_dropout(self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C)))
-        mask, causal = None, True
-        if self.cache is not None:
+        if self.cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout,
+                                               enable_gqa=nkv != nh)  # (B, nh, T, hs)
+        else:
             k, v = self.cache.update(pos, k, v)  # (B, nkv, pos+T, hs)
-            if pos > 0:  # queries at pos..pos+T-1 see keys 0..their own position
-                causal = False
+            mask = None  # queries at pos..pos+T-1 see keys 0..their own position
+            if pos > 0:
                 mask = torch.arange(pos + T, device=x.device) <= pos + torch.arange(T, device=x.device)[:, None]
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and T > 1,
-                                           dropout_p=dropout,
-                                           enable_gqa=self.n_kv_head != self.n_head)  # (B, nh, T, hs)
+            y = cached_attention(q, k, v, mask, causal=pos == 0 and T > 1)  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
@@ -192,6 +193,21 @@ class CausalSelfAttention(nn.Module):
             cos, sin = rope  # (T, hs) each, one row per position
             qk = apply_rope(qk, cos[:, None], sin[:, None])
         return qk
+
+
+# cuDNN's attention builds a graph for each new pair of lengths, and a cache's keys grow by a token each call:
+# on a GPU in bf16 that made generation 20x slower than fp32 (benchmarks/README.md). The others build nothing.
+CACHED_ATTENTION_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+
+
+def cached_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+                     causal: bool = False) -> torch.Tensor:
+    """Queries (B, nh, T, hs) over a cache's keys and values (B, nkv, S, hs), S changing call to call."""
+    gqa = k.size(1) != q.size(1)
+    if not q.is_cuda:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=gqa)
+    with sdpa_kernel(CACHED_ATTENTION_BACKENDS):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=gqa)
 
 
 def written_out_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout: float = 0.0) -> torch.Tensor:

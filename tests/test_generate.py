@@ -5,6 +5,7 @@ from gpt.bpe import Tokenizer
 from gpt.checkpoint import save_weights, write_run_files
 from gpt.config import SampleConfig as SampleParams
 from gpt.config import resolve
+from gpt.decode import generation_precision
 from gpt.generate import Generator
 from gpt.model import GPT
 
@@ -102,3 +103,10 @@ def test_a_compiled_forward_gives_the_same_logits_and_replies(generator):
         for params in (SampleParams(max_new_tokens=30, temperature=0), SampleParams(max_new_tokens=30, seed=2),
                        SampleParams(max_new_tokens=past_the_window, temperature=0)):
             assert compiled.complete("héllo", params) == generator.complete("héllo", params)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_generation_is_fp32_unless_asked(device):
+    """bf16 autocast recasts every weight at every token: slower than fp32 at batch 1 on a CPU and on a GPU."""
+    assert generation_precision("auto", torch.device(device)) == "fp32"
+    assert generation_precision("bf16", torch.device(device)) == "bf16"

@@ -1,8 +1,18 @@
 import pytest
 import torch
+from torch.nn.attention import SDPBackend
 
 from gpt.config import PRESETS, ModelConfig, SampleConfig, resolve
-from gpt.model import GPT, Block, Dropout, ReluSquared, RMSNormFunction, apply_dropout, rms_norm
+from gpt.model import (
+    CACHED_ATTENTION_BACKENDS,
+    GPT,
+    Block,
+    Dropout,
+    ReluSquared,
+    RMSNormFunction,
+    apply_dropout,
+    rms_norm,
+)
 from gpt.sampling import generate, sample_next
 
 
@@ -59,6 +69,13 @@ def test_kv_cache_equals_full_forward_at_every_step(variant):
         out, _ = model(idx[:, 7:12], pos=7)
         assert torch.allclose(out[:, -1], full[:, 11], atol=1e-5)
     model.clear_cache()
+
+
+def test_attention_over_a_cache_never_uses_cudnn():
+    """cuDNN's attention builds a graph for each sequence length, and a cache grows a token a call: on an H200,
+    bf16 generation ran 20x slower through it (benchmarks/README.md). The math itself is the test above's."""
+    assert SDPBackend.CUDNN_ATTENTION not in CACHED_ATTENTION_BACKENDS
+    assert SDPBackend.MATH in CACHED_ATTENTION_BACKENDS  # whatever else is refused, one backend always runs
 
 
 def test_greedy_cached_generation_equals_rerun():
