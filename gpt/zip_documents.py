@@ -329,7 +329,7 @@ def _sheet_row(row: ElementTree.Element, strings: list[str]) -> list[str]:
 
 def pptx_to_markdown(archive: zipfile.ZipFile) -> str:
     """Each slide in the deck's order: its title as a title, its other text as paragraphs, indented or bulleted
-    ones as list items (_sub_item); speaker notes left out."""
+    ones as list items (_sub_item), a table's rows as a sheet's are; speaker notes left out."""
     targets = _relations(archive, "ppt/presentation.xml")
     lines: list[str] = []
     for slide in _xml(archive, "ppt/presentation.xml").iter(f"{_SLIDE}sldId"):
@@ -340,7 +340,13 @@ def pptx_to_markdown(archive: zipfile.ZipFile) -> str:
 
 def _slide_lines(slide: ElementTree.Element) -> list[str]:
     title, body = "", []
-    for shape in slide.iter(f"{_SLIDE}sp"):
+    for shape in slide.iter():
+        if shape.tag == f"{_DRAWING}tbl":
+            body += [table_row_line([" ".join(_drawn_text(p, _DRAWING) for p in cell.iter(f"{_DRAWING}p")).strip()
+                                     for cell in row.iter(f"{_DRAWING}tc")]) for row in shape.iter(f"{_DRAWING}tr")]
+            body.append("")
+        if shape.tag != f"{_SLIDE}sp":
+            continue
         placeholder = shape.find(f"{_SLIDE}nvSpPr/{_SLIDE}nvPr/{_SLIDE}ph")
         paragraphs = [(p.find(f"{_DRAWING}pPr"), _drawn_text(p, _DRAWING)) for p in shape.iter(f"{_DRAWING}p")]
         if placeholder is not None and placeholder.get("type") in ("title", "ctrTitle") and not title:

@@ -233,6 +233,14 @@ def test_a_slide_deck_is_its_slides_titles_and_points_in_order(tmp_path):
         'idx="1"', point("Monstera is a genus of plants."), point("Water weekly", '<a:pPr lvl="1"/>'),
         point("Not a point", '<a:pPr lvl="1"><a:buNone/></a:pPr>'))
     second = shape('type="ctrTitle"', point("Plant "), point("care")) + shape("", point("In a text box."))
+
+    def row(*cells: str) -> str:  # a cell of two paragraphs reads as one line
+        return "<a:tr>" + "".join(f"<a:tc><a:txBody>{''.join(point(p) for p in c.split('|'))}</a:txBody></a:tc>"
+                                  for c in cells) + "</a:tr>"
+
+    second += ("<p:graphicFrame><a:graphic><a:graphicData><a:tbl>" + row("Term", "Meaning")
+               + row("Perlite", "A volcanic|glass.") + row("", "")
+               + "</a:tbl></a:graphicData></a:graphic></p:graphicFrame>")
     path = zipped(tmp_path / "deck.pptx", {
         "ppt/presentation.xml": f'<p:presentation {ns} {R}><p:sldIdLst><p:sldId id="256" r:id="rId7"/>'
                                 '<p:sldId id="257" r:id="rId3"/></p:sldIdLst></p:presentation>',
@@ -241,7 +249,7 @@ def test_a_slide_deck_is_its_slides_titles_and_points_in_order(tmp_path):
         "ppt/slides/slide2.xml": f"<p:sld {ns}><p:cSld><p:spTree>{first}</p:spTree></p:cSld></p:sld>"})
     assert "".join(*iter_documents([str(path)])) == (
         "# Monstera\n\nMonstera is a genus of plants.\n\n- Water weekly\n\nNot a point\n\n"
-        "# Plant care\n\nIn a text box.\n")
+        "# Plant care\n\nIn a text box.\n\n- Term: Meaning\n- Perlite: A volcanic glass.\n")
 
 
 ODF = ('xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
