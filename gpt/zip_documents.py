@@ -260,12 +260,14 @@ def _ods_row(row: ElementTree.Element) -> list[str]:
 
 def odp_to_markdown(archive: zipfile.ZipFile) -> str:
     """Each slide as pptx_to_markdown writes one: its title frame as a title, its outline's first-level points
-    as paragraphs and deeper ones as list items; speaker notes left out."""
+    as paragraphs and deeper ones as list items, its tables' rows; speaker notes left out."""
     body = _xml(archive, "content.xml").find(f"{_OFFICE}body/{_OFFICE}presentation")
     lines: list[str] = []
     for page in body.iter(f"{_DRAW}page") if body is not None else []:
         title, points = "", []
         for frame in _without(page, {f"{_PRESENTATION}notes"}):
+            if frame.tag == f"{_TABLE}table":  # a table's rows as a sheet's are
+                points += ["", *(table_row_line(_ods_row(row)) for row in frame.iter(f"{_TABLE}table-row")), ""]
             box = frame.find(f"{_DRAW}text-box") if frame.tag == f"{_DRAW}frame" else None
             if box is None:
                 continue

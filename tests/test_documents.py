@@ -278,13 +278,16 @@ def test_opendocument_sheets_and_slides_read_as_excel_and_powerpoint_files_are(t
 
     points = ("<text:list><text:list-item><text:p>Monstera is a genus of plants.</text:p><text:list><text:list-item>"
               "<text:p>Water weekly</text:p></text:list-item></text:list></text:list-item></text:list>")
-    slide = (frame("title", "<text:p>Monstera</text:p>") + frame("outline", points)
+    table = ('<draw:frame><table:table><table:table-row><table:table-cell><text:p>Perlite</text:p></table:table-cell>'
+             "<table:table-cell><text:p>A volcanic glass.</text:p></table:table-cell></table:table-row></table:table>"
+             "</draw:frame>")
+    slide = (frame("title", "<text:p>Monstera</text:p>") + frame("outline", points) + table
              + f'<presentation:notes>{frame("notes", "<text:p>Speaker notes</text:p>")}</presentation:notes>')
     odp = zipped(tmp_path / "talk.odp", {"content.xml": f"<office:document-content {ODF}><office:body>"
                  f"<office:presentation><draw:page>{slide}</draw:page></office:presentation></office:body>"
                  "</office:document-content>"})
     assert "".join(*iter_documents([str(odp)])) == (
-        "# Monstera\n\nMonstera is a genus of plants.\n\n- Water weekly\n")
+        "# Monstera\n\nMonstera is a genus of plants.\n\n- Water weekly\n\n- Perlite: A volcanic glass.\n")
 
 
 def test_questions_come_from_a_word_document(tmp_path):
