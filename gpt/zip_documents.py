@@ -24,6 +24,7 @@ import re
 import zipfile
 import zlib
 from collections.abc import Iterator
+from datetime import datetime, time, timedelta
 from urllib.parse import unquote
 from xml.etree import ElementTree
 
@@ -33,6 +34,8 @@ from gpt.rich_text import html_to_markdown
 ZIPPED_SUFFIXES = (".epub", ".docx", ".odt", ".xlsx", ".ods", ".pptx", ".odp")
 MAX_PART_BYTES = 64 << 20  # one chapter, or a document's body: a book's whole text is a few MB
 MAX_REPEATED_CELLS = 16  # an .ods row's empty cell may "repeat" to the sheet's last column (16,384)
+_DATE_FORMATS = (*range(14, 23), 45, 46, 47)  # Excel's built-in number formats that show a date or a time
+_EPOCH, _EPOCH_1904 = datetime(1899, 12, 30), datetime(1904, 1, 1)  # day 0 (1900's day 60, a leap day, is Excel's bug)
 
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 _TEXT = "{urn:oasis:names:tc:opendocument:xmlns:text:1.0}"
@@ -299,19 +302,21 @@ def xlsx_to_markdown(archive: zipfile.ZipFile) -> str:
     """The rows of each visible sheet, in the workbook's order, as table_row_line writes them."""
     strings = [_drawn_text(item, _SHEET) for item in _xml(archive, "xl/sharedStrings.xml").iter(f"{_SHEET}si")] \
         if "xl/sharedStrings.xml" in archive.namelist() else []
-    workbook = _xml(archive, "xl/workbook.xml")
-    targets = _relations(archive, "xl/workbook.xml")
+    workbook, targets = _xml(archive, "xl/workbook.xml"), _relations(archive, "xl/workbook.xml")
+    dates, properties = _date_styles(archive), workbook.find(f"{_SHEET}workbookPr")
+    epoch = _EPOCH_1904 if properties is not None and properties.get("date1904") in ("1", "true") else _EPOCH
     lines: list[str] = []
     for sheet in workbook.iter(f"{_SHEET}sheet"):
         if sheet.get("state") in ("hidden", "veryHidden") or (name := targets.get(sheet.get(f"{_RELATION}id"))) is None:
             continue
-        lines += [table_row_line(_sheet_row(row, strings)) for row in _xml(archive, name).iter(f"{_SHEET}row")]
-        lines.append("")
+        rows = _xml(archive, name).iter(f"{_SHEET}row")
+        lines += [*(table_row_line(_sheet_row(row, strings, dates, epoch)) for row in rows), ""]
     return _joined(lines)
 
 
-def _sheet_row(row: ElementTree.Element, strings: list[str]) -> list[str]:
-    """A row's cells by their column ("B7" is the second), text as shown: a shared string, inline text, a value."""
+def _sheet_row(row: ElementTree.Element, strings: list[str], dates: set[int], epoch: datetime) -> list[str]:
+    """A row's cells by their column ("B7" is the second), text as shown: a shared string, inline text, a value,
+    a date (a number in a cell styled as one, days since the workbook's epoch)."""
     cells: list[str] = []
     for cell in row.iter(f"{_SHEET}c"):
         letters = re.match(r"[A-Z]*", cell.get("r", "")).group()
@@ -323,10 +328,35 @@ def _sheet_row(row: ElementTree.Element, strings: list[str]) -> list[str]:
             value = _drawn_text(cell.find(f"{_SHEET}is"), _SHEET)
         elif cell.get("t") == "b":
             value = {"1": "TRUE", "0": "FALSE"}.get(value, value)
+        elif cell.get("t", "n") == "n" and cell.get("s", "").isdigit() and int(cell.get("s")) in dates:
+            value = _date_text(value, epoch)
         if 0 <= column < 1 << 14:  # Excel's last column is XFD
             cells += [""] * (column + 1 - len(cells))
             cells[column] = value
     return cells
+
+
+def _date_styles(archive: zipfile.ZipFile) -> set[int]:
+    """The cell styles (indices into styles.xml's cellXfs) whose number format shows a date or a time: Excel's
+    built-in ones, or a format code with d, m, y, h or s outside its quoted text, [colours] and escapes."""
+    if "xl/styles.xml" not in archive.namelist():
+        return set()
+    styles = _xml(archive, "xl/styles.xml")
+    dated = set(_DATE_FORMATS) | {int(f.get("numFmtId")) for f in styles.iter(f"{_SHEET}numFmt")
+                                  if f.get("numFmtId", "").isdigit() and re.search(
+                                      "[dmyhs]", re.sub(r'"[^"]*"|\[[^]]*]|\\.', "", f.get("formatCode", "")), re.I)}
+    return {i for i, xf in enumerate(styles.iterfind(f"{_SHEET}cellXfs/{_SHEET}xf"))
+            if xf.get("numFmtId", "0").isdigit() and int(xf.get("numFmtId", "0")) in dated}
+
+
+def _date_text(serial: str, epoch: datetime) -> str:
+    """Days since the epoch -> "2024-05-01", with its time if it has one ("2024-05-01 14:30"), or "14:30" alone."""
+    try:  # whole seconds: a time typed as 14:30 is stored as 0.6041666...
+        when = epoch + timedelta(seconds=round(float(serial) * 86400))
+    except (ValueError, OverflowError):
+        return serial
+    clock = when.strftime("%H:%M:%S" if when.second else "%H:%M") if when.time() != time() else ""
+    return (clock or "00:00") if float(serial) < 1 else f"{when:%Y-%m-%d} {clock}".strip()
 
 
 def pptx_to_markdown(archive: zipfile.ZipFile) -> str:

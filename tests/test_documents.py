@@ -218,6 +218,29 @@ def test_a_spreadsheet_is_its_rows_with_two_cells_as_glossary_lines(tmp_path):
         ("What is Monstera?", "A genus of plants."), ("What is Perlite?", "A volcanic glass.")]
 
 
+
+def test_a_spreadsheets_dates_read_as_dates_not_day_counts(tmp_path):
+    ns = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
+    styles = (f'<styleSheet {ns}><numFmts><numFmt numFmtId="164" formatCode="yyyy-mm-dd hh:mm"/>'
+              '<numFmt numFmtId="165" formatCode="0.0 &quot;days&quot;"/>'
+              '<numFmt numFmtId="166" formatCode="[Red]0.00"/></numFmts><cellXfs><xf numFmtId="0"/>'
+              '<xf numFmtId="14"/><xf numFmtId="164"/><xf numFmtId="165"/><xf numFmtId="166"/></cellXfs></styleSheet>')
+
+    def book(name: str, cells: list[tuple[str, int]], date1904: str = "") -> str:
+        row = "".join(f'<c r="{chr(65 + i)}1" s="{style}"><v>{value}</v></c>' for i, (value, style) in enumerate(cells))
+        return str(zipped(tmp_path / name, {
+            "xl/workbook.xml": f'<workbook {ns} {R}><workbookPr {date1904}/><sheets><sheet name="Log" sheetId="1" '
+                               'r:id="rId1"/></sheets></workbook>',
+            "xl/_rels/workbook.xml.rels": relations({"rId1": "worksheets/sheet1.xml"}), "xl/styles.xml": styles,
+            "xl/worksheets/sheet1.xml": f'<worksheet {ns}><sheetData><row r="1">{row}</row></sheetData></worksheet>'}))
+
+    # a built-in date format, a custom one with a time, a time alone; a number of "days", [Red] (no date), General
+    log = book("log.xlsx", [("45413", 1), ("45413.6041666667", 2), ("0.6041666667", 2), ("3", 3), ("2.5", 4),
+                            ("45413", 0)])
+    assert "".join(*iter_documents([log])) == "- 2024-05-01, 2024-05-01 14:30, 14:30, 3, 2.5, 45413\n"
+    mac = book("mac.xlsx", [("Planted", 0), ("43951", 1)], date1904='date1904="1"')  # days from 1904-01-01
+    assert "".join(*iter_documents([mac])) == "- Planted: 2024-05-01\n"
+
 def test_a_slide_deck_is_its_slides_titles_and_points_in_order(tmp_path):
     ns = ('xmlns:p="http://schemas.openxmlformats.org/presentationml/2006/main" '
           'xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main"')
