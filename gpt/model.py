@@ -11,6 +11,7 @@ Sampling lives in gpt/sampling.py. This module must not read files or know about
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 
 import torch
 import torch.nn as nn
@@ -203,11 +204,9 @@ CACHED_ATTENTION_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_AT
 def cached_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
                      causal: bool = False) -> torch.Tensor:
     """Queries (B, nh, T, hs) over a cache's keys and values (B, nkv, S, hs), S changing call to call."""
-    gqa = k.size(1) != q.size(1)
-    if not q.is_cuda:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=gqa)
-    with sdpa_kernel(CACHED_ATTENTION_BACKENDS):
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=gqa)
+    with sdpa_kernel(CACHED_ATTENTION_BACKENDS) if q.is_cuda else nullcontext():
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
+                                              enable_gqa=k.size(1) != q.size(1))
 
 
 def written_out_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout: float = 0.0) -> torch.Tensor:
