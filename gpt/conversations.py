@@ -21,7 +21,7 @@ import torch
 from gpt.batches import to_device
 from gpt.bpe import Tokenizer
 from gpt.chat import ChatError, check_messages, render
-from gpt.files import jsonl_lines
+from gpt.files import jsonl_lines, uncompressed_name
 from gpt.model import IGNORE_INDEX
 
 SHAPES = (("messages",), ("prompt", "completion"), ("question", "answer"))
@@ -68,8 +68,9 @@ def read_conversations(path: str | Path, skip_bad: bool = False) -> tuple[list[l
 
 
 def is_conversation_file(path: str | Path) -> bool:
-    """True for a .jsonl file whose first non-empty line is a conversation record (so routing is by content)."""
-    if not str(path).endswith(".jsonl"):
+    """True for a .jsonl file (or .jsonl.gz) whose first non-empty line is a conversation record (so routing is by
+    content)."""
+    if not uncompressed_name(path).endswith(".jsonl"):
         return False
     lines = jsonl_lines(path)
     try:

@@ -8,7 +8,8 @@ warning. A web page (.html, .htm), a Jupyter notebook (.ipynb) or an RTF documen
 as Markdown (gpt/rich_text.py), not as its tags, JSON or control words; so is a book (.epub), a word-processor
 file (.docx, .odt), a spreadsheet (.xlsx, .ods) or slides (.pptx, .odp) (gpt/zip_documents.py), and a PDF's text
 (gpt/pdf_text.py, with the optional pypdf); each is converted once per process while it is unchanged. A large
-text file is read in pieces, cut only where tokenization cannot change.
+text file is read in pieces, cut only where tokenization cannot change. A gzip-compressed file is read as what it
+holds, by its name without .gz ("notes.md.gz" is Markdown, "pages.jsonl.gz" JSONL).
 This module knows nothing of tokens or models.
 """
 
@@ -17,15 +18,18 @@ from __future__ import annotations
 import codecs
 import functools
 import glob
+import gzip
 import json
 import os
 import sys
+import zlib
 from collections.abc import Callable, Iterable, Iterator
-from typing import NamedTuple, TypeVar
+from typing import BinaryIO, NamedTuple, TypeVar
 
 import regex
 
 from gpt.errors import InputError
+from gpt.files import jsonl_lines, open_bytes, uncompressed_name
 from gpt.pdf_text import UnreadablePDF, pdf_to_markdown
 from gpt.pretokenize import SAFE_CUT
 from gpt.rich_text import CONVERTED_SUFFIXES, as_markdown
@@ -108,7 +112,7 @@ def _text_encoding(path: str) -> str | None:
     its first 8 KiB), 'cp1252' when those 8 KiB hold bytes that are not UTF-8 and no character that is (a
     Windows or Latin-1 file: "café" from an old editor, curly quotes), else 'utf-8-sig' (UTF-8 with its
     byte-order mark, if any, dropped; a stray bad byte in it becomes U+FFFD)."""
-    with open(path, "rb") as fh:
+    with open_bytes(path) as fh:
         head = fh.read(8192)
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
@@ -127,8 +131,8 @@ def _read_pieces(path: str, encoding: str = "utf-8-sig") -> Iterator[str]:
     """
     decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
     carry = ""
-    with open(path, "rb") as fh:
-        while block := fh.read(_READ_BYTES):
+    with open_bytes(path) as fh:
+        while block := _read_block(fh, path):
             carry += decoder.decode(block)
             if cut := _SAFE_CUT.search(carry, max(0, len(carry) - _READ_BYTES // 2)):
                 at = cut.end()
@@ -143,19 +147,26 @@ def _read_pieces(path: str, encoding: str = "utf-8-sig") -> Iterator[str]:
         yield carry
 
 
+def _read_block(fh: BinaryIO, path: str) -> bytes:
+    """The next block of a file; b"" at its end, or with a warning where a compressed file is damaged (the blocks
+    before are kept: a download cut short is still text)."""
+    try:
+        return fh.read(_READ_BYTES)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        warn(f"{path}: damaged gzip data ({exc}); keeping the text read before it")
+        return b""
+
+
 def _jsonl_records(path: str, field: str) -> Iterator[str]:
-    with open(path, "rb") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line.decode("utf-8-sig" if n == 1 else "utf-8", errors="replace"))
-            except json.JSONDecodeError:
-                raise DataError(f"{path}:{n}: not valid JSON") from None
-            text = record.get(field) if isinstance(record, dict) else None
-            if not isinstance(text, str):
-                raise DataError(f"{path}:{n}: no string field {field!r} (set --data.jsonl_field)")
-            yield text
+    for n, line in jsonl_lines(path):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            raise DataError(f"{path}:{n}: not valid JSON") from None
+        text = record.get(field) if isinstance(record, dict) else None
+        if not isinstance(text, str):
+            raise DataError(f"{path}:{n}: no string field {field!r} (set --data.jsonl_field)")
+        yield text
 
 
 def _parquet_records(path: str, field: str) -> Iterator[str]:
@@ -181,7 +192,7 @@ def iter_documents(files: list[str], jsonl_field: str = "text") -> Iterator[Iter
     for path in files:
         if path == BUILTIN:
             yield from ([doc] for doc in builtin_documents().values())
-        elif path.endswith(".jsonl"):
+        elif uncompressed_name(path).endswith(".jsonl"):
             yield from ([doc] for doc in _jsonl_records(path, jsonl_field))
         elif path.endswith(".parquet"):
             yield from ([doc] for doc in _parquet_records(path, jsonl_field))
@@ -196,13 +207,13 @@ def iter_documents(files: list[str], jsonl_field: str = "text") -> Iterator[Iter
                 if (encoding := _text_encoding(path)) is None:
                     warn(f"skipping binary file {path}", kind="binary files")
                     continue
-                if path.lower().endswith(CONVERTED_SUFFIXES):  # a web page, a notebook, RTF: text, not markup
+                if uncompressed_name(path).lower().endswith(CONVERTED_SUFFIXES):  # a web page, a notebook, RTF
                     if (text := as_markdown(path, "".join(_read_pieces(path, encoding)), warn)) is not None:
                         yield [text]
                     continue
                 yield _read_pieces(path, encoding)  # a generator: a file larger than memory streams
-            except OSError as exc:
-                warn(f"skipping unreadable file {path}: {exc.strerror}")
+            except (OSError, EOFError, zlib.error) as exc:  # and a damaged .gz, found at its first block
+                warn(f"skipping unreadable file {path}: {getattr(exc, 'strerror', None) or exc}")
 
 
 def _converted(path: str, to_markdown: Callable[[str], T], unreadable: type[Exception]) -> Iterator[T]:
@@ -238,7 +249,7 @@ def read_documents(files: list[str], jsonl_field: str = "text", max_chars: int =
         elif path.lower().endswith(".pdf"):
             named = (Document(path, text, pages) for text, pages in _converted(path, pdf_to_markdown, UnreadablePDF))
         else:
-            records = path.endswith((".jsonl", ".parquet"))
+            records = uncompressed_name(path).endswith((".jsonl", ".parquet"))
             named = (Document(f"{path}#{n}" if records else path, "".join(doc))
                      for n, doc in enumerate(iter_documents([path], jsonl_field), 1))
         for document in named:

@@ -1,5 +1,5 @@
 """Writing files so that nothing is ever half-written: one atomic write, one hash, one lock for a run directory
-(and one way to read the lines of a JSONL file).
+(and one way to read the lines of a JSONL file, and a gzip-compressed input as its text).
 
 Every file the project writes (tokenizers, token-cache manifests, weights, checkpoints, exports, plots)
 goes through ``atomic_write``: a temporary file beside the target, flushed and fsynced, renamed over the
@@ -10,12 +10,16 @@ one, never a torn one. This module must not import torch.
 from __future__ import annotations
 
 import errno
+import gzip
 import hashlib
+import io
 import json
 import os
 import shutil
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from gpt.errors import InputError
 
@@ -109,16 +113,30 @@ def write_jsonl(records: Iterable[dict], path: str | Path) -> None:
     atomic_write(path, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
 
 
+def uncompressed_name(path: str | Path) -> str:
+    """The name a file's format is read from: a gzip-compressed "Notes.md.gz" is Markdown, "chats.jsonl.gz" JSONL."""
+    return str(path)[:-3] if str(path).lower().endswith(".gz") else str(path)
+
+
+def open_bytes(path: str | Path) -> BinaryIO:
+    """A file opened to read its bytes, decompressed as they are read if it is gzip-compressed (.gz). A damaged
+    one raises OSError (gzip.BadGzipFile), EOFError (cut short) or zlib.error where the damage is reached."""
+    return gzip.open(path, "rb") if str(path).lower().endswith(".gz") else open(path, "rb")
+
+
 def jsonl_lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    """(1-based line number, line) for each non-blank line of a JSONL file, read as UTF-8 (bad bytes replaced,
-    a byte-order mark as Windows editors write one dropped).
+    """(1-based line number, line) for each non-blank line of a JSONL file (gzip-compressed or not), read as UTF-8
+    (bad bytes replaced, a byte-order mark as Windows editors write one dropped).
 
     Parsing is the caller's: each reader has its own record shape and its own policy for a bad line.
     """
-    with open(path, encoding="utf-8-sig", errors="replace") as fh:
-        for number, line in enumerate(fh, 1):
-            if line.strip():
-                yield number, line
+    try:
+        with io.TextIOWrapper(open_bytes(path), encoding="utf-8-sig", errors="replace") as fh:
+            for number, line in enumerate(fh, 1):
+                if line.strip():
+                    yield number, line
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise InputError(f"{path}: damaged gzip data ({exc})") from None
 
 
 class RunInUse(InputError):

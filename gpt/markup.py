@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import re
 
+from gpt.files import uncompressed_name
 from gpt.rich_text import html_to_markdown
 
 HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*))?$")  # no lazy match: a huge "# # # ..." line stays linear
@@ -203,7 +204,7 @@ def _inside_fences_as_written(lines: list[str], out: list[str]) -> list[str]:
 
 def is_code(source: str) -> bool:
     """Whether a document is source code or configuration, by its file's suffix or name."""
-    name = source.lower().replace("\\", "/").rsplit("/", 1)[-1]
+    name = uncompressed_name(source).lower().replace("\\", "/").rsplit("/", 1)[-1]
     return name.endswith(CODE_SUFFIXES) or name in CODE_NAMES
 
 
@@ -224,7 +225,7 @@ def note_title(lines: list[str], front: int, source: str) -> str | None:
     for line in lines[1:front]:
         if (named := _FRONT_TITLE.match(line.strip())) and len(named.group(2)) <= 60:
             return named.group(2).strip()
-    name = source.replace("\\", "/").rsplit("/", 1)[-1]
+    name = uncompressed_name(source).replace("\\", "/").rsplit("/", 1)[-1]
     if "#" in source or not name.lower().endswith(NOTE_SUFFIXES):
         return None  # a record of a .jsonl file, the built-in corpus: no file name of its own
     name = _NOTION_ID.sub("", name.rsplit(".", 1)[0]).strip()
@@ -332,7 +333,7 @@ def markdown_lines(text: str, source: str = "") -> list[str]:
     if is_code(source):
         return [f"    {line}" if HEADING.match(line) or _UNDERLINE.match(line) else line for line in text_lines(text)]
     lines = text_lines(blank_markup(text))
-    suffix = source.lower()
+    suffix = uncompressed_name(source).lower()
     if suffix.endswith(ORG_SUFFIXES):
         lines = org_to_markdown(lines)
     elif suffix.endswith(ASCIIDOC_SUFFIXES):

@@ -13,6 +13,8 @@ import json
 from collections.abc import Callable
 from html.parser import HTMLParser
 
+from gpt.files import uncompressed_name
+
 NOTEBOOK_SUFFIXES = (".ipynb",)
 
 
@@ -126,7 +128,7 @@ def rtf_to_markdown(rtf: str) -> str | None:
 def as_markdown(path: str, text: str, warn: Callable[[str], None]) -> str | None:
     """A web page, a notebook or an RTF document as Markdown; a .ipynb file that is no notebook as it is, with a
     warning; None (and a warning) for an RTF file when striprtf is not installed."""
-    suffix = path.lower()
+    suffix = uncompressed_name(path).lower()
     if suffix.endswith(HTML_SUFFIXES):
         return html_to_markdown(text)
     if suffix.endswith(RTF_SUFFIXES):

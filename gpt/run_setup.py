@@ -83,7 +83,7 @@ def tokenizer_workers(requested: int, files: list[str]) -> int:
 
 def split_inputs(files: list[str]) -> tuple[list[str], list[str]]:
     """(text files, conversation files): a .jsonl whose records are conversations is a conversation file."""
-    chats = [f for f in files if f.endswith(".jsonl") and is_conversation_file(f)]
+    chats = [f for f in files if is_conversation_file(f)]
     return [f for f in files if f not in chats], chats
 
 
