@@ -68,7 +68,7 @@ def read_conversations(path: str | Path, skip_bad: bool = False) -> tuple[list[l
 
 
 def is_conversation_file(path: str | Path) -> bool:
-    """True for a .jsonl file (or .jsonl.gz) whose first non-empty line is a conversation record (so routing is by
+    """True for a .jsonl file (compressed or not) whose first non-empty line is a conversation record (so routing is by
     content)."""
     if not uncompressed_name(path).endswith(".jsonl"):
         return False

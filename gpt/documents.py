@@ -8,8 +8,8 @@ warning. A web page (.html, .htm), a Jupyter notebook (.ipynb) or an RTF documen
 as Markdown (gpt/rich_text.py), not as its tags, JSON or control words; so is a book (.epub), a word-processor
 file (.docx, .odt), a spreadsheet (.xlsx, .ods) or slides (.pptx, .odp) (gpt/zip_documents.py), and a PDF's text
 (gpt/pdf_text.py, with the optional pypdf); each is converted once per process while it is unchanged. A large
-text file is read in pieces, cut only where tokenization cannot change. A gzip-compressed file is read as what it
-holds, by its name without .gz ("notes.md.gz" is Markdown, "pages.jsonl.gz" JSONL).
+text file is read in pieces, cut only where tokenization cannot change. A compressed file (.gz, .bz2, .xz) is read as
+what it holds, by its name without that suffix ("notes.md.gz" is Markdown, "pages.jsonl.xz" JSONL).
 This module knows nothing of tokens or models.
 """
 
@@ -18,18 +18,16 @@ from __future__ import annotations
 import codecs
 import functools
 import glob
-import gzip
 import json
 import os
 import sys
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO, NamedTuple, TypeVar
 
 import regex
 
 from gpt.errors import InputError
-from gpt.files import jsonl_lines, open_bytes, uncompressed_name
+from gpt.files import DAMAGED_DATA, jsonl_lines, open_bytes, uncompressed_name
 from gpt.pdf_text import UnreadablePDF, pdf_to_markdown
 from gpt.pretokenize import SAFE_CUT
 from gpt.rich_text import CONVERTED_SUFFIXES, as_markdown
@@ -152,8 +150,10 @@ def _read_block(fh: BinaryIO, path: str) -> bytes:
     before are kept: a download cut short is still text)."""
     try:
         return fh.read(_READ_BYTES)
-    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-        warn(f"{path}: damaged gzip data ({exc}); keeping the text read before it")
+    except DAMAGED_DATA as exc:
+        if uncompressed_name(path) == path:
+            raise
+        warn(f"{path}: damaged compressed data ({exc}); keeping the text read before it")
         return b""
 
 
@@ -212,7 +212,7 @@ def iter_documents(files: list[str], jsonl_field: str = "text") -> Iterator[Iter
                         yield [text]
                     continue
                 yield _read_pieces(path, encoding)  # a generator: a file larger than memory streams
-            except (OSError, EOFError, zlib.error) as exc:  # and a damaged .gz, found at its first block
+            except DAMAGED_DATA as exc:  # OSError, and a damaged compressed file's errors at its first block
                 warn(f"skipping unreadable file {path}: {getattr(exc, 'strerror', None) or exc}")
 
 

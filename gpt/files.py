@@ -1,5 +1,5 @@
 """Writing files so that nothing is ever half-written: one atomic write, one hash, one lock for a run directory
-(and one way to read the lines of a JSONL file, and a gzip-compressed input as its text).
+(and one way to read the lines of a JSONL file, and a compressed input as its text).
 
 Every file the project writes (tokenizers, token-cache manifests, weights, checkpoints, exports, plots)
 goes through ``atomic_write``: a temporary file beside the target, flushed and fsynced, renamed over the
@@ -9,11 +9,13 @@ one, never a torn one. This module must not import torch.
 
 from __future__ import annotations
 
+import bz2
 import errno
 import gzip
 import hashlib
 import io
 import json
+import lzma
 import os
 import shutil
 import zlib
@@ -113,30 +115,39 @@ def write_jsonl(records: Iterable[dict], path: str | Path) -> None:
     atomic_write(path, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
 
 
+COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}  # suffix -> opener, all in the standard library
+# what a damaged compressed file raises where the damage is reached (a bad header, data cut short, a bad block)
+DAMAGED_DATA = (OSError, EOFError, zlib.error, lzma.LZMAError)
+
+
 def uncompressed_name(path: str | Path) -> str:
-    """The name a file's format is read from: a gzip-compressed "Notes.md.gz" is Markdown, "chats.jsonl.gz" JSONL."""
-    return str(path)[:-3] if str(path).lower().endswith(".gz") else str(path)
+    """The name a file's format is read from: a compressed "Notes.md.gz" is Markdown, "chats.jsonl.xz" JSONL."""
+    name = str(path)
+    suffix = os.path.splitext(name)[1]
+    return name[:-len(suffix)] if suffix.lower() in COMPRESSED else name
 
 
 def open_bytes(path: str | Path) -> BinaryIO:
-    """A file opened to read its bytes, decompressed as they are read if it is gzip-compressed (.gz). A damaged
-    one raises OSError (gzip.BadGzipFile), EOFError (cut short) or zlib.error where the damage is reached."""
-    return gzip.open(path, "rb") if str(path).lower().endswith(".gz") else open(path, "rb")
+    """A file opened to read its bytes, decompressed as they are read if it is compressed (.gz, .bz2, .xz)."""
+    opener = COMPRESSED.get(os.path.splitext(str(path))[1].lower(), open)
+    return opener(path, "rb")
 
 
 def jsonl_lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    """(1-based line number, line) for each non-blank line of a JSONL file (gzip-compressed or not), read as UTF-8
+    """(1-based line number, line) for each non-blank line of a JSONL file (compressed or not), read as UTF-8
     (bad bytes replaced, a byte-order mark as Windows editors write one dropped).
 
     Parsing is the caller's: each reader has its own record shape and its own policy for a bad line.
     """
-    try:
-        with io.TextIOWrapper(open_bytes(path), encoding="utf-8-sig", errors="replace") as fh:
+    with io.TextIOWrapper(open_bytes(path), encoding="utf-8-sig", errors="replace") as fh:
+        try:
             for number, line in enumerate(fh, 1):
                 if line.strip():
                     yield number, line
-    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-        raise InputError(f"{path}: damaged gzip data ({exc})") from None
+        except DAMAGED_DATA as exc:
+            if uncompressed_name(path) == str(path):
+                raise
+            raise InputError(f"{path}: damaged compressed data ({exc})") from None
 
 
 class RunInUse(InputError):

@@ -64,9 +64,12 @@ class Generator:
         self.forward = torch.compile(decode_block, dynamic=True) if compile else decode_block
         self.lock = threading.Lock()
         # drafts come from the text so far until the index is built (about a second for 4M tokens), so a
-        # large corpus delays no reply; which drafts are tried changes the speed, never the tokens
+        # large corpus delays no reply; which drafts are tried changes the speed, never the tokens. Not a daemon:
+        # a daemon thread that wants the GIL back while Python exits is ended by pthread_exit, whose unwinding
+        # through numpy's C++ sort aborted a `gpt generate` once ("terminate called without an active
+        # exception"). The exit waits for the index instead.
         self._corpus: CorpusIndex | None = None
-        self._indexing = threading.Thread(target=self._index_corpus if draft_tokens else None, daemon=True)
+        self._indexing = threading.Thread(target=self._index_corpus if draft_tokens else None)
         self._indexing.start()
 
     def _index_corpus(self) -> None:

@@ -422,26 +422,34 @@ def test_warnings_are_said_once_and_a_folders_many_binary_files_in_a_few_lines(t
         "warning: skipping more binary files without naming them"]
 
 
-def test_gzip_compressed_files_read_as_what_they_hold(tmp_path, capsys):
+def test_compressed_files_read_as_what_they_hold(tmp_path, capsys):
+    import bz2
     import gzip
+    import lzma
 
     from gpt.conversations import is_conversation_file
     from gpt.qa import derive_from_files
     (tmp_path / "Monstera.md.gz").write_bytes(gzip.compress(b"Monstera is a genus of plants.\n"))
-    (tmp_path / "pages.jsonl.gz").write_bytes(gzip.compress(b'{"text": "Ficus is a tree."}\n\n{"text": "Fern."}\n'))
+    (tmp_path / "Ficus.md.bz2").write_bytes(bz2.compress(b"Ficus is a genus of trees.\n"))
+    (tmp_path / "pages.jsonl.xz").write_bytes(lzma.compress(b'{"text": "Ficus is a tree."}\n\n{"text": "Fern."}\n'))
     chat = b'{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}\n'
     (tmp_path / "chats.jsonl.gz").write_bytes(gzip.compress(chat))  # read as conversations, not documents
     (tmp_path / "cut.txt.gz").write_bytes(gzip.compress(b"Kept text.\n" * 300_000)[:-20])  # a download cut short
+    (tmp_path / "cut.txt.xz").write_bytes(lzma.compress(b"Kept text.\n" * 300_000)[:-20])
     (tmp_path / "fake.gz").write_bytes(b"not gzip at all")
+    (tmp_path / "fake.bz2").write_bytes(b"not bzip2 at all")
     files = [f for f in collect_files([str(tmp_path)]) if not is_conversation_file(f)]
     docs = {os.path.basename(d.source): d.text for d in read_documents(files)}
     assert docs["Monstera.md.gz"] == "Monstera is a genus of plants.\n"
-    assert (docs["pages.jsonl.gz#1"], docs["pages.jsonl.gz#2"]) == ("Ficus is a tree.", "Fern.")
-    assert docs["cut.txt.gz"].startswith("Kept text.\n") and len(docs["cut.txt.gz"]) >= 1 << 20  # whole blocks kept
-    assert "fake.gz" not in docs
+    assert docs["Ficus.md.bz2"] == "Ficus is a genus of trees.\n"
+    assert (docs["pages.jsonl.xz#1"], docs["pages.jsonl.xz#2"]) == ("Ficus is a tree.", "Fern.")
+    for cut in ("cut.txt.gz", "cut.txt.xz"):  # whole blocks before the damage kept
+        assert docs[cut].startswith("Kept text.\n") and len(docs[cut]) >= 1 << 20
+    assert "fake.gz" not in docs and "fake.bz2" not in docs
     err = capsys.readouterr().err
-    assert "cut.txt.gz: damaged gzip data" in err and "skipping unreadable file" in err and "fake.gz" in err
-    # a note named for its subject is asked about by its name, .gz or not; conversations are found inside .gz
+    assert "cut.txt.gz: damaged compressed data" in err and "cut.txt.xz: damaged compressed data" in err
+    assert "skipping unreadable file" in err and "fake.gz" in err and "fake.bz2" in err
+    # a note named for its subject is asked about by its name, compressed or not; conversations are found inside
     assert [(p.question, p.answer) for p in derive_from_files([str(tmp_path / "Monstera.md.gz")], phrasings=1)] == [
         ("What is Monstera?", "Monstera is a genus of plants.")]
-    assert is_conversation_file(tmp_path / "chats.jsonl.gz") and not is_conversation_file(tmp_path / "pages.jsonl.gz")
+    assert is_conversation_file(tmp_path / "chats.jsonl.gz") and not is_conversation_file(tmp_path / "pages.jsonl.xz")
