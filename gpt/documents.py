@@ -27,7 +27,7 @@ from typing import BinaryIO, NamedTuple, TypeVar
 import regex
 
 from gpt.errors import InputError
-from gpt.files import DAMAGED_DATA, jsonl_lines, open_bytes, uncompressed_name
+from gpt.files import DAMAGED_DATA, compression, jsonl_lines, open_bytes, uncompressed_name
 from gpt.pdf_text import UnreadablePDF, pdf_to_markdown
 from gpt.pretokenize import SAFE_CUT
 from gpt.rich_text import CONVERTED_SUFFIXES, as_markdown
@@ -151,7 +151,7 @@ def _read_block(fh: BinaryIO, path: str) -> bytes:
     try:
         return fh.read(_READ_BYTES)
     except DAMAGED_DATA as exc:
-        if uncompressed_name(path) == path:
+        if not compression(path):
             raise
         warn(f"{path}: damaged compressed data ({exc}); keeping the text read before it")
         return b""

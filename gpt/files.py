@@ -120,17 +120,21 @@ COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}  # suffix ->
 DAMAGED_DATA = (OSError, EOFError, zlib.error, lzma.LZMAError)
 
 
+def compression(path: str | Path) -> str:
+    """The suffix of a compressed file's name that says so (".gz", ".bz2", ".xz"); "" for any other file."""
+    suffix = os.path.splitext(str(path))[1].lower()
+    return suffix if suffix in COMPRESSED else ""
+
+
 def uncompressed_name(path: str | Path) -> str:
     """The name a file's format is read from: a compressed "Notes.md.gz" is Markdown, "chats.jsonl.xz" JSONL."""
-    name = str(path)
-    suffix = os.path.splitext(name)[1]
-    return name[:-len(suffix)] if suffix.lower() in COMPRESSED else name
+    suffix = compression(path)
+    return str(path)[:-len(suffix)] if suffix else str(path)
 
 
 def open_bytes(path: str | Path) -> BinaryIO:
     """A file opened to read its bytes, decompressed as they are read if it is compressed (.gz, .bz2, .xz)."""
-    opener = COMPRESSED.get(os.path.splitext(str(path))[1].lower(), open)
-    return opener(path, "rb")
+    return COMPRESSED.get(compression(path), open)(path, "rb")
 
 
 def jsonl_lines(path: str | Path) -> Iterator[tuple[int, str]]:
@@ -145,7 +149,7 @@ def jsonl_lines(path: str | Path) -> Iterator[tuple[int, str]]:
                 if line.strip():
                     yield number, line
         except DAMAGED_DATA as exc:
-            if uncompressed_name(path) == str(path):
+            if not compression(path):
                 raise
             raise InputError(f"{path}: damaged compressed data ({exc})") from None
 
