@@ -7,7 +7,8 @@ read as cp1252; other files with NUL bytes in their first 8 KiB are treated as b
 warning. A web page (.html, .htm), a Jupyter notebook (.ipynb) or an RTF document is read as its text, written
 as Markdown (gpt/rich_text.py), not as its tags, JSON or control words; so is a book (.epub), a word-processor
 file (.docx, .odt), a spreadsheet (.xlsx, .ods) or slides (.pptx, .odp) (gpt/zip_documents.py), and a PDF's text
-(gpt/pdf_text.py, with the optional pypdf); each is converted once per process while it is unchanged. A large
+(gpt/pdf_text.py, with the optional pypdf); each is converted once per process while it is unchanged. A manual
+page (ls.1, its troff source) is read as its text too (gpt/man_page.py). A large
 text file is read in pieces, cut only where tokenization cannot change. A compressed file (.gz, .bz2, .xz) is read as
 what it holds, by its name without that suffix ("notes.md.gz" is Markdown, "pages.jsonl.xz" JSONL).
 This module knows nothing of tokens or models.
@@ -28,6 +29,7 @@ import regex
 
 from gpt.errors import InputError
 from gpt.files import DAMAGED_DATA, compression, jsonl_lines, open_bytes, uncompressed_name
+from gpt.man_page import is_man_page, man_to_markdown
 from gpt.pdf_text import UnreadablePDF, pdf_to_markdown
 from gpt.pretokenize import SAFE_CUT
 from gpt.rich_text import CONVERTED_SUFFIXES, as_markdown
@@ -206,6 +208,11 @@ def iter_documents(files: list[str], jsonl_field: str = "text") -> Iterator[Iter
                     continue
                 if (encoding := _text_encoding(path)) is None:
                     warn(f"skipping binary file {path}", kind="binary files")
+                    continue
+                if is_man_page(path):  # troff: its markup would be much of the text
+                    text = "".join(_read_pieces(path, encoding))
+                    if (page := man_to_markdown(text)) != "":
+                        yield [text if page is None else page]
                     continue
                 if uncompressed_name(path).lower().endswith(CONVERTED_SUFFIXES):  # a web page, a notebook, RTF
                     if (text := as_markdown(path, "".join(_read_pieces(path, encoding)), warn)) is not None:

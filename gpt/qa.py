@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from gpt.documents import read_documents
 from gpt.errors import InputError
+from gpt.man_page import is_man_page
 from gpt.markup import HEADING, fenced, front_matter_lines, is_code, markdown_lines, note_title
 
 MAX_ANSWER = 400  # characters; an answer is the first sentences of a section, not the whole section
@@ -260,8 +261,7 @@ def _faq_entries(lines: list[str], code: list[bool]) -> list[Entry]:
         ends = not line.strip() or i == len(lines) or code[i] or q or HEADING.match(line)
         if answer is not None and ends:
             if any(c.isalnum() for c in " ".join(answer)):
-                entries.append(Entry(_collapse(" ".join(question)), _bounded("\n".join(answer)), "faq",
-                                     line=start))
+                entries.append(Entry(_collapse(" ".join(question)), _bounded("\n".join(answer)), "faq", line=start))
             question = answer = None
         if q:
             question, answer, start, gap = [q.group(1)], None, i + 1, False
@@ -318,8 +318,7 @@ def _definition_list_entries(paragraphs: list[tuple[int, list[str]]]) -> list[En
     for start, para in paragraphs:
         i = 0
         while i < len(para):
-            item = definition_list_item(para, i)
-            if item:
+            if item := definition_list_item(para, i):
                 entries.append(Entry(item[0], _bounded("\n".join(item[1])), "glossary", line=start + i + 1))
             i += 1 + len(item[1]) if item else 1  # past the item's definition: each line is read once or twice
     return entries
@@ -376,8 +375,9 @@ def derive_entries(text: str, source: str = "") -> list[Entry]:
     lines, inserted = titled_lines(text, source)
     code = _code_mask(lines)
     paragraphs = _paragraphs(lines, code)
-    found = (_heading_entries(lines, paragraphs) + _faq_entries(lines, code) + _definition_entries(paragraphs)
-             + _definition_list_entries(paragraphs))
+    man = is_man_page(source)  # a man page's sections ("## Exit status") are its format's, not subjects to ask about
+    found = [e for e in _heading_entries(lines, paragraphs) if not (man and lines[e.line - 1].startswith("## "))]
+    found += _faq_entries(lines, code) + _definition_entries(paragraphs) + _definition_list_entries(paragraphs)
     for start, para in paragraphs:
         opens, j = True, 0
         while j < len(para):

@@ -103,13 +103,14 @@ def words(text: str) -> list[str]:
 
 
 _ALSO_ASKED = ("What are {t}?", "What's {t}?", "What was {t}?", "What were {t}?", "Who is {t}?", "Who was {t}?",
-               "Who are {t}?", "Who were {t}?", "Who's {t}?")  # people and places are asked "who", not "what"
+               "Who are {t}?", "Who were {t}?", "Who's {t}?",  # people and places are asked "who", not "what"
+               "What does {t} do?", "What is {t} used for?", "What is {t} for?")  # programs and tools
 # "What is X?" and the other ways gpt/qa.py asks about a term, longest first ("What is meant by X?" before "What
 # is X?"), read without case and with any end punctuation: the X of a question is its subject.
 _ASKED = [re.compile(re.escape(head).replace("\\ ", r"\s+") + r"(.+?)" + re.escape(tail.rstrip("?.")) + r"\s*[?.!]*",
                      re.IGNORECASE)
           for head, tail in sorted((t.split("{t}") for t in (*TEMPLATES, *_ALSO_ASKED)),
-                                   key=lambda parts: -len(parts[0]))]
+                                   key=lambda parts: -len(parts[0]) - len(parts[1]))]
 _ASKED += [re.compile(r"(.+?)是什么(?:意思)?[？?]?"), re.compile(r"什么是(.+?)[？?]?"),  # Chinese, Japanese
            re.compile(r"(.+?)(?:って|とは)(?:何|なん)(?:ですか)?[？?]?")]
 _ARTICLE = re.compile(r"^(?:the|a|an)\s+")
@@ -311,7 +312,6 @@ class PassageIndex:
         titled = {i: rank for rank, i in enumerate(self._titled_with(subject, query))}
         found = [i for i, s in scores.items() if s > 0] + [i for i in titled if i not in scores]
         introduced = _emphasized(subject)
-
         first = subject.split()[0].lower() if subject else ""
 
         def rank(i: int) -> tuple[int, bool, bool, float, int]:  # the regex only where a plain scan finds the term
@@ -328,14 +328,14 @@ class PassageIndex:
         return best
 
     def _titled_with(self, subject: str, question: str = "") -> list[int]:
-        """Passages titled `subject` (first any titled with the very question, as an FAQ's is, then any whose entry
-        opens with it); else those whose title starts with it as words ("generator": "Generator functions")."""
+        """Passages titled `subject`: any titled with the very question (an FAQ's), any whose entry opens with it, then
+        the shallowest (page "tar" before page "file"'s option "tar"); else those whose titles start with it."""
         if not subject:
             return []
         if exact := self._titled.get(subject):  # "Lists are ..." before "The items of a list ..."
-            asked = title_key(question)
+            asked, depth = title_key(question), lambda i: self.passages[i].text[:self.passages[i].body].count(" > ")
             return sorted(exact, key=lambda i: (asked not in map(title_key, self.passages[i].titles),
-                                                not self._opens_with(i, subject)))
+                                                not self._opens_with(i, subject), depth(i)))
         return sorted(i for key, ids in self._titled.items() if key.startswith(subject + " ") for i in ids)
 
     def _opens_with(self, i: int, subject: str) -> bool:
