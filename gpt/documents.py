@@ -8,7 +8,8 @@ warning. A web page (.html, .htm), a Jupyter notebook (.ipynb) or an RTF documen
 as Markdown (gpt/rich_text.py), not as its tags, JSON or control words; so is a book (.epub), a word-processor
 file (.docx, .odt), a spreadsheet (.xlsx, .ods) or slides (.pptx, .odp) (gpt/zip_documents.py), and a PDF's text
 (gpt/pdf_text.py, with the optional pypdf); each is converted once per process while it is unchanged. A manual
-page (ls.1, its troff source) is read as its text too (gpt/man_page.py). A large
+page (ls.1, its troff source) and an info manual (sed.info) are read as their text too (gpt/man_page.py,
+gpt/info_manual.py). A large
 text file is read in pieces, cut only where tokenization cannot change. A compressed file (.gz, .bz2, .xz) is read as
 what it holds, by its name without that suffix ("notes.md.gz" is Markdown, "pages.jsonl.xz" JSONL).
 This module knows nothing of tokens or models.
@@ -29,6 +30,7 @@ import regex
 
 from gpt.errors import InputError
 from gpt.files import DAMAGED_DATA, compression, jsonl_lines, open_bytes, uncompressed_name
+from gpt.info_manual import info_to_markdown, is_info_manual
 from gpt.man_page import is_man_page, man_to_markdown
 from gpt.pdf_text import UnreadablePDF, pdf_to_markdown
 from gpt.pretokenize import SAFE_CUT
@@ -38,6 +40,7 @@ from gpt.zip_documents import ZIPPED_SUFFIXES, UnreadableDocument, zipped_to_mar
 BUILTIN = "builtin:pydoc"  # Python's reference documentation, shipped with every CPython
 _READ_BYTES = 1 << 20  # a large file's pieces: small pieces keep every encoder busy
 _SAFE_CUT = regex.compile(SAFE_CUT, flags=regex.REVERSE)  # searched backwards: the last cut in a block
+_INFO_MARKER = regex.compile(rb"\x00\x08\[[^\x00]*\x00\x08\]")  # "\0\b[index\0\b]" in an info manual: text, not binary
 T = TypeVar("T")
 
 
@@ -116,7 +119,7 @@ def _text_encoding(path: str) -> str | None:
         head = fh.read(8192)
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
-    if b"\0" in head or head.startswith(b"%PDF-"):  # a PDF not named .pdf: its first 8 KiB may hold no NUL
+    if b"\0" in _INFO_MARKER.sub(b"", head) or head.startswith(b"%PDF-"):  # a PDF not named .pdf: maybe no NUL
         return None
     text = codecs.getincrementaldecoder("utf-8")(errors="replace").decode(head)  # a character cut at 8 KiB waits
     legacy = "\ufffd" in text and all(c == "\ufffd" or c.isascii() for c in text)
@@ -209,9 +212,9 @@ def iter_documents(files: list[str], jsonl_field: str = "text") -> Iterator[Iter
                 if (encoding := _text_encoding(path)) is None:
                     warn(f"skipping binary file {path}", kind="binary files")
                     continue
-                if is_man_page(path):  # troff: its markup would be much of the text
+                if is_man_page(path) or is_info_manual(path):  # their markup and menus would be much of the text
                     text = "".join(_read_pieces(path, encoding))
-                    if (page := man_to_markdown(text)) != "":
+                    if (page := (man_to_markdown if is_man_page(path) else info_to_markdown)(text)) != "":
                         yield [text if page is None else page]
                     continue
                 if uncompressed_name(path).lower().endswith(CONVERTED_SUFFIXES):  # a web page, a notebook, RTF

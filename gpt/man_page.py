@@ -43,7 +43,7 @@ _SPECIAL = {"em": "\u2014", "en": "\u2013", "hy": "-", "bu": "\u2022", "aq": "'"
             "Fo": "\u00ab", "Fc": "\u00bb", "Eu": "\u20ac", "eu": "\u20ac", "Po": "\u00a3", "ct": "\u00a2",
             "pl": "+", "mi": "-", "eq": "=", "sc": "\u00a7", "ps": "\u00b6", "dg": "\u2020", "ba": "|", "br": "|",
             "ul": "_", "oa": "\u00e5", "oA": "\u00c5", "lB": "[", "rB": "]", "lC": "{", "rC": "}", "la": "<",
-            "ra": ">", "at": "@", "sh": "#", "Do": "$", "dq ": '"', "cq ": "'"}
+            "ra": ">", "at": "@", "sh": "#", "Do": "$"}
 _ACCENTS = {":": "\u0308", "'": "\u0301", "`": "\u0300", "^": "\u0302", "~": "\u0303", ",": "\u0327", "v": "\u030c"}
 _GREEK = dict(zip("abgdezyhiklmncoprstufxqw", "\u03b1\u03b2\u03b3\u03b4\u03b5\u03b6\u03b7\u03b8\u03b9\u03ba\u03bb"
                   "\u03bc\u03bd\u03be\u03bf\u03c0\u03c1\u03c3\u03c4\u03c5\u03c6\u03c7\u03c8\u03c9"))
@@ -132,7 +132,8 @@ class _ManWriter:
         self.heading_next = 0  # after a .SH with no words: the next line is a heading of this level
         self.skip_until = ""  # inside a macro definition or a picture: the line that ends it
         self.skip_depth = 0  # inside a false conditional's \{ ... \}: how many braces are open
-        self.table: str | None = None  # inside .TS: the cell separator, once the format lines are read
+        self.table: str | None = None  # inside .TS: its cell separator ("" while its format lines are read)
+        self.table_tab = "\t"  # the separator a table's options name ("tab(:);")
         self.strings: dict[str, str] = {}
         self.last_condition = True
         self.name_section = False
@@ -234,9 +235,9 @@ class _ManWriter:
     def table_line(self, line: str) -> None:
         if self.table == "":  # the options and format lines: the last of them ends in "."
             if (tab := re.search(r"tab\s*\((.)\)", line)) and ";" in line:
-                self.strings["\0tab"] = tab.group(1)
+                self.table_tab = tab.group(1)
             if line.rstrip().endswith("."):
-                self.table = self.strings.pop("\0tab", "\t")
+                self.table, self.table_tab = self.table_tab, "\t"
             return
         if line.strip() in ("_", "=") or not line.strip():
             return
@@ -246,8 +247,8 @@ class _ManWriter:
         self.lines.append(table_row_line(cells))
 
     def request(self, line: str) -> None:
-        name, _, rest = line.partition(" ")
-        name, rest = (name[:-2], rest) if name.endswith("\\}") else (name, rest)
+        name = re.match(r"[^\s\\]*", line).group(0)  # ".el\{\": "el"; ".br\}": "br"
+        rest = line[len(name):].removeprefix("\\}").strip()
         if name in _SKIPPED_BLOCKS:
             self.skip_until = _SKIPPED_BLOCKS[name]
         elif name in ("if", "ie", "el"):
@@ -266,7 +267,7 @@ class _ManWriter:
         if name == "el":
             holds, body = not self.last_condition, rest
         else:
-            condition, _, body = rest.strip().partition(" ")
+            condition, body = re.match(r"(\S*?)(\\\{.*|\s.*|$)", rest).groups()  # "n .IP", "n\{\"
             negated = condition.startswith("!")
             holds = condition.lstrip("!") == "n" and not negated or condition.lstrip("!") in ("t", "v") and negated
             self.last_condition = holds if name == "ie" else self.last_condition
