@@ -119,6 +119,11 @@ def special_character(name: str) -> str:
     return ""
 
 
+def _unquoted(text: str) -> str:
+    """pod2man's "Next" (code, quoted for a terminal) as Next."""
+    return text[1:-1] if len(text) > 2 and text[0] == text[-1] == '"' and '"' not in text[1:-1] else text
+
+
 class _ManWriter:
     """Markdown lines from a page's logical lines, one at a time (feed), in the state a formatter keeps: filling
     or not, a list item's tag to come, a block being skipped, the page's strings and conditionals."""
@@ -189,7 +194,7 @@ class _ManWriter:
 
     def tag(self, text: str) -> None:
         """A list item's tag: a bullet, a number, or a term whose definition follows after ": "."""
-        self.tag_next = False
+        self.tag_next, text = False, _unquoted(text)
         if self.prefix == ": " and not self.words and self.lines and text and text not in _BULLETS:
             self.lines[-1] += f", {text}"  # .TQ: a second tag for the same item ("-a" then "--all")
             return
@@ -207,7 +212,7 @@ class _ManWriter:
         self.end_name_section()
         self.paragraph()
         title = " ".join(text.split())
-        title = title[1:-1] if len(title) > 2 and title[0] == title[-1] == '"' else title  # pod2man's "LCS"
+        title = _unquoted(title)
         if level == 2 and title.isupper() and len(title) > 3:  # a section: "SEE ALSO" -> "See also"
             title = title.capitalize()
         self.name_section = title.lower() == "name"

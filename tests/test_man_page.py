@@ -8,7 +8,7 @@ from gpt.man_page import is_man_page, man_to_markdown, special_character
 from gpt.qa import derive_from_files
 from gpt.retrieval import PassageIndex, question_subject
 
-PAGE = r""".\" A page written for gpt's tests, in the shapes real pages use
+PAGE = r'''.\" A page written for gpt's tests, in the shapes real pages use
 .de Vb
 .ft CW
 .nf
@@ -51,13 +51,17 @@ l l.
 Size:Diameter
 small:12 cm
 .TE
+.SH FUNCTIONS
+.ie n .IP """Next""" 4
+.el .IP "\f(CWNext\fR" 4
+Moves on to the next plant.
 .SH "EXIT STATUS"
 0 if every plant was repotted.
 .if t .ig
 .if n \{\
 .\" a terminal's branch
 .\}
-"""
+'''
 
 MDOC = r""".Dd November 27, 2026
 .Dt TRIM 8
@@ -104,6 +108,7 @@ def test_a_man_page_is_read_as_its_text_in_markdown():
         "- Water the day before.", "", "- Do not feed for a month.", "",
         "## Examples", "", "```", "repot -s 20 monstera", "```", "",
         "## Sizes", "", "- Size: Diameter", "- small: 12 cm", "",
+        "## Functions", "", "Next", ": Moves on to the next plant.", "",
         "## Exit status", "", "0 if every plant was repotted."]) + "\n"
 
 
