@@ -18,6 +18,7 @@ This module knows nothing of tokens or models.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import functools
 import glob
 import json
@@ -98,10 +99,28 @@ def collect_files(inputs: Iterable[str]) -> list[str]:
                 files.append(path)
             else:
                 raise DataError(f"input path does not exist: {path}")
-    unique = list(dict.fromkeys(files))
+    unique = _one_name_per_file(list(dict.fromkeys(files)))
     if not unique:
         raise DataError("no input files found")
     return unique
+
+
+def _one_name_per_file(files: list[str]) -> list[str]:
+    """The files, each read once: a link to a file already listed (/usr/share/man's egrep.1.gz -> grep.1.gz, a
+    hard link, a note linked into two folders) is left out, with one warning for them all."""
+    kept, seen = [], set()
+    for path in files:
+        key: object = path
+        if path != BUILTIN:
+            with contextlib.suppress(OSError):  # an unreadable file is kept: reading it says what is wrong
+                stat = os.stat(path)
+                key = (stat.st_dev, stat.st_ino) if stat.st_ino else path  # 0: a file system without inodes
+        if key not in seen:
+            seen.add(key)
+            kept.append(path)
+    if linked := len(files) - len(kept):
+        warn(f"skipping {linked:,} links to files already read")
+    return kept
 
 
 def builtin_documents() -> dict[str, str]:

@@ -90,6 +90,17 @@ def test_broken_links_link_loops_and_pipes_in_a_folder_are_passed_over(tmp_path,
         collect_files([str(tmp_path / "gone.md")])
 
 
+def test_a_file_reached_by_several_names_is_read_once(tmp_path, capsys):
+    (tmp_path / "grep.1").write_text("Print lines that match patterns.")
+    (tmp_path / "egrep.1").symlink_to("grep.1")  # /usr/share/man's aliases
+    os.link(tmp_path / "grep.1", tmp_path / "fgrep.1")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "plants.md").write_text("Monstera is a plant.")
+    assert collect_files([str(tmp_path), str(tmp_path / "notes" / "plants.md")]) == [
+        str(tmp_path / "egrep.1"), str(tmp_path / "notes" / "plants.md")]  # the first name met is kept
+    assert capsys.readouterr().err == "warning: skipping 2 links to files already read\n"
+
+
 # ----------------------------------------------------------------------------- books and word-processor files
 
 W = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
