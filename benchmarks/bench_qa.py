@@ -14,8 +14,9 @@ import random
 import statistics
 import time
 
+from gpt.passages import passages_of
 from gpt.qa import derive_pairs
-from gpt.retrieval import PassageIndex, passages_of, words
+from gpt.retrieval import PassageIndex, words
 
 
 def notes(megabytes: float) -> str:

@@ -43,6 +43,8 @@ from gpt.retrieval import PassageIndex, open_book
 MIN_PAIRS = 10  # fewer facts than this: the text has no structure worth a recipe
 MAX_CHARS = 64 << 20  # derive from the first 64 MB of text: enough facts, bounded time
 OPEN_BOOK_SHARE = 1.0  # open-book conversations per derived question (a seeded sample when below 1)
+# at most: each is a search of the whole text, and a 200 s CPU run trains on fewer conversations than this
+OPEN_BOOK_MAX = 5000
 RENDERINGS = 2  # extra renderings of the entries added to the text
 RENDERED_SENTENCES = 0  # a rendering carries this many of an entry's first sentences (0: all of it)
 MIN_WORDS = 5  # a closed-book answer cut to fit the context keeps at least this many words
@@ -127,7 +129,7 @@ def text_passages(documents: list[Document]) -> PassageIndex:
 def conversations(pairs: list[QAPair], index: PassageIndex, cfg: Config, share: float = OPEN_BOOK_SHARE,
                   tokenizer: Tokenizer | None = None) -> list[list[dict]]:
     """Closed-book conversations for every pair (CASUAL: "What is X?" typed as "what is x" too), then open-book
-    ones for a seeded `share` of them.
+    ones for a seeded `share` of them (OPEN_BOOK_MAX at most).
 
     An open-book conversation is kept when the best passage retrieved is the pair's own entry (its first
     sentence starts the pair's answer): the model is taught to copy the right passage, not a neighbour's.
@@ -147,6 +149,8 @@ def conversations(pairs: list[QAPair], index: PassageIndex, cfg: Config, share: 
         return chats
     rng = random.Random(cfg.train.seed)
     asked = pairs * int(share) + rng.sample(pairs, round(len(pairs) * (share % 1)))
+    if len(asked) > OPEN_BOOK_MAX:  # a seeded sample, in the text's order
+        asked = [asked[i] for i in sorted(rng.sample(range(len(asked)), OPEN_BOOK_MAX))]
     for p in asked:
         book = open_book(index, p.question, cfg.model.block_size, fits=fits)
         if book.answer and " ".join(p.answer.split()).startswith(book.answer):

@@ -8,8 +8,8 @@ explainable. BM25 scores a passage by how often it contains each query word (sat
     score(q, p) = sum over words w of q:  idf(w) * tf(w, p) * (k1 + 1) / (tf(w, p) + k1 * (1 - b + b * |p| / avg|p|))
     idf(w) = ln(1 + (N - n(w) + 0.5) / (n(w) + 0.5))        (N passages, n(w) of them contain w)
 
-Passages are the text cut at its structure: a markdown paragraph, or one glossary line, each prefixed with the
-heading path above it and bounded to `max_chars`, each remembering its source file and first line.
+Passages are the text cut at its structure (gpt/passages.py): a markdown paragraph, or one glossary line, each
+prefixed with the heading path above it and bounded to `max_chars`, each remembering its source file and line.
 
 A question about a named thing ("What is X?", "Tell me about X.", an FAQ's own question) is answered first by
 the passage whose title is X: the heading it opens, its glossary term or its FAQ question (compared without
@@ -34,36 +34,21 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import numpy as np
+
 from gpt.documents import read_documents
 from gpt.errors import InputError
 from gpt.files import atomic_write, format_problem
-from gpt.markup import HEADING, front_matter_lines
-from gpt.qa import (
-    ANSWER_LINE,
-    QUESTION_LINE,
-    SENTENCE_END,
-    TEMPLATES,
-    continued,
-    defined_term,
-    definition_list_item,
-    glossary_entry,
-    heading_title,
-    is_title_line,
-    not_an_entry,
-    sentence_under_title,
-    source_line,
-    titled_lines,
-)
+from gpt.passages import MAX_CHARS, Passage, passages_of, pieces, title_key
+from gpt.qa import LEADING_ARTICLE, SENTENCE_END, TEMPLATES, not_an_entry
 
 INDEX_FORMAT = "gpt-passages"
 INDEX_VERSION = 5  # 2: titles and body offsets; 3: definitional titles; 4: setext and RST headings; 5: pages
 RUN_PASSAGES = "passages.json"  # a run's own text as passages, saved when it trains on open-book questions
-MAX_CHARS = 800  # a passage is a paragraph or entry, not a chapter: it must fit in a small model's context
+CANDIDATES = 1000  # passages ranked in full for a query: the best by BM25, and those titled as asked
 _WORD = re.compile(r"\w+")
 _CJK = re.compile("[\u3005-\u3007\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
                   "\U00020000-\U0003134f]+")  # kana (half-width too), ideographs, 々 and 〇
-# a plural's end: -es after s, x, ch, sh ("classes", "boxes"); else -s after three letters, not after s ("lambdas")
-_PLURAL = re.compile(r"(?:(?<=ss|\wx|ch|sh)es|(?<=\w\w[^\Ws])s)$")
 QUESTION_WORDS = frozenset("""
 what whats is are was were the a an of does do did mean means meant by tell me about define definition explain
 describe can could you give who how why when where which please i to it this that
@@ -72,21 +57,6 @@ describe can could you give who how why when where which please i to it this tha
 
 class RetrievalError(InputError):
     """A passage index file that cannot be used, or passages asked for that cannot be had: one line, exit 2."""
-
-
-@dataclass(frozen=True)
-class Passage:
-    text: str
-    source: str
-    line: int  # 1-based line of the passage's first text line in its source
-    score: float = 0.0
-    titles: tuple[str, ...] = ()  # the heading, glossary term or FAQ question this passage opens, if any
-    body: int = 0  # where the entry's own text starts in `text`: after the heading path, "Term: " or "A: "
-    page: int = 0  # the page of a paginated source (a PDF) the passage starts on; 0 for a text
-
-    def cited(self) -> str:
-        """Where the passage is, as a reader looks it up: "notes.md:12", or a PDF's "manual.pdf, page 3"."""
-        return f"{self.source}, page {self.page}" if self.page else f"{self.source}:{self.line}"
 
 
 def words(text: str) -> list[str]:
@@ -113,7 +83,6 @@ _ASKED = [re.compile(re.escape(head).replace("\\ ", r"\s+") + r"(.+?)" + re.esca
                                    key=lambda parts: -len(parts[0]) - len(parts[1]))]
 _ASKED += [re.compile(r"(.+?)是什么(?:意思)?[？?]?"), re.compile(r"什么是(.+?)[？?]?"),  # Chinese, Japanese
            re.compile(r"(.+?)(?:って|とは)(?:何|なん)(?:ですか)?[？?]?")]
-_ARTICLE = re.compile(r"^(?:the|a|an)\s+")
 
 
 def question_subject(question: str) -> str:
@@ -123,125 +92,6 @@ def question_subject(question: str) -> str:
         if match := asked.fullmatch(question):
             return match.group(1)
     return question
-
-
-def title_key(title: str) -> str:
-    """A title or subject as compared: no case, markup, leading article, end punctuation or plural -s
-    ("What is a lambda?" finds the section "Lambdas")."""
-    text = " ".join(title.replace("**", "").replace("`", "").split()).casefold().rstrip("?.!: ")
-    return _PLURAL.sub("", _ARTICLE.sub("", text))
-
-
-# ----------------------------------------------------------------------------- cutting text into passages
-
-def _pieces(text: str, limit: int) -> list[tuple[int, str]]:
-    """(offset, piece) with each piece at most `limit` characters, cut after a sentence, else at a space."""
-    pieces, at = [], 0
-    while len(text) - at > limit:
-        window = text[at:at + limit + 1]
-        cut = max(window.rfind(end) for end in (". ", "\n", "? ", "! ", "。", "？", "！"))
-        cut = cut + 1 if cut > limit // 3 else window.rfind(" ")
-        cut = cut if cut > 0 else limit
-        pieces.append((at, text[at:at + cut]))
-        at += cut
-        while at < len(text) and text[at].isspace():
-            at += 1
-    if at < len(text):
-        pieces.append((at, text[at:]))
-    return pieces
-
-
-def _paragraph_units(start: int, heading: str, text: str, under: str) -> Iterable[tuple]:
-    """The units of one paragraph, as _units yields them, titled by what opens it: the heading right above it
-    (`under`) and a definition list's term or an FAQ block's question (the body at its definition or answer);
-    else the term its first definitional sentence defines ("A suite is ..."), the sentences before that sentence
-    a unit of their own, untitled, so that the titled passage opens with the entry it answers. A paragraph that
-    opens under a heading with a definitional sentence is titled by both."""
-    titles = (under,) if under else ()
-    lines = text.split("\n")
-    while item := definition_list_item(lines, 0):  # a term on its line, its definition under it: a unit per term
-        term, body = item
-        unit = "\n".join(lines[:1 + len(body)])
-        yield start, heading, unit, (term,), unit.find(body[0].strip(), len(lines[0]))  # not titled by a heading above
-        start, lines, titles = start + 1 + len(body), lines[1 + len(body):], ()
-        if not lines:
-            return
-    text = "\n".join(lines)
-    if question := QUESTION_LINE.match(lines[0]):
-        at = 0
-        for line in lines:
-            if answer := ANSWER_LINE.match(line):
-                yield start, heading, text, titles + (question.group(1).strip(),), at + answer.start(1)
-                return
-            at += len(line) + 1
-    if not titles:
-        starts = [0] + [m.end() for m in SENTENCE_END.finditer(text)]
-        for at, end in zip(starts, starts[1:] + [len(text)]):
-            if term := defined_term(sentence_under_title(text[at:end])):
-                if at:
-                    yield start, heading, text[:at].rstrip(), (), 0
-                yield start + text.count("\n", 0, at), heading, text[at:], (term,), 0
-                return
-    first = SENTENCE_END.search(text)
-    term = defined_term(sentence_under_title(text[:first.end() if first else len(text)])) if titles else None
-    if term and title_key(term) not in map(title_key, titles):
-        titles += (term,)  # "## Description" over "Alda is a music composition language ...": it answers both
-    yield start, heading, text, titles, 0
-
-
-def _units(lines: list[str]) -> Iterable[tuple[int, str, str, tuple[str, ...], int]]:
-    """(index of first line, heading path, text, titles, body offset) of every paragraph, glossary lines (with their
-    wrapped ends) as units of their own. A unit's titles name the entry it is: the heading above it when it comes
-    first under that heading, its glossary term, its FAQ question; the body offset is where its own text starts."""
-    path: list[tuple[int, str]] = []  # (level, title) of the headings above
-    block: list[str] = []
-    under = ""  # the title of a heading no unit has followed yet
-    wrapped = 0  # lines before this one are the wrapped end of a glossary line, already in its unit
-    for i, line in enumerate(lines + [""]):
-        if i < wrapped:
-            continue
-        heading = HEADING.match(line) if i < len(lines) else None
-        entry = glossary_entry(line, 0, opens=not block)
-        if block and (heading or not line.strip() or entry):
-            if len(block) > 1 and is_title_line(block[0], block[1]):  # a plain-text title: a heading below all #s
-                path = [(lv, t) for lv, t in path if lv < 7] + [(7, block.pop(0).strip())]
-                under = path[-1][1]
-            note = not_an_entry(block[0])  # a version note, grammar or session under a title: its entry is next
-            yield from _paragraph_units(i - len(block), " > ".join(t for _, t in path), "\n".join(block),
-                                            "" if note else under)
-            block, under = [], under if note else ""
-        if heading:
-            level = len(heading.group(1))
-            path = [(lv, t) for lv, t in path if lv < level] + [(level, heading_title(heading.group(2)))]
-            under = path[-1][1]
-        elif entry:
-            more = continued(lines, i + 1)
-            text, wrapped = " ".join([line.strip(), *(m.strip() for m in more)]), i + 1 + len(more)
-            after = text.find(entry.term) + len(entry.term)
-            body = text.find(entry.definition.split()[0], after) if after >= len(entry.term) else -1
-            yield i, " > ".join(t for _, t in path), text, (under, entry.term) if under else (entry.term,), max(body, 0)
-            under = ""
-        elif line.strip():
-            block.append(line)
-
-
-def passages_of(text: str, source: str, max_chars: int = MAX_CHARS, pages: tuple[int, ...] = ()) -> list[Passage]:
-    """The passages of one text; each keeps its heading path as a first line, the first piece of a unit its titles,
-    and, given the line each page starts on (documents.Document.pages), its page."""
-    lines, inserted = titled_lines(text, source)
-    metadata = front_matter_lines(lines)  # a note's YAML front matter is not a passage; line numbers stay
-    lines = [""] * metadata + lines[metadata:]
-    found = []
-    for start, heading, body, titles, at in _units(lines):
-        room = max(max_chars - len(heading) - 1, max_chars // 2)
-        prefix = f"{heading}\n" if heading else ""
-        for n, (offset, piece) in enumerate(_pieces(body, room)):
-            line = start + 1 + body.count("\n", 0, offset)
-            opens = n == 0 and at < len(piece)
-            line = source_line(line, inserted)
-            found.append(Passage(prefix + piece, source, line, titles=titles if opens else (),
-                                 body=len(prefix) + (at if opens else 0), page=bisect.bisect_right(pages, line)))
-    return found
 
 
 def _emphasized(subject: str) -> re.Pattern:
@@ -267,6 +117,9 @@ class PassageIndex:
             for word, count in counts.items():
                 self._postings[word].append((i, count))
         self._average = sum(self._lengths) / len(self._lengths) if passages else 0.0
+        self._length_array = np.array(self._lengths, dtype=np.float64)
+        self._weights: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # word -> (passages, BM25 terms), once asked
+        self._sorted_titles: list[str] | None = None  # the title keys in order, when a query first needs them
         self._titled: dict[str, list[int]] = defaultdict(list)  # title key -> passages with that title, in order
         for i, passage in enumerate(passages):
             for key in dict.fromkeys(title_key(question_subject(t)) for t in passage.titles):  # "What is CRAN?": cran
@@ -302,15 +155,10 @@ class PassageIndex:
         """
         asked = _WORD.findall(query.lower())
         terms = list(dict.fromkeys(words(" ".join([w for w in asked if w not in QUESTION_WORDS] or asked))))
-        scores: dict[int, float] = defaultdict(float)
-        for word in terms:
-            idf = self._idf(word)
-            for i, tf in self._postings.get(word, ()):
-                norm = 1 - self.b + self.b * self._lengths[i] / self._average
-                scores[i] += idf * tf * (self.k1 + 1) / (tf + self.k1 * norm)
+        scores = self._best_by_bm25(terms)
         subject = title_key(question_subject(query))
-        titled = {i: rank for rank, i in enumerate(self._titled_with(subject, query))}
-        found = [i for i, s in scores.items() if s > 0] + [i for i in titled if i not in scores]
+        titled = {i: rank for rank, i in enumerate(self._titled_with(subject, query)[:CANDIDATES])}
+        found = list(scores) + [i for i in titled if i not in scores]
         introduced = _emphasized(subject)
         first = subject.split()[0].lower() if subject else ""
 
@@ -327,6 +175,28 @@ class PassageIndex:
                 best.append(dataclasses.replace(self.passages[i], score=round(scores.get(i, 0.0), 6)))
         return best
 
+    def _best_by_bm25(self, terms: list[str]) -> dict[int, float]:
+        """{passage: BM25 score} for the CANDIDATES best passages holding a query word (ties: the earlier),
+        scored with numpy over each word's postings: a text of 600k passages has words in 300k of them."""
+        total = np.zeros(len(self.passages))
+        for word in terms:
+            if word in self._postings:
+                ids, weights = self._weights.get(word) or self._weigh(word)
+                total[ids] += weights
+        hit = np.flatnonzero(total)
+        if len(hit) > CANDIDATES:
+            kth = np.partition(total[hit], len(hit) - CANDIDATES)[len(hit) - CANDIDATES]  # the CANDIDATES-th best
+            above, ties = hit[total[hit] > kth], hit[total[hit] == kth]
+            hit = np.concatenate([above, ties[:CANDIDATES - len(above)]])
+        return dict(zip(hit.tolist(), total[hit].tolist()))
+
+    def _weigh(self, word: str) -> tuple[np.ndarray, np.ndarray]:
+        """The passages holding `word` and what it adds to each one's BM25 score; kept for the next query."""
+        ids, tf = (np.array(column, dtype=np.int64) for column in zip(*self._postings[word]))
+        norm = 1 - self.b + self.b * self._length_array[ids] / self._average
+        self._weights[word] = ids, self._idf(word) * tf * (self.k1 + 1) / (tf + self.k1 * norm)
+        return self._weights[word]
+
     def _titled_with(self, subject: str, question: str = "") -> list[int]:
         """Passages titled `subject`: any titled with the very question (an FAQ's), any whose entry opens with it, then
         the shallowest (page "tar" before page "file"'s option "tar"); else those whose titles start with it."""
@@ -336,11 +206,18 @@ class PassageIndex:
             asked, depth = title_key(question), lambda i: self.passages[i].text[:self.passages[i].body].count(" > ")
             return sorted(exact, key=lambda i: (asked not in map(title_key, self.passages[i].titles),
                                                 not self._opens_with(i, subject), depth(i)))
-        return sorted(i for key, ids in self._titled.items() if key.startswith(subject + " ") for i in ids)
+        if self._sorted_titles is None:
+            self._sorted_titles = sorted(self._titled)
+        prefix, found = subject + " ", []
+        for key in self._sorted_titles[bisect.bisect_left(self._sorted_titles, prefix):]:
+            if not key.startswith(prefix):
+                break
+            found += self._titled[key]
+        return sorted(found)
 
     def _opens_with(self, i: int, subject: str) -> bool:
         """Whether passage i's entry opens with the subject ("A list is ...", "Lists are ..."): it says what X is."""
-        entry = _ARTICLE.sub("", self.passages[i].text[self.passages[i].body:].lstrip().casefold())
+        entry = LEADING_ARTICLE.sub("", self.passages[i].text[self.passages[i].body:].lstrip().casefold())
         return title_key(" ".join(entry.split()[:len(subject.split())])) == subject
 
     def save(self, path: str | os.PathLike) -> None:
@@ -407,7 +284,7 @@ def _shown(text: str, limit: int) -> str:
     """`text` cut to `limit` characters: after a sentence, else at a word with " ..." to say so."""
     if len(text) <= limit:
         return text
-    piece = _pieces(text, max(limit - 4, 1))[0][1].rstrip()
+    piece = pieces(text, max(limit - 4, 1))[0][1].rstrip()
     return piece if piece.endswith((".", "!", "?", "。", "！", "？")) else piece + " ..."
 
 

@@ -4,8 +4,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gpt.markup import markdown_lines
+from gpt.passages import passages_of
 from gpt.qa import derive_entries
-from gpt.retrieval import passages_of
 
 ORG = """#+TITLE: Plant notes
 #+AUTHOR: Someone

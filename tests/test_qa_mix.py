@@ -43,7 +43,7 @@ def notes(tmp_path):
     return path
 
 
-def test_pairs_and_open_book_conversations_come_from_the_structure(notes):
+def test_pairs_and_open_book_conversations_come_from_the_structure(notes, monkeypatch):
     cfg = resolve(preset="tiny", overrides={"data.input": [str(notes)], "model.block_size": 128})
     pairs = derived_pairs(cfg, source_documents(cfg, [str(notes)]), log=lambda m: None)
     assert ("What is Monstera?", "a climbing plant with split leaves.") in {(p.question, p.answer) for p in pairs}
@@ -60,6 +60,10 @@ def test_pairs_and_open_book_conversations_come_from_the_structure(notes):
         {"role": "assistant", "content": "a climbing plant with split leaves."}]
     assert all(c[1]["content"] in c[0]["content"].split("\n")[1] for c in open_book)  # copied from the best one
     assert len(conversations(pairs, index, cfg, share=0.5)) == len(pairs) + len(typed) + len(pairs) // 2
+    monkeypatch.setattr(qa_mix, "OPEN_BOOK_MAX", 3)  # a large text: a sample of its questions, each a search
+    capped = [c[0]["content"] for c in conversations(pairs, index, cfg) if c[0]["content"].startswith("Context:")]
+    asked = [q.rsplit("Question: ", 1)[1] for q in capped]
+    assert len(capped) == 3 and asked == [p.question for p in pairs if p.question in asked]  # in the text's order
     tiny = resolve(preset="tiny", overrides={"data.input": [str(notes)]})  # a 32-token context: no room for them
     assert not [c for c in conversations(pairs, index, tiny) if c[0]["content"].startswith("Context:")]
     off = resolve(preset="tiny", overrides={"data.input": [str(notes)], "data.qa": "off"})

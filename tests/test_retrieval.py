@@ -438,3 +438,15 @@ def test_a_plain_text_title_over_its_sentence_heads_its_passage():
     assert ficus.text[ficus.body:] == "Ficus is a genus of trees.\nIt grows."
     assert (more.text, more.titles) == ("Ficus\nMore about it.", ())  # still under it, as under a heading
     assert (table.line, table.titles, table.text) == (9, (), "Ficus\n|CodeRay\n|coderay (>= 1.1)")
+
+
+def test_a_large_text_ranks_its_best_passages_by_bm25_in_full(monkeypatch):
+    notes = [f"## Care {i}\n\nFern {'fern ' * (i % 4)}tips {name}." for i, name in enumerate(
+        ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"])]
+    index = PassageIndex.build([("ferns.md", "\n\n".join(notes))])
+    whole = [(p.line, p.score) for p in index.search("fern", k=5)]
+    assert [line for line, _ in whole] == [15, 31, 11, 27, 7]  # "fern" 4 times, 3 times, then the first of 2 times
+    monkeypatch.setattr(retrieval, "CANDIDATES", 5)  # a text where more passages hold the words than are ranked
+    assert [(p.line, p.score) for p in index.search("fern", k=5)] == whole  # the 5 best by BM25, ties: the earlier
+    monkeypatch.setattr(retrieval, "CANDIDATES", 2)
+    assert [(p.line, p.score) for p in index.search("fern", k=5)] == whole[:2]
