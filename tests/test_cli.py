@@ -1,6 +1,8 @@
 """The real CLI end to end, in subprocesses: train a tiny model, then use every command on it."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -32,6 +34,14 @@ def test_generate_same_seed_same_text(run_dir):
     args = ("generate", "The", "--out", str(run_dir), "--json", "--seed", "7", "--max-new-tokens", "15")
     a, b = run_gpt(*args, check=True).stdout, run_gpt(*args, check=True).stdout
     assert a == b and json.loads(a)["completion_tokens"] >= 1
+
+
+def test_a_reader_that_leaves_early_stops_generate_quietly(run_dir):
+    proc = subprocess.Popen([sys.executable, "-m", "gpt", "generate", "The", "--out", str(run_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # `gpt generate ... | head -1`, with head gone before the first word
+    assert proc.wait(timeout=120) == 141 and proc.stderr.read() == b""  # as `yes | head` ends: no traceback
+    proc.stderr.close()
 
 
 def test_prompt_longer_than_context_warns(run_dir):
