@@ -9,9 +9,9 @@ as Markdown (gpt/rich_text.py), not as its tags, JSON or control words; so is a 
 file (.docx, .odt), a spreadsheet (.xlsx, .ods) or slides (.pptx, .odp) (gpt/zip_documents.py), and a PDF's text
 (gpt/pdf_text.py, with the optional pypdf); each is converted once per process while it is unchanged. A manual
 page (ls.1, its troff source) and an info manual (sed.info) are read as their text too (gpt/man_page.py,
-gpt/info_manual.py). A large
-text file is read in pieces, cut only where tokenization cannot change. A compressed file (.gz, .bz2, .xz) is read as
-what it holds, by its name without that suffix ("notes.md.gz" is Markdown, "pages.jsonl.xz" JSONL).
+gpt/info_manual.py). A large text file is read in pieces, cut only where tokenization cannot change. A
+compressed file (.gz, .bz2, .xz) is read as what it holds, by its name without that suffix ("notes.md.gz" is
+Markdown, "pages.jsonl.xz" JSONL).
 This module knows nothing of tokens or models.
 """
 
@@ -21,6 +21,7 @@ import codecs
 import contextlib
 import functools
 import glob
+import itertools
 import json
 import os
 import sys
@@ -31,8 +32,8 @@ import regex
 
 from gpt.errors import InputError
 from gpt.files import DAMAGED_DATA, compression, jsonl_lines, open_bytes, uncompressed_name
-from gpt.info_manual import info_to_markdown, is_info_manual
-from gpt.man_page import is_man_page, man_to_markdown
+from gpt.info_manual import info_to_markdown, is_info_manual, looks_like_info_manual
+from gpt.man_page import is_man_page, looks_like_man_page, man_to_markdown
 from gpt.pdf_text import UnreadablePDF, pdf_to_markdown
 from gpt.pretokenize import SAFE_CUT
 from gpt.rich_text import CONVERTED_SUFFIXES, as_markdown
@@ -232,9 +233,7 @@ def iter_documents(files: list[str], jsonl_field: str = "text") -> Iterator[Iter
                     warn(f"skipping binary file {path}", kind="binary files")
                     continue
                 if is_man_page(path) or is_info_manual(path):  # their markup and menus would be much of the text
-                    text = "".join(_read_pieces(path, encoding))
-                    if (page := (man_to_markdown if is_man_page(path) else info_to_markdown)(text)) != "":
-                        yield [text if page is None else page]
+                    yield from _manual(path, encoding)
                     continue
                 if uncompressed_name(path).lower().endswith(CONVERTED_SUFFIXES):  # a web page, a notebook, RTF
                     if (text := as_markdown(path, "".join(_read_pieces(path, encoding)), warn)) is not None:
@@ -243,6 +242,22 @@ def iter_documents(files: list[str], jsonl_field: str = "text") -> Iterator[Iter
                 yield _read_pieces(path, encoding)  # a generator: a file larger than memory streams
             except DAMAGED_DATA as exc:  # OSError, and a damaged compressed file's errors at its first block
                 warn(f"skipping unreadable file {path}: {getattr(exc, 'strerror', None) or exc}")
+
+
+def _manual(path: str, encoding: str) -> Iterator[Iterable[str]]:
+    """A man page or an info manual as one document in Markdown; a file only named like one (a rotated log,
+    "syslog.1") as its text, streamed; none for a page that only includes another (".so man1/grep.1")."""
+    pieces, head = _read_pieces(path, encoding), ""
+    for piece in pieces:  # the first 64 KiB or so: a page's .TH, a manual's first node
+        head += piece
+        if len(head) >= 1 << 16:
+            break
+    looks, to_markdown = ((looks_like_man_page, man_to_markdown) if is_man_page(path)
+                          else (looks_like_info_manual, info_to_markdown))
+    if not looks(head):
+        yield itertools.chain([head], pieces)
+    elif text := to_markdown(head + "".join(pieces)):
+        yield [text]
 
 
 def _converted(path: str, to_markdown: Callable[[str], T], unreadable: type[Exception]) -> Iterator[T]:

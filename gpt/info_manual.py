@@ -17,6 +17,7 @@ from gpt.files import uncompressed_name
 
 INFO_NAME = re.compile(r"\.info(?:-\d+)?$", re.IGNORECASE)
 _NODE_LINE = re.compile(r"^File: [^,\n]+,\s+Node: ")
+_NODE_START = re.compile(r"\x1f\n*File: [^,\n]+,\s+Node: ")
 _MARKER = re.compile(r"\x00\x08\[[^\x00]*\x00\x08\]")  # "\0\b[index\0\b]", "\0\b[image src=...\0\b]": for info readers
 _UNDERLINES = {"*": 1, "=": 2, "-": 3, ".": 4}
 # "14.2 ‘stty’: Print or change terminal characteristics", a command's node, is about "stty"
@@ -29,11 +30,16 @@ def is_info_manual(path: str) -> bool:
     return bool(INFO_NAME.search(uncompressed_name(path)))
 
 
+def looks_like_info_manual(head: str) -> bool:
+    """Whether a text opening with `head` is an info manual: an info node ("\\x1f" then a "File: ..." line)."""
+    return bool(_NODE_START.search(head))
+
+
 def info_to_markdown(text: str) -> str | None:
-    """The manual's nodes as Markdown; None when the text has no info node ("\\x1f" then a "File: ..." line)."""
-    nodes = text.split("\x1f")
-    if not any(_NODE_LINE.match(node.lstrip("\n")) for node in nodes[1:]):
+    """The manual's nodes as Markdown; None when the text is no info manual (looks_like_info_manual)."""
+    if not looks_like_info_manual(text):
         return None
+    nodes = text.split("\x1f")
     out: list[str] = []
     for node in nodes[1:]:  # before the first: the preamble, a copyright notice and the directory entry
         lines = node.lstrip("\n").split("\n")

@@ -24,6 +24,7 @@ from gpt.markup import table_row_line
 # ls.1, CA.pl.1ssl, Carp.3perl, foo.man: told apart from "notes.2" by the text (man_to_markdown gives None)
 MAN_SUFFIX = re.compile(r"\.(?:[1-9][a-z]{0,6}|man)$", re.IGNORECASE)
 _PAGE_START = re.compile(r"^[.'][ \t]*(?:TH|Dd|Dt)\b", re.MULTILINE)
+_INCLUDES_ONLY = re.compile(r"\s*\.so\s+\S+\s*$")
 _COMMENT = re.compile(r'(?<!\\)\\".*|^[.\'][ \t]*\\".*')  # \" to the end of the line
 _ARG = re.compile(r'"((?:[^"]|"")*)"?|((?:\\.|[^\s"])(?:\\.|\S)*)')  # a quoted argument, or a word
 _ESCAPE = re.compile(r"""\\(?:
@@ -65,12 +66,19 @@ def is_man_page(path: str) -> bool:
     return bool(MAN_SUFFIX.search(uncompressed_name(path)))
 
 
+def looks_like_man_page(head: str) -> bool:
+    """Whether a text opening with `head` is a man page: a .TH, .Dd or .Dt among its first 200 lines, or only a
+    .so (a page that includes another)."""
+    return bool(_PAGE_START.search("\n".join(head.splitlines()[:200])) or _INCLUDES_ONLY.match(head))
+
+
 def man_to_markdown(text: str) -> str | None:
-    """The page as Markdown; None when the text is no man page (no .TH, .Dd or .Dt among its first 200 lines),
-    "" for one that only includes another (".so man1/grep.1": the other is read in its own right)."""
-    head = "\n".join(text.splitlines()[:200])
-    if not _PAGE_START.search(head):
-        return "" if re.match(r"\s*\.so\s+\S+\s*$", text) else None
+    """The page as Markdown; None when the text is no man page (looks_like_man_page), "" for one that only
+    includes another (".so man1/grep.1": the other is read in its own right)."""
+    if not looks_like_man_page(text):
+        return None
+    if _INCLUDES_ONLY.match(text):
+        return ""
     writer = _ManWriter()
     for line in _logical_lines(text):
         writer.feed(line)

@@ -136,10 +136,12 @@ def test_man_pages_are_found_by_name_and_told_from_prose_by_their_text(tmp_path)
     (tmp_path / "trim.8.bz2").write_bytes(bz2.compress(MDOC.encode()))
     (tmp_path / "draft.2").write_text("A draft, second version.\n")  # a man page's name, not its text
     (tmp_path / "repot-all.1").write_text(".so man1/repot.1\n")  # an alias of another page: nothing of its own
-    files = [str(tmp_path / n) for n in ("draft.2", "repot-all.1", "repot.1.gz", "trim.8.bz2")]
+    log = "".join(f"Nov 27 10:{i % 60:02d} watered plant {i}\n" for i in range(5000))  # 170 KB, streamed
+    (tmp_path / "garden.log.1").write_text(log)  # a rotated log
+    files = [str(tmp_path / n) for n in ("draft.2", "repot-all.1", "repot.1.gz", "trim.8.bz2", "garden.log.1")]
     assert read_documents(files) == [Document(files[0], "A draft, second version.\n"),
                                      Document(files[2], man_to_markdown(PAGE)),
-                                     Document(files[3], man_to_markdown(MDOC))]
+                                     Document(files[3], man_to_markdown(MDOC)), Document(files[4], log)]
 
 
 def test_questions_come_from_a_pages_name_and_items_not_its_sections(tmp_path):
