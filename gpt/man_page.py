@@ -49,6 +49,8 @@ _ACCENTS = {":": "\u0308", "'": "\u0301", "`": "\u0300", "^": "\u0302", "~": "\u
 _GREEK = dict(zip("abgdezyhiklmncoprstufxqw", "\u03b1\u03b2\u03b3\u03b4\u03b5\u03b6\u03b7\u03b8\u03b9\u03ba\u03bb"
                   "\u03bc\u03bd\u03be\u03bf\u03c0\u03c1\u03c3\u03c4\u03c5\u03c6\u03c7\u03c8\u03c9"))
 _BULLETS = {"\u2022", "*", "-", "o", "+", "\u2014", "\u2013", "\u00b7"}
+_ONE_FONT = {"B", "I", "SM", "SB", "SY"}  # their words in one font
+_TWO_FONTS = {"BR", "BI", "IB", "IR", "RI", "RB"}  # words alternating between two fonts, with no space between
 _SKIPPED_BLOCKS = {"de": "..", "de1": "..", "am": "..", "ig": "..", "PS": ".PE", "EQ": ".EN"}
 # mdoc macros that print their arguments with a mark around or before them; the rest print them as they are
 _MDOC_ENCLOSED = {"Dq": ("\u201c", "\u201d"), "Sq": ("\u2018", "\u2019"), "Ql": ("\u2018", "\u2019"),
@@ -281,8 +283,8 @@ class _ManWriter:
             holds, body = not self.last_condition, rest
         else:
             condition, body = re.match(r"(\S*?)(\\\{.*|\s.*|$)", rest).groups()  # "n .IP", "n\{\"
-            negated = condition.startswith("!")
-            holds = condition.lstrip("!") == "n" and not negated or condition.lstrip("!") in ("t", "v") and negated
+            bare, negated = condition.lstrip("!"), condition.startswith("!")
+            holds = bare in ("n", "t", "v") and (bare == "n") != negated
             self.last_condition = holds if name == "ie" else self.last_condition
         body = body.strip()
         if not holds:
@@ -295,25 +297,30 @@ class _ManWriter:
         args = [unescape(a, self.strings) for a in arguments(rest)]
         if name in ("SH", "SS", "Sh", "Ss"):
             level = 2 if name in ("SH", "Sh") else 3
-            self.heading(" ".join(args), level) if args else setattr(self, "heading_next", level)
+            if args:
+                self.heading(" ".join(args), level)
+            else:  # the title is the next line
+                self.heading_next = level
         elif name in ("PP", "LP", "P", "sp", "HP", "Pp", "Lp", "YS"):
             self.paragraph()
         elif name == "br":
             self.flush()
         elif name in ("TP", "TQ"):  # .TQ: another tag for the item .TP opened
             self.tag_next = True
+        elif name == "IP" and args:
+            self.tag(args[0].strip())
         elif name == "IP":
-            self.tag(args[0].strip()) if args else self.paragraph()
+            self.paragraph()
         elif name in ("nf", "EX", "Vb", "fi", "EE", "Ve"):
             self.fence(name in ("nf", "EX", "Vb"))
-        elif name in ("B", "I", "SM", "SB", "SY"):
-            self.text(" ".join(args)) if args else None  # with no words, the font is the next line's
-        elif name in ("BR", "BI", "IB", "IR", "RI", "RB"):
-            self.text("".join(args)) if args else None
+        elif name in _ONE_FONT or name in _TWO_FONTS:
+            if args:  # with no words, the font is the next line's
+                self.text((" " if name in _ONE_FONT else "").join(args))
         elif name == "OP":
             self.text(f"[{' '.join(args)}]")
         elif name == "TH":
-            self.name = self.name or (args[0].lower() if args and args[0].isupper() else args[0] if args else "")
+            if args and not self.name:  # "LS": the page's name as NAME will write it
+                self.name = args[0].lower() if args[0].isupper() else args[0]
         else:
             return not name[:1].isupper()  # a request that changes only the look (.ad, .ft, .in): nothing to read
         return True
