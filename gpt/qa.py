@@ -66,12 +66,12 @@ _LINK = re.compile(r"\[\[(?:[^\]|]*\|)?(?P<wiki>[^\]|]+)\]\]|\[(?P<md>[^\]]+)\]\
 # "1984 (novel)", nor "J. R. R. Tolkien"
 _SECTION_NUMBER = re.compile(r"^\s*(?:\d+(?:\.\d+)*\.[ \t]+(?=\S)|\d+(?:\.\d+)+[ \t]+(?=\S)"
                              r"|[A-Z](?:\.\d+)+\.?[ \t]+(?=\S)|\d{1,2}[ \t]+(?=[A-Z]))")
-# Paragraphs that say when or how, not what, often first under a title. Notation, no prose at all: Sphinx's version
-# notes ("New in version 3.5."), grammar ("lambda_expr ::= ..."), interpreter sessions (">>>"), reST directives
+# Paragraphs that say when or how, not what, often first under a title. Notation, no prose at all: version notes
+# ("New in version 3.5.", "Added in: v10.0.0"), grammar ("lambda_expr ::= ..."), sessions (">>>"), reST directives
 # (".. glossary::"), lists of contents or links ("* [Windows](#windows)", "- [[Monstera]]"). And what may hold a fact
 # but does not say what the title is: quoted notes and callouts ("> Stability: 1 - Experimental", "> [!TIP]"), an
 # option's default ("**Default** - ``10``"), tables ("| plant | water |"), raw HTML ("<details>"). The entry is next.
-_NOTATION = re.compile(r"\s*(?:(?:New|Added|Changed) in version \d|Deprecated since version \d|\S+\s+::=|>>>"
+_NOTATION = re.compile(r"\s*(?:(?:New|Added|Changed) in(?: version|:) v?\d|Deprecated since version \d|\S+\s+::=|>>>"
                        r"|\.\. [\w:-]+::|(?:[-*+]|\d{1,3}[.)])[ \t]+(?:\[[^\]\n]*\]\(#|\[\[))")
 _NOT_AN_ENTRY = re.compile(rf"{_NOTATION.pattern}|\s*(?:>|\||</?[A-Za-z]|(?:\*\*|__)?Default(?:\*\*|__)?[ \t]*[-:—–])")
 _GLOSSARY = re.compile(

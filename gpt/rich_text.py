@@ -38,6 +38,8 @@ def notebook_to_markdown(text: str) -> str | None:
 
 HTML_SUFFIXES = (".html", ".htm", ".xhtml")
 _HTML_SKIPPED = {"head", "script", "style", "noscript", "template", "svg", "nav", "math", "button", "select"}
+# what a heading's link to itself shows (Sphinx and MkDocs "¶", Node.js "#", Docusaurus a zero-width space)
+_PERMALINK_MARKS = {"", "#", "\u00b6", "\u00a7", "\U0001f517", "\u200b"}
 _HTML_HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
 _HTML_BLOCKS = {"p", "div", "section", "article", "main", "header", "footer", "aside", "blockquote", "table", "hr",
                 "figure", "figcaption", "details", "summary", "form", "fieldset", "body"}
@@ -51,6 +53,7 @@ class _MarkdownWriter(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.lines: list[str] = []
         self.line, self.prefix, self.skipped, self.pre, self.lists = "", "", 0, 0, 0
+        self.anchor: int | None = None  # where the text of a link to this page (href="#...") starts in the line
 
     def _end_line(self, blank: bool = False) -> None:
         if self.line.strip():
@@ -79,6 +82,8 @@ class _MarkdownWriter(HTMLParser):
             self.lists += 1
         elif tag in _HTML_BLOCKS:
             self._end_line(blank=True)
+        elif tag == "a":
+            self.anchor = len(self.line) if (dict(attrs).get("href") or "").startswith("#") else None
 
     def handle_endtag(self, tag: str) -> None:
         if self.skipped:
@@ -97,6 +102,10 @@ class _MarkdownWriter(HTMLParser):
             self._end_line(blank=True)
         elif tag in ("li", "dt", "dd"):
             self._end_line()
+        elif tag == "a" and self.anchor is not None:
+            if self.line[self.anchor:].strip() in _PERMALINK_MARKS:  # "Monstera¶": the title is "Monstera"
+                self.line = self.line[:self.anchor]
+            self.anchor = None
 
     def handle_data(self, data: str) -> None:
         if not self.skipped:

@@ -258,6 +258,8 @@ def test_html_comments_and_quoted_notes_are_not_answers():
     assert [(e.term, e.definition, e.line) for e in derive_entries(text)] == [
         ("path.delimiter", "Provides the path delimiter.", 1), ("zlib", "Compression bindings.", 11)]
     assert derive_entries("## Title\n\nText <!-- never closed.\n")[0].definition == "Text <!-- never closed."
+    page = "## fs.open()\n\nAdded in: v0.0.2\n\nOpens a file.\n"  # the same docs as a web page: the note is text
+    assert [(e.term, e.definition) for e in derive_entries(page)] == [("fs.open()", "Opens a file.")]
 
 
 def test_an_answer_takes_the_list_it_introduces_and_passes_over_a_default():

@@ -82,3 +82,13 @@ def test_an_rtf_document_is_read_as_its_text(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "striprtf.striprtf", None)  # as if the extra were not installed
     assert list(iter_documents([str(notes)])) == []  # not trained on as control words
     assert f"skipping {notes}: reading RTF needs striprtf (pip install 'gpt[rtf]')" in capsys.readouterr().err
+
+
+def test_a_headings_link_to_itself_is_not_part_of_its_title():
+    page = ('<h2>Monstera<a class="headerlink" href="#monstera" title="Permalink to this heading">\u00b6</a></h2>'
+            '<p>A climbing plant. See <a href="#care">care</a>, or <a href="https://example.org">#</a>.</p>'
+            '<h3>fs.open()<span><a class="mark" href="#fs-open" id="fs-open">#</a></span></h3><p>Opens a file.</p>'
+            '<h3>Ficus<a class="hash-link" href="#ficus" title="Direct link to heading">\u200b</a></h3>')
+    assert html_to_markdown(page) == "\n".join([  # Sphinx and MkDocs, Node.js, Docusaurus
+        "## Monstera", "", "A climbing plant. See care, or #.", "", "### fs.open()", "", "Opens a file.", "",
+        "### Ficus"]) + "\n"
