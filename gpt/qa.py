@@ -426,15 +426,15 @@ def derive_pairs(text: str, source: str = "", phrasings: int = 3, seed: int = 0)
 
 
 def pairs_of_documents(documents: Iterable[tuple[str, ...]], phrasings: int = 3, seed: int = 0) -> list[QAPair]:
-    """derive_pairs of each (source, text) or documents.Document, less the terms two documents define differently
-    ("What is Watering?" of each plant's note, "What is Installation?" of each README): taught both answers, a
-    model learns neither."""
+    """derive_pairs of each (source, text) or documents.Document, less the terms two documents define differently,
+    markup and punctuation aside ("What is Watering?" of each plant's note, "What is Installation?" of each
+    README; not one page as Markdown and as HTML): taught both answers, a model learns neither."""
     if phrasings < 1:
         raise QAError(f"phrasings must be at least 1, got {phrasings}")
     entries = [e for source, text, *_ in documents for e in derive_entries(text, source)]
     answers = defaultdict(set)
     for e in entries:
-        answers[entry_key(e)].add(e.definition)
+        answers[entry_key(e)].add("".join(c for c in e.definition.casefold() if c.isalnum()))
     return [QAPair(q, e.definition, e.source, e.kind, e.line)
             for e in entries if len(answers[entry_key(e)]) == 1 for q in questions_for(e, phrasings, seed)]
 

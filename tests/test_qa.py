@@ -300,6 +300,10 @@ def test_a_term_two_documents_define_differently_gives_no_question():
         ("What is Cactus?", "Cactus is a houseplant.", "Cactus.md"),
         ("What is Monstera?", "Monstera is a houseplant.", "Monstera.md")]
     assert [p.question for p in derive_pairs(notes[1][1], phrasings=1)] == ["What is Cactus?", "What is Watering?"]
+    page = ("care.html.md", "# Cactus\n\n*Cactus* is a `houseplant`.\n")  # the same note as a web page, its markup
+    assert [(p.answer, p.source) for p in pairs_of_documents([notes[1], page], phrasings=1)
+            if p.question == "What is Cactus?"] == [("Cactus is a houseplant.", "Cactus.md"),
+                                                     ("*Cactus* is a `houseplant`.", "care.html.md")]
 
 
 def test_a_list_of_links_or_of_entries_does_not_answer_its_title():
