@@ -32,7 +32,7 @@ import regex
 
 from gpt.errors import InputError
 from gpt.files import DAMAGED_DATA, compression, jsonl_lines, open_bytes, uncompressed_name
-from gpt.info_manual import info_to_markdown, is_info_manual, looks_like_info_manual
+from gpt.info_manual import INFO_MARKER, info_to_markdown, is_info_manual, looks_like_info_manual
 from gpt.man_page import is_man_page, looks_like_man_page, man_to_markdown
 from gpt.pdf_text import UnreadablePDF, pdf_to_markdown
 from gpt.pretokenize import SAFE_CUT
@@ -42,7 +42,7 @@ from gpt.zip_documents import ZIPPED_SUFFIXES, UnreadableDocument, zipped_to_mar
 BUILTIN = "builtin:pydoc"  # Python's reference documentation, shipped with every CPython
 _READ_BYTES = 1 << 20  # a large file's pieces: small pieces keep every encoder busy
 _SAFE_CUT = regex.compile(SAFE_CUT, flags=regex.REVERSE)  # searched backwards: the last cut in a block
-_INFO_MARKER = regex.compile(rb"\x00\x08\[[^\x00]*\x00\x08\]")  # "\0\b[index\0\b]" in an info manual: text, not binary
+_INFO_MARKER_BYTES = regex.compile(INFO_MARKER.pattern.encode())  # its NUL bytes do not make an info manual binary
 T = TypeVar("T")
 
 
@@ -139,7 +139,7 @@ def _text_encoding(path: str) -> str | None:
         head = fh.read(8192)
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
-    if b"\0" in _INFO_MARKER.sub(b"", head) or head.startswith(b"%PDF-"):  # a PDF not named .pdf: maybe no NUL
+    if b"\0" in _INFO_MARKER_BYTES.sub(b"", head) or head.startswith(b"%PDF-"):  # a PDF not named .pdf: maybe no NUL
         return None
     text = codecs.getincrementaldecoder("utf-8")(errors="replace").decode(head)  # a character cut at 8 KiB waits
     legacy = "\ufffd" in text and all(c == "\ufffd" or c.isascii() for c in text)

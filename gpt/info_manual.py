@@ -18,7 +18,7 @@ from gpt.files import uncompressed_name
 INFO_NAME = re.compile(r"\.info(?:-\d+)?$", re.IGNORECASE)
 _NODE_LINE = re.compile(r"^File: [^,\n]+,\s+Node: ")
 _NODE_START = re.compile(r"\x1f\n*File: [^,\n]+,\s+Node: ")
-_MARKER = re.compile(r"\x00\x08\[[^\x00]*\x00\x08\]")  # "\0\b[index\0\b]", "\0\b[image src=...\0\b]": for info readers
+INFO_MARKER = re.compile(r"\x00\x08\[[^\x00]*\x00\x08\]")  # "\0\b[index\0\b]", "\0\b[image ...\0\b]": for info readers
 _UNDERLINES = {"*": 1, "=": 2, "-": 3, ".": 4}
 # "14.2 ‘stty’: Print or change terminal characteristics", a command's node, is about "stty"
 _COMMAND_TITLE = re.compile(r"^((?:\d+(?:\.\d+)*\s+)?)\u2018([^\u2019]+)\u2019: .*$")
@@ -47,7 +47,7 @@ def info_to_markdown(text: str) -> str | None:
             continue  # the tag table, local variables
         for line in _node_text(lines[1:]):
             out.append(line)
-    text = _MARKER.sub("", _NOTE.sub(lambda m: f"see {m.group(1) or m.group(2)}", "\n".join(out)))
+    text = INFO_MARKER.sub("", _NOTE.sub(lambda m: f"see {m.group(1) or m.group(2)}", "\n".join(out)))
     return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
 
 

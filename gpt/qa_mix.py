@@ -43,7 +43,7 @@ from gpt.retrieval import PassageIndex, open_book
 MIN_PAIRS = 10  # fewer facts than this: the text has no structure worth a recipe
 MAX_CHARS = 64 << 20  # derive from the first 64 MB of text: enough facts, bounded time
 OPEN_BOOK_SHARE = 1.0  # open-book conversations per derived question (a seeded sample when below 1)
-# at most: each is a search of the whole text, and a 200 s CPU run trains on fewer conversations than this
+# at most: each is a search of the whole text, and a short run trains on fewer conversations than this
 OPEN_BOOK_MAX = 5000
 RENDERINGS = 2  # extra renderings of the entries added to the text
 RENDERED_SENTENCES = 0  # a rendering carries this many of an entry's first sentences (0: all of it)

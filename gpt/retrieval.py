@@ -177,7 +177,7 @@ class PassageIndex:
 
     def _best_by_bm25(self, terms: list[str]) -> dict[int, float]:
         """{passage: BM25 score} for the CANDIDATES best passages holding a query word (ties: the earlier),
-        scored with numpy over each word's postings: a text of 600k passages has words in 300k of them."""
+        scored with numpy over each word's postings: in a large text a common word is in most passages."""
         total = np.zeros(len(self.passages))
         for word in terms:
             if word in self._postings:
