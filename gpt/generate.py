@@ -66,8 +66,8 @@ class Generator:
         # drafts come from the text so far until the index is built (about a second for 4M tokens), so a
         # large corpus delays no reply; which drafts are tried changes the speed, never the tokens. Not a daemon:
         # a daemon thread that wants the GIL back while Python exits is ended by pthread_exit, whose unwinding
-        # through numpy's C++ sort aborted a `gpt generate` once ("terminate called without an active
-        # exception"). The exit waits for the index instead.
+        # through C++ frames (numpy's sort) can abort the process. The exit waits for the index instead. (A rare
+        # abort after a finished answer was seen again with this thread already joined: cli.READERS guards it.)
         self._corpus: CorpusIndex | None = None
         self._indexing = threading.Thread(target=self._index_corpus if draft_tokens else None)
         self._indexing.start()
