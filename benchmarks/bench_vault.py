@@ -83,10 +83,10 @@ def score(run: Path, questions: list[tuple[str, str, str]]) -> dict[str, dict[st
     """Mean token-F1 per question kind: quoted from the best passage, from any passage shown, and closed-book."""
     from gpt.ask import asked_open_book
     from gpt.generate import Generator
-    from gpt.retrieval import PassageIndex
+    from gpt.retrieval import RUN_PASSAGES, PassageIndex
     gen = Generator(run, "cpu")
     opts = gen.options(max_new_tokens=80, temperature=0.0, seed=1, stop=["\n\n"])
-    index = PassageIndex.load(run / "passages.json")
+    index = PassageIndex.load(run / RUN_PASSAGES)
     out: dict[str, dict[str, list[float]]] = {}
     for kind, question, truth in questions:
         book = asked_open_book(gen, index, question)

@@ -1,7 +1,7 @@
 """Asking a trained run a question: open-book from passages, or closed-book from the weights alone.
 
 What `gpt ask`, `gpt chat` and `gpt serve` share, so that the three answer alike. With passages (the run's own
-text, kept as passages.json when it was trained to answer from it, or the files of --source), the question is
+text, kept as passages.safetensors when it was trained to answer from it, or the files of --source), the question is
 asked the way the run's open-book questions were trained (gpt/qa_mix.py): the best passages retrieved into the
 user's message (retrieval.open_book), and the reply quoted from the best one, a contiguous run of its whole
 sentences (sampling.Quote), since that is where the trained answers come from; the other passages are context.
@@ -20,7 +20,7 @@ from pathlib import Path
 from gpt.config import SampleConfig
 from gpt.documents import collect_files
 from gpt.generate import Generator
-from gpt.retrieval import RUN_PASSAGES, OpenBook, Passage, PassageIndex, RetrievalError, open_book
+from gpt.retrieval import RUN_PASSAGES, RUN_PASSAGES_JSON, OpenBook, Passage, PassageIndex, RetrievalError, open_book
 from gpt.sampling import Quote
 
 
@@ -31,13 +31,14 @@ def passages_to_ask(run_dir: str | os.PathLike, sources: Sequence[str] | None, c
     or free; free with no passages at all) are a one-line error before anything is loaded."""
     if closed and (sources or free):
         raise RetrievalError("--closed answers without passages: it does not go with --source or --free")
-    own = Path(run_dir) / RUN_PASSAGES
-    if free and not (sources or own.exists()):
+    own = next((Path(run_dir) / name for name in (RUN_PASSAGES, RUN_PASSAGES_JSON) if (Path(run_dir) / name).exists()),
+               None)
+    if free and not (sources or own):
         raise RetrievalError(f"--free needs passages: --source FILES (the run has no {RUN_PASSAGES}); "
                              "without passages the answer is always free")
     if sources:
         return PassageIndex.build(collect_files(sources))
-    return None if closed or not own.exists() else PassageIndex.load(own)
+    return None if closed or not own else PassageIndex.load(own)
 
 
 def asked_open_book(gen: Generator, index: PassageIndex, question: str, k: int = 2,

@@ -45,7 +45,7 @@ def _sample_args(p: argparse.ArgumentParser) -> None:
 def _book_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", nargs="+", help="answer open-book from these files/folders: retrieve passages, "
                    "quote the answer from them (greedy unless --temperature is given). Default: the run's own "
-                   "text, when it was trained on questions about it (passages.json in the run)")
+                   "text, when it was trained on questions about it (passages.safetensors in the run)")
     p.add_argument("--closed", action="store_true", help="answer from the weights alone, no passages")
     p.add_argument("--free", action="store_true", help="open-book, but generate freely instead of quoting")
     p.add_argument("--passages", type=int, default=2, help="passages put in the context (default 2)")

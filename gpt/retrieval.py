@@ -19,6 +19,8 @@ an entry that merely mentions foo, and a title can.
 open_book() builds the prompt an open-book answer is given and trained with (gpt/ask.py, for `gpt ask`, `gpt chat`
 and `gpt serve`, and gpt/qa_mix.py both call it, so a model is asked in exactly the form it learnt): the best
 passage first, cut to leave room in the context for an answer copied out of it.
+
+A run keeps its index as it is searched (gpt/passage_store.py), so even a large text's loads at once.
 """
 
 from __future__ import annotations
@@ -30,21 +32,22 @@ import json
 import math
 import os
 import re
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from gpt.documents import read_documents
 from gpt.errors import InputError
-from gpt.files import atomic_write, format_problem
+from gpt.files import format_problem
+from gpt.passage_store import Postings, StoreError, read_index, write_index
 from gpt.passages import MAX_CHARS, Passage, passages_of, pieces, title_key
 from gpt.qa import LEADING_ARTICLE, SENTENCE_END, TEMPLATES, not_an_entry
 
-INDEX_FORMAT = "gpt-passages"
-INDEX_VERSION = 5  # 2: titles and body offsets; 3: definitional titles; 4: setext and RST headings; 5: pages
-RUN_PASSAGES = "passages.json"  # a run's own text as passages, saved when it trains on open-book questions
+INDEX_FORMAT = "gpt-passages"  # the JSON of runs before gpt/passage_store.py's format 6
+RUN_PASSAGES = "passages.safetensors"  # a run's own text as an index, saved when it trains on open-book questions
+RUN_PASSAGES_JSON = "passages.json"  # what runs kept before: their passages only
 CANDIDATES = 1000  # passages ranked in full for a query: the best by BM25, and those titled as asked
 _WORD = re.compile(r"\w+")
 _CJK = re.compile("[\u3005-\u3007\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
@@ -107,27 +110,21 @@ def _emphasized(subject: str) -> re.Pattern:
 class PassageIndex:
     """BM25 over passages; build() from files or (source, text) pairs, search() for a question."""
 
-    def __init__(self, passages: list[Passage], k1: float = 1.5, b: float = 0.75):
+    def __init__(self, passages: Sequence[Passage], k1: float = 1.5, b: float = 0.75,
+                 postings: Postings | None = None, titled: dict[str, list[int]] | None = None):
+        """Index passages; a loaded index passes the postings and titles it kept instead of working them out."""
         self.passages, self.k1, self.b = passages, k1, b
-        self._postings: dict[str, list[tuple[int, int]]] = defaultdict(list)  # word -> [(passage, count)]
-        self._lengths = []
-        for i, passage in enumerate(passages):
-            counts = Counter(words(passage.text))
-            self._lengths.append(sum(counts.values()))
-            for word, count in counts.items():
-                self._postings[word].append((i, count))
-        self._average = sum(self._lengths) / len(self._lengths) if passages else 0.0
-        self._length_array = np.array(self._lengths, dtype=np.float64)
+        self._postings = postings if postings is not None else Postings.of(words(p.text) for p in passages)
+        self._average = float(self._postings.lengths.mean()) if len(passages) else 0.0
         self._weights: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # word -> (passages, BM25 terms), once asked
         self._sorted_titles: list[str] | None = None  # the title keys in order, when a query first needs them
-        self._titled: dict[str, list[int]] = defaultdict(list)  # title key -> passages with that title, in order
-        for i, passage in enumerate(passages):
-            for key in dict.fromkeys(title_key(question_subject(t)) for t in passage.titles):  # "What is CRAN?": cran
-                self._titled[key].append(i)
-        # what search ranks by besides titles and BM25, worked out once per passage, not once per query
-        entries = [p.text[p.body:] for p in passages]
-        self._notation = {i for i, entry in enumerate(entries) if not_an_entry(entry, notation=True)}
-        self._starred = {i for i, entry in enumerate(entries) if "*" in entry}  # may emphasize a term
+        if titled is None:
+            titled = defaultdict(list)  # title key -> passages with that title, in order
+            for i, passage in enumerate(passages):
+                for key in dict.fromkeys(title_key(question_subject(t)) for t in passage.titles):  # "What is CRAN?"
+                    titled[key].append(i)
+        self._titled = dict(titled)
+        self._notation: dict[int, bool] = {}  # passage -> qa.not_an_entry(notation=True), once a search ranks it
 
     @classmethod
     def build(cls, files_or_texts: Iterable[str | os.PathLike | tuple[str, ...]],
@@ -141,7 +138,7 @@ class PassageIndex:
         return cls(passages)
 
     def _idf(self, word: str) -> float:
-        n = len(self._postings.get(word, ()))
+        n = len(self._postings.of_word(word)[0])
         return math.log(1 + (len(self.passages) - n + 0.5) / (n + 0.5))
 
     def search(self, query: str, k: int = 3) -> list[Passage]:
@@ -163,9 +160,9 @@ class PassageIndex:
         first = subject.split()[0].lower() if subject else ""
 
         def rank(i: int) -> tuple[int, bool, bool, float, int]:  # the regex only where a plain scan finds the term
-            entry = self.passages[i].text[self.passages[i].body:] if i in self._starred else ""
-            emphasized = first in entry.lower() and introduced.search(entry)
-            return titled.get(i, len(titled)), i in self._notation, not emphasized, -scores.get(i, 0), i
+            entry = self.passages[i].text[self.passages[i].body:]
+            emphasized = "*" in entry and first in entry.lower() and introduced.search(entry)
+            return titled.get(i, len(titled)), self._is_notation(i, entry), not emphasized, -scores.get(i, 0), i
 
         best, seen = [], set()
         for i in heapq.nsmallest(4 * max(k, 0), found, key=rank):
@@ -180,7 +177,7 @@ class PassageIndex:
         scored with numpy over each word's postings: in a large text a common word is in most passages."""
         total = np.zeros(len(self.passages))
         for word in terms:
-            if word in self._postings:
+            if word in self._postings.rows:
                 ids, weights = self._weights.get(word) or self._weigh(word)
                 total[ids] += weights
         hit = np.flatnonzero(total)
@@ -192,8 +189,8 @@ class PassageIndex:
 
     def _weigh(self, word: str) -> tuple[np.ndarray, np.ndarray]:
         """The passages holding `word` and what it adds to each one's BM25 score; kept for the next query."""
-        ids, tf = (np.array(column, dtype=np.int64) for column in zip(*self._postings[word]))
-        norm = 1 - self.b + self.b * self._length_array[ids] / self._average
+        ids, tf = self._postings.of_word(word)
+        norm = 1 - self.b + self.b * self._postings.lengths[ids] / self._average
         self._weights[word] = ids, self._idf(word) * tf * (self.k1 + 1) / (tf + self.k1 * norm)
         return self._weights[word]
 
@@ -215,29 +212,45 @@ class PassageIndex:
             found += self._titled[key]
         return sorted(found)
 
+    def _is_notation(self, i: int, entry: str) -> bool:
+        """Whether passage i (its entry given) is notation rather than prose: grammar, a session (qa.not_an_entry)."""
+        if i not in self._notation:
+            self._notation[i] = bool(not_an_entry(entry, notation=True))
+        return self._notation[i]
+
     def _opens_with(self, i: int, subject: str) -> bool:
         """Whether passage i's entry opens with the subject ("A list is ...", "Lists are ..."): it says what X is."""
         entry = LEADING_ARTICLE.sub("", self.passages[i].text[self.passages[i].body:].lstrip().casefold())
         return title_key(" ".join(entry.split()[:len(subject.split())])) == subject
 
     def save(self, path: str | os.PathLike) -> None:
-        """JSON with a format name and version, written to a temporary file and renamed into place."""
-        record = {"format": INDEX_FORMAT, "version": INDEX_VERSION, "k1": self.k1, "b": self.b,
-                  "passages": [[p.text, p.source, p.line, list(p.titles), p.body, p.page] for p in self.passages]}
-        atomic_write(path, json.dumps(record, ensure_ascii=False))
+        """The index as it is searched, passages, postings and titles (gpt/passage_store.py), written atomically."""
+        write_index(path, self.passages, self._postings, self._titled, self.k1, self.b)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> PassageIndex:
-        """An index saved by save(); a damaged or foreign file is a one-line RetrievalError (the index is rebuilt
-        from the passages, which is quick and cannot disagree with them)."""
+        """An index saved by save(), or the JSON passages of a run from before it (rebuilt here); a damaged or
+        foreign file is a one-line RetrievalError."""
+        with open(path, "rb") as fh:
+            if fh.read(1) == b"{":
+                return cls._load_json(path)
+        try:
+            passages, postings, titled, k1, b = read_index(path)
+        except StoreError as exc:
+            raise RetrievalError(str(exc)) from None
+        return cls(passages, k1, b, postings, titled)
+
+    @classmethod
+    def _load_json(cls, path: str | os.PathLike) -> PassageIndex:
+        """Passages a run saved as JSON (format versions 4 and 5), indexed anew."""
         try:
             with open(path, encoding="utf-8") as fh:
                 record = json.load(fh)
         except (ValueError, UnicodeDecodeError) as exc:
             raise RetrievalError(f"{path} is not a passage index (damaged JSON: {exc})") from None
-        problem = format_problem(record, INDEX_FORMAT, INDEX_VERSION, "passage index")
-        if problem and format_problem(record, INDEX_FORMAT, 4, "passage index"):  # 4: the same rows, without pages
-            raise RetrievalError(f"{path} {problem}")
+        if problem := format_problem(record, INDEX_FORMAT, 5, "passage index"):
+            if format_problem(record, INDEX_FORMAT, 4, "passage index"):  # 4: the same rows, without pages
+                raise RetrievalError(f"{path} {problem}")
         try:
             passages = [Passage(str(text), str(source), int(line), titles=tuple(map(str, titles)), body=int(body),
                                 page=int(page[0]) if page else 0)

@@ -50,7 +50,7 @@ from gpt.files import RunLock, atomic_write
 from gpt.lora import apply_lora, store_base, trainable_parameters
 from gpt.model import GPT
 from gpt.qa_mix import aim_at_recall, augmentation_file, conversations, derived_pairs, source_documents, text_passages
-from gpt.retrieval import RUN_PASSAGES
+from gpt.retrieval import RUN_PASSAGES, RUN_PASSAGES_JSON
 from gpt.runtime import Dist
 
 MAX_CHAT_REPEATS = 4  # times as often as the text a conversation may be seen, unless data.chat_weight is given
@@ -275,10 +275,12 @@ def prepare_run(cfg: Config, run_dir: Path, dist: Dist, resume: str = "auto", in
     derive_vocab_size(cfg, tokenizer)
     passages = text_passages(documents) if pairs else None
     derived = conversations(pairs, passages, cfg, tokenizer=tokenizer)  # fitted as gpt ask --source fits them
-    if dist.master and passages is not None:
-        passages.save(run_dir / RUN_PASSAGES)  # what gpt ask answers from, as the run was trained to
-    elif dist.master:
-        (run_dir / RUN_PASSAGES).unlink(missing_ok=True)  # an earlier run's, in this directory: not this text
+    if dist.master:
+        (run_dir / RUN_PASSAGES_JSON).unlink(missing_ok=True)  # an earlier run's, in this directory: not this text
+        if passages is not None:
+            passages.save(run_dir / RUN_PASSAGES)  # what gpt ask answers from, as the run was trained to
+        else:
+            (run_dir / RUN_PASSAGES).unlink(missing_ok=True)
     if pairs:  # the entries in other forms, first: the validation split stays the end of the user's text
         if dist.master:
             augmentation_file(pairs, run_dir / "data", cfg.train.seed)

@@ -2,7 +2,7 @@
 
 Endpoints: POST /v1/completions, POST /v1/chat/completions (``stream: true`` sends server-sent
 events), GET /v1/models, GET /health, and GET / (a chat page for the browser, gpt/web/chat.html).
-A run trained to answer from its text (it has passages.json) answers chat questions as `gpt ask` does: the
+A run trained to answer from its text (it has passages.safetensors) answers chat questions as `gpt ask` does: the
 last user message's passages retrieved into the prompt, the reply quoted from them, and the passage it
 came from named in the response's extra "sources" field (in the last chunk when streaming); earlier turns give
 way to the passages when the context cannot hold both (gpt/ask.py). --closed serves the weights alone.

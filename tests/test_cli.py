@@ -177,5 +177,5 @@ def test_chat_in_a_terminal_answers_and_keeps_history(run_dir):
 def test_ask_free_without_source_is_a_one_line_error(tmp_path):
     proc = run_gpt("ask", "What is a decorator?", "--out", str(tmp_path / "none"), "--free")
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
-        "gpt: error: --free needs passages: --source FILES (the run has no passages.json); without passages the "
+        "gpt: error: --free needs passages: --source FILES (the run has no passages.safetensors); without passages the "
         "answer is always free"]

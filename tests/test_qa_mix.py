@@ -21,6 +21,7 @@ from gpt.qa_mix import (
     source_documents,
     text_passages,
 )
+from gpt.retrieval import PassageIndex
 
 from .conftest import TINY, run_gpt
 from .test_qa import FAQ, MARKDOWN
@@ -127,10 +128,15 @@ def test_a_run_on_notes_answers_a_derived_question(notes, tmp_path):
     assert answers >= 2  # held-out questions may miss; trained ones are recalled
     own = run_gpt("ask", "What is Ivy?", "--out", str(run), check=True)  # by default from the run's own text
     assert own.stderr.startswith(f"source: {notes}:") and own.stdout.strip() in " ".join(GLOSSARY.split())
-    assert (run / "passages.json").exists()
     both = run_gpt("ask", "What is Ivy?", "--out", str(run), "--closed", "--source", str(notes))
     assert both.returncode != 0 and both.stderr.count("\n") == 1 and "--closed" in both.stderr
-    (run / "passages.json").write_text("{not json")
+    kept = PassageIndex.load(run / "passages.safetensors")  # a run from before kept its passages as JSON
+    rows = [[p.text, p.source, p.line, list(p.titles), p.body, p.page] for p in kept.passages]
+    (run / "passages.json").write_text(json.dumps({"format": "gpt-passages", "version": 5, "k1": 1.5, "b": 0.75,
+                                                   "passages": rows}))
+    (run / "passages.safetensors").unlink()
+    assert run_gpt("ask", "What is Ivy?", "--out", str(run), check=True).stdout == own.stdout
+    (run / "passages.json").write_bytes(b"\x00broken")
     broken = run_gpt("ask", "What is Ivy?", "--out", str(run))
     assert broken.returncode != 0 and broken.stderr.count("\n") == 1 and "passages.json" in broken.stderr
     book = run_gpt("ask", "What is Monstera?", "--out", str(run), "--source", str(notes), "--temperature", "0",
@@ -138,7 +144,6 @@ def test_a_run_on_notes_answers_a_derived_question(notes, tmp_path):
     assert book.stderr.startswith(f"source: {notes}:") and book.stdout.strip()
     from gpt.ask import asked_open_book
     from gpt.generate import Generator
-    from gpt.retrieval import PassageIndex
     gen, index = Generator(run, "cpu"), PassageIndex.build([notes])
     documents = source_documents(gen.config, [str(notes)])
     pairs = derived_pairs(gen.config, documents, print)
@@ -152,7 +157,7 @@ def test_a_run_on_notes_answers_a_derived_question(notes, tmp_path):
 
 
 def test_open_book_prompts_keep_the_best_passage_first_and_room_for_its_first_sentence():
-    from gpt.retrieval import PassageIndex, open_book
+    from gpt.retrieval import open_book
     text = ("## Monstera\n\nA climbing plant with split leaves. " + "It grows fast in warm rooms. " * 12 +
             "\n\n## Pothos\n\nA trailing vine. Monstera cuttings root like it.\n")
     index = PassageIndex.build([("p.md", text)])

@@ -6,6 +6,7 @@ import pytest
 
 from gpt import retrieval
 from gpt.errors import describe
+from gpt.passage_store import Postings
 from gpt.qa import derive_entries
 from gpt.retrieval import PassageIndex, RetrievalError, open_book, passages_of, words
 
@@ -106,26 +107,50 @@ def test_files_and_binary(tmp_path, capsys):
 
 
 def test_save_load_round_trip(index, tmp_path):
-    path = tmp_path / "index.json"
+    path = tmp_path / "index.safetensors"
     index.save(path)
     again = PassageIndex.load(path)
-    assert again.passages == index.passages
-    for query in ("What is Monstera?", "herb for cooking", "water"):
+    assert list(again.passages) == index.passages and again.passages[-1] == index.passages[-1]
+    assert again.passages[1:3] == index.passages[1:3]
+    for query in ("What is Monstera?", "herb for cooking", "water", "What is a plant?"):
         assert again.search(query) == index.search(query)
-    assert [p.name for p in tmp_path.iterdir()] == ["index.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["index.safetensors"]
+    assert not path.read_bytes().startswith(b"{")  # binary: the reader tells it from a run's JSON passages
+
+
+def test_a_loaded_index_is_the_built_one(tmp_path):
+    texts = [("notes.md", "# Ünïcode\nCafé means coffee.\n\n## 東京\n東京は日本の首都です。\n"), ("empty.md", ""),
+             ("more.md", "Term: a word of\nwrapped length.\n\n* x\n")]
+    built = PassageIndex.build(texts)
+    built.save(tmp_path / "i.safetensors")
+    loaded = PassageIndex.load(tmp_path / "i.safetensors")
+    assert list(loaded.passages) == built.passages and loaded._titled == built._titled
+    for field in ("starts", "passages", "counts", "lengths"):
+        assert getattr(loaded._postings, field).tolist() == getattr(built._postings, field).tolist()
+    assert loaded._postings.rows == built._postings.rows and "東京" in loaded._postings.rows
+    PassageIndex([]).save(tmp_path / "none.safetensors")
+    assert PassageIndex.load(tmp_path / "none.safetensors").search("What is Café?") == []
+
+
+def test_postings_are_each_words_passages_and_counts():
+    postings = Postings.of([["a", "b", "a"], [], ["b", "c"]])
+    assert postings.of_word("a")[0].tolist() == [0] and postings.of_word("a")[1].tolist() == [2]
+    assert postings.of_word("b")[0].tolist() == [0, 2] and postings.of_word("b")[1].tolist() == [1, 1]
+    assert postings.of_word("zebra")[0].tolist() == [] and postings.lengths.tolist() == [3, 0, 2]
 
 
 @pytest.mark.parametrize("content, says", [
     ('{"format": "gpt-passag', "damaged JSON"),
     ('{"format": "something-else", "version": 1}', "is not a passage index"),
-    ('[1, 2, 3]', "is not a passage index"),
     ('{"format": "gpt-passages", "version": 99, "passages": []}', "version 99"),
     ('{"format": "gpt-passages", "version": 1, "k1": 1.5, "b": 0.75, "passages": []}', "version 1"),
-    ('{"format": "gpt-passages", "version": 3, "k1": 1.5, "b": 0.75, "passages": [["text", "src", 1]]}', "damaged"),
-    ('{"format": "gpt-passages", "version": 3, "passages": []}', "damaged"),
+    ('{"format": "gpt-passages", "version": 5, "k1": 1.5, "b": 0.75, "passages": [["text", "src", 1]]}', "damaged"),
+    ('{"format": "gpt-passages", "version": 5, "passages": []}', "damaged"),
+    ('[1, 2, 3]', "is not a passage index"),
+    ("", "is not a passage index"),
 ])
 def test_load_refuses_damaged_or_foreign_files_in_one_line(tmp_path, content, says):
-    path = tmp_path / "index.json"
+    path = tmp_path / "index"
     path.write_text(content)
     with pytest.raises(RetrievalError) as info:
         PassageIndex.load(path)
@@ -133,15 +158,43 @@ def test_load_refuses_damaged_or_foreign_files_in_one_line(tmp_path, content, sa
     assert says in message and str(path) in message and "\n" not in message and code == 2
 
 
-def test_saved_file_is_plain_json(index, tmp_path):
-    index.save(tmp_path / "i.json")
-    record = json.loads((tmp_path / "i.json").read_text())
-    assert (record["format"], record["version"], record["k1"], record["b"]) == ("gpt-passages", 5, 1.5, 0.75)
-    assert record["passages"][0] == [index.passages[0].text, "plants.md", 3, ["Plant glossary", "Monstera"], 25, 0]
-    for row in record["passages"]:  # version 4 wrote the same rows without a page: a run trained then still answers
-        row.pop()
-    (tmp_path / "v4.json").write_text(json.dumps({**record, "version": 4}))
-    assert PassageIndex.load(tmp_path / "v4.json").passages == index.passages
+@pytest.mark.parametrize("damage, says", [
+    (lambda data: data[:len(data) // 2], "is not a passage index"),
+    (lambda data: data.replace(b'"version":"6"', b'"version":"7"'), "of format version 7; this gpt reads version 6"),
+    (lambda data: data.replace(b'"format":"gpt-passages"', b'"format":"gpt-other-xx"'), "is not a passage index"),
+    (lambda data: data.replace(b'"postings"', b'"postingz"'), "damaged passage index (no postings)"),
+    (lambda data: data.replace(b'"k1":"1.5"', b'"k1":"one"'), "damaged passage index"),
+])
+def test_load_refuses_a_damaged_store_in_one_line(index, tmp_path, damage, says):
+    path = tmp_path / "index.safetensors"
+    index.save(path)
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(RetrievalError) as info:
+        PassageIndex.load(path)
+    message, code = describe(info.value)
+    assert says in message and str(path) in message and "\n" not in message and code == 2
+
+
+def test_load_refuses_postings_that_point_past_the_passages(index, tmp_path):
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+    index.save(tmp_path / "good.safetensors")
+    with safe_open(str(tmp_path / "good.safetensors"), framework="numpy") as fh:  # metadata kept as it is
+        metadata, columns = fh.metadata(), {name: fh.get_tensor(name) for name in fh.keys()}
+    columns["postings"] = columns["postings"] + len(index.passages)
+    save_file(columns, tmp_path / "bad.safetensors", metadata=metadata)
+    with pytest.raises(RetrievalError, match="its postings disagree"):
+        PassageIndex.load(tmp_path / "bad.safetensors")
+
+
+def test_runs_from_before_keep_their_json_passages(index, tmp_path):
+    rows = [[p.text, p.source, p.line, list(p.titles), p.body, p.page] for p in index.passages]
+    record = {"format": "gpt-passages", "version": 5, "k1": 1.5, "b": 0.75, "passages": rows}
+    (tmp_path / "v5.json").write_text(json.dumps(record))
+    assert list(PassageIndex.load(tmp_path / "v5.json").passages) == index.passages
+    (tmp_path / "v4.json").write_text(json.dumps({**record, "version": 4, "passages": [row[:-1] for row in rows]}))
+    again = PassageIndex.load(tmp_path / "v4.json")  # version 4 wrote the same rows without a page
+    assert list(again.passages) == index.passages and again.search("water") == index.search("water")
 
 
 def test_a_pdf_passage_is_cited_by_its_page(tmp_path):
@@ -156,8 +209,8 @@ def test_a_pdf_passage_is_cited_by_its_page(tmp_path):
     assert watering.text == "Watering\nWater when the soil is dry." and (watering.page, watering.cited()) == (
         3, f"{path}, page 3")
     assert [(p.page, p.line) for p in index.passages] == [(1, 1), (1, 3), (3, 5), (4, 7)]  # page 2 gave no line
-    index.save(tmp_path / "index.json")
-    assert PassageIndex.load(tmp_path / "index.json").passages == index.passages
+    index.save(tmp_path / "index.safetensors")
+    assert list(PassageIndex.load(tmp_path / "index.safetensors").passages) == index.passages
     assert passages_of("# Notes\nText.\n", "notes.md")[0].cited() == "notes.md:2"  # a text: its line
 
 
