@@ -7,21 +7,20 @@ read as cp1252; other files with NUL bytes in their first 8 KiB are treated as b
 warning. A web page (.html, .htm), a Jupyter notebook (.ipynb) or an RTF document is read as its text, written
 as Markdown (gpt/rich_text.py), not as its tags, JSON or control words; so is a book (.epub), a word-processor
 file (.docx, .odt), a spreadsheet (.xlsx, .ods) or slides (.pptx, .odp) (gpt/zip_documents.py), and a PDF's text
-(gpt/pdf_text.py, with the optional pypdf); each is converted once per process while it is unchanged. A manual
-page (ls.1, its troff source) and an info manual (sed.info) are read as their text too (gpt/man_page.py,
-gpt/info_manual.py). A large text file is read in pieces, cut only where tokenization cannot change. A
-compressed file (.gz, .bz2, .xz) is read as what it holds, by its name without that suffix ("notes.md.gz" is
-Markdown, "pages.jsonl.xz" JSONL).
+(gpt/pdf_text.py, with the optional pypdf). A manual page (ls.1, its troff source) and an info manual
+(sed.info) are read as their text too (gpt/man_page.py, gpt/info_manual.py). Each of these is converted once per
+process while it is unchanged (the conversions kept up to CONVERTED_CHARS in all). A large text file is read in
+pieces, cut only where tokenization cannot change. A compressed file (.gz, .bz2, .xz) is read as what it holds,
+by its name without that suffix ("notes.md.gz" is Markdown, "pages.jsonl.xz" JSONL).
 This module knows nothing of tokens or models.
 """
 
 from __future__ import annotations
 
 import codecs
+import collections
 import contextlib
-import functools
 import glob
-import itertools
 import json
 import os
 import sys
@@ -41,6 +40,7 @@ from gpt.zip_documents import ZIPPED_SUFFIXES, UnreadableDocument, zipped_to_mar
 
 BUILTIN = "builtin:pydoc"  # Python's reference documentation, shipped with every CPython
 _READ_BYTES = 1 << 20  # a large file's pieces: small pieces keep every encoder busy
+CONVERTED_CHARS = 1 << 27  # converted files kept for the next pass over the input, in characters
 _SAFE_CUT = regex.compile(SAFE_CUT, flags=regex.REVERSE)  # searched backwards: the last cut in a block
 _INFO_MARKER_BYTES = regex.compile(INFO_MARKER.pattern.encode())  # its NUL bytes do not make an info manual binary
 T = TypeVar("T")
@@ -236,8 +236,7 @@ def iter_documents(files: list[str], jsonl_field: str = "text") -> Iterator[Iter
                     yield from _manual(path, encoding)
                     continue
                 if uncompressed_name(path).lower().endswith(CONVERTED_SUFFIXES):  # a web page, a notebook, RTF
-                    if (text := as_markdown(path, "".join(_read_pieces(path, encoding)), warn)) is not None:
-                        yield [text]
+                    yield from _rich_text(path, encoding)
                     continue
                 yield _read_pieces(path, encoding)  # a generator: a file larger than memory streams
             except DAMAGED_DATA as exc:  # OSError, and a damaged compressed file's errors at its first block
@@ -247,6 +246,22 @@ def iter_documents(files: list[str], jsonl_field: str = "text") -> Iterator[Iter
 def _manual(path: str, encoding: str) -> Iterator[Iterable[str]]:
     """A man page or an info manual as one document in Markdown; a file only named like one (a rotated log,
     "syslog.1") as its text, streamed; none for a page that only includes another (".so man1/grep.1")."""
+    text = _converted_once(path, "manual", lambda: _manual_text(path, encoding))
+    if text is None:
+        yield _read_pieces(path, encoding)
+    elif text:
+        yield [text]
+
+
+def _rich_text(path: str, encoding: str) -> Iterator[list[str]]:
+    """A web page, a notebook or an RTF document as its text in Markdown; none if it has no text."""
+    text = _converted_once(path, "rich", lambda: as_markdown(path, "".join(_read_pieces(path, encoding)), warn))
+    if text is not None:
+        yield [text]
+
+
+def _manual_text(path: str, encoding: str) -> str | None:
+    """_manual's Markdown, "" for an alias page, None for a file that is not a manual after all."""
     pieces, head = _read_pieces(path, encoding), ""
     for piece in pieces:  # the first 64 KiB or so: a page's .TH, a manual's first node
         head += piece
@@ -254,33 +269,53 @@ def _manual(path: str, encoding: str) -> Iterator[Iterable[str]]:
             break
     looks, to_markdown = ((looks_like_man_page, man_to_markdown) if is_man_page(path)
                           else (looks_like_info_manual, info_to_markdown))
-    if not looks(head):
-        yield itertools.chain([head], pieces)
-    elif text := to_markdown(head + "".join(pieces)):
-        yield [text]
+    return to_markdown(head + "".join(pieces)) if looks(head) else None
 
 
 def _converted(path: str, to_markdown: Callable[[str], T], unreadable: type[Exception]) -> Iterator[T]:
     """A file that is not text, as what to_markdown finds in it; skipped with a warning if it finds no text."""
+    def convert() -> T | None:
+        try:
+            return to_markdown(path)
+        except unreadable as exc:
+            warn(f"skipping {path}: {exc}")
+            return None
     try:
-        stat = os.stat(path)
+        found = _converted_once(path, to_markdown.__name__, convert)
     except OSError as exc:
         warn(f"skipping unreadable file {path}: {exc.strerror}")
         return
-    if (found := _convert_once(path, stat.st_size, stat.st_mtime_ns, to_markdown, unreadable)) is not None:
+    if found is not None:
         yield found
 
 
-@functools.lru_cache(maxsize=256)
-def _convert_once(path: str, size: int, mtime_ns: int, to_markdown: Callable[[str], T],
-                  unreadable: type[Exception]) -> T | None:
-    """to_markdown(path), once per process while the file keeps its size and time (and so its one warning):
-    `gpt train` reads its input three times (tokenizer, token cache, questions), and a 300-page PDF takes seconds."""
-    try:
-        return to_markdown(path)
-    except unreadable as exc:
-        warn(f"skipping {path}: {exc}")
-        return None
+class _ConvertedTexts:
+    """What converting a file gave, by its path, size and time: `gpt train` reads its input three times (tokenizer,
+    token cache, questions), and a 300-page PDF, or a folder of manual pages, takes seconds to convert (and gives
+    its warnings once). Kept up to `budget` characters in all, the least recently used given up first."""
+
+    def __init__(self, budget: int):
+        self.budget, self.size, self.kept = budget, 0, collections.OrderedDict()
+
+    def get(self, path: str, kind: str, convert: Callable[[], T]) -> T:
+        stat = os.stat(path)
+        key = (path, stat.st_size, stat.st_mtime_ns, kind)
+        if key in self.kept:
+            self.kept.move_to_end(key)
+            return self.kept[key]
+        found = self.kept[key] = convert()
+        self.size += _chars(found)
+        while self.size > self.budget and len(self.kept) > 1:
+            self.size -= _chars(self.kept.popitem(last=False)[1])
+        return found
+
+
+def _chars(converted: object) -> int:
+    """The characters of a conversion's text: a text, or a PDF's (text, pages); 0 for none."""
+    return len(converted[0] if isinstance(converted, tuple) else converted or "")
+
+
+_converted_once = _ConvertedTexts(CONVERTED_CHARS).get
 
 
 def read_documents(files: list[str], jsonl_field: str = "text", max_chars: int = 0) -> list[Document]:

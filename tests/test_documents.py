@@ -464,3 +464,30 @@ def test_compressed_files_read_as_what_they_hold(tmp_path, capsys):
     assert [(p.question, p.answer) for p in derive_from_files([str(tmp_path / "Monstera.md.gz")], phrasings=1)] == [
         ("What is Monstera?", "Monstera is a genus of plants.")]
     assert is_conversation_file(tmp_path / "chats.jsonl.gz") and not is_conversation_file(tmp_path / "pages.jsonl.xz")
+
+
+def test_a_manual_is_converted_once_while_it_is_unchanged(tmp_path, monkeypatch):
+    """gpt train reads its input three times (tokenizer, token cache, questions): a folder of manual pages, or a
+    long PDF, is converted on the first pass only."""
+    page = tmp_path / "tool.1"
+    page.write_text('.TH TOOL 1\n.SH NAME\ntool \\- do one thing\n.SH DESCRIPTION\nIt does it well.\n')
+    calls = []
+    convert = documents_module.man_to_markdown
+    monkeypatch.setattr(documents_module, "man_to_markdown", lambda text: calls.append(text) or convert(text))
+    texts = [read_documents([str(page)])[0].text for _ in range(3)]
+    assert len(calls) == 1 and texts[0] == texts[2] and texts[0].startswith("# tool\n")
+    os.utime(page, ns=(0, 0))  # changed since: converted again
+    assert read_documents([str(page)])[0].text == texts[0] and len(calls) == 2
+
+
+def test_conversions_are_kept_up_to_a_number_of_characters(tmp_path):
+    kept = documents_module._ConvertedTexts(budget=10)
+    files = [tmp_path / name for name in "abc"]
+    for path in files:
+        path.write_text("x")
+    assert [kept.get(str(path), "kind", lambda: "1234") for path in files] == ["1234"] * 3
+    assert kept.size == 8 and len(kept.kept) == 2  # the first given up: 12 characters would pass 10
+    assert kept.get(str(files[2]), "kind", lambda: "new") == "1234"  # kept: not converted again
+    assert kept.get(str(files[0]), "kind", lambda: "new") == "new"
+    assert kept.get(str(files[1]), "pdf", lambda: ("123456789012", (1,))) == ("123456789012", (1,))
+    assert list(kept.kept) == [(str(files[1]), 1, os.stat(files[1]).st_mtime_ns, "pdf")]  # alone: more than 10

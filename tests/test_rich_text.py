@@ -1,6 +1,7 @@
 """Web pages, notebooks and RTF documents read as Markdown, whole: their text, not their tags, JSON or control words."""
 
 import json
+import os
 import sys
 
 from gpt.documents import Document, iter_documents, read_documents
@@ -80,6 +81,7 @@ def test_an_rtf_document_is_read_as_its_text(tmp_path, capsys, monkeypatch):
         ("What is Perlite?", "A volcanic glass\u2014used in soil, caf\u00e9 \u20ac prices."),
         ("What is Ficus?", "Ficus is a genus of trees.")]  # a title line above its sentence is no part of it
     monkeypatch.setitem(sys.modules, "striprtf.striprtf", None)  # as if the extra were not installed
+    os.utime(notes, ns=(0, 0))  # a changed file: converted anew, not taken from the conversions kept
     assert list(iter_documents([str(notes)])) == []  # not trained on as control words
     assert f"skipping {notes}: reading RTF needs striprtf (pip install 'gpt[rtf]')" in capsys.readouterr().err
 
