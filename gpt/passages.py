@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from gpt.docstrings import documented
 from gpt.markup import HEADING, front_matter_lines
 from gpt.qa import (
     ANSWER_LINE,
@@ -166,4 +167,16 @@ def passages_of(text: str, source: str, max_chars: int = MAX_CHARS, pages: tuple
             line = source_line(line, inserted)
             found.append(Passage(prefix + piece, source, line, titles=titles if opens else (),
                                  body=len(prefix) + (at if opens else 0), page=bisect.bisect_right(pages, line)))
+    return sorted(found + _docstring_passages(text, source, max_chars), key=lambda p: p.line)
+
+
+def _docstring_passages(text: str, source: str, max_chars: int) -> list[Passage]:
+    """Python source's docstrings, each titled by the name it documents (a method by "Class.method" and "method")
+    and cited at its "def" or "class" line (gpt/docstrings.py): what "What does collect_files do?" is answered
+    from. [] for any other text."""
+    found = []
+    for doc in documented(text, source):
+        prefix, titles = f"{doc.name}\n", tuple(dict.fromkeys([doc.name, doc.name.rsplit(".", 1)[-1]]))
+        for n, (_, piece) in enumerate(pieces(doc.docstring, max(max_chars - len(prefix), max_chars // 2))):
+            found.append(Passage(prefix + piece, source, doc.line, titles=titles if n == 0 else (), body=len(prefix)))
     return found

@@ -12,10 +12,10 @@ same fact in several renderings, in shuffled order. This module finds the facts,
   glossary) or after ``: `` (Markdown Extra)
 - FAQ blocks: ``Q:``/``A:`` or ``Question:``/``Answer:`` (answers may span lines)
 - definitional sentences at a sentence start: "A monstera is a ..." -> "What is a monstera?"
+- Python's docstrings (gpt/docstrings.py): ``def collect_files`` + docstring -> "What does collect_files do?"
 
 Every answer is the input's own text (whitespace collapsed, cut at a sentence or word boundary), never
-generated. Text without such structure yields no pairs. Phrasings are chosen by a seeded generator, so the
-output is reproducible.
+generated; text without such structure yields none, and phrasings are drawn by a seeded generator.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from gpt.docstrings import CODE_TEMPLATES, documented
 from gpt.documents import read_documents
 from gpt.errors import InputError
 from gpt.man_page import is_man_page
@@ -36,8 +37,8 @@ MAX_TERM = 60  # characters; longer "terms" are prose, not names
 TEMPLATES = ("What is {t}?", "What does {t} mean?", "Tell me about {t}.", "Define {t}.", "What is meant by {t}?",
              "Explain {t}.", "Can you describe {t}?", "Give me a definition of {t}.")  # the first: how people ask
 _PLURAL = "What are {t}?"  # replaces "What is" for "Modules are a ..."
-# A term in Chinese or Japanese is asked as people asking in those languages would ask it (gpt/retrieval.py reads
-# each as naming its subject); Japanese where the entry has kana, else Chinese.
+# A term in Chinese or Japanese is asked as people asking in those languages would (retrieval reads each as naming
+# its subject); Japanese where the entry has kana, else Chinese. Python's names: docstrings.CODE_TEMPLATES.
 ZH_TEMPLATES = ("{t}是什么？", "什么是{t}？", "{t}是什么意思？")
 JA_TEMPLATES = ("{t}とは何ですか？", "{t}って何？", "{t}とはなんですか？")
 _IDEOGRAPH_OR_KANA = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -177,8 +178,7 @@ def _code_mask(lines: list[str]) -> list[bool]:
 
 def _paragraphs(lines: list[str], code: list[bool]) -> list[tuple[int, list[str]]]:
     """(index of first line, lines) of every run of prose lines; headings and code end a paragraph."""
-    found: list[tuple[int, list[str]]] = []
-    current: list[str] = []
+    found, current = [], []
     for i, line in enumerate(lines + [""]):
         if i < len(lines) and line.strip() and not code[i] and not HEADING.match(line):
             if not current:
@@ -369,9 +369,9 @@ def source_line(line: int, inserted: int) -> int:
 
 def derive_entries(text: str, source: str = "") -> list[Entry]:
     """Every fact the notes state in a recognised form, in document order, one per term (the first wins). Code
-    states none: its comments and docstrings are read as code (markup.is_code)."""
+    states none but Python's docstrings (gpt/docstrings.py): its comments are read as code (markup.is_code)."""
     if is_code(source):
-        return []
+        return [Entry(d.name, _bounded(d.summary), d.kind, source, d.line) for d in documented(text, source)]
     lines, inserted = titled_lines(text, source)
     code = _code_mask(lines)
     paragraphs = _paragraphs(lines, code)
@@ -402,7 +402,7 @@ def questions_for(entry: Entry, phrasings: int = 3, seed: int = 0) -> list[str]:
     if entry.kind == "faq":
         return [entry.term]
     rng = random.Random(f"{seed}|{entry.term}")
-    templates = TEMPLATES
+    templates = CODE_TEMPLATES.get(entry.kind, TEMPLATES)  # "What does collect_files do?"
     if _IDEOGRAPH_OR_KANA.search(entry.term):
         templates = JA_TEMPLATES if _KANA.search(entry.term + entry.definition) else ZH_TEMPLATES
     plural = entry.kind == "definition" and (m := DEFINITION.match(entry.definition)) and m.group("verb") == "are"
