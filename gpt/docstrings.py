@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import inspect
 import itertools
+import warnings
 from dataclasses import dataclass
 from pathlib import PurePath
 
@@ -40,8 +41,10 @@ def documented(text: str, source: str) -> list[Documented]:
     if not uncompressed_name(source).lower().endswith(PYTHON_SUFFIXES):
         return []
     try:
-        tree = ast.parse(text)
-    except (SyntaxError, ValueError):  # not Python after all (or Python 2), or NUL bytes
+        with warnings.catch_warnings():  # "invalid escape sequence" in someone's regex is not the reader's business
+            warnings.simplefilter("ignore")
+            tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # not Python (or Python 2), NUL bytes, too deep
         return []
     found = _of(module_name(source), "module", ast.get_docstring(tree), 1)
     todo = [(tree.body, "")]

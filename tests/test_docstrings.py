@@ -64,12 +64,15 @@ def test_each_public_name_with_a_docstring_is_found_by_its_name():
     assert documented(SOURCE, "src/care.py")[1].docstring.startswith("Water a plant with the given litres.\n\nArgs:")
 
 
-def test_other_files_and_source_that_does_not_parse_give_none():
+def test_other_files_and_source_that_does_not_parse_give_none(recwarn):
     assert documented(SOURCE, "notes.md") == [] and documented(SOURCE, "care.js") == []
     assert documented("def broken(:\n    '''Doc.'''\n", "broken.py") == []
     assert documented("print 'python 2'\n", "old.py") == [] and documented("x = 1\x00\n", "nul.py") == []
+    assert documented("x = " + "(" * 5000 + ")" * 5000 + "\n", "deep.py") == []  # too deep for the parser
     assert module_name("pkg/__init__.py") == "pkg" and module_name("a/b/tool.pyi.gz") == "tool"
     assert [d.name for d in documented('"""A package."""\n', "garden/__init__.py")] == ["garden"]
+    assert [d.summary for d in documented('def f():\n    """Match \\d+."""\n    return "\\d"\n', "re.py")] == [
+        "Match \\d+."] and not recwarn.list  # an invalid escape sequence: no warning
 
 
 def test_questions_ask_what_a_function_does_and_what_a_class_is():
