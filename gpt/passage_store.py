@@ -61,11 +61,10 @@ class Postings:
             row_of.extend(rows.setdefault(word, len(rows)) for word in counted)
             counts.extend(counted.values())
             passage_of.extend(repeat(i, len(counted)))
-        order = np.argsort(np.frombuffer(row_of, np.int64), kind="stable")  # by word, passages still in order
-        starts = np.zeros(len(rows) + 1, np.int64)
-        np.cumsum(np.bincount(np.frombuffer(row_of, np.int64), minlength=len(rows)), out=starts[1:])
-        return cls(rows, starts, np.frombuffer(passage_of, np.int32)[order], np.frombuffer(counts, np.int32)[order],
-                   np.frombuffer(lengths, np.int32).copy())
+        word_of = np.frombuffer(row_of, np.int64)
+        order = np.argsort(word_of, kind="stable")  # by word, and each word's passages still in order
+        return cls(rows, _starts(np.bincount(word_of, minlength=len(rows))), np.frombuffer(passage_of, np.int32)[order],
+                   np.frombuffer(counts, np.int32)[order], np.frombuffer(lengths, np.int32).copy())
 
     def of_word(self, word: str) -> tuple[np.ndarray, np.ndarray]:
         """(passages, counts) of `word`; both empty for a word in no passage."""
@@ -172,7 +171,7 @@ def _within(ids: np.ndarray, n: int) -> bool:
 
 def _starts(sizes: Iterable[int]) -> np.ndarray:
     """Where each of consecutive items of these sizes starts, and where the last ends."""
-    sizes = np.fromiter(sizes, np.int64)
+    sizes = np.asarray(sizes if isinstance(sizes, np.ndarray) else list(sizes), np.int64)
     starts = np.zeros(len(sizes) + 1, np.int64)
     np.cumsum(sizes, out=starts[1:])
     return starts
