@@ -34,6 +34,7 @@ STORE_VERSION = 6
 _STRINGS = ("text", "source", "title")  # columns of strings: UTF-8 bytes end to end, and where each one starts
 _NUMBERS = ("source_of", "line", "body", "page", "titles_from", "word_starts", "postings", "counts", "lengths",
             "titled_starts", "titled")
+_INTEGERS = (*_NUMBERS, *(f"{s}_starts" for s in _STRINGS))  # saved in the smallest unsigned type that holds them
 
 
 class StoreError(InputError):
@@ -111,6 +112,7 @@ def write_index(path: str | os.PathLike, passages: Sequence[Passage], postings: 
                "titled_starts": _starts(map(len, titled.values())),
                "titled": np.array([i for found in titled.values() for i in found], np.int32),
                "words": _lines(postings.rows), "titled_keys": _lines(titled)}
+    columns = {name: _narrow(values) if name in _INTEGERS else values for name, values in columns.items()}
     metadata = {"format": STORE_FORMAT, "version": str(STORE_VERSION), "k1": repr(k1), "b": repr(b)}
     atomic_write(path, save(columns, metadata=metadata))
 
@@ -143,10 +145,12 @@ def read_index(path: str | os.PathLike) -> tuple[PassageTable, Postings, dict[st
 
 def _inconsistency(c: dict[str, np.ndarray]) -> str | None:
     """What makes the columns unusable (missing, of other lengths, pointing outside each other), or None."""
-    missing = [name for name in (*_NUMBERS, *(f"{s}_{part}" for s in _STRINGS for part in ("bytes", "starts")),
-                                 "words", "titled_keys") if name not in c]
+    missing = [name for name in (*_INTEGERS, *(f"{s}_bytes" for s in _STRINGS), "words", "titled_keys")
+               if name not in c]
     if missing:
         return f"no {', '.join(missing)}"
+    if fractional := [name for name in _INTEGERS if not np.issubdtype(c[name].dtype, np.integer)]:
+        return f"its {', '.join(fractional)} are not integers"
     n, words = len(c["line"]), _count_lines(c["words"])
     checks = {"passage columns": all(len(c[k]) == n for k in ("source_of", "body", "page", "lengths"))
               and len(c["text_starts"]) == len(c["titles_from"]) == n + 1,
@@ -162,11 +166,21 @@ def _inconsistency(c: dict[str, np.ndarray]) -> str | None:
 
 def _spans(starts: np.ndarray, total: int) -> bool:
     """Whether `starts` cut 0..total into consecutive spans."""
-    return len(starts) > 0 and starts[0] == 0 and starts[-1] == total and bool(np.all(np.diff(starts) >= 0))
+    ascending = bool(np.all(np.diff(starts.astype(np.int64)) >= 0))  # unsigned, a step down would wrap around
+    return len(starts) > 0 and starts[0] == 0 and starts[-1] == total and ascending
 
 
 def _within(ids: np.ndarray, n: int) -> bool:
     return len(ids) == 0 or (int(ids.min()) >= 0 and int(ids.max()) < n)
+
+
+def _narrow(values: np.ndarray) -> np.ndarray:
+    """Integers in the smallest unsigned type that holds them (int64 if one is negative): a small text's index
+    stays small, and a large one's counts take two bytes."""
+    if len(values) and values.min() < 0:
+        return values.astype(np.int64)
+    top = int(values.max()) if len(values) else 0
+    return values.astype(next(t for t in (np.uint8, np.uint16, np.uint32, np.uint64) if top <= np.iinfo(t).max))
 
 
 def _starts(sizes: Iterable[int]) -> np.ndarray:

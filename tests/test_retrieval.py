@@ -2,6 +2,7 @@ import dataclasses
 import json
 import math
 
+import numpy as np
 import pytest
 
 from gpt import retrieval
@@ -175,16 +176,29 @@ def test_load_refuses_a_damaged_store_in_one_line(index, tmp_path, damage, says)
     assert says in message and str(path) in message and "\n" not in message and code == 2
 
 
-def test_load_refuses_postings_that_point_past_the_passages(index, tmp_path):
+@pytest.mark.parametrize("name, change, says", [
+    ("postings", lambda a, n: a.astype(np.int64) + n, "its postings disagree"),
+    ("counts", lambda a, n: a.astype(np.float32), "its counts are not integers"),
+    ("text_starts", lambda a, n: a[::-1].copy(), "its text offsets disagree"),
+    ("titled", lambda a, n: a.astype(np.int64) - n, "its titles disagree"),
+])
+def test_load_refuses_columns_that_disagree(index, tmp_path, name, change, says):
     from safetensors import safe_open
     from safetensors.numpy import save_file
     index.save(tmp_path / "good.safetensors")
     with safe_open(str(tmp_path / "good.safetensors"), framework="numpy") as fh:  # metadata kept as it is
         metadata, columns = fh.metadata(), {name: fh.get_tensor(name) for name in fh.keys()}
-    columns["postings"] = columns["postings"] + len(index.passages)
+    columns[name] = change(columns[name], len(index.passages))
     save_file(columns, tmp_path / "bad.safetensors", metadata=metadata)
-    with pytest.raises(RetrievalError, match="its postings disagree"):
+    with pytest.raises(RetrievalError, match=f"damaged passage index \\({says}\\)"):
         PassageIndex.load(tmp_path / "bad.safetensors")
+
+
+def test_a_small_texts_index_is_saved_in_small_integers(index, tmp_path):
+    from safetensors import safe_open
+    index.save(tmp_path / "i.safetensors")
+    with safe_open(str(tmp_path / "i.safetensors"), framework="numpy") as fh:
+        assert {fh.get_tensor(name).dtype for name in ("postings", "counts", "line")} == {np.dtype(np.uint8)}
 
 
 def test_runs_from_before_keep_their_json_passages(index, tmp_path):
