@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import inspect
 import itertools
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -24,6 +25,7 @@ PYTHON_SUFFIXES = (".py", ".pyi")
 CODE_TEMPLATES = {"function": ("What does {t} do?", "What is {t} for?", "Tell me about {t}."),
                   "class": ("What is {t}?", "What is {t} for?", "Tell me about {t}."),
                   "module": ("What is {t}?", "What is {t} for?", "Tell me about {t}.")}
+_ROLE = re.compile(r":[\w.:-]+:`([^`]+)`")  # reST's :class:`Mock`, :py:func:`run`
 _SECTION = ("Args:", "Arguments:", "Returns:", "Raises:", "Parameters", "Example", ">>>", ":param", "..")
 
 
@@ -74,8 +76,16 @@ def _of(name: str, kind: str, docstring: str | None, line: int) -> list[Document
     if not docstring or not name:
         return []
     cleaned = inspect.cleandoc(docstring)
-    lines = list(itertools.takewhile(lambda s: s.strip() and not s.lstrip().startswith(_SECTION), cleaned.splitlines()))
-    summary = " ".join(line.strip() for line in lines)  # the first paragraph, up to a section ("Args:") if one
-    if not any(c.isalnum() for c in summary):
-        return []
-    return [Documented(name, kind, summary, cleaned, line)]
+    summary = _summary(cleaned, name.rsplit(".", 1)[-1])
+    return [Documented(name, kind, summary, cleaned, line)] if any(c.isalnum() for c in summary) else []
+
+
+def _summary(docstring: str, name: str) -> str:
+    """The first paragraph, up to a section ("Args:") if one, after a call signature written above it ("fork() ->
+    (pid, master_fd)", as C functions' docstrings open); reST roles and literals as Markdown code."""
+    lines = docstring.splitlines()
+    while lines and (lines[0].startswith(f"{name}(") or not lines[0].strip()):
+        lines.pop(0)
+    paragraph = itertools.takewhile(lambda s: s.strip() and not s.lstrip().startswith(_SECTION), lines)
+    text = _ROLE.sub(r"`\1`", " ".join(s.strip() for s in paragraph)).replace("``", "`")
+    return text[:-1] if text.endswith("::") else text  # "its items::" introduces an example: "its items:"

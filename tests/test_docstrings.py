@@ -98,3 +98,29 @@ def test_a_docstring_is_a_passage_titled_by_its_name_and_found_first():
                            ("What does vent do?", 37), ("what is greenhouse", 27), ("What is care?", 1)]:
         best = index.search(question, k=1)[0]
         assert (best.line, bool(best.titles)) == (line, True), question
+
+
+def test_a_summary_reads_as_text_after_a_signature_line_and_without_rest_markup():
+    source = '''
+def fork():
+    """fork() -> (pid, master_fd)
+    Fork and make the child a session leader."""
+
+
+class BufferedReader:
+    """BufferedReader(raw[, buffer_size])
+
+    A buffer for a readable :class:`RawIOBase` object, see ``peek``.
+    """
+
+
+def always_iterable(obj):
+    """If *obj* is iterable, return an iterator over its items::
+
+        >>> list(always_iterable(1))
+    """
+'''
+    assert [(d.name, d.summary) for d in documented(source, "io.py")] == [
+        ("fork", "Fork and make the child a session leader."),
+        ("BufferedReader", "A buffer for a readable `RawIOBase` object, see `peek`."),
+        ("always_iterable", "If *obj* is iterable, return an iterator over its items:")]
