@@ -205,7 +205,7 @@ def cmd_qa(args: argparse.Namespace, extra: list[str]) -> int:
     files = collect_files(args.input)
     pairs = derive_from_files(files, args.phrasings, args.seed)
     if not pairs:
-        code = " (source code gives none, but for Python's docstrings)" if all(map(is_code, files)) else ""
+        code = " (code gives them for its documented names only)" if all(map(is_code, files)) else ""
         raise DataError("no questions found: the notes have no headings, glossary lines (Term: definition), "
                         f"Q:/A: blocks or definitions{code}")
     write_jsonl(map(chat_record, pairs), args.to)

@@ -4,8 +4,9 @@ Code states no facts in a note's forms (headings, "Term: definition"), but Pytho
 is its author's own answer to "What does collect_files do?". `ast` finds them exactly, without running anything;
 source that does not parse gives none. Public names only ("_helper" and "__init__" are the code's own business),
 methods by their class ("PassageIndex.search"), a module by its file's name ("retrieval", a package's
-__init__.py by its folder's). gpt/qa.py asks about each one's summary, its first paragraph; gpt/passages.py
-makes each docstring a passage titled by its name, for open-book answers.
+__init__.py by its folder's). Other languages document a name in a comment above it (gpt/doc_comments.py), read
+here the same way. gpt/qa.py asks about each one's summary, its first paragraph; gpt/passages.py makes each
+docstring a passage titled by its name, for open-book answers.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import PurePath
 
+from gpt.doc_comments import doc_comments
 from gpt.files import uncompressed_name
 
 PYTHON_SUFFIXES = (".py", ".pyi")
@@ -27,6 +29,7 @@ CODE_TEMPLATES = {"function": ("What does {t} do?", "What is {t} for?", "Tell me
                   "module": ("What is {t}?", "What is {t} for?", "Tell me about {t}.")}
 _ROLE = re.compile(r":[\w.:-]+:`([^`]+)`")  # reST's :class:`Mock`, :py:func:`run`
 _SECTION = ("Args:", "Arguments:", "Returns:", "Raises:", "Parameters", "Example", ">>>", ":param", "..")
+_TAG = (*_SECTION, "@", "# ", "```", "\\", "<")  # and in doc comments: "@param", Rust's "# Examples", "\\param", "<p>"
 
 
 @dataclass(frozen=True)
@@ -39,9 +42,11 @@ class Documented:
 
 
 def documented(text: str, source: str) -> list[Documented]:
-    """The documented public names of Python source, in the order they are defined; [] for other files."""
+    """The documented public names of Python source, in the order they are defined; other languages' by their
+    doc comments (gpt/doc_comments.py); [] for other files."""
     if not uncompressed_name(source).lower().endswith(PYTHON_SUFFIXES):
-        return []
+        return [d for name, kind, comment, line in doc_comments(text, source) if public(name)
+                for d in _of(name, kind, comment, line, _TAG)]
     try:
         with warnings.catch_warnings():  # "invalid escape sequence" in someone's regex is not the reader's business
             warnings.simplefilter("ignore")
@@ -71,21 +76,22 @@ def module_name(source: str) -> str:
     return path.parent.name if path.stem == "__init__" and path.parent.name else path.stem
 
 
-def _of(name: str, kind: str, docstring: str | None, line: int) -> list[Documented]:
+def _of(name: str, kind: str, docstring: str | None, line: int,
+        sections: tuple[str, ...] = _SECTION) -> list[Documented]:
     """[the name's Documented], or [] where the docstring gives no summary to answer with."""
     if not docstring or not name:
         return []
     cleaned = inspect.cleandoc(docstring)
-    summary = _summary(cleaned, name.rsplit(".", 1)[-1])
+    summary = _summary(cleaned, name.rsplit(".", 1)[-1], sections)
     return [Documented(name, kind, summary, cleaned, line)] if any(c.isalnum() for c in summary) else []
 
 
-def _summary(docstring: str, name: str) -> str:
+def _summary(docstring: str, name: str, sections: tuple[str, ...]) -> str:
     """The first paragraph, up to a section ("Args:") if one, after a call signature written above it ("fork() ->
     (pid, master_fd)", as C functions' docstrings open); reST roles and literals as Markdown code."""
     lines = docstring.splitlines()
     while lines and (lines[0].startswith(f"{name}(") or not lines[0].strip()):
         lines.pop(0)
-    paragraph = itertools.takewhile(lambda s: s.strip() and not s.lstrip().startswith(_SECTION), lines)
+    paragraph = itertools.takewhile(lambda s: s.strip() and not s.lstrip().startswith(sections), lines)
     text = _ROLE.sub(r"`\1`", " ".join(s.strip() for s in paragraph)).replace("``", "`")
     return text[:-1] if text.endswith("::") else text  # "its items::" introduces an example: "its items:"

@@ -12,7 +12,7 @@ same fact in several renderings, in shuffled order. This module finds the facts,
   glossary) or after ``: `` (Markdown Extra)
 - FAQ blocks: ``Q:``/``A:`` or ``Question:``/``Answer:`` (answers may span lines)
 - definitional sentences at a sentence start: "A monstera is a ..." -> "What is a monstera?"
-- Python's docstrings (gpt/docstrings.py): ``def collect_files`` + docstring -> "What does collect_files do?"
+- code's docstrings and doc comments (gpt/docstrings.py): ``def collect_files`` -> "What does collect_files do?"
 
 Every answer is the input's own text (whitespace collapsed, cut at a sentence or word boundary), never
 generated; text without such structure yields none, and phrasings are drawn by a seeded generator.
@@ -369,7 +369,7 @@ def source_line(line: int, inserted: int) -> int:
 
 def derive_entries(text: str, source: str = "") -> list[Entry]:
     """Every fact the notes state in a recognised form, in document order, one per term (the first wins). Code
-    states none but Python's docstrings (gpt/docstrings.py): its comments are read as code (markup.is_code)."""
+    states none but its documented names (gpt/docstrings.py): its comments are read as code (markup.is_code)."""
     if is_code(source):
         return [Entry(d.name, _bounded(d.summary), d.kind, source, d.line) for d in documented(text, source)]
     lines, inserted = titled_lines(text, source)
