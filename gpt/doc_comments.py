@@ -31,7 +31,8 @@ _ANNOTATION = re.compile(r"\s*(?:@[\w.]+(?:\(.*\))?|#!?\[.*\]|\[[\w.]+(?:\(.*\))
 _STATEMENTS = frozenset("if for while switch return catch sizeof new await typeof throw else do case yield".split())
 # what a call in a statement may be named ("} else if (x)"); "constructor" is JavaScript's, like Python's __init__
 _NOT_NAMES = _STATEMENTS - {"new"} | {"constructor"}  # Rust's "pub fn new(" declares new
-_INLINE_TAG = re.compile(r"\{@\w+\s+([^}|]+?)(?:\s*\|[^}]*)?\}|\\[pcaeb]\s+(?=\S)")  # {@link Foo}; Doxygen's \p x
+# {@link Foo}, {@code x}; Doxygen's \p x, @p x, \ref y
+_INLINE_TAG = re.compile(r"\{@\w+\s+([^}|]+?)(?:\s*\|[^}]*)?\}|[\\@](?:p|c|a|e|b|ref)\s+(?=\S)")
 _XML_REFERENCE = re.compile(r"<(?:see|seealso|paramref|typeparamref)\s+\w+=\"([^\"]+)\"\s*/>")
 
 

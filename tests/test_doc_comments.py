@@ -113,7 +113,7 @@ C = '''/**
  */
 static int max_int(int a, int b) { return a > b ? a : b; }
 
-/// Clamp a value into [lo, hi].
+/// Clamp a value into [@p lo, @p hi].
 int clamp(int x, int lo, int hi);
 '''
 
