@@ -11,6 +11,7 @@ finds into questions and passages, as it does Python's docstrings.
 
 from __future__ import annotations
 
+import itertools
 import re
 
 from gpt.files import uncompressed_name
@@ -31,8 +32,9 @@ _ANNOTATION = re.compile(r"\s*(?:@[\w.]+(?:\(.*\))?|#!?\[.*\]|\[[\w.]+(?:\(.*\))
 _STATEMENTS = frozenset("if for while switch return catch sizeof new await typeof throw else do case yield".split())
 # what a call in a statement may be named ("} else if (x)"); "constructor" is JavaScript's, like Python's __init__
 _NOT_NAMES = _STATEMENTS - {"new"} | {"constructor"}  # Rust's "pub fn new(" declares new
-# {@link Foo}, {@code x}; Doxygen's \p x, @p x, \ref y
-_INLINE_TAG = re.compile(r"\{@\w+\s+([^}|]+?)(?:\s*\|[^}]*)?\}|[\\@](?:p|c|a|e|b|ref)\s+(?=\S)")
+# {@link Foo}, {@code x}; Doxygen's \p x, @p x, \ref y, and "\brief" before a description
+_INLINE_TAG = re.compile(r"\{@\w+\s+([^}|]+?)(?:\s*\|[^}]*)?\}|[\\@](?:p|c|a|e|b|ref|brief|details)\s+(?=\S)")
+_BLOCK_TAG = re.compile(r"\s*(?:[@\\]\w|# |```)")  # where a doc comment's description ends
 _XML_REFERENCE = re.compile(r"<(?:see|seealso|paramref|typeparamref)\s+\w+=\"([^\"]+)\"\s*/>")
 
 
@@ -86,13 +88,13 @@ def _names(comment: str, name: str) -> bool:
 
 
 def _as_text(comment: str) -> str:
-    """Inline markup read as text: JSDoc's and Javadoc's {@link Foo} and {@code x}, Doxygen's \\p x, C#'s <summary>
-    and <see cref="x"/>."""
+    """The comment's description, its tags left out ("@param", "\\return", Rust's "# Examples" and their code) and
+    inline markup read as text: {@link Foo} and {@code x}, Doxygen's \\p x, C#'s <summary> and <see cref="x"/>."""
     comment = _INLINE_TAG.sub(lambda tag: tag.group(1) or "", comment)
     if "<summary>" in comment:
         comment = comment.split("<summary>", 1)[1].split("</summary>", 1)[0]
         comment = re.sub(r"<[^>]+>", "", _XML_REFERENCE.sub(r"\1", comment))
-    return comment.strip()
+    return "\n".join(itertools.takewhile(lambda line: not _BLOCK_TAG.match(line), comment.splitlines())).strip()
 
 
 def _unblock(lines: list[str]) -> str:

@@ -115,6 +115,10 @@ static int max_int(int a, int b) { return a > b ? a : b; }
 
 /// Clamp a value into [@p lo, @p hi].
 int clamp(int x, int lo, int hi);
+
+/** \\brief Swap two integers.
+ *  \\details Through their addresses. */
+void swap(int *a, int *b);
 '''
 
 
@@ -134,7 +138,8 @@ int clamp(int x, int lo, int hi);
     ("Greeter.cs", CSHARP, [("Greeter", "class", "Greets people by name, see Hello.", 4),
                             ("Hello", "function", "Say hello to someone.", 7)]),
     ("util.c", C, [("max_int", "function", "Return the larger of a and b.", 5),
-                   ("clamp", "function", "Clamp a value into [lo, hi].", 8)]),
+                   ("clamp", "function", "Clamp a value into [lo, hi].", 8),
+                   ("swap", "function", "Swap two integers. Through their addresses.", 12)]),
 ])
 def test_each_documented_declaration_by_its_name(source, text, expected):
     assert [(d.name, d.kind, d.summary, d.line) for d in documented(text, source)] == expected
@@ -154,6 +159,8 @@ def test_a_doc_comment_gives_questions_and_a_titled_passage():
         ("What is Handler?", "A Handler answers one request."),
         ("What does Serve do?", "Serve accepts incoming connections on the listener. It blocks until the listener "
                                 "closes.")]
+    peek = PassageIndex.build([("Stack.java", JAVA)]).search("What does peek do?", k=1)[0]
+    assert peek.text == "peek\nReturns the item on top without removing it, or null if empty."  # no "@return"
     best = PassageIndex.build([("server.go", GO)]).search("What does Serve do?", k=1)[0]
     assert (best.titles, best.line, best.text[best.body:]) == (
         ("Serve",), 12, "Serve accepts incoming connections on the listener.\nIt blocks until the listener closes.")
