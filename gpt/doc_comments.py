@@ -41,16 +41,18 @@ _XML_REFERENCE = re.compile(r"<(?:see|seealso|paramref|typeparamref)\s+\w+=\"([^
 def doc_comments(text: str, source: str) -> list[tuple[str, str, str, int]]:
     """(name, "function" or "class", the comment's text, the declaration's line) of each documented
     declaration, in order; [] for a file in none of these languages."""
-    name = uncompressed_name(source).lower()
-    block, slashes, go = name.endswith(BLOCK_SUFFIXES), name.endswith(SLASHES_SUFFIXES), name.endswith(GO_SUFFIXES)
+    file = uncompressed_name(source).lower()
+    block, slashes, go = file.endswith(BLOCK_SUFFIXES), file.endswith(SLASHES_SUFFIXES), file.endswith(GO_SUFFIXES)
     if not (block or slashes or go):
         return []
     lines, found, i = text.splitlines(), [], 0
     while i < len(lines):
         start, stripped = i, lines[i].strip()
         if block and stripped.startswith("/**") and not stripped.startswith(("/**/", "/***")):
-            while "*/" not in lines[i][lines[i].find("/**") + 3 if i == start else 0:] and i + 1 < len(lines):
+            end = lines[i].find("*/", lines[i].find("/**") + 3)
+            while end < 0 and i + 1 < len(lines):  # to the line that closes it
                 i += 1
+                end = lines[i].find("*/")
             comment = _unblock(lines[start:i + 1])
         elif (slashes and stripped.startswith("///")) or (go and stripped.startswith("//")):
             marker = "///" if slashes else "//"
