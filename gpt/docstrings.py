@@ -1,4 +1,4 @@
-"""What Python source says of itself: each module's, class's and function's docstring, by the name it documents.
+"""What code says of itself: each module's, class's and function's docstring or doc comment, by the name it documents.
 
 Code states no facts in a note's forms (headings, "Term: definition"), but Python documents itself: a docstring
 is its author's own answer to "What does collect_files do?". `ast` finds them exactly, without running anything;
