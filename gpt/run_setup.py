@@ -276,11 +276,11 @@ def prepare_run(cfg: Config, run_dir: Path, dist: Dist, resume: str = "auto", in
     passages = text_passages(documents) if pairs else None
     derived = conversations(pairs, passages, cfg, tokenizer=tokenizer)  # fitted as gpt ask --source fits them
     if dist.master:
-        (run_dir / RUN_PASSAGES_JSON).unlink(missing_ok=True)  # an earlier run's, in this directory: not this text
         if passages is not None:
             passages.save(run_dir / RUN_PASSAGES)  # what gpt ask answers from, as the run was trained to
         else:
-            (run_dir / RUN_PASSAGES).unlink(missing_ok=True)
+            (run_dir / RUN_PASSAGES).unlink(missing_ok=True)  # an earlier run's, in this directory: not this text
+        (run_dir / RUN_PASSAGES_JSON).unlink(missing_ok=True)  # what runs kept before; gone once the new one is in
     if pairs:  # the entries in other forms, first: the validation split stays the end of the user's text
         if dist.master:
             augmentation_file(pairs, run_dir / "data", cfg.train.seed)
