@@ -167,13 +167,14 @@ def passages_of(text: str, source: str, max_chars: int = MAX_CHARS, pages: tuple
             line = source_line(line, inserted)
             found.append(Passage(prefix + piece, source, line, titles=titles if opens else (),
                                  body=len(prefix) + (at if opens else 0), page=bisect.bisect_right(pages, line)))
-    return sorted(found + _docstring_passages(text, source, max_chars), key=lambda p: p.line)
+    documented_names = _docstring_passages(text, source, max_chars)
+    return sorted(found + documented_names, key=lambda p: p.line) if documented_names else found
 
 
 def _docstring_passages(text: str, source: str, max_chars: int) -> list[Passage]:
-    """Python source's docstrings, each titled by the name it documents (a method by "Class.method" and "method")
-    and cited at its "def" or "class" line (gpt/docstrings.py): what "What does collect_files do?" is answered
-    from. [] for any other text."""
+    """Code's docstrings and doc comments, each titled by the name it documents (a method by "Class.method" and
+    "method") and cited at its declaration's line (gpt/docstrings.py): what "What does collect_files do?" is
+    answered from. [] for any other text."""
     found = []
     for doc in documented(text, source):
         prefix, titles = f"{doc.name}\n", tuple(dict.fromkeys([doc.name, doc.name.rsplit(".", 1)[-1]]))
