@@ -31,8 +31,8 @@ def passages_to_ask(run_dir: str | os.PathLike, sources: Sequence[str] | None, c
     or free; free with no passages at all) are a one-line error before anything is loaded."""
     if closed and (sources or free):
         raise RetrievalError("--closed answers without passages: it does not go with --source or --free")
-    own = next((Path(run_dir) / name for name in (RUN_PASSAGES, RUN_PASSAGES_JSON) if (Path(run_dir) / name).exists()),
-               None)
+    kept = [Path(run_dir) / name for name in (RUN_PASSAGES, RUN_PASSAGES_JSON)]  # a run from before: its JSON
+    own = next((path for path in kept if path.exists()), None)
     if free and not (sources or own):
         raise RetrievalError(f"--free needs passages: --source FILES (the run has no {RUN_PASSAGES}); "
                              "without passages the answer is always free")
