@@ -111,6 +111,15 @@ class _MarkdownWriter(HTMLParser):
         if not self.skipped:
             self.line += data
 
+    def parse_marked_section(self, i: int, report: int = 1) -> int:
+        """"<![CDATA[...]]>" and the like; a "<![" with no name after it ("a <![ b") is text, where Python 3.11's
+        parser raises an AssertionError."""
+        try:
+            return super().parse_marked_section(i, report)
+        except AssertionError:
+            self.handle_data(self.rawdata[i:i + 3])
+            return i + 3
+
 
 def html_to_markdown(html: str) -> str:
     """The text of a web page, as Markdown (see _MarkdownWriter)."""

@@ -94,3 +94,10 @@ def test_a_headings_link_to_itself_is_not_part_of_its_title():
     assert html_to_markdown(page) == "\n".join([  # Sphinx and MkDocs, Node.js, Docusaurus
         "## Monstera", "", "A climbing plant. See care, or #.", "", "### fs.open()", "", "Opens a file.", "",
         "### Ficus"]) + "\n"
+
+
+def test_a_broken_marked_section_is_text():
+    """Python 3.11's HTMLParser raises an AssertionError at "<![" with no name after it (found by hypothesis in a
+    CSV cell); a page or a cell holding one is read, the "<![" as text."""
+    assert html_to_markdown("a <![ b <p>c</p>") == "a <![ b\n\nc\n"
+    assert html_to_markdown("<![:") == "<![:\n" and html_to_markdown("<![CDATA[x]]>y") == "y\n"
