@@ -7,11 +7,13 @@ read as cp1252; other files with NUL bytes in their first 8 KiB are treated as b
 warning. A web page (.html, .htm), a Jupyter notebook (.ipynb) or an RTF document is read as its text, written
 as Markdown (gpt/rich_text.py), not as its tags, JSON or control words; so is a book (.epub), a word-processor
 file (.docx, .odt), a spreadsheet (.xlsx, .ods) or slides (.pptx, .odp) (gpt/zip_documents.py), and a PDF's text
-(gpt/pdf_text.py, with the optional pypdf). A manual page (ls.1, its troff source) and an info manual
-(sed.info) are read as their text too (gpt/man_page.py, gpt/info_manual.py). Each of these is converted once per
+(gpt/pdf_text.py, with the optional pypdf). A manual page (ls.1, its troff source) and an info manual (sed.info)
+are read as their text too (gpt/man_page.py, gpt/info_manual.py). Each of these is converted once per
 process while it is unchanged (the conversions kept up to CONVERTED_CHARS in all). A large text file is read in
 pieces, cut only where tokenization cannot change. A compressed file (.gz, .bz2, .xz) is read as what it holds,
-by its name without that suffix ("notes.md.gz" is Markdown, "pages.jsonl.xz" JSONL).
+by its name without that suffix ("notes.md.gz" is Markdown, "pages.jsonl.xz" JSONL). A wiki's pages are
+read as Markdown (gpt/wikitext.py): a MediaWiki export (.xml) as a document per article, a .wiki file, and a .txt
+file whose titles are a wiki's (DokuWiki keeps its pages so).
 This module knows nothing of tokens or models.
 """
 
@@ -21,11 +23,13 @@ import codecs
 import collections
 import contextlib
 import glob
+import itertools
 import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO, NamedTuple, TypeVar
+from xml.etree.ElementTree import ParseError
 
 import regex
 
@@ -33,15 +37,18 @@ from gpt.errors import InputError
 from gpt.files import DAMAGED_DATA, compression, jsonl_lines, open_bytes, uncompressed_name
 from gpt.info_manual import INFO_MARKER, info_to_markdown, is_info_manual, looks_like_info_manual
 from gpt.man_page import is_man_page, looks_like_man_page, man_to_markdown
+from gpt.markup import MEDIAWIKI_SUFFIXES
 from gpt.pdf_text import UnreadablePDF, pdf_to_markdown
 from gpt.pretokenize import SAFE_CUT
 from gpt.rich_text import CONVERTED_SUFFIXES, as_markdown
+from gpt.wikitext import is_mediawiki_export, mediawiki_pages, wiki_dialect, wiki_to_markdown
 from gpt.zip_documents import ZIPPED_SUFFIXES, UnreadableDocument, zipped_to_markdown
 
 BUILTIN = "builtin:pydoc"  # Python's reference documentation, shipped with every CPython
 _READ_BYTES = 1 << 20  # a large file's pieces: small pieces keep every encoder busy
 CONVERTED_CHARS = 1 << 27  # converted files kept for the next pass over the input, in characters
 _SAFE_CUT = regex.compile(SAFE_CUT, flags=regex.REVERSE)  # searched backwards: the last cut in a block
+WIKI_PAGE_BYTES = 1 << 24  # a .txt file larger than this is streamed as text, never read whole as a wiki page
 _INFO_MARKER_BYTES = regex.compile(INFO_MARKER.pattern.encode())  # its NUL bytes do not make an info manual binary
 T = TypeVar("T")
 
@@ -229,6 +236,9 @@ def iter_documents(files: list[str], jsonl_field: str = "text") -> Iterator[Iter
                 if path.lower().endswith(".pdf"):
                     yield from ([text] for text, _ in _converted(path, pdf_to_markdown, UnreadablePDF))
                     continue
+                if _is_wiki_export(path):  # a wiki's pages, each a document
+                    yield from ([text] for _, text in _wiki_export_pages(path))
+                    continue
                 if (encoding := _text_encoding(path)) is None:
                     warn(f"skipping binary file {path}", kind="binary files")
                     continue
@@ -238,9 +248,42 @@ def iter_documents(files: list[str], jsonl_field: str = "text") -> Iterator[Iter
                 if uncompressed_name(path).lower().endswith(CONVERTED_SUFFIXES):  # a web page, a notebook, RTF
                     yield from _rich_text(path, encoding)
                     continue
-                yield _read_pieces(path, encoding)  # a generator: a file larger than memory streams
+                yield _text_or_wiki_page(path, encoding)
             except DAMAGED_DATA as exc:  # OSError, and a damaged compressed file's errors at its first block
                 warn(f"skipping unreadable file {path}: {getattr(exc, 'strerror', None) or exc}")
+
+
+def _text_or_wiki_page(path: str, encoding: str) -> Iterable[str]:
+    """A text file's pieces, streamed (a file larger than memory); a wiki's page (a .wiki file, or a .txt file with
+    a wiki's titles: DokuWiki keeps its pages so) whole, as Markdown."""
+    pieces, name = _read_pieces(path, encoding), uncompressed_name(path).lower()
+    if not name.endswith((*MEDIAWIKI_SUFFIXES, ".txt")):
+        return pieces
+    first = next(pieces, "")
+    dialect = "mediawiki" if name.endswith(MEDIAWIKI_SUFFIXES) else wiki_dialect(first)
+    if dialect is None or os.path.getsize(path) > WIKI_PAGE_BYTES:
+        return itertools.chain([first], pieces)
+    return [wiki_to_markdown(first + "".join(pieces), dialect)]
+
+
+def _is_wiki_export(path: str) -> bool:
+    """Whether an .xml file is a MediaWiki export; False for one that cannot be read (read as text, it warns)."""
+    if not uncompressed_name(path).lower().endswith(".xml"):
+        return False
+    try:
+        with open_bytes(path) as fh:
+            return is_mediawiki_export(fh.read(4096))
+    except DAMAGED_DATA:
+        return False
+
+
+def _wiki_export_pages(path: str) -> Iterator[tuple[str, str]]:
+    """(title, Markdown) of each article of a MediaWiki export; where the file is damaged, a warning and no more."""
+    try:
+        with open_bytes(path) as fh:
+            yield from mediawiki_pages(fh)
+    except ParseError as exc:
+        warn(f"skipping the rest of {path}: not a well-formed wiki export ({exc})")
 
 
 def _manual(path: str, encoding: str) -> Iterator[Iterable[str]]:
@@ -327,6 +370,8 @@ def read_documents(files: list[str], jsonl_field: str = "text", max_chars: int =
             named = (Document(f"{path}#{name}", text) for name, text in builtin_documents().items())
         elif path.lower().endswith(".pdf"):
             named = (Document(path, text, pages) for text, pages in _converted(path, pdf_to_markdown, UnreadablePDF))
+        elif _is_wiki_export(path):
+            named = (Document(f"{path}#{title}", text) for title, text in _wiki_export_pages(path))
         else:
             records = uncompressed_name(path).endswith((".jsonl", ".parquet"))
             named = (Document(f"{path}#{n}" if records else path, "".join(doc))

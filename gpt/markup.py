@@ -208,7 +208,8 @@ def is_code(source: str) -> bool:
     return name.endswith(CODE_SUFFIXES) or name in CODE_NAMES
 
 
-NOTE_SUFFIXES = (".md", ".markdown", ".mdx")
+MEDIAWIKI_SUFFIXES = (".wiki", ".mediawiki", ".wikitext")  # a wiki's page, read as Markdown by gpt/wikitext.py
+NOTE_SUFFIXES = (".md", ".markdown", ".mdx", *MEDIAWIKI_SUFFIXES)  # a note titled by its file's name
 _NOT_A_TITLE = {"readme", "index", "notes", "note", "todo", "changelog", "license", "contributing", "untitled", "home",
                 "inbox", "draft", "scratch", "main", "test", "glossary", "faq", "terms"}
 _NOTION_ID = re.compile(r"\s+[0-9a-f]{32}$")  # "Monstera 1a2b...9f.md" in a Notion export
