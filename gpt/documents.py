@@ -13,7 +13,7 @@ process while it is unchanged (the conversions kept up to CONVERTED_CHARS in all
 pieces, cut only where tokenization cannot change. A compressed file (.gz, .bz2, .xz) is read as what it holds,
 by its name without that suffix ("notes.md.gz" is Markdown, "pages.jsonl.xz" JSONL). A wiki's pages are
 read as Markdown (gpt/wikitext.py): a MediaWiki export (.xml) as a document per article, a .wiki file, and a .txt
-file whose titles are a wiki's (DokuWiki keeps its pages so).
+file whose titles are a wiki's (DokuWiki keeps its pages so); an Evernote export (.enex) as a document per note.
 This module knows nothing of tokens or models.
 """
 
@@ -40,7 +40,7 @@ from gpt.man_page import is_man_page, looks_like_man_page, man_to_markdown
 from gpt.markup import MEDIAWIKI_SUFFIXES
 from gpt.pdf_text import UnreadablePDF, pdf_to_markdown
 from gpt.pretokenize import SAFE_CUT
-from gpt.rich_text import CONVERTED_SUFFIXES, as_markdown
+from gpt.rich_text import CONVERTED_SUFFIXES, EVERNOTE_SUFFIXES, as_markdown, evernote_notes
 from gpt.wikitext import is_mediawiki_export, mediawiki_pages, wiki_dialect, wiki_to_markdown
 from gpt.zip_documents import ZIPPED_SUFFIXES, UnreadableDocument, zipped_to_markdown
 
@@ -236,8 +236,8 @@ def iter_documents(files: list[str], jsonl_field: str = "text") -> Iterator[Iter
                 if path.lower().endswith(".pdf"):
                     yield from ([text] for text, _ in _converted(path, pdf_to_markdown, UnreadablePDF))
                     continue
-                if _is_wiki_export(path):  # a wiki's pages, each a document
-                    yield from ([text] for _, text in _wiki_export_pages(path))
+                if reader := _export_reader(path):  # a wiki's pages, a notes app's notes: each a document
+                    yield from ([text] for _, text in _exported(path, reader))
                     continue
                 if (encoding := _text_encoding(path)) is None:
                     warn(f"skipping binary file {path}", kind="binary files")
@@ -266,24 +266,29 @@ def _text_or_wiki_page(path: str, encoding: str) -> Iterable[str]:
     return [wiki_to_markdown(first + "".join(pieces), dialect)]
 
 
-def _is_wiki_export(path: str) -> bool:
-    """Whether an .xml file is a MediaWiki export; False for one that cannot be read (read as text, it warns)."""
-    if not uncompressed_name(path).lower().endswith(".xml"):
-        return False
+def _export_reader(path: str) -> Callable[[BinaryIO], Iterator[tuple[str, str]]] | None:
+    """What reads the (title, Markdown) of each document in a file of many: an Evernote export, a MediaWiki export
+    (an .xml file, told by its root element); None for any other file, or one that cannot be read (read as text,
+    it warns)."""
+    name = uncompressed_name(path).lower()
+    if name.endswith(EVERNOTE_SUFFIXES):
+        return evernote_notes
+    if not name.endswith(".xml"):
+        return None
     try:
         with open_bytes(path) as fh:
-            return is_mediawiki_export(fh.read(4096))
+            return mediawiki_pages if is_mediawiki_export(fh.read(4096)) else None
     except DAMAGED_DATA:
-        return False
+        return None
 
 
-def _wiki_export_pages(path: str) -> Iterator[tuple[str, str]]:
-    """(title, Markdown) of each article of a MediaWiki export; where the file is damaged, a warning and no more."""
+def _exported(path: str, reader: Callable[[BinaryIO], Iterator[tuple[str, str]]]) -> Iterator[tuple[str, str]]:
+    """(title, Markdown) of each document of an export; where the file is damaged, a warning and no more."""
     try:
         with open_bytes(path) as fh:
-            yield from mediawiki_pages(fh)
+            yield from reader(fh)
     except ParseError as exc:
-        warn(f"skipping the rest of {path}: not a well-formed wiki export ({exc})")
+        warn(f"skipping the rest of {path}: not a well-formed export ({exc})")
 
 
 def _manual(path: str, encoding: str) -> Iterator[Iterable[str]]:
@@ -370,8 +375,8 @@ def read_documents(files: list[str], jsonl_field: str = "text", max_chars: int =
             named = (Document(f"{path}#{name}", text) for name, text in builtin_documents().items())
         elif path.lower().endswith(".pdf"):
             named = (Document(path, text, pages) for text, pages in _converted(path, pdf_to_markdown, UnreadablePDF))
-        elif _is_wiki_export(path):
-            named = (Document(f"{path}#{title}", text) for title, text in _wiki_export_pages(path))
+        elif reader := _export_reader(path):
+            named = (Document(f"{path}#{title}", text) for title, text in _exported(path, reader))
         else:
             records = uncompressed_name(path).endswith((".jsonl", ".parquet"))
             named = (Document(f"{path}#{n}" if records else path, "".join(doc))

@@ -1,21 +1,25 @@
-"""Web pages, Jupyter notebooks and RTF documents read as Markdown, whole.
+"""Web pages, Jupyter notebooks and RTF documents read as Markdown, whole; Evernote's exports as a note each.
 
 None of these is text anyone reads as it is written, so gpt/documents.py converts a web page (its tags), a
 notebook (its JSON) or an RTF file (its control words: what macOS TextEdit and WordPad save) before anything else
 sees it: the model trains on the text, and line numbers are those of the Markdown. RTF is read with the small
 striprtf library (an optional dependency: pip install 'gpt[rtf]'); without it an RTF file is skipped with a
-warning rather than trained on as control words.
+warning rather than trained on as control words. An Evernote export (.enex) holds many notes, each a web page
+in XML: each becomes a document of its own, "# Title" over its text.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
 from html.parser import HTMLParser
+from typing import BinaryIO
 
 from gpt.files import uncompressed_name
 
 NOTEBOOK_SUFFIXES = (".ipynb",)
+EVERNOTE_SUFFIXES = (".enex",)
 
 
 def notebook_to_markdown(text: str) -> str | None:
@@ -157,3 +161,18 @@ def as_markdown(path: str, text: str, warn: Callable[[str], None]) -> str | None
         warn(f"{path} is not a Jupyter notebook's JSON: reading it as text")
         return text
     return notebook
+
+
+def evernote_notes(stream: BinaryIO) -> Iterator[tuple[str, str]]:
+    """(title, Markdown) of each note of an Evernote export: "# Title" over its text; its pictures and attachments
+    (base64 in the file) are not read. Streams, note by note; a damaged file raises xml.etree.ElementTree.ParseError
+    where the damage is met."""
+    events = ET.iterparse(stream, events=("start", "end"))
+    root = next(events)[1]
+    for event, element in events:
+        if event == "end" and element.tag == "note":
+            title = " ".join((element.findtext("title") or "").split())
+            text = html_to_markdown(element.findtext("content") or "").strip("\n")
+            if text:
+                yield title or "Untitled", f"# {title}\n\n{text}\n" if title else f"{text}\n"
+            root.clear()  # what was read is let go: memory stays one note's

@@ -101,3 +101,47 @@ def test_a_broken_marked_section_is_text():
     CSV cell); a page or a cell holding one is read, the "<![" as text."""
     assert html_to_markdown("a <![ b <p>c</p>") == "a <![ b\n\nc\n"
     assert html_to_markdown("<![:") == "<![:\n" and html_to_markdown("<![CDATA[x]]>y") == "y\n"
+
+
+ENEX = """<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE en-export SYSTEM "http://xml.evernote.com/pub/evernote-export4.dtd">
+<en-export export-date="20261127T101010Z" application="Evernote" version="10.60.4">
+  <note>
+    <title>Monstera</title>
+    <created>20261010T101010Z</created>
+    <tag>plants</tag>
+    <content><![CDATA[<?xml version="1.0" encoding="UTF-8" standalone="no"?>
+<!DOCTYPE en-note SYSTEM "http://xml.evernote.com/pub/enml2.dtd">
+<en-note><div><b>Monstera</b> is a genus of flowering plants native to tropical America.</div><div><br/></div>
+<h2>Care</h2><div><en-todo checked="true"/>Water when the top of the soil is dry.</div>
+<en-media hash="0f1e" type="image/png"/></en-note>]]></content>
+    <resource><data encoding="base64">
+iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==</data>
+      <mime>image/png</mime></resource>
+  </note>
+  <note><title>Empty</title><content><![CDATA[<en-note><div><br/></div></en-note>]]></content></note>
+  <note>
+    <title>Pothos</title>
+    <content><![CDATA[<en-note><div>Pothos is a trailing vine that tolerates low light.</div></en-note>]]></content>
+  </note>
+</en-export>
+"""
+
+
+def test_an_evernote_export_is_a_document_per_note(tmp_path):
+    export = tmp_path / "My Notes.enex"
+    export.write_text(ENEX, encoding="utf-8")
+    assert [(d.source, d.text) for d in read_documents([str(export)])] == [
+        (f"{export}#Monstera", "# Monstera\n\nMonstera is a genus of flowering plants native to tropical America.\n\n"
+                               "## Care\n\nWater when the top of the soil is dry.\n"),
+        (f"{export}#Pothos", "# Pothos\n\nPothos is a trailing vine that tolerates low light.\n")]
+    pairs = {p.question: p.answer for p in derive_from_files([str(export)])}
+    assert pairs["What is Monstera?"] == "Monstera is a genus of flowering plants native to tropical America."
+    assert pairs["What is Pothos?"] == "Pothos is a trailing vine that tolerates low light."
+
+
+def test_a_damaged_evernote_export_keeps_the_notes_before_the_damage(tmp_path, capsys):
+    export = tmp_path / "notes.enex"
+    export.write_text(ENEX[:ENEX.index("<title>Pothos")], encoding="utf-8")
+    assert [d.source for d in read_documents([str(export)])] == [f"{export}#Monstera"]
+    assert f"skipping the rest of {export}: not a well-formed export" in capsys.readouterr().err

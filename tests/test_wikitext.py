@@ -202,7 +202,7 @@ def test_a_damaged_export_keeps_the_pages_before_the_damage(tmp_path, capsys):
     export = tmp_path / "plants.xml"
     export.write_text(EXPORT[:EXPORT.index("<title>Pothos")], encoding="utf-8")  # cut off mid-file
     assert [d.source for d in read_documents([str(export)])] == [f"{export}#Monstera"]
-    assert f"skipping the rest of {export}: not a well-formed wiki export" in capsys.readouterr().err
+    assert f"skipping the rest of {export}: not a well-formed export" in capsys.readouterr().err
     other = tmp_path / "config.xml"  # any other XML is read as it is (as code: no questions)
     other.write_text("<config><name>x</name></config>\n", encoding="utf-8")
     assert [d.text for d in read_documents([str(other)])] == ["<config><name>x</name></config>\n"]
