@@ -29,6 +29,7 @@ _IMAGE = r"(?:!\[[^\]\n]*\]\([^)\n]*\)|!\[\[[^\]\n]*\]\]|<img\b[^>\n]*>)"  # mar
 _IMAGE_LINE = re.compile(rf"^[ \t]*{_IMAGE}(?:[ \t]*{_IMAGE})*[ \t]*$", re.MULTILINE)
 _UNDERLINE = re.compile(r"^ {0,3}([=*~^-])\1{2,}[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
+_PROPERTY = re.compile(r"^[a-z][a-z0-9_-]*::[ \t]+\S")  # "tags:: plants", "alias:: Swiss cheese plant"
 FRONT_MATTER_LINES = 100  # a "---" line further down than this closes no front matter
 
 # Source code and configuration: their "# ..." lines are comments, not titles, and they state no entries to ask
@@ -79,10 +80,15 @@ def blank_markup(text: str) -> str:
 
 
 def front_matter_lines(lines: list[str]) -> int:
-    """How many lines a YAML front matter block takes at the top (Obsidian, Jekyll, Hugo): metadata, not notes."""
+    """How many lines a note's metadata takes at the top: a YAML front matter block (Obsidian, Jekyll, Hugo), or
+    "key:: value" lines and the blank lines under them (Logseq's page properties, Obsidian Dataview's fields)."""
     opened = bool(lines) and lines[0].strip() == "---"
     ends = (i for i, line in enumerate(lines[1:FRONT_MATTER_LINES], 1) if opened and line.strip() in ("---", "..."))
-    return next(ends, -1) + 1
+    if opened:
+        return next(ends, -1) + 1
+    properties = next((i for i, line in enumerate(lines[:FRONT_MATTER_LINES]) if not _PROPERTY.match(line)),
+                      min(len(lines), FRONT_MATTER_LINES))
+    return next((i for i in range(properties, len(lines)) if lines[i].strip()), len(lines)) if properties else 0
 
 
 def fenced(lines: list[str], underlines: bool = False) -> list[bool]:
@@ -213,7 +219,7 @@ NOTE_SUFFIXES = (".md", ".markdown", ".mdx", *MEDIAWIKI_SUFFIXES)  # a note titl
 _NOT_A_TITLE = {"readme", "index", "notes", "note", "todo", "changelog", "license", "contributing", "untitled", "home",
                 "inbox", "draft", "scratch", "main", "test", "glossary", "faq", "terms"}
 _NOTION_ID = re.compile(r"\s+[0-9a-f]{32}$")  # "Monstera 1a2b...9f.md" in a Notion export
-_FRONT_TITLE = re.compile(r"^title:[ \t]*(['\"]?)(.+?)\1[ \t]*$", re.IGNORECASE)
+_FRONT_TITLE = re.compile(r"^title::?[ \t]*(['\"]?)(.+?)\1[ \t]*$", re.IGNORECASE)
 
 
 def note_title(lines: list[str], front: int, source: str) -> str | None:
@@ -223,7 +229,7 @@ def note_title(lines: list[str], front: int, source: str) -> str | None:
     first = next((line for line in lines[front:] if line.strip()), "")
     if not first or HEADING.match(first):
         return None
-    for line in lines[1:front]:
+    for line in lines[:front]:
         if (named := _FRONT_TITLE.match(line.strip())) and len(named.group(2)) <= 60:
             return named.group(2).strip()
     name = uncompressed_name(source).replace("\\", "/").rsplit("/", 1)[-1]

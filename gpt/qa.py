@@ -330,7 +330,8 @@ def _definition_entries(paragraphs: list[tuple[int, list[str]]]) -> list[Entry]:
     for start, para in paragraphs:
         if len(para) == 1 and (_GLOSSARY.match(para[0]) or _QUESTION.match(para[0]) or _ANSWER.match(para[0])):
             continue
-        for sentence in map(sentence_under_title, _SENTENCE_END.split("\n".join(para))):
+        prose = "\n".join(_LIST_ITEM.sub("", line.lstrip(), count=1) for line in para)  # "- Monstera is a ..."
+        for sentence in map(sentence_under_title, _SENTENCE_END.split(prose)):
             if term := defined_term(sentence):
                 entries.append(Entry(term, _bounded(sentence), "definition", line=start + 1))
     return entries

@@ -3,7 +3,7 @@
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from gpt.markup import markdown_lines
+from gpt.markup import front_matter_lines, markdown_lines
 from gpt.passages import passages_of
 from gpt.qa import derive_entries
 
@@ -164,6 +164,18 @@ def test_a_note_that_writes_no_title_is_titled_as_its_app_shows_it():
     assert [(p.line, p.titles) for p in passages] == [(4, ("Fiddle-leaf fig",)), (6, ()), (9, ("Care",))]
     assert passages[0].text.startswith("Fiddle-leaf fig\nA fussy tree.")
 
+
+def test_an_outline_note_with_page_properties_as_logseq_writes_it():
+    """Logseq's pages are outlines under "key:: value" properties; Obsidian's Dataview writes the same fields."""
+    page = "title:: Devil's ivy\ntags:: plants, vines\n\n- Pothos is a trailing vine that tolerates low light.\n" \
+           "\t- Water it weekly.\n- Care\n"
+    assert [(e.term, e.definition, e.line) for e in derive_entries(page, "pages/pothos.md")] == [
+        ("Pothos", "Pothos is a trailing vine that tolerates low light.", 4)]
+    assert [p.line for p in passages_of(page, "pages/pothos.md")] == [4]  # the properties are no passage
+    prose = "title:: Devil's ivy\n\nLikes bright light.\n"
+    assert [(e.term, e.line) for e in derive_entries(prose, "pages/pothos.md")] == [("Devil's ivy", 3)]
+    glossary = "Monstera:: A genus of flowering plants.\n"  # a term, capitalised: no property
+    assert front_matter_lines(glossary.splitlines()) == 0
 
 def test_a_table_of_two_columns_is_a_glossary():
     """A glossary kept in a spreadsheet (CSV) or flash cards exported from Anki (TSV, HTML in the cells)."""
