@@ -30,6 +30,9 @@ _IMAGE_LINE = re.compile(rf"^[ \t]*{_IMAGE}(?:[ \t]*{_IMAGE})*[ \t]*$", re.MULTI
 _UNDERLINE = re.compile(r"^ {0,3}([=*~^-])\1{2,}[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
 _PROPERTY = re.compile(r"^[a-z][a-z0-9_-]*::[ \t]+\S")  # "tags:: plants", "alias:: Swiss cheese plant"
+_NOTE_LINK = re.compile(r"(!)?\[\[([^\[\]|#\n]*)(?:#\^?([^\[\]|\n]*))?(?:\|([^\[\]\n]*))?\]\]")
+_LINK_ITEM = re.compile(r"^\s*(?:[-*+]|\d{1,3}[.)])[ \t]+!?\[\[")
+_BLOCK_ID = re.compile(r"[ \t]\^[A-Za-z0-9-]+[ \t]*$", re.MULTILINE)
 FRONT_MATTER_LINES = 100  # a "---" line further down than this closes no front matter
 
 # Source code and configuration: their "# ..." lines are comments, not titles, and they state no entries to ask
@@ -77,6 +80,21 @@ def blank_markup(text: str) -> str:
     added: v8.0.0 -->" under each API title) and pictures are never what a title means or a passage to quote."""
     text = _COMMENT.sub(lambda m: "\n" * m.group().count("\n"), text) if "<!--" in text else text
     return _IMAGE_LINE.sub("", text) if "![" in text or "<img" in text else text
+
+
+def note_links_as_text(text: str) -> str:
+    """Note apps' links in prose as what they show: "[[Araceae|the arum family]]" as "the arum family",
+    "[[Monstera#Care]]" as "Monstera", "[[#Care]]" as "Care"; an embed ("![[leaf.png]]") and a block's id ("...
+    ^care-1" at a line's end) as nothing. So an answer quoted from a note reads as the note does on screen
+    (Obsidian, Logseq, Foam). A list item that opens with a link stays as written: a list of links is no answer."""
+    if "[[" in text:
+        text = "\n".join(line if _LINK_ITEM.match(line) else _NOTE_LINK.sub(_shown_link, line)
+                         for line in text.split("\n"))
+    return _BLOCK_ID.sub("", text) if "^" in text else text
+
+
+def _shown_link(link: re.Match) -> str:
+    return "" if link.group(1) else link.group(4) or link.group(2) or link.group(3) or link.group()
 
 
 def front_matter_lines(lines: list[str]) -> int:
@@ -339,8 +357,9 @@ def markdown_lines(text: str, source: str = "") -> list[str]:
     In code, a comment that would read as a title ("# Monstera") is indented as code instead."""
     if is_code(source):
         return [f"    {line}" if HEADING.match(line) or _UNDERLINE.match(line) else line for line in text_lines(text)]
-    lines = text_lines(blank_markup(text))
     suffix = uncompressed_name(source).lower()
+    markups = ORG_SUFFIXES + ASCIIDOC_SUFFIXES + LATEX_SUFFIXES + TABLE_SUFFIXES  # "[[...]]" means other things there
+    lines = text_lines(blank_markup(text) if suffix.endswith(markups) else note_links_as_text(blank_markup(text)))
     if suffix.endswith(ORG_SUFFIXES):
         lines = org_to_markdown(lines)
     elif suffix.endswith(ASCIIDOC_SUFFIXES):

@@ -83,6 +83,7 @@ _CODE = re.compile(r"[{}=<>`]|;(?!\s)|(?:^|\s)#\s|\(\)|^\s*[\[\"']|^return\b")
 _LABEL = re.compile(r"^ {0,3}\S[^:\n]{0,59}:[ \t]+\S")  # "label: text", the shape of a glossary line
 _BULLET = re.compile(r"^ {0,3}[-*+][ \t]")
 _LIST_ITEM = re.compile(r"^ {0,3}(?:[-*+]|\d{1,3}[.)])[ \t]")  # bulleted or numbered, not indented as code
+_ITEM_MARKERS = re.compile(r"^[ \t]*(?:[-*+]|\d{1,3}[.)])[ \t]+", re.MULTILINE)
 _LIST_TERM = re.compile(rf"^[ \t]*{_EMPHASIS}?(?P<term>[^\W_][^:]*?){_EMPHASIS}?[ \t]*$")  # a line that may name a term
 _LIST_TERM_CODE = re.compile(r"[=\[\]{}<>;]|\w\(|\($|\(\s")  # "x = (", "return [a", "f(x)": code, not a term
 _LIST_DEFINITION = re.compile(r"^ {0,3}:[ \t]+(\S.*)$")  # ": definition" under its term (Markdown Extra, Pandoc)
@@ -130,9 +131,7 @@ def _bounded(text: str, limit: int = MAX_ANSWER) -> str:
     text = _collapse(text)
     if len(text) <= limit:
         return text
-    cut = 0
-    for match in _SENTENCE_END.finditer(text, 0, limit + 1):
-        cut = match.start()
+    cut = max((match.start() for match in _SENTENCE_END.finditer(text, 0, limit + 1)), default=0)  # the last
     cut = cut or text.rfind(" ", 0, limit + 1)
     return text[:cut if cut > 0 else limit].rstrip()
 
@@ -330,8 +329,8 @@ def _definition_entries(paragraphs: list[tuple[int, list[str]]]) -> list[Entry]:
     for start, para in paragraphs:
         if len(para) == 1 and (_GLOSSARY.match(para[0]) or _QUESTION.match(para[0]) or _ANSWER.match(para[0])):
             continue
-        prose = "\n".join(_LIST_ITEM.sub("", line.lstrip(), count=1) for line in para)  # "- Monstera is a ..."
-        for sentence in map(sentence_under_title, _SENTENCE_END.split(prose)):
+        items = _ITEM_MARKERS.split("\n".join(para))  # each list item alone ("- Monstera is a ..." in an outline)
+        for sentence in map(sentence_under_title, (s for item in items for s in _SENTENCE_END.split(item))):
             if term := defined_term(sentence):
                 entries.append(Entry(term, _bounded(sentence), "definition", line=start + 1))
     return entries

@@ -177,6 +177,15 @@ def test_an_outline_note_with_page_properties_as_logseq_writes_it():
     glossary = "Monstera:: A genus of flowering plants.\n"  # a term, capitalised: no property
     assert front_matter_lines(glossary.splitlines()) == 0
 
+def test_links_of_note_apps_read_as_they_show():
+    note = ("# Monstera\n\nA genus in the [[Araceae|arum family]], like [[Pothos]] ([[Pothos#Care]], [[#Light]])."
+            "![[leaf.png]] ^intro-1\n\n## Related\n\n- [[Pothos]]\n")
+    assert markdown_lines(note, "vault/monstera.md") == [
+        "# Monstera", "", "A genus in the arum family, like Pothos (Pothos, Light).", "", "## Related", "",
+        "- [[Pothos]]"]  # a list of links stays one: no answer (tests/test_qa.py)
+    (entry,) = derive_entries(note, "vault/monstera.md")
+    assert entry.definition == "A genus in the arum family, like Pothos (Pothos, Light)."
+
 def test_a_table_of_two_columns_is_a_glossary():
     """A glossary kept in a spreadsheet (CSV) or flash cards exported from Anki (TSV, HTML in the cells)."""
     table = 'term,definition\nMonstera,"A genus of flowering plants, native to the Americas."\nid,name,price\n'
