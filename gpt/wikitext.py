@@ -53,7 +53,9 @@ _DOKU_CODE = re.compile(r"^\s*<(code|file)\b[^>]*>(.*)$", re.IGNORECASE)
 # Spans of at most 1,000 characters: a long line of unclosed marks costs no quadratic scan
 _DOKU_ITALIC = re.compile(r"//(?=\S)(.{1,1000}?)(?<=\S)//")
 _DOKU_MONO = re.compile(r"''(?=\S)(.{1,1000}?)(?<=\S)''")
-_DOKU_MEDIA = re.compile(r"\{\{[^{}]*\}\}")
+# "{{:plants:leaf.jpg?200|A leaf}}": a picture or a file, by its extension (a "{{ name }}" template stays)
+_DOKU_MEDIA = re.compile(r"\{\{ ?[^{}|\s]+\.(?:png|jpe?g|gif|svg|webp|bmp|pdf|mp3|mp4|ogg|ogv|webm|wav|zip)"
+                         r"(?:\?[^{}|\s]*)?(?:\|[^{}]*)? ?\}\}", re.IGNORECASE)
 _URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s\[\]|]+", re.IGNORECASE)
 _DOKU_UNDERLINE = re.compile(r"__(?=\S)(.{1,1000}?)(?<=\S)__")
 _DOKU_NOWIKI = re.compile(r"%%(.{0,1000}?)%%|<nowiki>(.{0,1000}?)</nowiki>")
@@ -233,15 +235,18 @@ def _local(tag: str) -> str:
 # ----------------------------------------------------------------------------- DokuWiki
 
 def wiki_dialect(text: str) -> str | None:
-    """Which wiki wrote a plain-text page, by its titles ("== Title =="): "dokuwiki" where one has five or six "="
-    (DokuWiki's top levels, which MediaWiki pages seldom reach), else "mediawiki"; None for a page with no such
-    title (plain text)."""
+    """How to read a plain-text file with titles such as "== Title ==": "dokuwiki" where one has five or six "="
+    (DokuWiki's top levels, which other text seldom reaches), else "titles" (those lines as titles, the rest as it
+    is: a README's "== Notes ==" says nothing of how its "*" and "|" lines are meant); None for a file with none."""
     levels = {title[0] for line in text.split("\n") if (title := equals_title(line, 2))}
-    return None if not levels else "dokuwiki" if max(levels) >= 5 else "mediawiki"
+    return None if not levels else "dokuwiki" if max(levels) >= 5 else "titles"
 
 
 def wiki_to_markdown(text: str, dialect: str) -> str:
-    """A page of either wiki as Markdown, line for line."""
+    """A page as Markdown, line for line, as `dialect` ("mediawiki", "dokuwiki" or "titles") reads it."""
+    if dialect == "titles":
+        return "\n".join(f"{'#' * title[0]} {title[1]}" if (title := equals_title(line, 2)) else line
+                         for line in text.split("\n"))
     return dokuwiki_to_markdown(text) if dialect == "dokuwiki" else mediawiki_to_markdown(text)
 
 

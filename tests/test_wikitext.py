@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from gpt.documents import collect_files, iter_texts, read_documents
 from gpt.passages import passages_of
 from gpt.qa import derive_entries, derive_from_files
-from gpt.wikitext import dokuwiki_to_markdown, mediawiki_to_markdown, wiki_dialect
+from gpt.wikitext import dokuwiki_to_markdown, mediawiki_to_markdown, wiki_dialect, wiki_to_markdown
 
 MEDIAWIKI = """{{Infobox plant
 | name = Monstera
@@ -149,7 +149,10 @@ def test_a_dokuwiki_page_as_markdown_line_for_line():
 
 def test_which_wiki_wrote_a_text_file():
     assert wiki_dialect(DOKUWIKI) == "dokuwiki"
-    assert wiki_dialect("== Care ==\nWater it.\n=== Light ===\n") == "mediawiki"
+    readme = "*uganda.txt*  For Vim\n== Notes ==\n|sponsor|. '''x''' {{ name }}\n=== Light ===\n"
+    assert wiki_dialect(readme) == "titles"  # only its titles are read as titles: the rest is as written
+    assert wiki_to_markdown(readme, "titles") == readme.replace("== Notes ==", "## Notes").replace("=== Light ===",
+                                                                                                  "### Light")
     assert wiki_dialect("Plain notes. Nothing == special == here.\n==\n") is None
 
 
