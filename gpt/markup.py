@@ -32,7 +32,8 @@ _FENCE = re.compile(r"^ {0,3}(```|~~~)")
 _PROPERTY = re.compile(r"^[a-z][a-z0-9_-]*::[ \t]+\S")  # "tags:: plants", "alias:: Swiss cheese plant"
 _NOTE_LINK = re.compile(r"(!)?\[\[([^\[\]|#\n]*)(?:#\^?([^\[\]|\n]*))?(?:\|([^\[\]\n]*))?\]\]")
 _LINK_ITEM = re.compile(r"^\s*(?:[-*+]|\d{1,3}[.)])[ \t]+!?\[\[")
-_BLOCK_ID = re.compile(r"[ \t]\^[A-Za-z0-9-]+[ \t]*$", re.MULTILINE)
+_BLOCK_ID = re.compile(r"[ \t]\^[A-Za-z0-9-]+[ \t]*$")
+_INLINE_CODE = re.compile(r"(`+[^`]*`+)")
 FRONT_MATTER_LINES = 100  # a "---" line further down than this closes no front matter
 
 # Source code and configuration: their "# ..." lines are comments, not titles, and they state no entries to ask
@@ -82,15 +83,17 @@ def blank_markup(text: str) -> str:
     return _IMAGE_LINE.sub("", text) if "![" in text or "<img" in text else text
 
 
-def note_links_as_text(text: str) -> str:
+def note_links_as_text(lines: list[str]) -> list[str]:
     """Note apps' links in prose as what they show: "[[Araceae|the arum family]]" as "the arum family",
     "[[Monstera#Care]]" as "Monstera", "[[#Care]]" as "Care"; an embed ("![[leaf.png]]") and a block's id ("...
     ^care-1" at a line's end) as nothing. So an answer quoted from a note reads as the note does on screen
-    (Obsidian, Logseq, Foam). A list item that opens with a link stays as written: a list of links is no answer."""
-    if "[[" in text:
-        text = "\n".join(line if _LINK_ITEM.match(line) else _NOTE_LINK.sub(_shown_link, line)
-                         for line in text.split("\n"))
-    return _BLOCK_ID.sub("", text) if "^" in text else text
+    (Obsidian, Logseq, Foam). Code stays as written (a shell's "[[ -f x ]]", `a[[0]]`), and so does a list item
+    that opens with a link: a list of links is no answer."""
+    code = fenced(lines)
+    return [line if code[i] or ("[[" not in line and "^" not in line) or _LINK_ITEM.match(line)
+            else "".join(part if part.startswith("`") else _BLOCK_ID.sub("", _NOTE_LINK.sub(_shown_link, part))
+                         for part in _INLINE_CODE.split(line))
+            for i, line in enumerate(lines)]
 
 
 def _shown_link(link: re.Match) -> str:
@@ -359,7 +362,8 @@ def markdown_lines(text: str, source: str = "") -> list[str]:
         return [f"    {line}" if HEADING.match(line) or _UNDERLINE.match(line) else line for line in text_lines(text)]
     suffix = uncompressed_name(source).lower()
     markups = ORG_SUFFIXES + ASCIIDOC_SUFFIXES + LATEX_SUFFIXES + TABLE_SUFFIXES  # "[[...]]" means other things there
-    lines = text_lines(blank_markup(text) if suffix.endswith(markups) else note_links_as_text(blank_markup(text)))
+    lines = text_lines(blank_markup(text))
+    lines = lines if suffix.endswith(markups) else note_links_as_text(lines)
     if suffix.endswith(ORG_SUFFIXES):
         lines = org_to_markdown(lines)
     elif suffix.endswith(ASCIIDOC_SUFFIXES):

@@ -185,6 +185,8 @@ def test_links_of_note_apps_read_as_they_show():
         "- [[Pothos]]"]  # a list of links stays one: no answer (tests/test_qa.py)
     (entry,) = derive_entries(note, "vault/monstera.md")
     assert entry.definition == "A genus in the arum family, like Pothos (Pothos, Light)."
+    code = "Run `a[[0]]` ^x\n```sh\nif [[ -f x ]]; then\n```\n"  # code is as written
+    assert markdown_lines(code, "vault/shell.md") == ["Run `a[[0]]`", "```sh", "if [[ -f x ]]; then", "```"]
 
 def test_a_table_of_two_columns_is_a_glossary():
     """A glossary kept in a spreadsheet (CSV) or flash cards exported from Anki (TSV, HTML in the cells)."""
