@@ -57,6 +57,7 @@ _DOKU_MONO = re.compile(r"''(?=\S)(.{1,1000}?)(?<=\S)''")
 _DOKU_MEDIA = re.compile(r"\{\{ ?[^{}|\s]+\.(?:png|jpe?g|gif|svg|webp|bmp|pdf|mp3|mp4|ogg|ogv|webm|wav|zip)"
                          r"(?:\?[^{}|\s]*)?(?:\|[^{}]*)? ?\}\}", re.IGNORECASE)
 _URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s\[\]|]+", re.IGNORECASE)
+_DOKU_FOOTNOTE = re.compile(r"\(\((.{0,1000}?)\)\)")  # "((a footnote))": shown at the page's foot, not in the text
 _DOKU_UNDERLINE = re.compile(r"__(?=\S)(.{1,1000}?)(?<=\S)__")
 _DOKU_NOWIKI = re.compile(r"%%(.{0,1000}?)%%|<nowiki>(.{0,1000}?)</nowiki>")
 
@@ -273,15 +274,18 @@ def _dokuwiki_line(line: str) -> str:
 def _doku_inline(text: str) -> str:
     kept: list[str] = []  # %%unformatted%% text and web addresses, kept out of the rewriting below
     text = _DOKU_NOWIKI.sub(lambda m: kept.append(m.group(1) or m.group(2) or "") or f"\0{len(kept) - 1}\0", text)
-    text = _INNER_LINK.sub(_doku_link_text, _DOKU_MEDIA.sub("", text.replace("\\\\ ", " ")))
+    text = _INNER_LINK.sub(_doku_link_text, _DOKU_MEDIA.sub("", _DOKU_FOOTNOTE.sub("", text.replace("\\\\ ", " "))))
     text = _URL.sub(lambda m: kept.append(m.group()) or f"\0{len(kept) - 1}\0", text)
     text = _DOKU_UNDERLINE.sub(r"\1", _DOKU_MONO.sub(r"`\1`", _DOKU_ITALIC.sub(r"*\1*", text)))
     return re.sub(r"\0(\d+)\0", lambda m: kept[int(m.group(1))], text).rstrip()
 
 
 def _doku_link_text(link: re.Match) -> str:
-    """"[[plants:monstera|Monstera]]" as "Monstera", "[[plants:monstera]]" as "monstera", a web address as itself."""
+    """"[[plants:monstera|Monstera]]" as "Monstera", "[[plants:monstera]]" as "monstera", "[[wp>Wiki]]" (another
+    wiki's page) as "Wiki", a web address as itself; a link shown as a picture ("[[x|{{logo.png}}]]") as nothing."""
     target, shown = link.group(1).strip(), link.group(2)
-    if shown:
+    if shown is not None:
         return shown.strip()
-    return target if "://" in target else target.split(":")[-1].split("#")[0] or target
+    if "://" in target:
+        return target
+    return target.split(">")[-1].split(":")[-1].split("#")[0] or target

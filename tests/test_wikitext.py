@@ -77,7 +77,8 @@ An indented remark."""
 
 DOKUWIKI = """====== Monstera ======
 
-**Monstera** is a genus of //flowering plants//, see [[plants:pothos]], [[wp>Americas|the Americas]], https://x.org//a//.
+[[doku>x|{{wiki:logo.png }}]] **Monstera** is a genus of //flowering plants//((A footnote.)), see [[plants:pothos]],
+[[wp>Araceae]], [[wp>Americas|the Americas]], https://x.org//a//.
 
 ===== Care =====
   * Bright light
@@ -94,7 +95,8 @@ Use ''chunky'' soil, %%//not//%% __mud__.\\\\ Done.
 
 DOKUWIKI_AS_MARKDOWN = """# Monstera
 
-**Monstera** is a genus of *flowering plants*, see pothos, the Americas, https://x.org//a//.
+ **Monstera** is a genus of *flowering plants*, see pothos,
+Araceae, the Americas, https://x.org//a//.
 
 ## Care
 - Bright light
