@@ -30,7 +30,8 @@ _IMAGE_LINE = re.compile(rf"^[ \t]*{_IMAGE}(?:[ \t]*{_IMAGE})*[ \t]*$", re.MULTI
 _UNDERLINE = re.compile(r"^ {0,3}([=*~^-])\1{2,}[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
 _PROPERTY = re.compile(r"^[a-z][a-z0-9_-]*::[ \t]+\S")  # "tags:: plants", "alias:: Swiss cheese plant"
-_NOTE_LINK = re.compile(r"(!)?\[\[([^\[\]|#\n]*)(?:#\^?([^\[\]|\n]*))?(?:\|([^\[\]\n]*))?\]\]")
+# "[[target#heading|alias]]"; not "[[Fixes #52]](https://...)", a Markdown link whose text is in brackets
+_NOTE_LINK = re.compile(r"(!)?\[\[([^\[\]|#\n]*)(?:#\^?([^\[\]|\n]*))?(?:\|([^\[\]\n]*))?\]\](?!\()")
 _LINK_ITEM = re.compile(r"^\s*(?:[-*+]|\d{1,3}[.)])[ \t]+!?\[\[")
 _BLOCK_ID = re.compile(r"[ \t]\^[A-Za-z0-9-]+[ \t]*$")
 _INLINE_CODE = re.compile(r"(`+[^`]*`+)")
@@ -97,6 +98,8 @@ def note_links_as_text(lines: list[str]) -> list[str]:
 
 
 def _shown_link(link: re.Match) -> str:
+    if not any(c.isalnum() for c in link.group()):
+        return link.group()  # a regular expression's "[[:<:]]", not a link
     return "" if link.group(1) else link.group(4) or link.group(2) or link.group(3) or link.group()
 
 
