@@ -33,7 +33,7 @@ _PROPERTY = re.compile(r"^[a-z][a-z0-9_-]*::[ \t]+\S")  # "tags:: plants", "alia
 # "[[target#heading|alias]]"; not "[[Fixes #52]](https://...)", a Markdown link whose text is in brackets
 _NOTE_LINK = re.compile(r"(!)?\[\[([^\[\]|#\n]*)(?:#\^?([^\[\]|\n]*))?(?:\|([^\[\]\n]*))?\]\](?!\()")
 _LINK_ITEM = re.compile(r"^\s*(?:[-*+]|\d{1,3}[.)])[ \t]+!?\[\[")
-_BLOCK_ID = re.compile(r"[ \t]\^[A-Za-z0-9-]+[ \t]*$")
+_BLOCK_ID = re.compile(r"[ \t]\^[a-z0-9][a-z0-9-]+[ \t]*$")  # Obsidian's "^care-1", "^a1b2c3"; not a key's "^Z"
 _INLINE_CODE = re.compile(r"(`+[^`]*`+)")
 FRONT_MATTER_LINES = 100  # a "---" line further down than this closes no front matter
 
