@@ -187,7 +187,7 @@ def test_links_of_note_apps_read_as_they_show():
     assert entry.definition == "A genus in the arum family, like Pothos (Pothos, Light)."
     others = "Fixed [[Fixes #52]](https://x.org/52); `[[:<:]]' is a regex; stop it with ^Z\n"  # no links, no id
     assert markdown_lines(others, "NEWS.md") == [others.rstrip("\n")]
-    code = "Run `a[[0]]` ^x\n```sh\nif [[ -f x ]]; then\n```\n"  # code is as written
+    code = "Run `a[[0]]` ^x1\n```sh\nif [[ -f x ]]; then\n```\n"  # code is as written
     assert markdown_lines(code, "vault/shell.md") == ["Run `a[[0]]`", "```sh", "if [[ -f x ]]; then", "```"]
 
 def test_a_table_of_two_columns_is_a_glossary():
