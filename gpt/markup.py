@@ -366,7 +366,7 @@ def markdown_lines(text: str, source: str = "") -> list[str]:
     suffix = uncompressed_name(source).lower()
     markups = ORG_SUFFIXES + ASCIIDOC_SUFFIXES + LATEX_SUFFIXES + TABLE_SUFFIXES  # "[[...]]" means other things there
     lines = text_lines(blank_markup(text))
-    lines = lines if suffix.endswith(markups) else note_links_as_text(lines)
+    lines = lines if suffix.endswith(markups) or ("[[" not in text and "^" not in text) else note_links_as_text(lines)
     if suffix.endswith(ORG_SUFFIXES):
         lines = org_to_markdown(lines)
     elif suffix.endswith(ASCIIDOC_SUFFIXES):
