@@ -13,7 +13,8 @@ process while it is unchanged (the conversions kept up to CONVERTED_CHARS in all
 pieces, cut only where tokenization cannot change. A compressed file (.gz, .bz2, .xz) is read as what it holds,
 by its name without that suffix ("notes.md.gz" is Markdown, "pages.jsonl.xz" JSONL). A wiki's pages are
 read as Markdown (gpt/wikitext.py): a MediaWiki export (.xml) as a document per article, a .wiki file, and a .txt
-file whose titles are a wiki's (DokuWiki keeps its pages so); an Evernote export (.enex) as a document per note.
+file whose titles are a wiki's (DokuWiki keeps its pages so); an Evernote export (.enex) as a document per note,
+and a Google Keep note (Takeout's .json) as one.
 This module knows nothing of tokens or models.
 """
 
@@ -40,7 +41,7 @@ from gpt.man_page import is_man_page, looks_like_man_page, man_to_markdown
 from gpt.markup import MEDIAWIKI_SUFFIXES
 from gpt.pdf_text import UnreadablePDF, pdf_to_markdown
 from gpt.pretokenize import SAFE_CUT
-from gpt.rich_text import CONVERTED_SUFFIXES, EVERNOTE_SUFFIXES, as_markdown, evernote_notes
+from gpt.rich_text import CONVERTED_SUFFIXES, EVERNOTE_SUFFIXES, as_markdown, evernote_notes, is_keep_note, keep_notes
 from gpt.wikitext import is_mediawiki_export, mediawiki_pages, wiki_dialect, wiki_to_markdown
 from gpt.zip_documents import ZIPPED_SUFFIXES, UnreadableDocument, zipped_to_markdown
 
@@ -107,7 +108,7 @@ def collect_files(inputs: Iterable[str]) -> list[str]:
                 files.append(path)
             else:
                 raise DataError(f"input path does not exist: {path}")
-    unique = _one_name_per_file(list(dict.fromkeys(files)))
+    unique = _without_keep_twins(_one_name_per_file(list(dict.fromkeys(files))))
     if not unique:
         raise DataError("no input files found")
     return unique
@@ -129,6 +130,17 @@ def _one_name_per_file(files: list[str]) -> list[str]:
     if linked := len(files) - len(kept):
         warn(f"skipping {linked:,} links to files already read")
     return kept
+
+
+def _without_keep_twins(files: list[str]) -> list[str]:
+    """The files less each Google Keep note's .html twin: Takeout exports a note as "X.json" and "X.html", and the
+    JSON is read (its title a title, its checklist a list), with one warning for them all."""
+    listed = set(files)
+    twins = {path for path in files if path.lower().endswith(".html") and (twin := path[:-5] + ".json") in listed
+             and _export_reader(twin) is keep_notes}
+    if twins:
+        warn(f"reading {len(twins):,} Google Keep notes from their .json files, not their .html twins")
+    return [path for path in files if path not in twins]
 
 
 def builtin_documents() -> dict[str, str]:
@@ -267,19 +279,22 @@ def _text_or_wiki_page(path: str, encoding: str) -> Iterable[str]:
 
 
 def _export_reader(path: str) -> Callable[[BinaryIO], Iterator[tuple[str, str]]] | None:
-    """What reads the (title, Markdown) of each document in a file of many: an Evernote export, a MediaWiki export
-    (an .xml file, told by its root element); None for any other file, or one that cannot be read (read as text,
-    it warns)."""
+    """What reads the (title, Markdown) of each document in an export: an Evernote export, a MediaWiki export (an
+    .xml file, told by its root element), a Google Keep note (a .json file, told by its fields); None for any other
+    file, or one that cannot be read (read as text, it warns)."""
     name = uncompressed_name(path).lower()
     if name.endswith(EVERNOTE_SUFFIXES):
         return evernote_notes
-    if not name.endswith(".xml"):
+    if not name.endswith((".xml", ".json")):
         return None
     try:
         with open_bytes(path) as fh:
-            return mediawiki_pages if is_mediawiki_export(fh.read(4096)) else None
+            head = fh.read(4096)
     except DAMAGED_DATA:
         return None
+    if name.endswith(".xml"):
+        return mediawiki_pages if is_mediawiki_export(head) else None
+    return keep_notes if is_keep_note(head) else None
 
 
 def _exported(path: str, reader: Callable[[BinaryIO], Iterator[tuple[str, str]]]) -> Iterator[tuple[str, str]]:
@@ -287,7 +302,7 @@ def _exported(path: str, reader: Callable[[BinaryIO], Iterator[tuple[str, str]]]
     try:
         with open_bytes(path) as fh:
             yield from reader(fh)
-    except ParseError as exc:
+    except (ParseError, ValueError) as exc:  # XML's, or JSON's (json.JSONDecodeError)
         warn(f"skipping the rest of {path}: not a well-formed export ({exc})")
 
 

@@ -1,11 +1,12 @@
-"""Web pages, Jupyter notebooks and RTF documents read as Markdown, whole; Evernote's exports as a note each.
+"""Web pages, Jupyter notebooks and RTF documents read as Markdown, whole; notes apps' exports as a note each.
 
 None of these is text anyone reads as it is written, so gpt/documents.py converts a web page (its tags), a
 notebook (its JSON) or an RTF file (its control words: what macOS TextEdit and WordPad save) before anything else
 sees it: the model trains on the text, and line numbers are those of the Markdown. RTF is read with the small
 striprtf library (an optional dependency: pip install 'gpt[rtf]'); without it an RTF file is skipped with a
 warning rather than trained on as control words. An Evernote export (.enex) holds many notes, each a web page
-in XML: each becomes a document of its own, "# Title" over its text.
+in XML: each becomes a document of its own, "# Title" over its text; so does each Google Keep note of a Takeout
+export (a .json file a note, read in place of its .html twin).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from gpt.files import uncompressed_name
 
 NOTEBOOK_SUFFIXES = (".ipynb",)
 EVERNOTE_SUFFIXES = (".enex",)
+_KEEP_MARK = b'"userEditedTimestampUsec"'  # a field every Google Keep note of a Takeout export has
 
 
 def notebook_to_markdown(text: str) -> str | None:
@@ -176,3 +178,22 @@ def evernote_notes(stream: BinaryIO) -> Iterator[tuple[str, str]]:
             if text:
                 yield title or "Untitled", f"# {title}\n\n{text}\n" if title else f"{text}\n"
             root.clear()  # what was read is let go: memory stays one note's
+
+
+def is_keep_note(head: bytes) -> bool:
+    """Whether a .json file's first bytes are a Google Keep note's, as Takeout exports them."""
+    return _KEEP_MARK in head and (b'"textContent"' in head or b'"listContent"' in head)
+
+
+def keep_notes(stream: BinaryIO) -> Iterator[tuple[str, str]]:
+    """(title, Markdown) of a Google Keep note (Takeout writes one JSON file a note): "# Title" over its text, a
+    checklist as "- [x] item" lines; nothing for a note in the bin. Raises ValueError for a file that is no JSON."""
+    note = json.load(stream)
+    if not isinstance(note, dict) or note.get("isTrashed"):
+        return
+    items = [i for i in note.get("listContent") or [] if isinstance(i, dict)]
+    lines = [str(note.get("textContent") or "").strip()]
+    lines += [f"- [{'x' if item.get('isChecked') else ' '}] {item.get('text', '')}".rstrip() for item in items]
+    title, text = " ".join(str(note.get("title") or "").split()), "\n".join(line for line in lines if line)
+    if text:
+        yield title or "Untitled", f"# {title}\n\n{text}\n" if title else f"{text}\n"

@@ -4,7 +4,7 @@ import json
 import os
 import sys
 
-from gpt.documents import Document, iter_documents, read_documents
+from gpt.documents import Document, collect_files, iter_documents, read_documents
 from gpt.qa import derive_from_files
 from gpt.rich_text import html_to_markdown
 
@@ -145,3 +145,28 @@ def test_a_damaged_evernote_export_keeps_the_notes_before_the_damage(tmp_path, c
     export.write_text(ENEX[:ENEX.index("<title>Pothos")], encoding="utf-8")
     assert [d.source for d in read_documents([str(export)])] == [f"{export}#Monstera"]
     assert f"skipping the rest of {export}: not a well-formed export" in capsys.readouterr().err
+
+
+def test_google_keep_notes_from_takeout_are_read_from_their_json(tmp_path, capsys):
+    keep = tmp_path / "Takeout" / "Keep"
+    keep.mkdir(parents=True)
+    note = {"color": "DEFAULT", "isTrashed": False, "isPinned": False, "isArchived": False, "title": "Monstera",
+            "textContent": "A genus of flowering plants native to tropical America.\nWater it weekly.",
+            "userEditedTimestampUsec": 1764237600000000, "labels": [{"name": "plants"}]}
+    (keep / "Monstera.json").write_text(json.dumps(note), encoding="utf-8")
+    (keep / "Monstera.html").write_text("<html><body><div class='title'>Monstera</div></body></html>", encoding="utf-8")
+    todo = {"title": "", "isTrashed": False, "userEditedTimestampUsec": 1, "listContent": [
+        {"text": "Repot the pothos", "isChecked": True}, {"text": "Buy perlite", "isChecked": False}]}
+    (keep / "2026-11-27.json").write_text(json.dumps(todo), encoding="utf-8")
+    (keep / "Old.json").write_text(json.dumps({**note, "title": "Old", "isTrashed": True}), encoding="utf-8")
+    (keep / "package.json").write_text('{"name": "x", "version": "1.0.0"}\n', encoding="utf-8")  # as it is
+    files = collect_files([str(tmp_path)])
+    assert [os.path.basename(f) for f in files] == ["2026-11-27.json", "Monstera.json", "Old.json", "package.json"]
+    assert "reading 1 Google Keep notes from their .json files, not their .html twins" in capsys.readouterr().err
+    assert [(os.path.basename(d.source), d.text) for d in read_documents(files)] == [
+        ("2026-11-27.json#Untitled", "- [x] Repot the pothos\n- [ ] Buy perlite\n"),
+        ("Monstera.json#Monstera", "# Monstera\n\nA genus of flowering plants native to tropical America.\n"
+                                   "Water it weekly.\n"),
+        ("package.json", '{"name": "x", "version": "1.0.0"}\n')]
+    pairs = {p.question: p.answer for p in derive_from_files(files)}
+    assert pairs["What is Monstera?"] == "A genus of flowering plants native to tropical America. Water it weekly."
