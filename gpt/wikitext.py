@@ -76,7 +76,6 @@ def equals_title(line: str, fewest: int) -> tuple[int, str] | None:
     return min(left, right), title
 
 
-
 def mediawiki_to_markdown(text: str) -> str:
     """A MediaWiki page's text as Markdown, line for line; "" for a redirect (a page with nothing of its own)."""
     if _REDIRECT.match(text):
