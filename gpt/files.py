@@ -18,6 +18,7 @@ import json
 import lzma
 import os
 import shutil
+import xml.etree.ElementTree as ET
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -194,3 +195,14 @@ class RunLock:
         if self.fh is not None:
             self.fh.close()  # closing drops the flock
             self.fh = None
+
+
+def xml_elements(stream: BinaryIO, name: str) -> Iterator[ET.Element]:
+    """Each element called `name` (in any namespace) of an XML file, whole, as the parser ends it; what was read
+    before it is let go after it, so an export larger than memory streams. ParseError where the file is damaged."""
+    events = ET.iterparse(stream, events=("start", "end"))
+    root = next(events)[1]
+    for event, element in events:
+        if event == "end" and element.tag.rsplit("}", 1)[-1] == name:
+            yield element
+            root.clear()

@@ -12,12 +12,11 @@ export (a .json file a note, read in place of its .html twin).
 from __future__ import annotations
 
 import json
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from html.parser import HTMLParser
 from typing import BinaryIO
 
-from gpt.files import uncompressed_name
+from gpt.files import uncompressed_name, xml_elements
 
 NOTEBOOK_SUFFIXES = (".ipynb",)
 EVERNOTE_SUFFIXES = (".enex",)
@@ -169,15 +168,11 @@ def evernote_notes(stream: BinaryIO) -> Iterator[tuple[str, str]]:
     """(title, Markdown) of each note of an Evernote export: "# Title" over its text; its pictures and attachments
     (base64 in the file) are not read. Streams, note by note; a damaged file raises xml.etree.ElementTree.ParseError
     where the damage is met."""
-    events = ET.iterparse(stream, events=("start", "end"))
-    root = next(events)[1]
-    for event, element in events:
-        if event == "end" and element.tag == "note":
-            title = " ".join((element.findtext("title") or "").split())
-            text = html_to_markdown(element.findtext("content") or "").strip("\n")
-            if text:
-                yield title or "Untitled", f"# {title}\n\n{text}\n" if title else f"{text}\n"
-            root.clear()  # what was read is let go: memory stays one note's
+    for note in xml_elements(stream, "note"):
+        title = " ".join((note.findtext("title") or "").split())
+        text = html_to_markdown(note.findtext("content") or "").strip("\n")
+        if text:
+            yield title or "Untitled", f"# {title}\n\n{text}\n" if title else f"{text}\n"
 
 
 def is_keep_note(head: bytes) -> bool:

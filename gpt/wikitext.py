@@ -20,10 +20,10 @@ from __future__ import annotations
 import bisect
 import html
 import re
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
+from gpt.files import xml_elements
 from gpt.markup import blank_markup, table_row_line
 
 EXPORT_MARKER = b"<mediawiki"  # the root element of MediaWiki's XML export, within its first bytes
@@ -213,20 +213,15 @@ def mediawiki_pages(stream: BinaryIO) -> Iterator[tuple[str, str]]:
     """(title, Markdown) of each article in a MediaWiki XML export: "# Title" over the page's latest text. Pages
     of other namespaces (talk, templates, categories) and redirects are skipped. Streams: a dump larger than memory
     is read page by page. A damaged file raises xml.etree.ElementTree.ParseError where the damage is met."""
-    events = ET.iterparse(stream, events=("start", "end"))
-    root = next(events)[1]
-    for event, element in events:
-        if event != "end" or _local(element.tag) != "page":
-            continue
-        fields = {_local(child.tag): child for child in element}
-        revisions = [child for child in element if _local(child.tag) == "revision"]
+    for page in xml_elements(stream, "page"):
+        fields = {_local(child.tag): child for child in page}
+        revisions = [child for child in page if _local(child.tag) == "revision"]
         text = next((c.text for c in revisions[-1] if _local(c.tag) == "text"), None) if revisions else None
         title = (fields["title"].text or "").strip() if "title" in fields else ""
         namespace = (fields["ns"].text or "0").strip() if "ns" in fields else "0"
         if title and text and namespace == "0" and "redirect" not in fields:
             if body := mediawiki_to_markdown(text).strip("\n"):
                 yield title, f"# {title}\n\n{body}\n"
-        root.clear()  # what was read is let go: memory stays one page's
 
 
 def _local(tag: str) -> str:
