@@ -107,14 +107,17 @@ def _mediawiki_line(lines: list[str], i: int) -> str:
 def _definition_lists_joined(lines: list[str]) -> list[str]:
     """Each definition list ("; Term" over ": definition" lines) as "; Term: definition" lines, one after another,
     the lines they take up no more left blank after them: a glossary's lines, in one paragraph."""
+    def one_level(line: str) -> bool:  # "; Term" or ": definition", not a deeper list's ";;" or ";:"
+        return line[:1] in (";", ":") and line[1:2] not in (";", ":")
+
     out, i = [], 0
     while i < len(lines):
-        if not lines[i].startswith(";") or lines[i].startswith(";;"):
+        if not (lines[i].startswith(";") and one_level(lines[i])):
             out.append(lines[i])
             i += 1
             continue
         end, joined = i, []
-        while end < len(lines) and lines[end][:1] in (";", ":") and lines[end][1:2] not in (";", ":"):
+        while end < len(lines) and one_level(lines[end]):
             if lines[end].startswith(";"):
                 joined.append(lines[end].rstrip())
             else:  # a definition, joined onto its term
