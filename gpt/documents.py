@@ -2,7 +2,7 @@
 
 Inputs are files, folders (recursive) and globs; each file (or JSONL/Parquet record) is a document. Bytes that
 are not valid UTF-8 are replaced with U+FFFD (documented policy: training text is Unicode); a byte-order mark is
-dropped, and one for UTF-16 (Windows' "Unicode" text) decodes the file as UTF-16; a Windows or Latin-1 file is
+dropped, and one for UTF-16 (Windows' "Unicode" text) or UTF-32 decodes the file so; a Windows or Latin-1 file is
 read as cp1252; other files with NUL bytes in their first 8 KiB are treated as binary and skipped with a
 warning. A web page (.html, .htm), a Jupyter notebook (.ipynb) or an RTF document is read as its text, written
 as Markdown (gpt/rich_text.py), not as its tags, JSON or control words; so is a book (.epub), a word-processor
@@ -150,12 +150,14 @@ def builtin_documents() -> dict[str, str]:
 
 
 def _text_encoding(path: str) -> str | None:
-    """How to decode a file: 'utf-16' when it opens with a UTF-16 byte-order mark, None for binary (a NUL in
+    """How to decode a file: 'utf-16' or 'utf-32' when it opens with their byte-order mark, None for binary (a NUL in
     its first 8 KiB), 'cp1252' when those 8 KiB hold bytes that are not UTF-8 and no character that is (a
     Windows or Latin-1 file: "café" from an old editor, curly quotes), else 'utf-8-sig' (UTF-8 with its
     byte-order mark, if any, dropped; a stray bad byte in it becomes U+FFFD)."""
     with open_bytes(path) as fh:
         head = fh.read(8192)
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):  # before UTF-16's: "FF FE" opens both
+        return "utf-32"
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
     if b"\0" in _INFO_MARKER_BYTES.sub(b"", head) or head.startswith(b"%PDF-"):  # a PDF not named .pdf: maybe no NUL
@@ -317,7 +319,7 @@ def _manual(path: str, encoding: str) -> Iterator[Iterable[str]]:
 
 
 def _rich_text(path: str, encoding: str) -> Iterator[list[str]]:
-    """A web page, a notebook or an RTF document as its text in Markdown; none if it has no text."""
+    """A web page, a notebook, an RTF document or subtitles as its text in Markdown; none if it has no text."""
     text = _converted_once(path, "rich", lambda: as_markdown(path, "".join(_read_pieces(path, encoding)), warn))
     if text is not None:
         yield [text]

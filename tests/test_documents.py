@@ -32,8 +32,10 @@ def test_byte_order_marks_are_dropped_and_utf16_is_read(tmp_path, capsys):
     (tmp_path / "le.md").write_bytes(text.encode("utf-16"))  # Windows' "Unicode": a BOM, then UTF-16-LE
     (tmp_path / "be.md").write_bytes(codecs.BOM_UTF16_BE + text.encode("utf-16-be"))
     (tmp_path / "r.jsonl").write_bytes(codecs.BOM_UTF8 + b'{"text": "first"}\n{"text": "second"}\n')
+    (tmp_path / "u32be.md").write_bytes(codecs.BOM_UTF32_BE + text.encode("utf-32-be"))
+    (tmp_path / "u32le.md").write_bytes(text.encode("utf-32"))  # "FF FE 00 00" opens it, and UTF-16-LE's "FF FE"
     docs = ["".join(d) for d in iter_documents(collect_files([str(tmp_path)]))]
-    assert docs == [text, text, text, "first", "second"] and capsys.readouterr().err == ""
+    assert docs == [text, text, text, "first", "second", text, text] and capsys.readouterr().err == ""
 
 
 def test_parquet_records_are_documents(tmp_path):
