@@ -4,8 +4,8 @@ Inputs are files, folders (recursive) and globs; each file (or JSONL/Parquet rec
 are not valid UTF-8 are replaced with U+FFFD (documented policy: training text is Unicode); a byte-order mark is
 dropped, and one for UTF-16 (Windows' "Unicode" text) or UTF-32 decodes the file so; a Windows or Latin-1 file is
 read as cp1252; other files with NUL bytes in their first 8 KiB are treated as binary and skipped with a
-warning. A web page (.html, .htm), a Jupyter notebook (.ipynb) or an RTF document is read as its text, written
-as Markdown (gpt/rich_text.py), not as its tags, JSON or control words; so is a book (.epub), a word-processor
+warning. A web page (.html, .htm), a Jupyter notebook (.ipynb), an RTF document or subtitles (.srt, .vtt) are read
+as their text, written as Markdown (gpt/rich_text.py, gpt/subtitles.py), not as tags, JSON, control words or times; so is a book (.epub), a word-processor
 file (.docx, .odt), a spreadsheet (.xlsx, .ods) or slides (.pptx, .odp) (gpt/zip_documents.py), and a PDF's text
 (gpt/pdf_text.py, with the optional pypdf). A manual page (ls.1, its troff source) and an info manual (sed.info)
 are read as their text too (gpt/man_page.py, gpt/info_manual.py). Each of these is converted once per

@@ -17,6 +17,7 @@ from html.parser import HTMLParser
 from typing import BinaryIO
 
 from gpt.files import uncompressed_name, xml_elements
+from gpt.subtitles import SUBTITLE_SUFFIXES, subtitles_to_markdown
 
 NOTEBOOK_SUFFIXES = (".ipynb",)
 EVERNOTE_SUFFIXES = (".enex",)
@@ -136,7 +137,7 @@ def html_to_markdown(html: str) -> str:
 
 
 RTF_SUFFIXES = (".rtf",)
-CONVERTED_SUFFIXES = HTML_SUFFIXES + NOTEBOOK_SUFFIXES + RTF_SUFFIXES
+CONVERTED_SUFFIXES = HTML_SUFFIXES + NOTEBOOK_SUFFIXES + RTF_SUFFIXES + SUBTITLE_SUFFIXES
 
 
 def rtf_to_markdown(rtf: str) -> str | None:
@@ -149,11 +150,13 @@ def rtf_to_markdown(rtf: str) -> str | None:
 
 
 def as_markdown(path: str, text: str, warn: Callable[[str], None]) -> str | None:
-    """A web page, a notebook or an RTF document as Markdown; a .ipynb file that is no notebook as it is, with a
-    warning; None (and a warning) for an RTF file when striprtf is not installed."""
+    """A web page, a notebook, an RTF document or subtitles (gpt/subtitles.py) as Markdown; a .ipynb file that is
+    no notebook as it is, with a warning; None (and a warning) for an RTF file when striprtf is not installed."""
     suffix = uncompressed_name(path).lower()
     if suffix.endswith(HTML_SUFFIXES):
         return html_to_markdown(text)
+    if suffix.endswith(SUBTITLE_SUFFIXES):
+        return subtitles_to_markdown(text)
     if suffix.endswith(RTF_SUFFIXES):
         if (document := rtf_to_markdown(text)) is None:
             warn(f"skipping {path}: reading RTF needs striprtf (pip install 'gpt[rtf]')")
