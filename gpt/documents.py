@@ -1,20 +1,20 @@
 """Files in, documents out: the user's text as gpt trains on it and answers from it.
 
-Inputs are files, folders (recursive) and globs; each file (or JSONL/Parquet record) is a document. Bytes that
-are not valid UTF-8 are replaced with U+FFFD (documented policy: training text is Unicode); a byte-order mark is
+Inputs are files, folders (recursive) and globs; each file (or JSONL/Parquet record) is a document. Bytes that are
+not valid UTF-8 are replaced with U+FFFD (documented policy: training text is Unicode); a byte-order mark is
 dropped, and one for UTF-16 (Windows' "Unicode" text) or UTF-32 decodes the file so; a Windows or Latin-1 file is
-read as cp1252; other files with NUL bytes in their first 8 KiB are treated as binary and skipped with a
-warning. A web page (.html, .htm), a Jupyter notebook (.ipynb), an RTF document or subtitles (.srt, .vtt) are read
-as their text, written as Markdown (gpt/rich_text.py, gpt/subtitles.py), not as tags, JSON, control words or times; so is a book (.epub), a word-processor
-file (.docx, .odt), a spreadsheet (.xlsx, .ods) or slides (.pptx, .odp) (gpt/zip_documents.py), and a PDF's text
-(gpt/pdf_text.py, with the optional pypdf). A manual page (ls.1, its troff source) and an info manual (sed.info)
-are read as their text too (gpt/man_page.py, gpt/info_manual.py). Each of these is converted once per
-process while it is unchanged (the conversions kept up to CONVERTED_CHARS in all). A large text file is read in
-pieces, cut only where tokenization cannot change. A compressed file (.gz, .bz2, .xz) is read as what it holds,
-by its name without that suffix ("notes.md.gz" is Markdown, "pages.jsonl.xz" JSONL). A wiki's pages are
-read as Markdown (gpt/wikitext.py): a MediaWiki export (.xml) as a document per article, a .wiki file, and a .txt
-file whose titles are a wiki's (DokuWiki keeps its pages so); an Evernote export (.enex) as a document per note,
-and a Google Keep note (Takeout's .json) as one.
+read as cp1252; other files with NUL bytes in their first 8 KiB are treated as binary and skipped with a warning. A
+web page (.html, .htm), a Jupyter notebook (.ipynb), an RTF document or subtitles (.srt, .vtt) are read as their
+text, written as Markdown (gpt/rich_text.py, gpt/subtitles.py), not as tags, JSON, control words or times; so is a
+book (.epub), a word-processor file (.docx, .odt), a spreadsheet (.xlsx, .ods) or slides (.pptx, .odp)
+(gpt/zip_documents.py), and a PDF's text (gpt/pdf_text.py, with the optional pypdf). A manual page (ls.1, its troff
+source) and an info manual (sed.info) are read as their text too (gpt/man_page.py, gpt/info_manual.py). Each of
+these is converted once per process while it is unchanged (the conversions kept up to CONVERTED_CHARS in all). A
+large text file is read in pieces, cut only where tokenization cannot change. A compressed file (.gz, .bz2, .xz) is
+read as what it holds, by its name without that suffix ("notes.md.gz" is Markdown, "pages.jsonl.xz" JSONL). A
+wiki's pages are read as Markdown (gpt/wikitext.py): a MediaWiki export (.xml) as a document per article, a .wiki
+file, and a .txt file whose titles are a wiki's (DokuWiki keeps its pages so); an Evernote export (.enex) as a
+document per note, and a Google Keep note (Takeout's .json) as one.
 This module knows nothing of tokens or models.
 """
 
