@@ -8,10 +8,9 @@ same fact in several renderings, in shuffled order. This module finds the facts,
 
 - markdown headings with text under them:  ``## Monstera`` + paragraph  -> "What is Monstera?"
 - glossary lines: ``Term: definition``, ``Term - definition``, ``Term — definition``
-- definition lists: a term alone on its line, its definition under it indented (reStructuredText, Sphinx's
-  glossary) or after ``: `` (Markdown Extra)
+- definition lists: a term alone on its line, its definition under it indented (Sphinx's glossary) or after ``: ``
 - FAQ blocks: ``Q:``/``A:`` or ``Question:``/``Answer:`` (answers may span lines)
-- definitional sentences at a sentence start: "A monstera is a ..." -> "What is a monstera?"
+- definitional sentences at a sentence start, in prose or a list item: "A monstera is a ..." -> "What is a monstera?"
 - code's docstrings and doc comments (gpt/docstrings.py): ``def collect_files`` -> "What does collect_files do?"
 
 Every answer is the input's own text (whitespace collapsed, cut at a sentence or word boundary), never
@@ -131,8 +130,7 @@ def _bounded(text: str, limit: int = MAX_ANSWER) -> str:
     text = _collapse(text)
     if len(text) <= limit:
         return text
-    cut = max((match.start() for match in _SENTENCE_END.finditer(text, 0, limit + 1)), default=0)  # the last
-    cut = cut or text.rfind(" ", 0, limit + 1)
+    cut = max((m.start() for m in _SENTENCE_END.finditer(text[:limit + 1])), default=0) or text.rfind(" ", 0, limit + 1)
     return text[:cut if cut > 0 else limit].rstrip()
 
 
@@ -329,10 +327,12 @@ def _definition_entries(paragraphs: list[tuple[int, list[str]]]) -> list[Entry]:
     for start, para in paragraphs:
         if len(para) == 1 and (_GLOSSARY.match(para[0]) or _QUESTION.match(para[0]) or _ANSWER.match(para[0])):
             continue
-        items = _ITEM_MARKERS.split("\n".join(para))  # each list item alone ("- Monstera is a ..." in an outline)
-        for sentence in map(sentence_under_title, (s for item in items for s in _SENTENCE_END.split(item))):
-            if term := defined_term(sentence):
-                entries.append(Entry(term, _bounded(sentence), "definition", line=start + 1))
+        text = "\n".join(para)  # each list item alone ("- Monstera is a ..." in an outline), cited at its line
+        marks = [(0, 0), *(m.span() for m in _ITEM_MARKERS.finditer(text)), (len(text), len(text))]
+        for (_, begin), (end, _) in zip(marks, marks[1:]):
+            line = start + 1 + text.count("\n", 0, begin)
+            sentences = map(sentence_under_title, _SENTENCE_END.split(text[begin:end]))
+            entries += [Entry(t, _bounded(s), "definition", line=line) for s in sentences if (t := defined_term(s))]
     return entries
 
 

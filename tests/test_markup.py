@@ -168,9 +168,10 @@ def test_a_note_that_writes_no_title_is_titled_as_its_app_shows_it():
 def test_an_outline_note_with_page_properties_as_logseq_writes_it():
     """Logseq's pages are outlines under "key:: value" properties; Obsidian's Dataview writes the same fields."""
     page = "title:: Devil's ivy\ntags:: plants, vines\n\n- Pothos is a trailing vine that tolerates low light.\n" \
-           "\t- Water it weekly.\n- Care\n"
+           "\t- Water it weekly.\n- Care\n\t- Perlite is a volcanic glass that keeps soil airy.\n"
     assert [(e.term, e.definition, e.line) for e in derive_entries(page, "pages/pothos.md")] == [
-        ("Pothos", "Pothos is a trailing vine that tolerates low light.", 4)]
+        ("Pothos", "Pothos is a trailing vine that tolerates low light.", 4),
+        ("Perlite", "Perlite is a volcanic glass that keeps soil airy.", 7)]  # each cited at its item's line
     assert [p.line for p in passages_of(page, "pages/pothos.md")] == [4]  # the properties are no passage
     prose = "title:: Devil's ivy\n\nLikes bright light.\n"
     assert [(e.term, e.line) for e in derive_entries(prose, "pages/pothos.md")] == [("Devil's ivy", 3)]
