@@ -175,7 +175,7 @@ def evernote_notes(stream: BinaryIO) -> Iterator[tuple[str, str]]:
         title = " ".join((note.findtext("title") or "").split())
         text = html_to_markdown(note.findtext("content") or "").strip("\n")
         if text:
-            yield title or "Untitled", f"# {title}\n\n{text}\n" if title else f"{text}\n"
+            yield _titled(title, text)
 
 
 def is_keep_note(head: bytes) -> bool:
@@ -194,4 +194,9 @@ def keep_notes(stream: BinaryIO) -> Iterator[tuple[str, str]]:
     lines += [f"- [{'x' if item.get('isChecked') else ' '}] {item.get('text', '')}".rstrip() for item in items]
     title, text = " ".join(str(note.get("title") or "").split()), "\n".join(line for line in lines if line)
     if text:
-        yield title or "Untitled", f"# {title}\n\n{text}\n" if title else f"{text}\n"
+        yield _titled(title, text)
+
+
+def _titled(title: str, text: str) -> tuple[str, str]:
+    """A note of an export as (its name, its Markdown): "# Title" over its text; "Untitled" names one with none."""
+    return title or "Untitled", f"# {title}\n\n{text}\n" if title else f"{text}\n"
