@@ -237,6 +237,8 @@ def wiki_dialect(text: str) -> str | None:
     """How to read a plain-text file with titles such as "== Title ==": "dokuwiki" where one has five or six "="
     (DokuWiki's top levels, which other text seldom reaches), else "titles" (those lines as titles, the rest as it
     is: a README's "== Notes ==" says nothing of how its "*" and "|" lines are meant); None for a file with none."""
+    if "==" not in text:  # most text files: no title line to look for, line by line
+        return None
     levels = {title[0] for line in text.split("\n") if (title := equals_title(line, 2))}
     return None if not levels else "dokuwiki" if max(levels) >= 5 else "titles"
 
