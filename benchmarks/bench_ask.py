@@ -40,6 +40,7 @@ import json
 import os
 import random
 import re
+import shutil
 import string
 import subprocess
 import sys
@@ -48,8 +49,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-DICT = Path("/usr/share/dictd/jargon.dict.dz")
-INDEX = Path("/usr/share/dictd/jargon.index")
+JARGON_DIR = Path("/usr/share/dictd")  # where Debian's dict-jargon puts jargon.dict.dz and jargon.index
 B64 = string.ascii_uppercase + string.ascii_lowercase + string.digits + "+/"
 GLOSSARY_CHARS = 300  # a "Term: definition" line: the first sentence, or this many characters of it
 TARGETS = {  # issue 16, per budget in minutes: (measure, target)
@@ -64,10 +64,12 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'“(]?[A-Z])")
 
 # ----------------------------------------------------------------------------- the glossary
 
-def ensure_jargon() -> None:
-    """dict-jargon's files, installed with apt-get (update once) when they are not there."""
-    if DICT.exists() and INDEX.exists():
+def ensure_jargon(folder: Path) -> None:
+    """dict-jargon's files, installed with apt-get (update once) when they are not in folder, the default one."""
+    if (folder / "jargon.dict.dz").exists() and (folder / "jargon.index").exists():
         return
+    if folder != JARGON_DIR:
+        sys.exit(f"bench_ask: {folder} lacks jargon.dict.dz or jargon.index (Debian's dict-jargon has them)")
     sudo = [] if os.geteuid() == 0 else ["sudo"]
     subprocess.run([*sudo, "apt-get", "update"], check=True)
     subprocess.run([*sudo, "apt-get", "install", "-y", "dict-jargon"], check=True)
@@ -93,11 +95,11 @@ def clean(body: str) -> str:
     return text
 
 
-def read_jargon(dict_path: Path = DICT, index_path: Path = INDEX) -> list[tuple[str, str]]:
+def read_jargon(folder: Path = JARGON_DIR) -> list[tuple[str, str]]:
     """(headword, first paragraph of the definition) for every entry, in index order; aliases once."""
-    data = gzip.open(dict_path).read()
+    data = gzip.open(folder / "jargon.dict.dz").read()
     entries, seen = [], set()
-    for line in index_path.read_text(encoding="utf-8").splitlines():
+    for line in (folder / "jargon.index").read_text(encoding="utf-8").splitlines():
         head, offset, length = line.split("\t")
         if head.startswith("00-database") or offset in seen:
             continue
@@ -237,7 +239,22 @@ def train(inputs: list[str], out: Path, budget: str, overrides: dict[str, object
     for line in done.stdout.splitlines():
         if line.startswith(("questions:", "conversations:", "tokens:", "data:")):
             print("    " + line, flush=True)
+        if line.startswith("model.safetensors: the best weights"):
+            keep_last_weights(out, line)
     return train_record(out, wall_s=round(time.perf_counter() - start))
+
+
+def keep_last_weights(out: Path, said: str) -> None:
+    """The last step's weights back in model.safetensors, as gpt train keeps them for a text of entries.
+
+    The recipe run is trained with --data.qa off, so the trainer does not know the text is entries to recite,
+    and where the text's validation got worse it keeps the best evaluated weights, from before the answers were
+    learnt (an early step, at the full lr). gpt train --data.qa on would keep the last: so does this benchmark.
+    """
+    last = max((out / "checkpoints").glob("step-*"), key=lambda d: int(d.name.split("-")[1]))
+    shutil.copyfile(last / "model.safetensors", out / "model.safetensors")
+    print(f"    {said.split(' (')[0]}: replaced by the last step's, {last.name}, as for a text of entries",
+          flush=True)
 
 
 def train_record(out: Path, wall_s: int | None) -> dict:
@@ -436,14 +453,16 @@ def main() -> None:
     parser.add_argument("--no-base", action="store_true", help="skip today's flow (the base run)")
     parser.add_argument("--no-latency", dest="latency", action="store_false")
     parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--jargon", default=str(JARGON_DIR), help="the folder of dict-jargon's files (a machine "
+                        "without apt: copy them from one that has it)")
     parser.add_argument("--keep", help="work in this folder (kept) instead of a temporary one")
     parser.add_argument("--reuse", action="store_true", help="with --keep: score the runs already trained there "
                         "again instead of training them (scoring changes only)")
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}, "
           f"{os.cpu_count()} CPUs", flush=True)
-    ensure_jargon()
-    entries = read_jargon()
+    ensure_jargon(Path(args.jargon))
+    entries = read_jargon(Path(args.jargon))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.keep or tmp)
         work.mkdir(parents=True, exist_ok=True)
