@@ -42,3 +42,11 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
         return {"loss": float("nan"), "bpb": float("nan"), "tokens": 0, "bytes": 0}
     return {"loss": nats / tokens, "bpb": nats / (math.log(2) * max(nbytes, 1.0)), "tokens": int(tokens),
             "bytes": int(nbytes)}
+
+
+def held_out_loss(record: dict, chat_share: float) -> float:
+    """The held-out loss that picks the weights a run keeps: the text's and the conversations' losses weighed as
+    the run's last batches mix them. A run trained on both is there to write and to answer: weights that
+    predict the text a little better but have not yet learnt the answers are not the better ones.
+    (With conversations alone, val_loss is theirs; with text alone, there is no val_chat_loss.)"""
+    return (1.0 - chat_share) * record["val_loss"] + chat_share * record.get("val_chat_loss", record["val_loss"])

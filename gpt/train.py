@@ -26,7 +26,7 @@ from gpt.config import Config, TrainConfig, to_dict
 from gpt.conversations import MixedBatches, eval_batches
 from gpt.data import check_sizes, token_byte_lengths
 from gpt.errors import GPTError
-from gpt.evaluate import evaluate
+from gpt.evaluate import evaluate, held_out_loss
 from gpt.files import RunLock
 from gpt.metrics import Metrics, ProgressLine, guarded
 from gpt.model import IGNORE_INDEX
@@ -67,9 +67,11 @@ class Trainer:
         self.tokenizer, self.data, self.chat_val = prepared.tokenizer, prepared.data, prepared.chat_val
         self.chat_conversations, self.recall = len(prepared.chat_train), prepared.recall
         self.chat_cap = prepared.chat_cap
+        self.chat_share_at_end = text_and_chat_weights(cfg, 1.0, self.chat_cap)[1] if prepared.chat_train else 0.0
         if self.data is not None:
             check_sizes(self.data, cfg.model.block_size)
         self.text_tokens = len(self.data.train) if self.data is not None else 0
+        self.tokens_per_step = cfg.train.batch_size * cfg.train.grad_accum * cfg.model.block_size
         self.model = build_model(cfg, prepared, init_from, self.log, self.precision).to(self.device)
         self.optimizers = optim.build_optimizers(self.model, cfg, self.device)
         self.scaler = runtime.grad_scaler(self.device, self.precision)
@@ -118,10 +120,6 @@ class Trainer:
         self.log(f"train: {data}; {self.tokens_per_step:,} tokens/step (batch {tr.batch_size} x accum "
                  f"{tr.grad_accum} x block {cfg.model.block_size}); up to {tr.max_iters:,} steps{budget}; warmup "
                  f"{warmup}; schedule {tr.schedule}; optimizer {tr.optimizer}{regularised}; run dir {self.run_dir}")
-
-    @property
-    def tokens_per_step(self) -> int:
-        return self.cfg.train.batch_size * self.cfg.train.grad_accum * self.cfg.model.block_size
 
     # -- the loop
     def progress_fraction(self) -> float:
@@ -230,17 +228,18 @@ class Trainer:
         return stops > 0
 
     def _use_best_weights(self, last: dict[str, Any]) -> dict[str, Any]:
-        """If the text's validation got worse by the end (a small corpus seen too often), model.safetensors takes the
-        best evaluated weights (checkpoints keep the last, to resume); conversations alone, or a text trained for
-        recall, keep the last: there the trained answers are the point. Returns the metrics of the weights kept."""
+        """If validation got worse by the end (a small corpus seen too often; held_out_loss), model.safetensors takes
+        the best evaluated weights (checkpoints keep the last, to resume); conversations alone, or a text trained
+        for recall, keep the last: there the trained answers are the point. Returns the metrics of the weights kept."""
         kept = self.best_record if self.dist.master else None  # all ranks have it once resumed; rank 0 writes
-        if kept is None or self.data is None or self.recall or not kept["val_loss"] < last["val_loss"]:
+        loss = lambda record: held_out_loss(record, self.chat_share_at_end)  # noqa: E731
+        if kept is None or self.data is None or self.recall or not loss(kept) < loss(last):
             return last
         if not guarded("model.safetensors (the best weights)", lambda: use_best_weights(self.run_dir, kept["step"]),
                        self.log):
             return last
-        self.log(f"model.safetensors: the best weights, from step {kept['step']} (val loss {kept['val_loss']:.4f}), "
-                 f"not the last step's ({last['val_loss']:.4f})")
+        self.log(f"model.safetensors: the best weights, from step {kept['step']} (held-out loss {loss(kept):.4f}), "
+                 f"not the last step's ({loss(last):.4f})")
         return dict(kept, final=True, last_step=self.step, last_val_loss=last["val_loss"])
 
     def close(self, clean: bool = True) -> None:
@@ -280,10 +279,10 @@ class Trainer:
         self.eval_history.append(record)
         if self.dist.master:
             self.metrics.log(record)
-            if metrics["val_loss"] < self.best_val and guarded(
+            if held_out_loss(record, self.chat_share_at_end) < self.best_val and guarded(
                     "best.safetensors", lambda: save_weights(self.model, self.run_dir / "best.safetensors",
                                                              {"step": str(self.step)}), self.log):
-                self.best_val, self.best_record = metrics["val_loss"], record
+                self.best_val, self.best_record = held_out_loss(record, self.chat_share_at_end), record
             self.log(f"step {self.step}: val loss {metrics['val_loss']:.4f}, {metrics['val_bpb']:.4f} bits/byte")
             self.metrics.plot()
             if self.cfg.train.sample_tokens:
@@ -319,7 +318,8 @@ class Trainer:
         except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
             raise TrainError(f"cannot resume from {checkpoint}: {exc}", 2) from None
         self.step, self.tokens_seen, self.elapsed = state["step"], state["tokens_seen"], state["elapsed"]
-        self.best_val, self.best_record = state["best_val"], state.get("best_record")
+        self.best_record = state.get("best_record")  # its loss again: a run of an older version kept the text's
+        self.best_val = held_out_loss(self.best_record, self.chat_share_at_end) if self.best_record else float("inf")
         self.log(f"resume: continuing from {checkpoint} at step {self.step}")
 
     def save(self) -> str | None:

@@ -324,6 +324,29 @@ def test_model_file_holds_the_best_evaluated_weights(corpus_file, tmp_path, monk
         assert trainer.checkpointer.latest_good().name == "step-00000020"  # resuming continues from the last step
 
 
+def test_a_run_trained_to_answer_keeps_the_weights_that_answer(corpus_file, tmp_path, monkeypatch):
+    """Text and derived questions: weights that predict the text a little better but answer far worse are not the
+    best ones (evaluate.held_out_loss weighs both as the last batches mix them)."""
+    from gpt.checkpoint import read_weights
+    from gpt.evaluate import held_out_loss
+    cfg = resolve(preset="tiny", overrides={"data.input": [str(corpus_file)], "train.max_iters": 30,
+                                            "train.eval_interval": 10, "train.sample_tokens": 0,
+                                            "data.chat_weight": 0.5, "data.chat_weight_decay": -1})
+    trainer = Trainer(cfg, tmp_path / "run", progress=False, log=lambda *a: None, explicit={"data.chat_weight"})
+    assert trainer.chat_conversations and trainer.chat_share_at_end == 0.5  # the built-in text derives questions
+    val = {10: (1.0, 3.0), 20: (1.1, 0.5), 30: (1.3, 0.6)}  # (text, conversations): the text alone says step 10
+    monkeypatch.setattr(trainer, "evaluate", lambda: {"val_loss": val[trainer.step][0], "val_bpb": 1.0,
+                                                      "val_chat_loss": val[trainer.step][1]})
+    result = trainer.run()
+    assert result["step"] == 20 and result["last_step"] == 30
+    run = tmp_path / "run"
+    chosen, at_20 = (read_weights(run / f)
+                     for f in ("model.safetensors", "checkpoints/step-00000020/model.safetensors"))
+    assert all(torch.equal(chosen[k], at_20[k]) for k in at_20)
+    assert held_out_loss({"val_loss": 1.0, "val_chat_loss": 3.0}, 0.25) == 1.5
+    assert held_out_loss({"val_loss": 1.0}, 0.25) == 1.0  # text alone
+
+
 def test_best_weights_are_used_only_if_the_file_holds_the_recorded_step(tmp_path):
     from gpt.checkpoint import save_weights, use_best_weights
     model = GPT(resolve(preset="tiny").model.__class__(vocab_size=300, block_size=8, n_layer=1, n_head=1, n_embd=8))
@@ -386,7 +409,8 @@ def test_only_rank_0_puts_the_best_weights_in_place(tmp_path):
     torch.nn.init.zeros_(model.lm_head.weight)
     save_weights(model, tmp_path / "best.safetensors", {"step": "10"})
     rank1 = SimpleNamespace(run_dir=tmp_path, best_record={"step": 10, "val_loss": 1.0}, data=object(), step=20,
-                            dist=SimpleNamespace(master=False), log=lambda *a: None, recall=False)
+                            dist=SimpleNamespace(master=False), log=lambda *a: None, recall=False,
+                            chat_share_at_end=0.0)
     last = {"step": 20, "val_loss": 2.0}
     assert Trainer._use_best_weights(rank1, last) is last
     assert (tmp_path / "model.safetensors").read_bytes() == last_bytes
