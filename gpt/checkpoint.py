@@ -195,6 +195,11 @@ class Checkpointer:
             warn(f"warning: checkpoint {path} is damaged ({problem}); falling back to the previous one")
         return None
 
+    def kept(self, warn: Callable[[str], None] = print) -> str:
+        """What a run that stops on an error keeps, said in words: its newest intact checkpoint, or none."""
+        last = self.latest_good(warn)
+        return f"the last intact checkpoint is {last.name}" if last else "no checkpoint was written"
+
 
 def verify_checkpoint(path: Path) -> str | None:
     """None if the checkpoint is intact, else what is wrong with it."""

@@ -183,7 +183,8 @@ def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
                       progress=sys.stderr.isatty())
     result = trainer.run()
     if master:
-        print(f"done: val loss {result['val_loss']:.4f}, {result['val_bpb']:.4f} bits/byte; run dir {args.out} "
+        kept = " (the weights' moving average)" if result.get("weights") == "averaged" else ""
+        print(f"done: val loss {result['val_loss']:.4f}, {result['val_bpb']:.4f} bits/byte{kept}; run dir {args.out} "
               f"(try: gpt generate \"...\" --out {args.out})")
     return 0
 

@@ -107,6 +107,7 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.95
     grad_clip: float = 1.0
+    weight_average: float = 0.99  # decay per step of the weights' moving average, kept if it validates better; 0: off
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     compile: str = "auto"  # auto | on | off
     threads: int = 0  # CPU threads; 0: derived from the cores that are free
@@ -326,6 +327,8 @@ def validate(cfg: Config) -> None:
                           f"{d.chat_weight_decay}")
     if tr.lr <= 0 or tr.muon_lr < 0 or tr.embedding_lr_scale <= 0:
         raise ConfigError("train.lr and train.embedding_lr_scale must be > 0, train.muon_lr >= 0")
+    if not 0.0 <= tr.weight_average < 1.0:
+        raise ConfigError(f"train.weight_average must be in [0, 1) (0: off); got {tr.weight_average}")
     if not 0.0 <= tr.min_lr_ratio <= 1.0 or not 0.0 < tr.decay_fraction <= 1.0:
         raise ConfigError("train.min_lr_ratio must be in [0, 1] and train.decay_fraction in (0, 1]")
     if tr.max_time < 0 or tr.max_epochs < 0 or tr.regularise_after < 0:

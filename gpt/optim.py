@@ -121,3 +121,38 @@ def set_lr(optimizers: list[torch.optim.Optimizer], multiplier: float) -> None:
     for opt in optimizers:
         for group in opt.param_groups:
             group["lr"] = group["base_lr"] * multiplier
+
+
+class WeightAverage:
+    """An exponential moving average of the trainable weights, taken after every step (train.weight_average is
+    its decay per step; 0: off). The last step's weights carry the noise of its small batches; their recent
+    average often predicts held-out text better (benchmarks/README.md, round 21), so the trainer tries it at the
+    end and keeps whichever validates better. Bias-corrected: a run shorter than the horizon averages what it has."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay, self.weight = decay, 0.0  # weight: the sum of the coefficients, to divide by
+        self.params = [p for p in model.parameters() if p.requires_grad] if decay else []
+        self.average = [torch.zeros_like(p, dtype=torch.float32) for p in self.params]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        if self.params:
+            torch._foreach_mul_(self.average, self.decay)
+            torch._foreach_add_(self.average, [p.float() for p in self.params], alpha=1.0 - self.decay)
+            self.weight = self.weight * self.decay + 1.0 - self.decay
+
+    @torch.no_grad()
+    def swap(self, weights: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+        """Put `weights` (default: the average) into the model; returns the weights it held."""
+        held = [p.detach().clone() for p in self.params]
+        for p, w in zip(self.params, weights or [a / self.weight for a in self.average]):
+            p.copy_(w)
+        return held
+
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "weight": self.weight, "average": self.average}
+
+    def load_state_dict(self, state: dict | None) -> None:
+        """A checkpoint's average; one without (an older version's, or another decay) starts it afresh."""
+        if state and state["decay"] == self.decay and len(state["average"]) == len(self.average):
+            self.weight, self.average = state["weight"], [a.to(p.device) for a, p in zip(state["average"], self.params)]

@@ -137,6 +137,13 @@ class Dist:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return t.tolist()
 
+    def agree(self, clock: float, stop: bool, device: torch.device) -> tuple[float, bool]:
+        """The processes' mean clock, and whether any process was asked to stop. Under torchrun each clock differs a
+        little: a rank going by its own would set its own lr (the replicas drift apart) and could stop a step before
+        the others, leaving them waiting in the next all-reduce."""
+        clocks, stops = self.sum([clock, float(stop)], device)
+        return clocks / self.world_size, stops > 0
+
     def teardown(self) -> None:
         """A barrier first, so no rank leaves while another still talks to it."""
         if self.active:

@@ -17,8 +17,11 @@ from typing import Protocol
 
 import torch
 
+from gpt.bpe import Tokenizer
+from gpt.chat import until_stop
 from gpt.config import SampleConfig
 from gpt.model import GPT
+from gpt.runtime import autocast
 
 
 def apply_repetition_penalty(logits: torch.Tensor, context: torch.Tensor, penalty: float) -> torch.Tensor:
@@ -193,3 +196,17 @@ def generate(model: GPT, idx: torch.Tensor, opts: SampleConfig,
              generator: torch.Generator | None = None) -> torch.Tensor:
     """idx (B, T) -> (B, T + max_new_tokens), sampled with the KV cache."""
     return torch.cat([idx, *generate_stream(model, idx, opts, generator)], dim=1)
+
+
+def sample_text(model: GPT, tokenizer: Tokenizer, max_new_tokens: int, seed: int, precision: str = "fp32") -> str:
+    """A few tokens from the model as it is (temperature 0.8, top-k 50, seeded), from an end-of-text token up to
+    the first end of a reply or a text: what the trainer logs at each evaluation."""
+    device = next(model.parameters()).device
+    start = torch.tensor([[tokenizer.eot_id or 10]], device=device)
+    opts = SampleConfig(max_new_tokens=max_new_tokens, temperature=0.8, top_k=50)
+    was_training = model.training
+    model.eval()
+    with autocast(device, precision):
+        out = generate(model, start, opts, torch.Generator(device).manual_seed(seed))
+    model.train(was_training)
+    return tokenizer.decode(until_stop(out[0, 1:].tolist(), tokenizer))

@@ -20,7 +20,6 @@ import torch
 
 from gpt import __version__, optim, runtime
 from gpt.batches import eval_windows
-from gpt.chat import until_stop
 from gpt.checkpoint import BASE_WEIGHTS, Checkpointer, load_checkpoint_weights, save_weights, use_best_weights
 from gpt.config import Config, TrainConfig, to_dict
 from gpt.conversations import MixedBatches, eval_batches
@@ -31,7 +30,7 @@ from gpt.files import RunLock
 from gpt.metrics import Metrics, ProgressLine, guarded
 from gpt.model import IGNORE_INDEX
 from gpt.run_setup import batch_source, build_model, commit_run, mix_line, prepare_run, text_and_chat_weights
-from gpt.sampling import generate
+from gpt.sampling import sample_text
 
 
 class TrainError(GPTError):
@@ -74,6 +73,7 @@ class Trainer:
         self.tokens_per_step = cfg.train.batch_size * cfg.train.grad_accum * cfg.model.block_size
         self.model = build_model(cfg, prepared, init_from, self.log, self.precision).to(self.device)
         self.optimizers = optim.build_optimizers(self.model, cfg, self.device)
+        self.average = optim.WeightAverage(self.model, cfg.train.weight_average)
         self.scaler = runtime.grad_scaler(self.device, self.precision)
         self.batches = batch_source(cfg, prepared, self._per_rank_batch(), self.dist, self.device)
         self.byte_lengths = token_byte_lengths(self.tokenizer)
@@ -183,9 +183,11 @@ class Trainer:
             if isinstance(self.batches, MixedBatches):
                 self.batches.reweigh(text_and_chat_weights(self.cfg, progress, self.chat_cap))
             loss = self.train_step()
+            self.average.update()
             self.step += 1
             self.tokens_seen += self.tokens_per_step
-            stop_requested = self._agree_on_clock_and_stop(loop_start)
+            self.elapsed, stop_requested = self.dist.agree(time.perf_counter() - loop_start, bool(self.stop.signal),
+                                                           self.device)
             if not math.isfinite(loss):
                 self._nan_stop(loss)
             if self.step % tr.log_interval == 0 or self.step == 1:
@@ -213,19 +215,27 @@ class Trainer:
         problem = self.save()
         done_before = self.eval_history and self.eval_history[-1]["step"] == self.step
         result = dict(self.eval_history[-1], final=True) if done_before else self.evaluate_and_log(final=True)
+        result = self._try_average(result)
         # The run outlived failed saves; a result it could not save must not pass in silence. Raised after
         # the evaluation, which every process takes part in, so no process waits on rank 0.
         if problem:
             raise self._unsaved(problem)
         return self._use_best_weights(result)
 
-    def _agree_on_clock_and_stop(self, loop_start: float) -> bool:
-        """Set elapsed to the processes' mean clock, and say whether any process was asked to stop. Under torchrun
-        each clock differs a little: a rank going by its own would set its own lr (the replicas drift apart) and
-        could stop a step before the others, leaving them waiting in the next all-reduce."""
-        elapsed, stops = self.dist.sum([time.perf_counter() - loop_start, float(bool(self.stop.signal))], self.device)
-        self.elapsed = elapsed / self.dist.world_size
-        return stops > 0
+    def _try_average(self, last: dict[str, Any]) -> dict[str, Any]:
+        """The weights' moving average (optim.WeightAverage) in place of the last step's if it validates better:
+        model.safetensors gets it; the checkpoint keeps the last step's, to resume. Returns the metrics kept."""
+        if not self.average.weight:
+            return last
+        held = self.average.swap()
+        averaged = self.evaluate_and_log(final=True, weights="averaged")
+        if held_out_loss(averaged, self.chat_share_at_end) < held_out_loss(last, self.chat_share_at_end):
+            if self.dist.master:
+                guarded("model.safetensors (the averaged weights)", lambda: save_weights(
+                    self.model, self.run_dir / "model.safetensors", {"step": str(self.step)}), self.log)
+            return averaged
+        self.average.swap(held)
+        return last
 
     def _use_best_weights(self, last: dict[str, Any]) -> dict[str, Any]:
         """If validation got worse by the end (a small corpus seen too often; held_out_loss), model.safetensors takes
@@ -271,11 +281,10 @@ class Trainer:
             out = {"val_loss": float("nan"), "val_bpb": float("nan")}
         return out
 
-    def evaluate_and_log(self, final: bool = False) -> dict[str, Any]:
+    def evaluate_and_log(self, final: bool = False, weights: str = "") -> dict[str, Any]:
         metrics = self.evaluate()
-        record = {"step": self.step, **{k: round(v, 5) for k, v in metrics.items()}, "elapsed": round(self.elapsed, 2)}
-        if final:
-            record["final"] = True
+        record = {"step": self.step, **{k: round(v, 5) for k, v in metrics.items()}, "elapsed": round(self.elapsed, 2),
+                  **({"final": True} if final else {}), **({"weights": weights} if weights else {})}
         self.eval_history.append(record)
         if self.dist.master:
             self.metrics.log(record)
@@ -283,28 +292,21 @@ class Trainer:
                     "best.safetensors", lambda: save_weights(self.model, self.run_dir / "best.safetensors",
                                                              {"step": str(self.step)}), self.log):
                 self.best_val, self.best_record = held_out_loss(record, self.chat_share_at_end), record
-            self.log(f"step {self.step}: val loss {metrics['val_loss']:.4f}, {metrics['val_bpb']:.4f} bits/byte")
+            self.log(f"step {self.step}{f' ({weights} weights)' if weights else ''}: val loss "
+                     f"{metrics['val_loss']:.4f}, {metrics['val_bpb']:.4f} bits/byte")
             self.metrics.plot()
             if self.cfg.train.sample_tokens:
-                self.log("sample: " + self._sample().replace("\n", "\n        "))
+                sample = sample_text(self.model, self.tokenizer, self.cfg.train.sample_tokens, self.cfg.train.seed,
+                                     self.precision)
+                self.log("sample: " + sample.replace("\n", "\n        "))
         return record
-
-    def _sample(self) -> str:
-        """A few tokens from the model as it is, logged at each evaluation, up to the first end of a reply or text."""
-        start = torch.tensor([[self.tokenizer.eot_id or 10]], device=self.device)
-        opts = type(self.cfg.sample)(max_new_tokens=self.cfg.train.sample_tokens, temperature=0.8, top_k=50)
-        self.model.eval()
-        with runtime.autocast(self.device, self.precision):
-            out = generate(self.model, start, opts, torch.Generator(self.device).manual_seed(self.cfg.train.seed))
-        self.model.train()
-        return self.tokenizer.decode(until_stop(out[0, 1:].tolist(), self.tokenizer))
 
     # -- state
     def state_dict(self) -> dict[str, Any]:
         return {"step": self.step, "tokens_seen": self.tokens_seen, "elapsed": self.elapsed, "best_val": self.best_val,
                 "best_record": self.best_record, "optimizers": [opt.state_dict() for opt in self.optimizers],
                 "scaler": self.scaler.state_dict(), "sampler": self.batches.state_dict(), "rng": runtime.rng_state(),
-                "config": to_dict(self.cfg)}
+                "config": to_dict(self.cfg), "average": self.average.state_dict()}
 
     def _restore(self, checkpoint: Path, state: dict[str, Any]) -> None:
         try:
@@ -315,6 +317,7 @@ class Trainer:
                 self.scaler.load_state_dict(state["scaler"])
             self.batches.load_state_dict(state["sampler"])
             runtime.set_rng_state(state["rng"])
+            self.average.load_state_dict(state.get("average"))
         except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
             raise TrainError(f"cannot resume from {checkpoint}: {exc}", 2) from None
         self.step, self.tokens_seen, self.elapsed = state["step"], state["tokens_seen"], state["elapsed"]
@@ -336,15 +339,11 @@ class Trainer:
                     lambda: save_weights(model, self.run_dir / "model.safetensors", {"step": str(step)}), warn)
         return failed[0] if failed else None
 
-    def _kept(self) -> str:
-        last = self.checkpointer.latest_good(warn=self.log)
-        return f"the last intact checkpoint is {last.name}" if last else "no checkpoint was written"
-
     def _unsaved(self, problem: str) -> TrainError:
         """The error that ends a run whose last save failed (a full disk): what was lost, what is kept."""
         reason = problem.removeprefix("warning: ").split("; the previous")[0]
-        return TrainError(f"{reason}; {self._kept()}: free space and run the same command again", 1)
+        return TrainError(f"{reason}; {self.checkpointer.kept(self.log)}: free space and run the same command again", 1)
 
     def _nan_stop(self, loss: float) -> None:
-        raise TrainError(f"loss became {loss} at step {self.step}; stopping ({self._kept()}). "
+        raise TrainError(f"loss became {loss} at step {self.step}; stopping ({self.checkpointer.kept(self.log)}). "
                          "Try a lower --train.lr or --train.precision fp32", 3)

@@ -265,7 +265,7 @@ def test_full_disk_costs_a_save_never_the_run(what, code, corpus_file, tmp_path)
         assert_one_line(proc, 1, "No space left", "disk is full")
 
 
-@pytest.mark.parametrize("size,code", [("150k", 1), ("700k", 1), ("2m", 0)])
+@pytest.mark.parametrize("size,code", [("150k", 1), ("700k", 1), ("3m", 0)])
 def test_small_filesystem(size, code, corpus_file, tmp_path, mounts):
     """A real full disk: the run goes on past failed saves, then ends in 0 or one line saying what is kept."""
     mount_tmpfs(tmp_path / "small", f"size={size}")

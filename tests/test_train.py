@@ -12,7 +12,7 @@ import torch
 
 from gpt.config import resolve
 from gpt.model import GPT
-from gpt.optim import build_optimizers, lr_multiplier, regulariser_strength, set_regulariser
+from gpt.optim import WeightAverage, build_optimizers, lr_multiplier, regulariser_strength, set_regulariser
 from gpt.train import Trainer, TrainError
 
 from .conftest import TINY, kill_after, losses, run_gpt
@@ -47,6 +47,13 @@ def test_resume_after_sigkill_equals_uninterrupted(corpus_file, tmp_path):
     a, b = losses(straight), losses(killed)
     assert sorted(b) == list(range(1, 401))
     assert [a[s] for s in range(1, 401)] == [b[s] for s in range(1, 401)]  # bit-identical, not close
+    averages = [torch.load(run / "checkpoints" / "step-00000400" / "state.pt", weights_only=True)["average"]
+                for run in (straight, killed)]  # the weights' moving average went on from the checkpoint too
+    assert averages[0]["weight"] == averages[1]["weight"] > 0.9
+    assert all(torch.equal(x, y) for x, y in zip(averages[0]["average"], averages[1]["average"]))
+    from gpt.checkpoint import read_weights
+    kept = [read_weights(run / "model.safetensors") for run in (straight, killed)]  # the header's order may differ
+    assert all(torch.equal(kept[0][name], kept[1][name]) for name in kept[0])
 
 
 def test_other_config_refuses_to_resume(corpus_file, tmp_path):
@@ -345,6 +352,52 @@ def test_a_run_trained_to_answer_keeps_the_weights_that_answer(corpus_file, tmp_
     assert all(torch.equal(chosen[k], at_20[k]) for k in at_20)
     assert held_out_loss({"val_loss": 1.0, "val_chat_loss": 3.0}, 0.25) == 1.5
     assert held_out_loss({"val_loss": 1.0}, 0.25) == 1.0  # text alone
+
+
+def test_weight_average_is_the_bias_corrected_moving_average_of_the_trainable_weights():
+    model = torch.nn.Linear(2, 1, bias=True)
+    model.bias.requires_grad_(False)  # frozen, as a base weight under LoRA: not averaged
+    average = WeightAverage(model, 0.5)
+    history = [torch.tensor([[1.0, 2.0]]), torch.tensor([[3.0, 6.0]]), torch.tensor([[5.0, 4.0]])]
+    for w in history:
+        with torch.no_grad():
+            model.weight.copy_(w)
+        average.update()
+    coefficients = [0.5 * 0.5 * 0.5, 0.5 * 0.5, 0.5]  # (1 - d) d^(n - 1 - i), over their sum (1 - d^n)
+    expected = sum(c * w for c, w in zip(coefficients, history)) / sum(coefficients)
+    assert len(average.params) == 1 and average.weight == sum(coefficients)
+    held = average.swap()
+    assert torch.allclose(model.weight, expected) and torch.equal(held[0], history[-1])
+    average.swap(held)
+    assert torch.equal(model.weight, history[-1])
+    again = WeightAverage(model, 0.5)
+    again.load_state_dict(average.state_dict())
+    assert again.weight == average.weight and torch.equal(again.average[0], average.average[0])
+    other = WeightAverage(model, 0.9)
+    other.load_state_dict(average.state_dict())  # another decay: starts afresh
+    assert other.weight == 0.0
+    assert WeightAverage(model, 0.0).params == []  # off
+
+
+@pytest.mark.parametrize("average_is_better", [True, False])
+def test_the_weights_average_is_kept_if_it_validates_better(corpus_file, tmp_path, monkeypatch, average_is_better):
+    from gpt.checkpoint import read_weights
+    cfg = resolve(preset="tiny", overrides={"data.input": [str(corpus_file)], "train.max_iters": 20,
+                                            "train.eval_interval": 10, "train.sample_tokens": 0})
+    trainer = Trainer(cfg, tmp_path / "run", progress=False, log=lambda *a: None)
+    losses_by_call = iter([2.0, 1.5, 1.0 if average_is_better else 1.7])  # step 10, step 20, the average at 20
+    monkeypatch.setattr(trainer, "evaluate", lambda: {"val_loss": (v := next(losses_by_call)), "val_bpb": v / 2})
+    result = trainer.run()
+    run = tmp_path / "run"
+    chosen, last = (read_weights(run / f) for f in ("model.safetensors", "checkpoints/step-00000020/model.safetensors"))
+    averaged = dict(zip((n for n, p in trainer.model.named_parameters() if p.requires_grad),
+                        (a / trainer.average.weight for a in trainer.average.average)))
+    assert result["step"] == 20 and result.get("weights") == ("averaged" if average_is_better else None)
+    if average_is_better:
+        assert all(torch.allclose(chosen[n], w) for n, w in averaged.items() if n in chosen)
+        assert not all(torch.equal(chosen[n], last[n]) for n in last)  # the checkpoint keeps the last step's
+    else:
+        assert all(torch.equal(chosen[n], last[n]) for n in last)
 
 
 def test_best_weights_are_used_only_if_the_file_holds_the_recorded_step(tmp_path):
