@@ -40,7 +40,6 @@ import json
 import os
 import random
 import re
-import shutil
 import string
 import subprocess
 import sys
@@ -236,31 +235,47 @@ def train(inputs: list[str], out: Path, budget: str, overrides: dict[str, object
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:
         sys.exit(f"training failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    averaged = "(the weights' moving average)" in done.stdout  # the trainer kept the average (optim.WeightAverage)
     for line in done.stdout.splitlines():
         if line.startswith(("questions:", "conversations:", "tokens:", "data:")):
             print("    " + line, flush=True)
         if line.startswith("model.safetensors: the best weights"):
-            keep_last_weights(out, line)
-    return train_record(out, wall_s=round(time.perf_counter() - start))
+            keep_last_weights(out, line, averaged)
+    return train_record(out, wall_s=round(time.perf_counter() - start), averaged=averaged)
 
 
-def keep_last_weights(out: Path, said: str) -> None:
-    """The last step's weights back in model.safetensors, as gpt train keeps them for a text of entries.
+def keep_last_weights(out: Path, said: str, averaged: bool) -> None:
+    """The last step's weights (or their moving average, if the trainer chose it) back in model.safetensors, as
+    gpt train keeps them for a text of entries.
 
     The recipe run is trained with --data.qa off, so the trainer does not know the text is entries to recite,
     and where the text's validation got worse it keeps the best evaluated weights, from before the answers were
     learnt (an early step, at the full lr). gpt train --data.qa on would keep the last: so does this benchmark.
     """
+    import torch
+
+    from gpt.checkpoint import load_checkpoint_weights, load_run, save_weights
+    from gpt.optim import WeightAverage
     last = max((out / "checkpoints").glob("step-*"), key=lambda d: int(d.name.split("-")[1]))
-    shutil.copyfile(last / "model.safetensors", out / "model.safetensors")
-    print(f"    {said.split(' (')[0]}: replaced by the last step's, {last.name}, as for a text of entries",
-          flush=True)
+    model, _, cfg = load_run(out)
+    load_checkpoint_weights(model, last)
+    if averaged:  # the average is in the checkpoint's state, beside the optimizer's
+        average = WeightAverage(model, cfg.train.weight_average)
+        average.load_state_dict(torch.load(last / "state.pt", weights_only=True)["average"])
+        average.swap()
+    save_weights(model, out / "model.safetensors", {"step": last.name.split("-")[1]})
+    kept = "their moving average" if averaged else "the last step's"
+    print(f"    {said.split(' (')[0]}: replaced by {kept}, {last.name}, as for a text of entries", flush=True)
 
 
-def train_record(out: Path, wall_s: int | None) -> dict:
-    """A run's last validation record, its last step and the training wall time."""
+def train_record(out: Path, wall_s: int | None, averaged: bool | None = None) -> dict:
+    """A run's validation record of the weights it kept (the last record when not known), its last step and the
+    training wall time."""
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if line.strip()]
-    final = [r for r in records if "val_bpb" in r][-1]
+    evaluated = [r for r in records if "val_bpb" in r]
+    if averaged is not None:
+        evaluated = [r for r in evaluated if (r.get("weights") == "averaged") == averaged] or evaluated
+    final = evaluated[-1]
     steps = max((r.get("step", 0) for r in records), default=0)
     return {**final, "steps": steps, "wall_s": wall_s}
 
