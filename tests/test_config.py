@@ -64,6 +64,7 @@ def test_wrong_type_names_the_key():
     ({"model.mlp": "tanh"}, "model.mlp"),
     ({"model.n_kv_head": 4}, "n_kv_head"),
     ({"train.precision": "fp8"}, "train.precision"),
+    ({"train.weight_average": 1.0}, r"train.weight_average must be in \[0, 1\) \(0: off\); got 1.0"),
 ])
 def test_impossible_values_fail(overrides, pattern):
     with pytest.raises(ConfigError, match=pattern):
