@@ -229,11 +229,10 @@ class Trainer:
             return last
         held = self.average.swap()
         averaged = self.evaluate_and_log(final=True, weights="averaged")
-        if held_out_loss(averaged, self.chat_share_at_end) < held_out_loss(last, self.chat_share_at_end):
-            if self.dist.master:
-                guarded("model.safetensors (the averaged weights)", lambda: save_weights(
-                    self.model, self.run_dir / "model.safetensors", {"step": str(self.step)}), self.log)
-            return averaged
+        better = held_out_loss(averaged, self.chat_share_at_end) < held_out_loss(last, self.chat_share_at_end)
+        if better and (not self.dist.master or guarded("model.safetensors (the averaged weights)", lambda: save_weights(
+                self.model, self.run_dir / "model.safetensors", {"step": str(self.step)}), self.log)):
+            return averaged  # else the last step's weights stay, in the model and in model.safetensors
         self.average.swap(held)
         return last
 
@@ -288,10 +287,10 @@ class Trainer:
         self.eval_history.append(record)
         if self.dist.master:
             self.metrics.log(record)
-            if held_out_loss(record, self.chat_share_at_end) < self.best_val and guarded(
+            if (loss := held_out_loss(record, self.chat_share_at_end)) < self.best_val and guarded(
                     "best.safetensors", lambda: save_weights(self.model, self.run_dir / "best.safetensors",
                                                              {"step": str(self.step)}), self.log):
-                self.best_val, self.best_record = held_out_loss(record, self.chat_share_at_end), record
+                self.best_val, self.best_record = loss, record
             self.log(f"step {self.step}{f' ({weights} weights)' if weights else ''}: val loss "
                      f"{metrics['val_loss']:.4f}, {metrics['val_bpb']:.4f} bits/byte")
             self.metrics.plot()
