@@ -252,18 +252,17 @@ def keep_last_weights(out: Path, said: str, averaged: bool) -> None:
     and where the text's validation got worse it keeps the best evaluated weights, from before the answers were
     learnt (an early step, at the full lr). gpt train --data.qa on would keep the last: so does this benchmark.
     """
-    import torch
-
-    from gpt.checkpoint import load_checkpoint_weights, load_run, save_weights
+    from gpt.checkpoint import Checkpointer, load_checkpoint_weights, load_run, load_state, save_weights
     from gpt.optim import WeightAverage
-    last = max((out / "checkpoints").glob("step-*"), key=lambda d: int(d.name.split("-")[1]))
+    last = Checkpointer(out).latest_good()
     model, _, cfg = load_run(out)
     load_checkpoint_weights(model, last)
+    state = load_state(last)
     if averaged:  # the average is in the checkpoint's state, beside the optimizer's
         average = WeightAverage(model, cfg.train.weight_average)
-        average.load_state_dict(torch.load(last / "state.pt", weights_only=True)["average"])
+        average.load_state_dict(state["average"])
         average.swap()
-    save_weights(model, out / "model.safetensors", {"step": last.name.split("-")[1]})
+    save_weights(model, out / "model.safetensors", {"step": str(state["step"])})
     kept = "their moving average" if averaged else "the last step's"
     print(f"    {said.split(' (')[0]}: replaced by {kept}, {last.name}, as for a text of entries", flush=True)
 
