@@ -127,7 +127,8 @@ class WeightAverage:
     """An exponential moving average of the trainable weights, taken after every step (train.weight_average is
     its decay per step; 0: off). The last step's weights carry the noise of its small batches; their recent
     average often predicts held-out text better (benchmarks/README.md, round 21), so the trainer tries it at the
-    end and keeps whichever validates better. Bias-corrected: a run shorter than the horizon averages what it has."""
+    end and keeps whichever validates better (not where the trained answers are the point: gpt/train.py).
+    Bias-corrected: a run shorter than the horizon averages what it has."""
 
     def __init__(self, model: nn.Module, decay: float):
         self.decay, self.weight = decay, 0.0  # weight: the sum of the coefficients, to divide by

@@ -73,7 +73,8 @@ class Trainer:
         self.tokens_per_step = cfg.train.batch_size * cfg.train.grad_accum * cfg.model.block_size
         self.model = build_model(cfg, prepared, init_from, self.log, self.precision).to(self.device)
         self.optimizers = optim.build_optimizers(self.model, cfg, self.device)
-        self.average = optim.WeightAverage(self.model, cfg.train.weight_average)
+        answers_first = self.data is None or self.recall  # as in _use_best_weights: the last weights, no average
+        self.average = optim.WeightAverage(self.model, 0.0 if answers_first else cfg.train.weight_average)
         self.scaler = runtime.grad_scaler(self.device, self.precision)
         self.batches = batch_source(cfg, prepared, self._per_rank_batch(), self.dist, self.device)
         self.byte_lengths = token_byte_lengths(self.tokenizer)

@@ -35,6 +35,7 @@ def test_a_model_trained_on_twenty_pairs_answers_each_trained_question_exactly(c
     records = [json.loads(line) for line in (chat_run / "log.jsonl").read_text().splitlines()]
     assert [r["loss"] for r in records if "loss" in r][-1] < 0.01
     assert "val_chat_loss" in records[-1]
+    assert not any("weights" in r for r in records)  # no average tried: held-out loss cannot see trained answers
     assert (chat_run / "chat_template.jinja").exists()
     for question, answer in TRAINED[:2]:  # the real CLI for two, the same Generator path in-process for all
         proc = run_gpt("ask", question, "--out", str(chat_run), "--temperature", "0", check=True)
@@ -64,7 +65,7 @@ def test_fine_tuning_a_base_run_on_conversations_grows_its_vocabulary(corpus_fil
             "--model.n_embd", "64", "--model.block_size", "64", "--data.qa", "off", check=True)
     tuned = tmp_path / "tuned"
     proc = run_gpt("train", *TINY, "--init-from", str(base), "--input", str(qa_file), "--out", str(tuned),
-                   "--train.max_iters", "400", "--train.eval_interval", "200", "--train.sample_tokens", "0", check=True)
+                   "--train.max_iters", "600", "--train.eval_interval", "300", "--train.sample_tokens", "0", check=True)
     assert "4 new token rows (chat tokens)" in proc.stdout
     old, new = load_file(str(base / "model.safetensors")), load_file(str(tuned / "model.safetensors"))
     assert new["wte.weight"].shape[0] == old["wte.weight"].shape[0] + 4

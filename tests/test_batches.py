@@ -1,4 +1,5 @@
-"""Batch sources: seeded, resumable, rank-sliced random windows; evaluation windows that cover each token once."""
+"""Batch sources: seeded, resumable, rank-sliced windows, each token once a pass; evaluation windows that cover
+each token once."""
 
 import numpy as np
 
@@ -20,6 +21,36 @@ def test_batches_reproducible_and_resumable():
     c = Batches(tokens, 8, 4, seed=0)
     c.load_state_dict(state)
     assert torch_equal(c.next()[0], expected)
+
+
+def test_a_pass_tiles_the_text_from_its_own_offset():
+    tokens = np.arange(1_000, dtype=np.uint16)  # a window's first input is its start
+    batches = Batches(tokens, 10, 1, seed=5)
+    passes: dict[int, list[int]] = {}
+    while batches.epoch < 4:
+        start = int(batches.next()[0][0, 0])
+        passes.setdefault(batches.epoch, []).append(start)  # the pass that window came from
+    assert passes[0] != sorted(passes[0])  # shuffled
+    del passes[4]  # its first window only
+    for starts in passes.values():
+        starts.sort()
+        assert starts[0] < 10 and starts[-1] + 10 >= batches.high - 10  # from the offset to the end
+        assert all(b - a == 10 for a, b in zip(starts, starts[1:]))  # abutting, none twice, none skipped
+    assert len({starts[0] for starts in passes.values()}) > 1  # the edges move between passes
+
+
+def test_windows_are_shuffled_and_a_batch_runs_on_into_the_next_pass():
+    tokens = np.arange(100, dtype=np.uint16)
+    batches = Batches(tokens, 8, 5, seed=2)  # 11 or 12 windows a pass: the third batch spans two passes
+    firsts = [batches.next()[0][:, 0].tolist() for _ in range(3)]
+    assert batches.epoch == 1
+    counts = np.bincount(np.concatenate(firsts), minlength=100)
+    assert counts.max() <= 2  # a start repeats only across passes
+    state = batches.state_dict()
+    expected = [batches.next()[0] for _ in range(4)]
+    resumed = Batches(tokens, 8, 5, seed=0)
+    resumed.load_state_dict(state)
+    assert all(torch_equal(resumed.next()[0], e) for e in expected)
 
 
 def test_ranks_take_disjoint_slices_of_the_global_batch():
