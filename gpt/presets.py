@@ -37,8 +37,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # The Tiny Shakespeare CPU speedrun (benchmarks/speedrun.py): 70 s, everything included.
     # Two layers beat four here: in 70 s the shallower model sees 1.5x the tokens (ablations in
-    # benchmarks/README.md), and a 10x embedding lr lets the lookup table keep up. Best after about 3 passes
-    # over the 1 MB text and worse after more (no regulariser helped at 3): a faster machine stops at 3.5.
+    # benchmarks/README.md), and a 10x embedding lr lets the lookup table keep up. About as good at 3.5 passes
+    # over the 1 MB text as at 4 (no regulariser helped at 3): a faster machine stops at 3.5.
     "shakespeare-cpu": {
         "tokenizer.vocab_size": 1536, "tokenizer.special_tokens": [], "data.qa": "off",
         "model.n_layer": 2, "model.n_head": 4, "model.n_embd": 256, "model.block_size": 128,
