@@ -51,23 +51,24 @@ class Batches:
         self.epoch, self.position = 0, 0  # the pass, and how many of its windows were taken
         self._order = self._pass_starts(0)
 
-    def _pass_starts(self, epoch: int) -> list[int]:
-        """The start of every window of pass `epoch`, shuffled: offset, offset + T, ... below high."""
+    def _pass_starts(self, epoch: int) -> np.ndarray:
+        """The start of every window of pass `epoch`, shuffled: offset, offset + T, ... below high (an array,
+        not a list: a large corpus has millions of windows a pass)."""
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         offset = int(torch.randint(min(self.block_size, self.high), (1,), generator=generator))
         starts = torch.arange(offset, self.high, self.block_size)
-        return starts[torch.randperm(len(starts), generator=generator)].tolist()
+        return starts[torch.randperm(len(starts), generator=generator)].numpy()
 
-    def _take(self, n: int) -> list[int]:
-        starts = []
-        while len(starts) < n:
+    def _take(self, n: int) -> np.ndarray:
+        parts = []
+        while n:
             if self.position == len(self._order):
                 self.epoch, self.position = self.epoch + 1, 0
                 self._order = self._pass_starts(self.epoch)
-            more = self._order[self.position:self.position + n - len(starts)]
-            starts += more
-            self.position += len(more)
-        return starts
+            parts.append(self._order[self.position:self.position + n])
+            self.position += len(parts[-1])
+            n -= len(parts[-1])
+        return np.concatenate(parts)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         starts = self._take(self.batch_size * self.world_size)
