@@ -73,8 +73,9 @@ class Trainer:
         self.tokens_per_step = cfg.train.batch_size * cfg.train.grad_accum * cfg.model.block_size
         self.model = build_model(cfg, prepared, init_from, self.log, self.precision).to(self.device)
         self.optimizers = optim.build_optimizers(self.model, cfg, self.device)
-        answers_first = self.data is None or self.recall  # as in _use_best_weights: the last weights, no average
-        self.average = optim.WeightAverage(self.model, 0.0 if answers_first else cfg.train.weight_average)
+        # conversations alone, or a text trained to recite: the trained answers, which validation cannot see, are the
+        self.answers_first = self.data is None or self.recall  # point: the last weights, neither average nor best
+        self.average = optim.WeightAverage(self.model, 0.0 if self.answers_first else cfg.train.weight_average)
         self.scaler = runtime.grad_scaler(self.device, self.precision)
         self.batches = batch_source(cfg, prepared, self._per_rank_batch(), self.dist, self.device)
         self.byte_lengths = token_byte_lengths(self.tokenizer)
@@ -243,7 +244,7 @@ class Trainer:
         for recall, keep the last: there the trained answers are the point. Returns the metrics of the weights kept."""
         kept = self.best_record if self.dist.master else None  # all ranks have it once resumed; rank 0 writes
         loss = lambda record: held_out_loss(record, self.chat_share_at_end)  # noqa: E731
-        if kept is None or self.data is None or self.recall or not loss(kept) < loss(last):
+        if kept is None or self.answers_first or not loss(kept) < loss(last):
             return last
         if not guarded("model.safetensors (the best weights)", lambda: use_best_weights(self.run_dir, kept["step"]),
                        self.log):

@@ -461,14 +461,14 @@ def test_only_rank_0_puts_the_best_weights_in_place(tmp_path):
     last_bytes = (tmp_path / "model.safetensors").read_bytes()
     torch.nn.init.zeros_(model.lm_head.weight)
     save_weights(model, tmp_path / "best.safetensors", {"step": "10"})
-    rank1 = SimpleNamespace(run_dir=tmp_path, best_record={"step": 10, "val_loss": 1.0}, data=object(), step=20,
-                            dist=SimpleNamespace(master=False), log=lambda *a: None, recall=False,
+    rank1 = SimpleNamespace(run_dir=tmp_path, best_record={"step": 10, "val_loss": 1.0}, step=20,
+                            dist=SimpleNamespace(master=False), log=lambda *a: None, answers_first=False,
                             chat_share_at_end=0.0)
     last = {"step": 20, "val_loss": 2.0}
     assert Trainer._use_best_weights(rank1, last) is last
     assert (tmp_path / "model.safetensors").read_bytes() == last_bytes
     rank0 = SimpleNamespace(**{**vars(rank1), "dist": SimpleNamespace(master=True)})
-    reciting = SimpleNamespace(**{**vars(rank0), "recall": True})  # trained to recite its entries: the last step's
+    reciting = SimpleNamespace(**{**vars(rank0), "answers_first": True})  # trained to recite: the last step's
     assert Trainer._use_best_weights(reciting, last) is last
     assert (tmp_path / "model.safetensors").read_bytes() == last_bytes
     assert Trainer._use_best_weights(rank0, last)["step"] == 10
