@@ -49,7 +49,7 @@ class Batches:
         self.device = torch.device(device)
         self.high = len(tokens) - block_size  # windows start in [0, high)
         self.epoch, self.position = 0, 0  # the pass, and how many of its windows were taken
-        self._order = self._pass_starts(0)
+        self._order: np.ndarray | None = None  # the pass's shuffled starts, built when first needed
 
     def _pass_starts(self, epoch: int) -> np.ndarray:
         """The start of every window of pass `epoch`, shuffled: offset, offset + T, ... below high (an array,
@@ -62,6 +62,8 @@ class Batches:
     def _take(self, n: int) -> np.ndarray:
         parts = []
         while n:
+            if self._order is None:
+                self._order = self._pass_starts(self.epoch)
             if self.position == len(self._order):
                 self.epoch, self.position = self.epoch + 1, 0
                 self._order = self._pass_starts(self.epoch)
@@ -84,7 +86,7 @@ class Batches:
         # a checkpoint of an older version (random windows: {"generator": ...}) goes on from a first pass
         self.seed = state.get("seed", self.seed)
         self.epoch, self.position = state.get("epoch", 0), state.get("position", 0)
-        self._order = self._pass_starts(self.epoch)
+        self._order = None
 
 
 def eval_windows(tokens: np.ndarray, block_size: int, batch_size: int, max_batches: int = 0, rank: int = 0,
