@@ -100,7 +100,7 @@ class TrainConfig:
     warmup_iters: int = -1  # -1: derived (2% of the run, at most 200)
     schedule: str = "cosine"  # cosine | wsd | constant
     decay_fraction: float = 0.2  # wsd: final fraction spent decaying
-    optimizer: str = "adamw"  # adamw | muon
+    optimizer: str = "adamw"  # adamw | muon | normuon (Muon or NorMuon for the hidden matrices, AdamW for the rest)
     muon_lr: float = 0.0  # 0: train.lr (Muon's updates are scaled to AdamW's RMS, so AdamW's lr carries over)
     weight_decay: float = 0.1
     regularise_after: float = 0.0  # passes over the text before drop_path and weight decay past 0.1 set in; 0: at once
@@ -283,6 +283,8 @@ def resolve(config_file: str | None = None, preset: str | None = None, overrides
                               + f"; presets: {', '.join(PRESETS)}")
         apply(cfg, PRESETS[preset])
     apply(cfg, overrides or {})
+    if cfg.train.lora_rank and "train.optimizer" not in (overrides or {}):
+        cfg.train.optimizer = "adamw"  # a preset's or a base run's Muon: it cannot train adapters (check_lora)
     validate(cfg)
     return cfg
 
@@ -341,7 +343,7 @@ def validate(cfg: Config) -> None:
     _choice("model.pos", m.pos, ("learned", "rope"))
     _choice("data.qa", d.qa, ("auto", "on", "off"))
     _choice("train.schedule", tr.schedule, ("cosine", "wsd", "constant"))
-    _choice("train.optimizer", tr.optimizer, ("adamw", "muon"))
+    _choice("train.optimizer", tr.optimizer, ("adamw", "muon", "normuon"))
     _choice("train.precision", tr.precision, ("auto", "fp32", "bf16", "fp16"))
     _choice("train.compile", tr.compile, ("auto", "on", "off"))
     _choice("train.device", tr.device.split(":")[0], ("auto", "cpu", "cuda", "mps"))
@@ -356,8 +358,8 @@ def check_lora(tr: TrainConfig) -> None:
     if unknown or not tr.lora_targets or len(set(tr.lora_targets)) != len(tr.lora_targets):
         raise ConfigError(f"train.lora_targets must be distinct names from {', '.join(LORA_TARGETS)}, got "
                           f"{','.join(tr.lora_targets) or '(none)'}")
-    if tr.lora_rank and tr.optimizer == "muon":  # Muon orthogonalises whole matrices; adapters are thin factors
-        raise ConfigError("train.optimizer muon cannot train LoRA adapters; use adamw with train.lora_rank")
+    if tr.lora_rank and tr.optimizer != "adamw":  # Muon orthogonalises whole matrices; adapters are thin factors
+        raise ConfigError(f"train.optimizer {tr.optimizer} cannot train LoRA adapters; use adamw with train.lora_rank")
 
 
 MAX_SEED = 2**63 - 1

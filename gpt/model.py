@@ -147,6 +147,8 @@ class CausalSelfAttention(nn.Module):
         self.head_size = cfg.n_embd // cfg.n_head
         self.c_attn = nn.Linear(cfg.n_embd, (self.n_head + 2 * self.n_kv_head) * self.head_size,
                                 bias=cfg.bias or cfg.qkv_bias)
+        # q, k and v are separate maps stacked in one matrix: an optimizer that treats a matrix as one map splits it
+        self.c_attn.row_pieces = [size * self.head_size for size in (self.n_head, self.n_kv_head, self.n_kv_head)]
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.c_proj.is_residual_proj = True
         self.q_norm = make_norm(cfg, self.head_size) if cfg.qk_norm else None
@@ -232,6 +234,7 @@ class MLP(nn.Module):
         self.kind, hidden = cfg.mlp, mlp_hidden(cfg)
         # SwiGLU's fc holds [gate; up] stacked, so one matmul serves both
         self.c_fc = nn.Linear(cfg.n_embd, 2 * hidden if cfg.mlp == "swiglu" else hidden, bias=cfg.bias)
+        self.c_fc.row_pieces = [hidden, hidden] if cfg.mlp == "swiglu" else [hidden]
         self.c_proj = nn.Linear(hidden, cfg.n_embd, bias=cfg.bias)
         self.c_proj.is_residual_proj = True
         self.dropout = Dropout(cfg.dropout)

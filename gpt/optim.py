@@ -1,9 +1,9 @@
 """Optimizers and the learning-rate schedule.
 
-AdamW with weight decay on matrices only; optionally Muon for the hidden matrices. An untied token
-embedding is its own group at lr x embedding_lr_scale, without decay: each row gets a gradient only when
-its token occurs, so it learns slowest of all the weights. The schedule is a function of progress in
-[0, 1] (steps, or elapsed time for a time budget), so it fits both kinds of run.
+AdamW with weight decay on matrices only; optionally Muon or NorMuon (`Muon` below) for the hidden matrices.
+An untied token embedding is its own group at lr x embedding_lr_scale, without decay: each row gets a
+gradient only when its token occurs, so it learns slowest of all the weights. The schedule is a function
+of progress in [0, 1] (steps, or elapsed time for a time budget), so it fits both kinds of run.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn as nn
 
-from gpt.config import Config, ConfigError, TrainConfig
+from gpt.config import Config, TrainConfig
 
 EMBEDDINGS = {"wte.weight", "wpe.weight", "lm_head.weight"}
 MIN_CAPPED_STEPS = 200  # train.max_epochs never ends a run sooner: a few KB of notes make 12 passes in 2 steps
@@ -77,11 +77,10 @@ def build_optimizers(model: nn.Module, cfg: Config, device: torch.device) -> lis
     roles = parameter_roles(model, cfg)
     fused = {"fused": True} if device.type in ("cuda", "cpu") else {}  # see benchmarks/README.md
     optimizers: list[torch.optim.Optimizer] = []
-    if tr.optimizer == "muon":
-        if not hasattr(torch.optim, "Muon"):
-            raise ConfigError("train.optimizer muon needs torch.optim.Muon (PyTorch >= 2.9)")
-        optimizers.append(torch.optim.Muon(roles["hidden"], lr=tr.muon_lr or tr.lr, weight_decay=tr.weight_decay,
-                                           adjust_lr_fn="match_rms_adamw"))
+    if tr.optimizer in ("muon", "normuon"):
+        pieces = {id(m.weight): m.row_pieces for m in model.modules() if hasattr(m, "row_pieces")}
+        optimizers.append(Muon(roles["hidden"], lr=tr.muon_lr or tr.lr, weight_decay=tr.weight_decay,
+                               pieces=pieces, normalise=tr.optimizer == "normuon"))
         decay = roles["embeddings"]
     else:
         decay = roles["hidden"] + roles["embeddings"]
@@ -91,6 +90,64 @@ def build_optimizers(model: nn.Module, cfg: Config, device: torch.device) -> lis
         for group in opt.param_groups:
             group["base_lr"] = group["lr"]
     return optimizers
+
+
+@torch.no_grad()
+def orthogonalise(g: torch.Tensor, steps: int) -> torch.Tensor:
+    """About U V^T of g = U S V^T (the nearest matrix with all singular values 1), by a quintic Newton-Schulz
+    iteration in bf16. Keller Jordan's coefficients push the singular values into about [0.7, 1.2] fast rather
+    than to 1 exactly: updates that precise train no better (benchmarks/README.md, round 23)."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = g.bfloat16()
+    wide = x.size(0) <= x.size(1)
+    x = x if wide else x.T  # x @ x.T is then the smaller square
+    x = x / (x.norm() + 1e-7)  # singular values <= 1, where the iteration converges
+    for _ in range(steps):
+        xxt = x @ x.T
+        x = torch.addmm(x, torch.addmm(xxt, xxt, xxt, beta=b, alpha=c), x, beta=a)  # a x + (b xxt + c xxt^2) x
+    return (x if wide else x.T).to(g.dtype)
+
+
+class Muon(torch.optim.Optimizer):
+    """Muon for the hidden matrices: momentum, then the update orthogonalised (every direction of the map moves by
+    the same amount, not mostly the few the gradient is largest in), scaled to an RMS of 0.2, AdamW's typical
+    update, so its lr is in AdamW's units. A matrix that stacks separate maps (`row_pieces` on its module: q, k
+    and v) is orthogonalised map by map. With `normalise` it is NorMuon (Li et al. 2025, arXiv 2510.05491): each
+    output row (neuron) of the orthogonalised update is divided by its running RMS, so that no neuron's updates
+    stay larger than the others', before the scaling to 0.2. Weight decay is decoupled, as AdamW's."""
+
+    def __init__(self, params: list[nn.Parameter], lr: float, weight_decay: float, pieces: dict[int, list[int]],
+                 normalise: bool = True, momentum: float = 0.95, beta2: float = 0.95, ns_steps: int = 3):
+        super().__init__(params, {"lr": lr, "weight_decay": weight_decay, "momentum": momentum, "beta2": beta2,
+                                  "ns_steps": ns_steps, "normalise": normalise})
+        self.pieces = pieces
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:  # a checkpoint of torch.optim.Muon, which an earlier version used
+            for key, value in self.defaults.items():
+                group.setdefault(key, False if key == "normalise" else value)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.mul_(1 - group["lr"] * group["weight_decay"])
+                    for rows, update in zip(p.split(self.pieces.get(id(p), [len(p)])), self.update(p, group)):
+                        rows.add_(update, alpha=-group["lr"])
+
+    def update(self, p: nn.Parameter, group: dict) -> list[torch.Tensor]:
+        """p's update, a tensor for each of its pieces."""
+        state, beta = self.state[p], group["momentum"]
+        momentum = state.setdefault("momentum_buffer", torch.zeros_like(p)).lerp_(p.grad, 1 - beta)
+        nesterov = p.grad.lerp(momentum, beta)
+        pieces = [orthogonalise(m, group["ns_steps"]) for m in nesterov.split(self.pieces.get(id(p), [len(p)]))]
+        if group["normalise"]:
+            rms = [o.square().mean(1, keepdim=True) for o in pieces]  # (rows, 1) each
+            running = state.setdefault("row_rms", [torch.zeros_like(r) for r in rms])  # unbiased up to a factor
+            pieces = [o / (v.lerp_(r, 1 - group["beta2"]).sqrt() + 1e-8) for o, v, r in zip(pieces, running, rms)]
+        return [o.mul_(0.2 * o.numel() ** 0.5 / (o.norm() + 1e-8)) for o in pieces]
 
 
 def regulariser_strength(cfg: Config, passes: float) -> float:

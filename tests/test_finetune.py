@@ -171,6 +171,13 @@ def test_bad_lora_options_are_refused(overrides, message):
         resolve(overrides=overrides)
 
 
+def test_lora_adapters_train_with_adamw_where_muon_was_only_the_preset_s_choice():
+    assert resolve(preset="cpu").train.optimizer == "normuon"
+    assert resolve(preset="cpu", overrides={"train.lora_rank": "4"}).train.optimizer == "adamw"
+    base = resolve(preset="cpu")  # a fine-tune starts from its base run's config
+    assert resolve(base=base, overrides={"train.lora_rank": "4"}).train.optimizer == "adamw"
+
+
 def test_lora_options_round_trip_through_the_run_config():
     from gpt.config import from_dict, to_dict, to_toml
     cfg = resolve(overrides={"train.lora_rank": "8", "train.lora_targets": "attn.c_attn,mlp.c_proj"})

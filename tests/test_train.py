@@ -150,25 +150,6 @@ def test_optimizer_groups_decay_matrices_only_and_speed_up_an_untied_embedding()
     assert all(g["lr"] == pytest.approx(resolve(preset="tiny").train.lr) for g in opt.param_groups)  # tied: lr
 
 
-def test_muon_takes_the_hidden_matrices_and_trains():
-    model, (muon, adamw) = _groups({"train.optimizer": "muon"})
-    assert isinstance(muon, torch.optim.Muon) and muon.param_groups[0]["lr"] == adamw.param_groups[0]["lr"]
-    hidden = {id(p) for p in muon.param_groups[0]["params"]}
-    assert hidden and all(p.dim() == 2 for p in muon.param_groups[0]["params"])
-    assert id(model.wte.weight) not in hidden
-    torch.manual_seed(0)
-    x = torch.randint(0, 300, (8, 32))
-    first = None
-    for _ in range(30):
-        _, loss = model(x, x)
-        loss.backward()
-        for opt in (muon, adamw):
-            opt.step()
-            opt.zero_grad()
-        first = first if first is not None else loss.item()
-    assert loss.item() < first - 1.0
-
-
 def test_time_budget_stops_on_time(corpus_file, tmp_path):
     start = time.time()
     run_gpt(*train_args(corpus_file, tmp_path / "run", "--train.max_iters", "10000000", "--train.max_time", "4s"),
