@@ -134,15 +134,19 @@ class Muon(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is not None:
                     p.mul_(1 - group["lr"] * group["weight_decay"])
-                    for rows, update in zip(p.split(self.pieces.get(id(p), [len(p)])), self.update(p, group)):
+                    for rows, update in zip(p.split(self.sizes(p)), self.update(p, group)):
                         rows.add_(update, alpha=-group["lr"])
+
+    def sizes(self, p: nn.Parameter) -> list[int]:
+        """The rows of each map stacked in p: all of them, unless its module gave row_pieces."""
+        return self.pieces.get(id(p), [len(p)])
 
     def update(self, p: nn.Parameter, group: dict) -> list[torch.Tensor]:
         """p's update, a tensor for each of its pieces."""
         state, beta = self.state[p], group["momentum"]
         momentum = state.setdefault("momentum_buffer", torch.zeros_like(p)).lerp_(p.grad, 1 - beta)
         nesterov = p.grad.lerp(momentum, beta)
-        pieces = [orthogonalise(m, group["ns_steps"]) for m in nesterov.split(self.pieces.get(id(p), [len(p)]))]
+        pieces = [orthogonalise(m, group["ns_steps"]) for m in nesterov.split(self.sizes(p))]
         if group["normalise"]:
             rms = [o.square().mean(1, keepdim=True) for o in pieces]  # (rows, 1) each
             running = state.setdefault("row_rms", [torch.zeros_like(r) for r in rms])  # unbiased up to a factor
