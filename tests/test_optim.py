@@ -8,12 +8,14 @@ from gpt.model import GPT
 from gpt.optim import Muon, build_optimizers, orthogonalise
 
 
-def _model_and_optimizers(optimizer: str, **model: object) -> tuple[GPT, list[torch.optim.Optimizer]]:
-    overrides = {"model.vocab_size": 300, "train.optimizer": optimizer, **{f"model.{k}": v for k, v in model.items()}}
-    cfg = resolve(preset="tiny", overrides=overrides)
+def _model_and_optimizers(overrides: dict) -> tuple[GPT, list[torch.optim.Optimizer]]:
+    cfg = resolve(preset="tiny", overrides={"model.vocab_size": 300, **overrides})
     torch.manual_seed(0)
     model = GPT(cfg.model)
     return model, build_optimizers(model, cfg, torch.device("cpu"))
+
+
+FUSED_TWO_WAYS = {"train.optimizer": "normuon", "model.mlp": "swiglu", "model.n_kv_head": 1}  # unequal q / k / v
 
 
 def _step(model: GPT, optimizers: list[torch.optim.Optimizer], seed: int) -> float:
@@ -26,9 +28,25 @@ def _step(model: GPT, optimizers: list[torch.optim.Optimizer], seed: int) -> flo
     return loss.item()
 
 
+def test_optimizer_groups_decay_matrices_only_and_speed_up_an_untied_embedding():
+    untied = {"model.tie_embeddings": False, "train.embedding_lr_scale": 10, "train.lr": 1e-3}
+    model, (adamw,) = _model_and_optimizers(untied)
+    by_param = {id(p): g for g in adamw.param_groups for p in g["params"]}
+    assert len(by_param) == len(list(model.parameters()))  # every parameter once
+    for name, p in model.named_parameters():
+        group = by_param[id(p)]
+        if name == "wte.weight":
+            assert group["lr"] == pytest.approx(1e-2) and group["weight_decay"] == 0.0
+        else:
+            assert group["lr"] == pytest.approx(1e-3)
+            assert group["weight_decay"] == (0.1 if p.dim() == 2 else 0.0), name
+    _, (opt,) = _model_and_optimizers({"model.tie_embeddings": True, "train.embedding_lr_scale": 10})
+    assert all(g["lr"] == pytest.approx(resolve(preset="tiny").train.lr) for g in opt.param_groups)  # tied: lr
+
+
 @pytest.mark.parametrize("optimizer", ["muon", "normuon"])
 def test_muon_takes_the_hidden_matrices_and_trains(optimizer):
-    model, (muon, adamw) = _model_and_optimizers(optimizer)
+    model, (muon, adamw) = _model_and_optimizers({"train.optimizer": optimizer})
     assert isinstance(muon, Muon) and muon.param_groups[0]["lr"] == adamw.param_groups[0]["lr"]
     hidden = {id(p) for p in muon.param_groups[0]["params"]}
     assert hidden and all(p.dim() == 2 for p in muon.param_groups[0]["params"])
@@ -74,7 +92,7 @@ def test_normuon_gives_every_neuron_the_same_update_size():
 
 
 def test_normuon_resumes_from_its_saved_state_exactly():
-    model, optimizers = _model_and_optimizers("normuon", mlp="swiglu", n_kv_head=1)  # two kinds of fused matrix
+    model, optimizers = _model_and_optimizers(FUSED_TWO_WAYS)
     for seed in range(3):
         _step(model, optimizers, seed)
     saved = io.BytesIO()
@@ -83,7 +101,7 @@ def test_normuon_resumes_from_its_saved_state_exactly():
 
     saved.seek(0)
     state = torch.load(saved, weights_only=True)  # as checkpoints are read: no code executed
-    model, optimizers = _model_and_optimizers("normuon", mlp="swiglu", n_kv_head=1)
+    model, optimizers = _model_and_optimizers(FUSED_TWO_WAYS)
     model.load_state_dict(state["model"])
     for opt, opt_state in zip(optimizers, state["optimizers"]):
         opt.load_state_dict(opt_state)

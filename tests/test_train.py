@@ -129,27 +129,6 @@ def test_schedule_shapes(schedule):
         assert lrs[100] == 1.0
 
 
-def _groups(overrides: dict) -> tuple[GPT, list[torch.optim.Optimizer]]:
-    cfg = resolve(preset="tiny", overrides={"model.vocab_size": 300, **overrides})
-    model = GPT(cfg.model)
-    return model, build_optimizers(model, cfg, torch.device("cpu"))
-
-
-def test_optimizer_groups_decay_matrices_only_and_speed_up_an_untied_embedding():
-    model, (adamw,) = _groups({"model.tie_embeddings": False, "train.embedding_lr_scale": 10, "train.lr": 1e-3})
-    by_param = {id(p): g for g in adamw.param_groups for p in g["params"]}
-    assert len(by_param) == len(list(model.parameters()))  # every parameter once
-    for name, p in model.named_parameters():
-        group = by_param[id(p)]
-        if name == "wte.weight":
-            assert group["lr"] == pytest.approx(1e-2) and group["weight_decay"] == 0.0
-        else:
-            assert group["lr"] == pytest.approx(1e-3)
-            assert group["weight_decay"] == (0.1 if p.dim() == 2 else 0.0), name
-    _, (opt,) = _groups({"model.tie_embeddings": True, "train.embedding_lr_scale": 10})
-    assert all(g["lr"] == pytest.approx(resolve(preset="tiny").train.lr) for g in opt.param_groups)  # tied: lr
-
-
 def test_time_budget_stops_on_time(corpus_file, tmp_path):
     start = time.time()
     run_gpt(*train_args(corpus_file, tmp_path / "run", "--train.max_iters", "10000000", "--train.max_time", "4s"),
