@@ -88,7 +88,7 @@ def test_a_text_that_is_mostly_entries_is_trained_for_recall(notes, tmp_path):
     assert entry_share([Document("story", story + GLOSSARY)], pairs) < 0.1  # the same entries in a longer prose text
     assert recall_overrides(cfg, 0.9) == {"model.drop_path": 0.0, "train.weight_decay": 0.1, "train.max_epochs": 0,
                                           "data.chat_weight": 0.25, "data.chat_weight_decay": 0.5,
-                                          "tokenizer.vocab_size": 4096, "model.n_layer": 2}
+                                          "tokenizer.vocab_size": 4096, "model.n_layer": 2, "train.muon_lr": 3e-3}
     assert recall_overrides(cfg, 0.1) == {}  # prose with a few definitions: the preset's regulariser stays
     assert recall_overrides(resolve(overrides={"data.chat_weight": 0.25, "data.chat_weight_decay": 0.5,
                                                "tokenizer.vocab_size": 8192}), 0.9) == {}  # another model: as set
